@@ -1,0 +1,208 @@
+//! Sets of IPv4 and IPv6 CIDR ranges.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+/// An address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl Family {
+    /// Both families, IPv4 first.
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    /// `"ipv4"` or `"ipv6"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// The family of a network.
+    pub fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::Ipv4,
+            IpNet::V6(_) => Family::Ipv6,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A sorted, duplicate-free set of IPv4 and IPv6 CIDR ranges.
+///
+/// [`RangeSet::aggregated`] merges overlapping and adjacent ranges (what cf-allow wants a
+/// firewall to hold); [`RangeSet::exact`] keeps every prefix as given (what a firewall holds
+/// now, so a plan can remove exactly the entries that exist).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct RangeSet {
+    /// IPv4 ranges, sorted.
+    pub ipv4: Vec<Ipv4Net>,
+    /// IPv6 ranges, sorted.
+    pub ipv6: Vec<Ipv6Net>,
+}
+
+impl RangeSet {
+    /// The smallest set of prefixes that covers exactly the addresses of `nets`.
+    pub fn aggregated<I: IntoIterator<Item = IpNet>>(nets: I) -> RangeSet {
+        let (v4, v6) = split(nets);
+        RangeSet {
+            ipv4: Ipv4Net::aggregate(&v4.into_iter().map(|n| n.trunc()).collect()),
+            ipv6: Ipv6Net::aggregate(&v6.into_iter().map(|n| n.trunc()).collect()),
+        }
+    }
+
+    /// The prefixes of `nets` as given (host bits cleared), sorted, duplicates dropped.
+    pub fn exact<I: IntoIterator<Item = IpNet>>(nets: I) -> RangeSet {
+        let (v4, v6) = split(nets);
+        let v4: BTreeSet<Ipv4Net> = v4.into_iter().map(|n| n.trunc()).collect();
+        let v6: BTreeSet<Ipv6Net> = v6.into_iter().map(|n| n.trunc()).collect();
+        RangeSet {
+            ipv4: v4.into_iter().collect(),
+            ipv6: v6.into_iter().collect(),
+        }
+    }
+
+    /// Number of ranges in both families.
+    pub fn len(&self) -> usize {
+        self.ipv4.len() + self.ipv6.len()
+    }
+
+    /// True when neither family holds a range.
+    pub fn is_empty(&self) -> bool {
+        self.ipv4.is_empty() && self.ipv6.is_empty()
+    }
+
+    /// Number of ranges of one family.
+    pub fn len_of(&self, family: Family) -> usize {
+        match family {
+            Family::Ipv4 => self.ipv4.len(),
+            Family::Ipv6 => self.ipv6.len(),
+        }
+    }
+
+    /// Every range, IPv4 first, each family sorted.
+    pub fn iter(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.ipv4
+            .iter()
+            .map(|n| IpNet::V4(*n))
+            .chain(self.ipv6.iter().map(|n| IpNet::V6(*n)))
+    }
+
+    /// Every range of one family, sorted.
+    pub fn iter_family(&self, family: Family) -> Box<dyn Iterator<Item = IpNet> + '_> {
+        match family {
+            Family::Ipv4 => Box::new(self.ipv4.iter().map(|n| IpNet::V4(*n))),
+            Family::Ipv6 => Box::new(self.ipv6.iter().map(|n| IpNet::V6(*n))),
+        }
+    }
+
+    /// True when `net` is one of the prefixes of this set (not merely covered by one).
+    pub fn contains(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => self.ipv4.binary_search(n).is_ok(),
+            IpNet::V6(n) => self.ipv6.binary_search(n).is_ok(),
+        }
+    }
+
+    /// True when some range of this set covers every address of `net`.
+    pub fn covers(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => self.ipv4.iter().any(|r| r.contains(n)),
+            IpNet::V6(n) => self.ipv6.iter().any(|r| r.contains(n)),
+        }
+    }
+
+    /// The aggregated union of two sets.
+    pub fn union(&self, other: &RangeSet) -> RangeSet {
+        RangeSet::aggregated(self.iter().chain(other.iter()))
+    }
+
+    /// The prefixes of `self` that are not prefixes of `other`.
+    pub fn difference(&self, other: &RangeSet) -> RangeSet {
+        RangeSet::exact(self.iter().filter(|n| !other.contains(n)))
+    }
+
+    /// The ranges as strings, per family, for reports.
+    pub fn to_strings(&self, family: Family) -> Vec<String> {
+        self.iter_family(family).map(|n| n.to_string()).collect()
+    }
+}
+
+impl FromIterator<IpNet> for RangeSet {
+    /// Collects into an aggregated set.
+    fn from_iter<I: IntoIterator<Item = IpNet>>(iter: I) -> Self {
+        RangeSet::aggregated(iter)
+    }
+}
+
+impl fmt::Display for RangeSet {
+    /// One range per line, IPv4 first.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for net in self.iter() {
+            writeln!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
+
+fn split<I: IntoIterator<Item = IpNet>>(nets: I) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for net in nets {
+        match net {
+            IpNet::V4(n) => v4.push(n),
+            IpNet::V6(n) => v6.push(n),
+        }
+    }
+    (v4, v6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().expect("test CIDR")).collect()
+    }
+
+    #[test]
+    fn aggregated_merges_overlaps_and_neighbours() {
+        let set = RangeSet::aggregated(nets(&[
+            "104.16.0.0/13",
+            "104.24.0.0/14",
+            "104.16.0.0/12",
+            "10.0.0.0/25",
+            "10.0.0.128/25",
+            "2400:cb00::/32",
+            "2400:cb00::/33",
+        ]));
+        assert_eq!(
+            set.to_string(),
+            "10.0.0.0/24\n104.16.0.0/12\n2400:cb00::/32\n"
+        );
+    }
+
+    #[test]
+    fn exact_keeps_prefixes_and_drops_duplicates() {
+        let set = RangeSet::exact(nets(&["10.0.0.128/25", "10.0.0.0/25", "10.0.0.0/25"]));
+        assert_eq!(set.to_string(), "10.0.0.0/25\n10.0.0.128/25\n");
+        assert!(set.contains(&"10.0.0.0/25".parse().expect("cidr")));
+        assert!(!set.contains(&"10.0.0.0/24".parse().expect("cidr")));
+        assert!(set.covers(&"10.0.0.0/26".parse().expect("cidr")));
+    }
+}
