@@ -1,0 +1,157 @@
+//! Command-line definitions (clap derive). The man page and shell completions are generated
+//! from these, so every flag documented here is documented everywhere.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backends::BackendKind;
+
+/// Keep the firewall allowlist exactly in sync with Cloudflare's IP ranges.
+///
+/// cf-allow fetches Cloudflare's published IPv4 and IPv6 ranges, validates them, compares them
+/// with what the firewall (nftables, iptables/ip6tables or CSF) holds, and applies only the
+/// difference, atomically. A failed or suspicious download never empties the allowlist.
+#[derive(Debug, Parser)]
+#[command(name = "cf-allow", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file [default: /etc/cf-allow/config.yaml; a missing default file means
+    /// built-in defaults]
+    #[arg(long, global = true, env = "CF_ALLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors; no summary when nothing changed
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Seconds to wait for another cf-allow run to finish before giving up
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECS")]
+    pub wait: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch, validate, diff against the firewall, and apply only the difference
+    Sync(SyncArgs),
+    /// Fetch and validate the list and print it (nothing is applied)
+    Ranges(RangesArgs),
+    /// Show what cf-allow manages on the firewall and whether it matches the last good list
+    Status(StatusArgs),
+    /// Delete everything cf-allow created on the firewall; nothing else is touched
+    Remove(RemoveArgs),
+    /// Print shell completions for SHELL to stdout
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    Man,
+}
+
+/// Where the list comes from.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Fetch from URL instead of the configured sources (repeat to merge several lists)
+    #[arg(long = "source", value_name = "URL")]
+    pub sources: Vec<String>,
+
+    /// Use no network: the last good cached list, else the compiled-in list
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `sync` flags.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Backend to use, overriding the config (default: detect)
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Print the plan, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Pass the shrink guard (never the syntax or sanity checks)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 2 when something changed (with --dry-run: would change)
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// `ranges` flags.
+#[derive(Debug, Args)]
+pub struct RangesArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `status` flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Backend to inspect, overriding the config (default: detect)
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 2 when the firewall does not match the last good list or needs repairs
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// `remove` flags.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Backend to clean up, overriding the config (default: detect)
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Print what would be deleted, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 2 when something was (or would be) deleted
+    #[arg(long)]
+    pub exit_code: bool,
+}

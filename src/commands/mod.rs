@@ -1,0 +1,49 @@
+//! One module per subcommand. Each returns whether it changed something (or would have),
+//! so that `main` can pick the exit code.
+
+pub mod ranges;
+pub mod remove;
+pub mod status;
+pub mod sync;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use cf_allow_diff::{Family, RangeSet};
+
+use crate::lock::{self, RunLock};
+
+/// What `main` needs to know about a run.
+pub struct Outcome {
+    /// True when the firewall changed (or, for dry runs and status, would change).
+    pub changed: bool,
+}
+
+/// Per-family JSON lists: `{"ipv4": [...], "ipv6": [...]}`.
+pub fn families_json(set: &RangeSet) -> Value {
+    json!({
+        "ipv4": set.to_strings(Family::Ipv4),
+        "ipv6": set.to_strings(Family::Ipv6),
+    })
+}
+
+/// Prints one JSON document on stdout.
+pub fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Takes the run lock in `state_dir`.
+pub fn lock(state_dir: &Path, wait_secs: u64) -> Result<RunLock> {
+    lock::acquire(state_dir, Duration::from_secs(wait_secs))
+}
+
+/// Logs each backend warning.
+pub fn log_warnings(backend: &str, warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("{backend}: {w}");
+    }
+}

@@ -1,0 +1,24 @@
+//! `cf-allow ranges`: fetch, validate and print the list. It changes no firewall, so it takes
+//! no run lock (cache writes are atomic renames).
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{families_json, print_json, Outcome};
+use crate::cli::RangesArgs;
+use crate::config::Config;
+use crate::list;
+
+/// Runs `ranges`.
+pub fn run(config: &Config, args: &RangesArgs) -> Result<Outcome> {
+    let desired = list::desired(config, &args.source)?;
+    if args.json {
+        print_json(&json!({
+            "ranges": families_json(&desired.ranges),
+            "list": super::sync::list_json(&desired),
+        }))?;
+    } else {
+        print!("{}", desired.ranges);
+    }
+    Ok(Outcome { changed: false })
+}

@@ -1,0 +1,45 @@
+//! `cf-allow remove`: delete everything cf-allow created on the backend, nothing else.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::{print_json, Outcome};
+use crate::backends;
+use crate::cli::RemoveArgs;
+use crate::config::Config;
+
+/// Runs `remove`.
+pub fn run(mut config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+    let kind = backends::choose(args.backend, &config)?;
+    let _lock = super::lock(&config.state_dir, wait_secs)?;
+    let mut backend = backends::open(kind, &mut config)?;
+    let name = backend.name();
+    let removed = backend
+        .remove(args.dry_run)
+        .with_context(|| format!("{name}: remove failed"))?;
+    for line in &removed {
+        if !args.dry_run {
+            tracing::info!("{name}: removed {line}");
+        }
+    }
+    if args.json {
+        print_json(&json!({
+            "backend": name,
+            "dry_run": args.dry_run,
+            "changed": !removed.is_empty(),
+            "removed": removed,
+        }))?;
+    } else if removed.is_empty() {
+        if !quiet {
+            println!("{name}: nothing to remove");
+        }
+    } else {
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        for line in &removed {
+            println!("{name}: {verb} {line}");
+        }
+    }
+    Ok(Outcome {
+        changed: !removed.is_empty(),
+    })
+}

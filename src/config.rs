@@ -1,0 +1,278 @@
+//! The configuration file (`/etc/cf-allow/config.yaml`), with the contract's defaults.
+//!
+//! Unknown keys and bad values are errors that name the key and its line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::backends::BackendKind;
+
+/// Where the config lives when neither `--config` nor `$CF_ALLOW_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/cf-allow/config.yaml";
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Backend; `None` = detect.
+    pub backend: Option<BackendKind>,
+    /// TCP destination ports opened to Cloudflare; empty = all ports.
+    pub ports: Vec<Port>,
+    /// Alternatives, tried in order; each one URL or several URLs merged.
+    pub sources: Vec<SourceAlternative>,
+    /// Total time for one request.
+    pub timeout_secs: Seconds,
+    /// Cache of the last good list, ETags and the lock file.
+    pub state_dir: PathBuf,
+    /// The admin's own ranges, always allowed (validated like the feed).
+    pub extra_cidrs: Vec<String>,
+    /// Sanity limits.
+    pub guard: Guard,
+    /// nftables backend settings.
+    pub nftables: cf_allow_nftables::Settings,
+    /// iptables backend settings.
+    pub iptables: cf_allow_iptables::Settings,
+    /// CSF backend settings.
+    pub csf: cf_allow_csf::Settings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: None,
+            ports: vec![Port(80), Port(443)],
+            sources: vec![
+                SourceAlternative::One(SourceUrl(
+                    "https://api.cloudflare.com/client/v4/ips".into(),
+                )),
+                SourceAlternative::Merged(vec![
+                    SourceUrl("https://www.cloudflare.com/ips-v4".into()),
+                    SourceUrl("https://www.cloudflare.com/ips-v6".into()),
+                ]),
+            ],
+            timeout_secs: Seconds(15),
+            state_dir: PathBuf::from("/var/lib/cf-allow"),
+            extra_cidrs: Vec::new(),
+            guard: Guard::default(),
+            nftables: Default::default(),
+            iptables: Default::default(),
+            csf: Default::default(),
+        }
+    }
+}
+
+/// The `guard` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guard {
+    /// Refuse a plan that removes more than this share of the applied ranges (unless --force).
+    pub max_shrink_percent: Percent,
+    /// Refuse a list with more entries than this.
+    pub max_entries: usize,
+    /// Accept private, documentation and other reserved ranges.
+    pub allow_reserved: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            max_shrink_percent: Percent(50),
+            max_entries: 10_000,
+            allow_reserved: false,
+        }
+    }
+}
+
+/// One entry of `sources`: a URL, or a list of URLs whose lists are merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a URL or a list of URLs")]
+pub enum SourceAlternative {
+    /// One URL.
+    One(SourceUrl),
+    /// Several URLs merged into one list.
+    Merged(Vec<SourceUrl>),
+}
+
+impl SourceAlternative {
+    /// The URLs of this alternative.
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            SourceAlternative::One(u) => vec![u.0.clone()],
+            SourceAlternative::Merged(us) => us.iter().map(|u| u.0.clone()).collect(),
+        }
+    }
+}
+
+/// A source URL (`https://`, `http://` or `file://`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrl(pub String);
+
+impl SourceUrl {
+    /// Checks the scheme.
+    pub fn parse(s: &str) -> Result<SourceUrl, String> {
+        let ok = ["https://", "http://", "file://"]
+            .iter()
+            .any(|scheme| s.len() > scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme));
+        if ok {
+            Ok(SourceUrl(s.to_string()))
+        } else {
+            Err(format!(
+                "source {s:?} is not an https://, http:// or file:// URL"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SourceUrl::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A TCP port, 1–65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match u16::try_from(n) {
+            Ok(p) if p != 0 => Ok(Port(p)),
+            _ => Err(de::Error::custom(format!(
+                "port {n} is not a TCP port (1-65535)"
+            ))),
+        }
+    }
+}
+
+/// A percentage, 0–100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(pub u8);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match u8::try_from(n) {
+            Ok(p) if p <= 100 => Ok(Percent(p)),
+            _ => Err(de::Error::custom(format!("{n} is not a percentage (0-100)"))),
+        }
+    }
+}
+
+/// A positive number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        if n == 0 || n > 3600 {
+            return Err(de::Error::custom(format!(
+                "{n} is not a timeout in seconds (1-3600)"
+            )));
+        }
+        Ok(Seconds(n))
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which file was used, for messages.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The file it came from; `None` when the default file is absent and defaults are used.
+    pub path: Option<PathBuf>,
+}
+
+/// Loads `explicit` (an error when missing), else the default path (defaults when missing).
+pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
+    let (path, must_exist) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            return Ok(Loaded {
+                config: Config::default(),
+                path: None,
+            })
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read config {}", path.display())),
+    };
+    let config = parse(&text).with_context(|| format!("config {}", path.display()))?;
+    Ok(Loaded {
+        config,
+        path: Some(path),
+    })
+}
+
+/// Parses YAML text; an empty document means all defaults.
+pub fn parse(text: &str) -> Result<Config> {
+    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        return Ok(Config::default());
+    }
+    let config: Config = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if config.sources.is_empty() {
+        bail!("sources: at least one source is required");
+    }
+    if config
+        .sources
+        .iter()
+        .any(|alt| matches!(alt, SourceAlternative::Merged(v) if v.is_empty()))
+    {
+        bail!("sources: an alternative lists no URL");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_gives_contract_defaults() {
+        let c = parse("# nothing\n").expect("defaults");
+        assert_eq!(c.ports, vec![Port(80), Port(443)]);
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.sources[1].urls().len(), 2);
+        assert_eq!(c.timeout_secs, Seconds(15));
+        assert_eq!(c.guard.max_shrink_percent, Percent(50));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/cf-allow"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("ports: [443]\nguard:\n  max_shrink: 10\n").expect_err("unknown key");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("unknown field `max_shrink`"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_problem_and_line() {
+        for (yaml, needle) in [
+            ("ports: [0]\n", "port 0 is not a TCP port"),
+            ("ports: [70000]\n", "port 70000"),
+            ("guard:\n  max_shrink_percent: 150\n", "150 is not a percentage"),
+            ("sources: [ftp://x]\n", "a URL or a list of URLs"),
+            ("timeout_secs: 0\n", "0 is not a timeout"),
+            ("backend: pf\n", "unknown variant `pf`"),
+        ] {
+            let msg = format!("{:#}", parse(yaml).expect_err(yaml));
+            assert!(msg.contains(needle), "{yaml}: {msg}");
+            assert!(msg.contains("line "), "{yaml}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The list cf-allow wants on the firewall: Cloudflare's ranges plus `extra_cidrs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cf_allow_diff::RangeSet;
+use cf_allow_fetch::{FetchOptions, FetchedList, Validation};
+
+use crate::cli::SourceArgs;
+use crate::config::Config;
+
+/// The fetched list and the ranges to apply.
+pub struct Desired {
+    /// Cloudflare's list as fetched (or from the cache / compiled in).
+    pub list: FetchedList,
+    /// The list plus `extra_cidrs`, aggregated.
+    pub ranges: RangeSet,
+}
+
+/// The validation limits from the `guard` section.
+pub fn validation(config: &Config) -> Validation {
+    Validation {
+        allow_reserved: config.guard.allow_reserved,
+        max_entries: config.guard.max_entries,
+    }
+}
+
+/// Fetch options from the config, with `--source` / `--offline` applied.
+pub fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
+    let alternatives = if args.sources.is_empty() {
+        config.sources.iter().map(|alt| alt.urls()).collect()
+    } else {
+        vec![args.sources.clone()]
+    };
+    let mut options = FetchOptions::new(alternatives, PathBuf::from(&config.state_dir));
+    options.timeout = Duration::from_secs(config.timeout_secs.0);
+    options.connect_timeout = options.connect_timeout.min(options.timeout);
+    options.offline = args.offline;
+    options.validation = validation(config);
+    options
+}
+
+/// Fetches and validates the list, then adds `extra_cidrs`.
+pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
+    for url in &args.sources {
+        crate::config::SourceUrl::parse(url).map_err(anyhow::Error::msg)?;
+    }
+    let extra = cf_allow_fetch::validate_cidrs(
+        "extra_cidrs",
+        &config.extra_cidrs,
+        &validation(config),
+    )
+    .context("config")?;
+    let list = cf_allow_fetch::fetch(&fetch_options(config, args))?;
+    let ranges = list.ranges.union(&extra);
+    if ranges.len() > config.guard.max_entries {
+        bail!(
+            "the list and extra_cidrs hold {} ranges, more than guard.max_entries ({})",
+            ranges.len(),
+            config.guard.max_entries
+        );
+    }
+    Ok(Desired { list, ranges })
+}
