@@ -1,1 +1,377 @@
-//! placeholder
+//! cf-allow's fetcher: gets Cloudflare's IP list from the configured sources (the API JSON or
+//! plain-text lists, over HTTPS with rustls, or from `file://` paths), validates it, and keeps
+//! the last good list in `state_dir`.
+//!
+//! Conditional requests (`If-None-Match`, and the API's `result.etag`) make an unchanged list
+//! cost one small request. When no source can be reached at all, [`fetch`] falls back to the
+//! cached list, else to the list compiled into the binary, and warns which one it used and how
+//! old it is. A source that answers badly (an HTTP error, an HTML page, a list that fails
+//! validation) is an alarm instead: [`fetch`] fails unless another alternative yields a valid
+//! list, and the cache is left untouched.
+
+mod cache;
+mod embedded;
+mod error;
+mod parse;
+mod transport;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use cf_allow_diff::{IpNet, RangeSet};
+use serde::Serialize;
+
+pub use cache::{cache_path, CACHE_FILE};
+pub use embedded::{embedded, EMBEDDED_V4, EMBEDDED_V6, EMBEDDED_VERIFIED};
+pub use error::{EntryIssue, FetchError, Problem};
+pub use validate::{validate_cidrs, Validation, MIN_PREFIX_V4, MIN_PREFIX_V6};
+
+use cache::{Cache, CachedList, UrlRecord};
+use parse::Context;
+use transport::{Answer, Transport};
+
+/// The User-Agent sent with every request.
+pub const USER_AGENT: &str = concat!("cf-allow/", env!("CARGO_PKG_VERSION"));
+
+/// How to fetch the list.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Sources, tried in order; each inner list is one alternative whose URLs are merged.
+    pub alternatives: Vec<Vec<String>>,
+    /// Total time allowed for one request, body included.
+    pub timeout: Duration,
+    /// Time allowed to connect (capped at `timeout`).
+    pub connect_timeout: Duration,
+    /// The largest body accepted, counted while reading.
+    pub max_body_bytes: u64,
+    /// Extra attempts after a transport error, a 5xx or a 429.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+    /// Where the last good list is cached.
+    pub state_dir: PathBuf,
+    /// Skip the network: use the cache, else the embedded list.
+    pub offline: bool,
+    /// Limits every list must respect.
+    pub validation: Validation,
+}
+
+impl FetchOptions {
+    /// Options with the defaults: 15 s total and 5 s connect timeout, a 1 MiB body limit,
+    /// 2 retries after 0.5 s and 1 s, strict validation.
+    pub fn new(alternatives: Vec<Vec<String>>, state_dir: PathBuf) -> Self {
+        FetchOptions {
+            alternatives,
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            max_body_bytes: 1024 * 1024,
+            retries: 2,
+            retry_backoff: Duration::from_millis(500),
+            state_dir,
+            offline: false,
+            validation: Validation::default(),
+        }
+    }
+}
+
+/// Where a list came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Fetched just now.
+    Network,
+    /// The source confirmed that the cached list is current (304, or the same API etag).
+    NotModified,
+    /// No source was reachable (or `--offline`): the last good list from `state_dir`.
+    Cache,
+    /// No source was reachable and nothing was cached: the list compiled into cf-allow.
+    Embedded,
+}
+
+impl Origin {
+    /// `network`, `not-modified`, `cache` or `embedded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Network => "network",
+            Origin::NotModified => "not-modified",
+            Origin::Cache => "cache",
+            Origin::Embedded => "embedded",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated list and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedList {
+    /// The ranges, aggregated and validated.
+    pub ranges: RangeSet,
+    /// The URL, the URLs of a merged alternative joined with ", ", or `embedded`.
+    pub source: String,
+    /// The API's `result.etag`, else the HTTP `ETag` (joined with ", " when merged).
+    pub etag: Option<String>,
+    /// Network, not modified, cache or embedded.
+    pub origin: Origin,
+    /// When the source last confirmed this list (embedded: the day it was verified).
+    pub fetched_at: SystemTime,
+}
+
+impl FetchedList {
+    /// How long ago the list was fetched, in whole seconds (zero if the clock went backwards).
+    pub fn age(&self) -> Duration {
+        age_since(self.fetched_at)
+    }
+}
+
+/// Whole seconds since `t`; zero if `t` is in the future.
+fn age_since(t: SystemTime) -> Duration {
+    let age = SystemTime::now().duration_since(t).unwrap_or_default();
+    Duration::from_secs(age.as_secs())
+}
+
+/// A duration for people: `40 s`, `12 min`, `3 h`, `4 d`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 if d.as_millis() > 0 => format!("{:.1} s", d.as_secs_f64()),
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
+}
+
+/// Fetches the list from the first alternative that yields a valid one and caches it.
+///
+/// Falls back to the cache, else the embedded list (with a warning), when `offline` is set
+/// or no alternative could be reached at all. Fails when an alternative was reached but none
+/// yielded a valid list; the error names each alternative and what was wrong with it.
+pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
+    let alternatives: Vec<&Vec<String>> =
+        opts.alternatives.iter().filter(|a| !a.is_empty()).collect();
+    let cache = cache::load_or_warn(&opts.state_dir);
+    if opts.offline {
+        return Ok(fall_back(opts, cache, "offline"));
+    }
+    if alternatives.is_empty() {
+        return Err(FetchError::NoSources);
+    }
+    let transport = Transport::new(opts)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError::Client(e.to_string()))?;
+    let mut failures = Vec::new();
+    for (i, urls) in alternatives.iter().enumerate() {
+        match runtime.block_on(try_alternative(&transport, urls, cache.as_ref(), opts)) {
+            Ok(won) => {
+                let list = &won.list;
+                tracing::info!(
+                    "using the list from {} ({}: {} IPv4 and {} IPv6 ranges{})",
+                    list.source,
+                    list.origin,
+                    list.ranges.ipv4.len(),
+                    list.ranges.ipv6.len(),
+                    if i > 0 {
+                        format!("; source {} of {} in order", i + 1, alternatives.len())
+                    } else {
+                        String::new()
+                    }
+                );
+                persist(opts, cache, &won);
+                return Ok(won.list);
+            }
+            Err(e) => {
+                if i + 1 < alternatives.len() {
+                    tracing::warn!("{e}; trying the next source");
+                }
+                failures.push(e);
+            }
+        }
+    }
+    if failures.iter().all(FetchError::is_unreachable) {
+        let why = format!(
+            "no source reachable ({})",
+            failures
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        return Ok(fall_back(opts, cache, &why));
+    }
+    Err(FetchError::NoValidList { failures })
+}
+
+/// The last good list from `state_dir` (origin `cache`), for `status`. `Ok(None)` when none is
+/// cached or the cache is corrupt (with a warning).
+pub fn last_good(state_dir: &Path) -> Result<Option<FetchedList>, FetchError> {
+    Ok(cache::load(state_dir)?.map(|c| from_cache(&c.list)))
+}
+
+fn from_cache(list: &CachedList) -> FetchedList {
+    FetchedList {
+        ranges: list.ranges(),
+        source: list.source.clone(),
+        etag: list.etag.clone(),
+        origin: Origin::Cache,
+        fetched_at: list.fetched_at(),
+    }
+}
+
+/// The cache if it still passes validation, else the embedded list; warns which and how old.
+fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedList {
+    if let Some(cache) = cache {
+        let list = from_cache(&cache.list);
+        match validate::recheck(&list.ranges, &opts.validation) {
+            Ok(()) => {
+                tracing::warn!(
+                    "{why}; using the cached list from {} fetched {} ago",
+                    list.source,
+                    format_duration(list.age())
+                );
+                return list;
+            }
+            Err(problem) => tracing::warn!(
+                "{why}; ignoring the cached list from {}: {problem}",
+                list.source
+            ),
+        }
+    }
+    let age = age_since(embedded::verified_at());
+    tracing::warn!(
+        "{why}; using the list compiled into cf-allow (verified {EMBEDDED_VERIFIED}, {} ago)",
+        format_duration(age)
+    );
+    embedded()
+}
+
+/// A valid list from one alternative, and what to remember about each of its URLs.
+struct Won {
+    list: FetchedList,
+    records: Vec<(String, UrlRecord)>,
+}
+
+/// Fetches every URL of one alternative, validates each, then the merged list.
+async fn try_alternative(
+    transport: &Transport,
+    urls: &[String],
+    cache: Option<&Cache>,
+    opts: &FetchOptions,
+) -> Result<Won, FetchError> {
+    let mut nets: Vec<IpNet> = Vec::new();
+    let mut records = Vec::new();
+    let mut etags = Vec::new();
+    let mut all_not_modified = true;
+    for url in urls {
+        let invalid = |problem| FetchError::Invalid {
+            url: url.clone(),
+            problem,
+        };
+        let cached = cache.and_then(|c| c.urls.get(url));
+        let if_none_match = cached.and_then(|r| r.etag.as_deref());
+        let answer = transport
+            .get(url, if_none_match)
+            .await
+            .map_err(|f| f.into_error(url))?;
+        let (bytes, context, http_etag, mut not_modified) = match answer {
+            Answer::Body {
+                bytes,
+                context,
+                etag,
+            } => (bytes, context, etag, false),
+            Answer::NotModified => {
+                let record = cached.ok_or_else(|| invalid(Problem::UnexpectedNotModified))?;
+                let context = Context {
+                    status: Some(304),
+                    content_type: None,
+                };
+                (
+                    record.body.clone().into_bytes(),
+                    context,
+                    record.etag.clone(),
+                    true,
+                )
+            }
+        };
+        let parsed = parse::parse_body(&bytes, &context).map_err(invalid)?;
+        if parsed.entries.is_empty() {
+            return Err(invalid(Problem::NoEntries));
+        }
+        nets.extend(validate::check_entries(&parsed.entries, &opts.validation).map_err(invalid)?);
+        if parsed.api_etag.is_some() && parsed.api_etag == cached.and_then(|r| r.api_etag.clone()) {
+            not_modified = true;
+        }
+        all_not_modified &= not_modified;
+        etags.extend(parsed.api_etag.clone().or_else(|| http_etag.clone()));
+        let can_revalidate = http_etag.is_some() || parsed.api_etag.is_some();
+        if can_revalidate && (url.starts_with("http://") || url.starts_with("https://")) {
+            if let Ok(body) = String::from_utf8(bytes) {
+                records.push((
+                    url.clone(),
+                    UrlRecord {
+                        etag: http_etag,
+                        api_etag: parsed.api_etag,
+                        body,
+                    },
+                ));
+            }
+        }
+    }
+    let source = urls.join(", ");
+    validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
+        url: source.clone(),
+        problem,
+    })?;
+    let origin = if all_not_modified {
+        Origin::NotModified
+    } else {
+        Origin::Network
+    };
+    Ok(Won {
+        list: FetchedList {
+            ranges: RangeSet::aggregated(nets),
+            source,
+            etag: (!etags.is_empty()).then(|| etags.join(", ")),
+            origin,
+            fetched_at: SystemTime::now(),
+        },
+        records,
+    })
+}
+
+/// Writes the winning list to the cache; a failure is a warning, the list is still good.
+fn persist(opts: &FetchOptions, old: Option<Cache>, won: &Won) {
+    let list = &won.list;
+    let mut cache = Cache::new(CachedList {
+        source: list.source.clone(),
+        etag: list.etag.clone(),
+        fetched_at: cache::unix_secs(list.fetched_at),
+        ipv4: list.ranges.ipv4.clone(),
+        ipv6: list.ranges.ipv6.clone(),
+    });
+    let configured: BTreeSet<&String> = opts.alternatives.iter().flatten().collect();
+    if let Some(old) = old {
+        cache.urls = old
+            .urls
+            .into_iter()
+            .filter(|(url, _)| configured.contains(url))
+            .collect();
+    }
+    cache.urls.extend(won.records.iter().cloned());
+    match cache::store(&opts.state_dir, &cache) {
+        Ok(()) => tracing::debug!("cached the list in {}", cache_path(&opts.state_dir).display()),
+        Err(e) => tracing::warn!(
+            "cannot write the cache {}: {e}; without network the next run falls back to an older list",
+            cache_path(&opts.state_dir).display()
+        ),
+    }
+}

@@ -1,0 +1,197 @@
+//! The state file in `state_dir`: the last good list, plus each URL's ETag and body so a
+//! `304 Not Modified` can be answered from it. Written atomically, only after validation.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cf_allow_diff::{Ipv4Net, Ipv6Net, RangeSet};
+use serde::{Deserialize, Serialize};
+
+use crate::error::FetchError;
+
+/// The cache file's name inside `state_dir`.
+pub const CACHE_FILE: &str = "last-good.json";
+
+const FORMAT: u32 = 1;
+
+/// The cache file of a state directory.
+pub fn cache_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(CACHE_FILE)
+}
+
+/// The whole cache file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cache {
+    pub format: u32,
+    pub list: CachedList,
+    #[serde(default)]
+    pub urls: BTreeMap<String, UrlRecord>,
+}
+
+/// The last good list.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CachedList {
+    pub source: String,
+    pub etag: Option<String>,
+    /// Seconds since the Unix epoch when the list was last confirmed by its source.
+    pub fetched_at: u64,
+    pub ipv4: Vec<Ipv4Net>,
+    pub ipv6: Vec<Ipv6Net>,
+}
+
+/// What one URL answered last time it was part of a good list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UrlRecord {
+    /// The HTTP `ETag` header, sent back as `If-None-Match`.
+    pub etag: Option<String>,
+    /// The API JSON's `result.etag`.
+    pub api_etag: Option<String>,
+    /// The body (validated UTF-8).
+    pub body: String,
+}
+
+impl Cache {
+    pub fn new(list: CachedList) -> Cache {
+        Cache {
+            format: FORMAT,
+            list,
+            urls: BTreeMap::new(),
+        }
+    }
+}
+
+impl CachedList {
+    pub fn ranges(&self) -> RangeSet {
+        RangeSet {
+            ipv4: self.ipv4.clone(),
+            ipv6: self.ipv6.clone(),
+        }
+    }
+
+    pub fn fetched_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.fetched_at)
+    }
+}
+
+/// Seconds since the epoch (0 for times before it).
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads the cache: `Ok(None)` when there is none or it is corrupt (with a warning),
+/// `Err` only when the file exists and cannot be read.
+pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
+    let path = cache_path(state_dir);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(FetchError::CacheRead {
+                path,
+                reason: e.to_string(),
+            })
+        }
+    };
+    match serde_json::from_slice::<Cache>(&bytes) {
+        Ok(cache) if cache.format == FORMAT => Ok(Some(cache)),
+        Ok(cache) => {
+            tracing::warn!(
+                "ignoring the cache {}: unknown format {}",
+                path.display(),
+                cache.format
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!("ignoring the corrupt cache {}: {e}", path.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Like [`load`], but an unreadable cache is only a warning.
+pub(crate) fn load_or_warn(state_dir: &Path) -> Option<Cache> {
+    load(state_dir).unwrap_or_else(|e| {
+        tracing::warn!("{e}; going on without it");
+        None
+    })
+}
+
+/// Writes the cache atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn store(state_dir: &Path, cache: &Cache) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(cache).map_err(io::Error::other)?;
+    json.push(b'\n');
+    write_atomic(state_dir, CACHE_FILE, &json)
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_then_load_round_trips_and_creates_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("a/b");
+        let mut cache = Cache::new(CachedList {
+            source: "https://example.com/ips".into(),
+            etag: Some("x".into()),
+            fetched_at: 1_700_000_000,
+            ipv4: vec!["104.16.0.0/13".parse().expect("v4")],
+            ipv6: vec!["2400:cb00::/32".parse().expect("v6")],
+        });
+        cache.urls.insert(
+            "https://example.com/ips".into(),
+            UrlRecord {
+                etag: Some("\"e\"".into()),
+                api_etag: None,
+                body: "104.16.0.0/13\n".into(),
+            },
+        );
+        store(&state, &cache).expect("store");
+        let back = load(&state).expect("readable").expect("present");
+        assert_eq!(back.list.ranges(), cache.list.ranges());
+        assert_eq!(back.urls, cache.urls);
+        let names: Vec<_> = fs::read_dir(&state)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [CACHE_FILE], "no temp files left behind");
+    }
+
+    #[test]
+    fn corrupt_cache_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(cache_path(dir.path()), b"{\"format\":1,\"list\":").expect("write");
+        assert!(load(dir.path()).expect("not fatal").is_none());
+    }
+}

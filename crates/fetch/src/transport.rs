@@ -1,0 +1,302 @@
+//! Getting one URL's body: HTTP(S) with conditional requests, timeouts, a body-size limit and
+//! retries, or a local `file://` path.
+
+use std::io::Read;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::{redirect, StatusCode, Url};
+
+use crate::error::{FetchError, Problem};
+use crate::parse::Context;
+use crate::{format_duration, FetchOptions};
+
+/// What a URL answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A body to parse.
+    Body {
+        bytes: Vec<u8>,
+        context: Context,
+        /// The HTTP `ETag` header.
+        etag: Option<String>,
+    },
+    /// `304 Not Modified`: the cached body is still current.
+    NotModified,
+}
+
+/// Why a URL gave no body.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// DNS, connect, TLS, timeout or a broken transfer: worth a retry, then a fallback.
+    Unreachable(String),
+    /// The source answered badly; `retryable` for 5xx and 429.
+    Answered { problem: Problem, retryable: bool },
+}
+
+impl Failure {
+    fn problem(problem: Problem) -> Failure {
+        Failure::Answered {
+            problem,
+            retryable: false,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Failure::Unreachable(_) => true,
+            Failure::Answered { retryable, .. } => *retryable,
+        }
+    }
+
+    /// The error for `url`.
+    pub fn into_error(self, url: &str) -> FetchError {
+        match self {
+            Failure::Unreachable(reason) => FetchError::Unreachable {
+                url: url.to_string(),
+                reason,
+            },
+            Failure::Answered { problem, .. } => FetchError::Invalid {
+                url: url.to_string(),
+                problem,
+            },
+        }
+    }
+}
+
+/// The most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// An HTTP client configured from [`FetchOptions`].
+pub(crate) struct Transport {
+    /// Honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` from the environment.
+    client: reqwest::Client,
+    /// For loopback hosts, which never go through a proxy.
+    direct: reqwest::Client,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_body_bytes: u64,
+    retries: u32,
+    retry_backoff: Duration,
+}
+
+impl Transport {
+    pub fn new(opts: &FetchOptions) -> Result<Transport, FetchError> {
+        let connect_timeout = opts.connect_timeout.min(opts.timeout);
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(crate::USER_AGENT)
+                .timeout(opts.timeout)
+                .connect_timeout(connect_timeout)
+                .redirect(redirect::Policy::custom(redirect_policy))
+                .use_rustls_tls()
+        };
+        let failed = |e: reqwest::Error| FetchError::Client(innermost(&e));
+        Ok(Transport {
+            client: builder().build().map_err(failed)?,
+            direct: builder().no_proxy().build().map_err(failed)?,
+            timeout: opts.timeout,
+            connect_timeout,
+            max_body_bytes: opts.max_body_bytes,
+            retries: opts.retries,
+            retry_backoff: opts.retry_backoff,
+        })
+    }
+
+    /// Gets `url`, retrying transport errors, 5xx and 429 with exponential backoff.
+    pub async fn get(&self, url: &str, if_none_match: Option<&str>) -> Result<Answer, Failure> {
+        let parsed = Url::parse(url)
+            .map_err(|e| Failure::problem(Problem::UnsupportedUrl(e.to_string())))?;
+        match parsed.scheme() {
+            "file" => return read_file(&parsed, self.max_body_bytes),
+            "http" | "https" => {}
+            other => {
+                return Err(Failure::problem(Problem::UnsupportedUrl(format!(
+                    "scheme {other}: use https://, http:// or file://"
+                ))))
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match self.get_once(parsed.clone(), if_none_match).await {
+                Err(failure) if failure.retryable() && attempt < self.retries => {
+                    let wait = self.retry_backoff.saturating_mul(1 << attempt.min(16));
+                    let reason = match &failure {
+                        Failure::Unreachable(reason) => reason.clone(),
+                        Failure::Answered { problem, .. } => problem.to_string(),
+                    };
+                    tracing::warn!(
+                        "source {url}: {reason}; retrying in {}",
+                        format_duration(wait)
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(&self, url: Url, if_none_match: Option<&str>) -> Result<Answer, Failure> {
+        let client = if is_loopback(&url) {
+            &self.direct
+        } else {
+            &self.client
+        };
+        let mut request = client
+            .get(url.clone())
+            .header(ACCEPT, "application/json, text/plain;q=0.9, */*;q=0.1");
+        if let Some(tag) = if_none_match {
+            request = request.header(IF_NONE_MATCH, tag);
+        }
+        tracing::debug!(
+            "GET {url}{}",
+            if_none_match
+                .map(|t| format!(" (If-None-Match: {t})"))
+                .unwrap_or_default()
+        );
+        let mut response = request.send().await.map_err(|e| self.classify(&e))?;
+        let status = response.status();
+        tracing::debug!("{url}: HTTP {}", status.as_u16());
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(Answer::NotModified);
+        }
+        if !status.is_success() {
+            return Err(Failure::Answered {
+                problem: Problem::Status {
+                    status: format!(
+                        "{} {}",
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or("")
+                    )
+                    .trim_end()
+                    .to_string(),
+                },
+                retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            });
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header(CONTENT_TYPE).map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let etag = header(ETAG).filter(|t| !t.is_empty());
+        let too_large = Problem::TooLarge {
+            limit: self.max_body_bytes,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_body_bytes)
+        {
+            return Err(Failure::problem(too_large));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(&e))? {
+            if (bytes.len() + chunk.len()) as u64 > self.max_body_bytes {
+                return Err(Failure::problem(too_large));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        tracing::debug!("{url}: {} bytes", bytes.len());
+        Ok(Answer::Body {
+            bytes,
+            context: Context {
+                status: Some(status.as_u16()),
+                content_type,
+            },
+            etag,
+        })
+    }
+
+    fn classify(&self, e: &reqwest::Error) -> Failure {
+        if e.is_redirect() {
+            return Failure::problem(Problem::Redirect(innermost(e)));
+        }
+        if e.is_builder() {
+            return Failure::problem(Problem::UnsupportedUrl(innermost(e)));
+        }
+        if e.is_timeout() {
+            return Failure::Unreachable(if e.is_connect() {
+                format!(
+                    "connecting timed out after {}",
+                    format_duration(self.connect_timeout)
+                )
+            } else {
+                format!(
+                    "no complete answer within {}",
+                    format_duration(self.timeout)
+                )
+            });
+        }
+        let cause = innermost(e);
+        Failure::Unreachable(if e.is_connect() {
+            format!("cannot connect: {cause}")
+        } else {
+            cause
+        })
+    }
+}
+
+/// True for `localhost` and loopback addresses.
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects and never from https to http.
+fn redirect_policy(attempt: redirect::Attempt<'_>) -> redirect::Action {
+    let downgrade = attempt.url().scheme() != "https"
+        && attempt.previous().iter().any(|u| u.scheme() == "https");
+    if downgrade {
+        let to = attempt.url().to_string();
+        attempt.error(format!("from https to {to}"))
+    } else if attempt.previous().len() > MAX_REDIRECTS {
+        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+    } else {
+        attempt.follow()
+    }
+}
+
+/// The most specific message in an error's chain ("Connection refused (os error 111)").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+fn read_file(url: &Url, limit: u64) -> Result<Answer, Failure> {
+    let path = url.to_file_path().map_err(|()| {
+        Failure::problem(Problem::UnsupportedUrl(
+            "a file URL needs an absolute local path, e.g. file:///etc/cf-allow/ips.txt".into(),
+        ))
+    })?;
+    let unreadable = |e: std::io::Error| Failure::problem(Problem::Unreadable(e.to_string()));
+    let file = std::fs::File::open(&path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(Failure::problem(Problem::TooLarge { limit }));
+    }
+    Ok(Answer::Body {
+        bytes,
+        context: Context::default(),
+        etag: None,
+    })
+}
