@@ -1,1 +1,697 @@
-//! placeholder
+//! cf-allow's CSF backend (ConfigServer Security & Firewall, with its login-failure daemon
+//! lfd).
+//!
+//! cf-allow owns two files in the CSF directory, `cf-allow.allow` and `cf-allow.ignore`, and
+//! one `Include` line for each in `csf.allow` and `csf.ignore`. Every other line of every CSF
+//! file stays byte-identical.
+//!
+//! Applying never opens the firewall: with `apply: live` (the default) the difference goes
+//! straight into CSF's running `ALLOWIN`/`ALLOWOUT` chains (or its `chain_ALLOW` ipsets with
+//! `LF_IPSET = "1"`), as exactly the rules CSF itself builds from those lines, so a later
+//! `csf -r` ends up with the same allow rules; lfd is restarted only when `cf-allow.ignore`
+//! changed (it reads csf.ignore only when it starts). With `apply: restart` the configured
+//! reload command (`csf -ra`) runs instead, only when a file changed.
+
+mod conf;
+mod entries;
+mod files;
+mod include;
+mod live;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cf_allow_diff::{Backend, Family, Inspection, Plan, RangeSet};
+use serde::{Deserialize, Serialize};
+
+pub use conf::CsfConf;
+pub use entries::{Entry, HEADER};
+pub use include::IncludeState;
+pub use live::{Live, LiveDelta, LiveState};
+
+use crate::entries::{parse_file, ranges_of, render_allow, render_ignore};
+use crate::files::{read_optional, FileTxn};
+use crate::live::{Layout, Programs};
+
+/// The file cf-allow owns next to csf.allow.
+pub const ALLOW_FILE: &str = "cf-allow.allow";
+/// The file cf-allow owns next to csf.ignore.
+pub const IGNORE_FILE: &str = "cf-allow.ignore";
+/// The lock `csf -r`/`-s`/`-f` hold while they rebuild.
+const CSF_LOCK: &str = "/var/lib/csf/csf.lock";
+/// Where lfd writes its pid.
+const LFD_PID_FILES: [&str; 2] = ["/var/run/lfd.pid", "/run/lfd.pid"];
+
+/// How a change reaches CSF's running firewall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyMode {
+    /// Add and delete exactly the changed rules in CSF's running chains; restart only lfd,
+    /// and only when `cf-allow.ignore` changed. The firewall never opens.
+    #[default]
+    Live,
+    /// Run the `reload` command when a file changed (CSF's own path: `csf -ra` flushes and
+    /// rebuilds, and the firewall is open while it does).
+    Restart,
+}
+
+/// The `csf` section of the config.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// CSF's configuration directory.
+    pub dir: PathBuf,
+    /// Command run (with `sh -c`) by `apply: restart` when a file changed.
+    pub reload: String,
+    /// `live` (default) or `restart`.
+    pub apply: ApplyMode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dir: PathBuf::from("/etc/csf"),
+            reload: "csf -ra".into(),
+            apply: ApplyMode::Live,
+        }
+    }
+}
+
+/// What went wrong, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `csf.dir` is not a directory.
+    #[error("the CSF directory {0} does not exist or is not a directory (set csf.dir)")]
+    BadDir(PathBuf),
+    /// No csf.conf in the directory.
+    #[error("{0} not found: is CSF installed in that directory? (set csf.dir)")]
+    ConfMissing(PathBuf),
+    /// csf.conf has a line CSF itself would refuse.
+    #[error("malformed {path}, line {line}: {reason}")]
+    ConfMalformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// csf.conf has no settings at all.
+    #[error("{0} holds no settings: is it really CSF's csf.conf?")]
+    ConfEmpty(PathBuf),
+    /// The csf program is missing.
+    #[error("the csf program is not installed (not found on PATH or in /usr/sbin)")]
+    CsfMissing,
+    /// A program needed to change live rules is missing.
+    #[error("{0} is not installed (needed to read and change CSF's running rules)")]
+    ProgramMissing(String),
+    /// A configured port cannot be written as a CSF filter.
+    #[error("port 0 is not a TCP port CSF can allow")]
+    BadPort,
+    /// A file operation failed.
+    #[error("could not {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A command failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its error output or exit status.
+        detail: String,
+    },
+    /// The reload command failed; the files were put back.
+    #[error("the reload command `{command}` failed ({detail}); CSF's files were restored as they were{rerun}")]
+    Reload {
+        /// The reload command.
+        command: String,
+        /// Its error output or exit status.
+        detail: String,
+        /// What happened when the command was run again with the restored files.
+        rerun: String,
+    },
+    /// CSF held its lock (a rebuild running) for too long.
+    #[error(
+        "CSF is being restarted (its lock {CSF_LOCK} stayed taken for 30 s); try again in a moment"
+    )]
+    CsfBusy,
+    /// A change failed and so did putting the files back.
+    #[error("{error}; restoring the files failed too: {restore}")]
+    RestoreFailed {
+        /// The first failure.
+        error: Box<Error>,
+        /// The failure while restoring.
+        restore: Box<Error>,
+    },
+}
+
+/// True when CSF looks installed: `/etc/csf/csf.conf` exists and `csf` is on PATH.
+pub fn available() -> bool {
+    Settings::default().dir.join("csf.conf").is_file() && which("csf").is_some()
+}
+
+/// The full path of `program` on PATH or in the sbin directories.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file());
+    found
+}
+
+/// The CSF backend.
+#[derive(Debug)]
+pub struct CsfBackend {
+    settings: Settings,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+/// Everything one operation reads before it decides.
+struct Host {
+    conf: CsfConf,
+    layout: Layout,
+    programs: Programs,
+    csf: PathBuf,
+    allow_text: Vec<u8>,
+    ignore_text: Vec<u8>,
+    own_allow: Option<Vec<u8>>,
+    own_ignore: Option<Vec<u8>>,
+    /// The entries of cf-allow.allow.
+    own: Vec<Entry>,
+    /// The entries of csf.allow and its other includes (the admin's).
+    others: Vec<Entry>,
+}
+
+impl CsfBackend {
+    /// A backend for `settings`; `ports` are the TCP ports opened to Cloudflare (empty: all).
+    pub fn new(settings: Settings, ports: Vec<u16>) -> Result<Self, Error> {
+        let mut ports = ports;
+        if ports.contains(&0) {
+            return Err(Error::BadPort);
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        let dir = if settings.dir.is_absolute() {
+            settings.dir.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(|source| Error::Io {
+                    what: "read the current directory".into(),
+                    source,
+                })?
+                .join(&settings.dir)
+        };
+        Ok(CsfBackend {
+            settings,
+            ports,
+            dir,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn own_allow_path(&self) -> PathBuf {
+        self.path(ALLOW_FILE)
+    }
+
+    fn own_ignore_path(&self) -> PathBuf {
+        self.path(IGNORE_FILE)
+    }
+
+    fn target(path: &Path) -> String {
+        path.to_string_lossy().into_owned()
+    }
+
+    fn load(&self) -> Result<Host, Error> {
+        if !self.dir.is_dir() {
+            return Err(Error::BadDir(self.dir.clone()));
+        }
+        let conf = CsfConf::load(&self.path("csf.conf"))?;
+        let csf = which("csf").ok_or(Error::CsfMissing)?;
+        let allow_text = read_optional(&self.path("csf.allow"))?.unwrap_or_default();
+        let ignore_text = read_optional(&self.path("csf.ignore"))?.unwrap_or_default();
+        let own_allow = read_optional(&self.own_allow_path())?;
+        let own_ignore = read_optional(&self.own_ignore_path())?;
+        let own = own_allow
+            .as_deref()
+            .map(|b| parse_file(&String::from_utf8_lossy(b)))
+            .unwrap_or_default();
+        let others = self.admin_entries(&allow_text);
+        Ok(Host {
+            layout: Layout::from_conf(&conf),
+            programs: Programs::from_conf(&conf),
+            conf,
+            csf,
+            allow_text,
+            ignore_text,
+            own_allow,
+            own_ignore,
+            own,
+            others,
+        })
+    }
+
+    /// The entries CSF loads from csf.allow and every file it includes, except ours.
+    fn admin_entries(&self, allow_text: &[u8]) -> Vec<Entry> {
+        let own = Self::target(&self.own_allow_path());
+        let mut queue = vec![String::from_utf8_lossy(allow_text).into_owned()];
+        let mut seen = vec![own.clone()];
+        let mut entries = Vec::new();
+        while let Some(text) = queue.pop() {
+            for line in text.lines() {
+                let line = line.trim_end_matches('\r');
+                if let Some(path) = line.strip_prefix("Include") {
+                    let path = path.trim_start();
+                    if !seen.iter().any(|s| s == path) && seen.len() < 64 {
+                        seen.push(path.to_string());
+                        if let Ok(Some(bytes)) = read_optional(Path::new(path)) {
+                            queue.push(String::from_utf8_lossy(&bytes).into_owned());
+                        }
+                    }
+                } else if let Some(entry) = Entry::parse(line) {
+                    entries.push(entry);
+                }
+            }
+        }
+        entries
+    }
+
+    fn live_state(&self, host: &Host) -> Result<LiveState, Error> {
+        LiveState::read(&host.layout, &host.programs)
+    }
+
+    fn warnings(&self, host: &Host, ranges: &RangeSet, state: &LiveState) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let v6 = ranges.len_of(Family::Ipv6);
+        if v6 > 0 && !host.conf.ipv6() {
+            warnings.push(format!(
+                "csf.conf has IPV6 = \"0\": CSF silently skips the {v6} IPv6 Cloudflare ranges, so visitors over IPv6 get Error 523; set IPV6 = \"1\" and run csf -r"
+            ));
+        }
+        if host.conf.testing() {
+            warnings.push(
+                "csf.conf has TESTING = \"1\": a cron job flushes the whole firewall every few minutes and lfd does not run; set TESTING = \"0\" and run csf -r once the firewall works"
+                    .into(),
+            );
+        }
+        if self.path("csf.disable").exists() {
+            warnings.push("CSF is disabled (csf -x): its rules load only after csf -e".into());
+        }
+        if !state.running(Family::Ipv4) {
+            warnings.push(
+                "CSF is not running (no ALLOWIN chain in iptables): cf-allow only writes its files, which CSF loads when it starts"
+                    .into(),
+            );
+        } else if host.conf.ipv6() && !state.running(Family::Ipv6) {
+            warnings.push(
+                "CSF's ip6tables chains are missing although IPV6 = \"1\": run csf -r so that the IPv6 ranges are loaded"
+                    .into(),
+            );
+        }
+        if host.conf.ignore_allow() {
+            warnings.push(
+                "csf.conf has IGNORE_ALLOW = \"1\": lfd never blocks any plain address in csf.allow (yours included), but not port filters such as tcp|in|d=443|s=…; cf-allow.ignore is what keeps lfd from blocking Cloudflare"
+                    .into(),
+            );
+        }
+        if !lfd_running() {
+            warnings.push(
+                "lfd is not running: login failures are not blocked, and cf-allow.ignore takes effect when lfd starts"
+                    .into(),
+            );
+        }
+        warnings
+    }
+
+    /// Writes the wanted files (and Include lines) into `txn`; returns whether
+    /// cf-allow.ignore or its Include line changed.
+    fn write_files(
+        &self,
+        txn: &mut FileTxn,
+        host: &Host,
+        ranges: &RangeSet,
+    ) -> Result<(bool, bool), Error> {
+        let allow_path = self.own_allow_path();
+        let ignore_path = self.own_ignore_path();
+        let mut wrote = txn.write(&allow_path, render_allow(ranges, &self.ports).as_bytes())?;
+        let ignore_changed = txn.write(&ignore_path, render_ignore(ranges).as_bytes())?;
+        wrote |= txn.write(
+            &self.path("csf.allow"),
+            &include::with(&host.allow_text, &Self::target(&allow_path)),
+        )?;
+        let include_changed = txn.write(
+            &self.path("csf.ignore"),
+            &include::with(&host.ignore_text, &Self::target(&ignore_path)),
+        )?;
+        Ok((
+            wrote || ignore_changed || include_changed,
+            ignore_changed || include_changed,
+        ))
+    }
+
+    /// Runs the reload command; on failure restores the files and runs it once more so
+    /// that CSF reloads what it had.
+    fn reload(&self, txn: FileTxn) -> Result<(), Error> {
+        let command = self.settings.reload.clone();
+        tracing::info!(command = %command, "reloading CSF");
+        let Err(detail) = run_shell(&command) else {
+            return Ok(());
+        };
+        if let Err(restore) = txn.rollback() {
+            return Err(Error::RestoreFailed {
+                error: Box::new(Error::Command { command, detail }),
+                restore: Box::new(restore),
+            });
+        }
+        let rerun = match run_shell(&command) {
+            Ok(()) => "; running it again with them succeeded".to_string(),
+            Err(e) => format!("; running it again with them failed too: {e}"),
+        };
+        Err(Error::Reload {
+            command,
+            detail,
+            rerun,
+        })
+    }
+
+    fn restart_lfd(&self, host: &Host) -> Result<(), Error> {
+        if !lfd_running() {
+            tracing::info!("lfd is not running; it reads cf-allow.ignore when it starts");
+            return Ok(());
+        }
+        tracing::info!("restarting lfd so that it reads cf-allow.ignore");
+        live::run(&host.csf, &["--lfd", "restart"], None).map(|_| ())
+    }
+
+    fn fail(txn: FileTxn, error: Error) -> Error {
+        match txn.rollback() {
+            Ok(()) => error,
+            Err(restore) => Error::RestoreFailed {
+                error: Box::new(error),
+                restore: Box::new(restore),
+            },
+        }
+    }
+}
+
+fn run_shell(command: &str) -> Result<(), String> {
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env("PATH", path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    let last = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    Err(if last.is_empty() {
+        output.status.to_string()
+    } else {
+        format!("{}: {last}", output.status)
+    })
+}
+
+/// Takes CSF's own lock (the one `csf -r` holds while it flushes and rebuilds) so that a
+/// rebuild cannot interleave with a live change. `None` when CSF has no state directory.
+fn csf_lock() -> Result<Option<std::fs::File>, Error> {
+    let path = Path::new(CSF_LOCK);
+    if !path.parent().is_some_and(Path::is_dir) {
+        return Ok(None);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| Error::Io {
+            what: format!("open {CSF_LOCK}"),
+            source,
+        })?;
+    for _ in 0..300 {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    what: format!("lock {CSF_LOCK}"),
+                    source,
+                })
+            }
+        }
+    }
+    Err(Error::CsfBusy)
+}
+
+/// True when lfd's pid file names a live lfd process.
+fn lfd_running() -> bool {
+    LFD_PID_FILES.iter().any(|file| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .is_some_and(|cmdline| cmdline.starts_with(b"lfd"))
+    })
+}
+
+fn summarize(objects: &[Live]) -> String {
+    match objects {
+        [] => String::new(),
+        [one] => one.describe(),
+        [first, rest @ ..] => format!("{} and {} more", first.describe(), rest.len()),
+    }
+}
+
+impl Backend for CsfBackend {
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        "csf"
+    }
+
+    fn inspect(&mut self) -> Result<Inspection, Error> {
+        let host = self.load()?;
+        let ranges = ranges_of(&host.own);
+        let allow_target = Self::target(&self.own_allow_path());
+        let ignore_target = Self::target(&self.own_ignore_path());
+        let allow_include = include::state(&host.allow_text, &allow_target);
+        let ignore_include = include::state(&host.ignore_text, &ignore_target);
+        let present = host.own_allow.is_some()
+            || host.own_ignore.is_some()
+            || allow_include != IncludeState::Missing
+            || ignore_include != IncludeState::Missing;
+        let state = self.live_state(&host)?;
+        let mut repairs = Vec::new();
+        let mut warnings = self.warnings(&host, &ranges, &state);
+        if present {
+            let file_repair = |now: &Option<Vec<u8>>, wanted: String, name: &str| match now {
+                None => Some(format!("create {name}")),
+                Some(b) if *b != wanted.into_bytes() => Some(format!(
+                    "rewrite {name} (its lines differ from the configured ranges and ports)"
+                )),
+                Some(_) => None,
+            };
+            repairs.extend(file_repair(
+                &host.own_allow,
+                render_allow(&ranges, &self.ports),
+                ALLOW_FILE,
+            ));
+            repairs.extend(file_repair(
+                &host.own_ignore,
+                render_ignore(&ranges),
+                IGNORE_FILE,
+            ));
+            for (state, file, target) in [
+                (&allow_include, "csf.allow", &allow_target),
+                (&ignore_include, "csf.ignore", &ignore_target),
+            ] {
+                match state {
+                    IncludeState::Ok => {}
+                    IncludeState::Missing => repairs.push(format!("add the line `Include {target}` to {file}")),
+                    IncludeState::Broken => repairs.push(format!(
+                        "rewrite the Include line for {target} in {file} as `Include {target}` (CSF does not load it as written)"
+                    )),
+                }
+            }
+            let missing =
+                LiveDelta::between(&host.layout, &host.own, &host.own, &host.others, &state).add;
+            if !missing.is_empty() {
+                let text = format!(
+                    "{} live rule(s) for cf-allow.allow missing from CSF's running firewall: {}",
+                    missing.len(),
+                    summarize(&missing)
+                );
+                match self.settings.apply {
+                    ApplyMode::Live => repairs.push(format!("add {text}")),
+                    ApplyMode::Restart => warnings.push(format!("{text}; run csf -r")),
+                }
+            }
+        }
+        Ok(Inspection {
+            ranges,
+            present,
+            repairs,
+            warnings,
+        })
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
+        // The reload command of `apply: restart` takes CSF's lock itself.
+        let _lock = match self.settings.apply {
+            ApplyMode::Live => csf_lock()?,
+            ApplyMode::Restart => None,
+        };
+        let host = self.load()?;
+        let mut txn = FileTxn::new();
+        let (changed, ignore_changed) = match self.write_files(&mut txn, &host, &plan.desired) {
+            Ok(result) => result,
+            Err(e) => return Err(Self::fail(txn, e)),
+        };
+        match self.settings.apply {
+            ApplyMode::Restart => {
+                if changed {
+                    self.reload(txn)?;
+                }
+                Ok(())
+            }
+            ApplyMode::Live => {
+                let new_entries = parse_file(&render_allow(&plan.desired, &self.ports));
+                let state = match self.live_state(&host) {
+                    Ok(s) => s,
+                    Err(e) => return Err(Self::fail(txn, e)),
+                };
+                let delta =
+                    LiveDelta::between(&host.layout, &new_entries, &host.own, &host.others, &state);
+                if !delta.is_empty() {
+                    tracing::info!(
+                        added = delta.add.len(),
+                        deleted = delta.delete.len(),
+                        "changing CSF's running allow rules"
+                    );
+                    if let Err(e) = delta.apply(&host.programs) {
+                        return Err(Self::fail(txn, e));
+                    }
+                }
+                if ignore_changed {
+                    if let Err(e) = self.restart_lfd(&host) {
+                        let undo = LiveDelta {
+                            add: delta.delete.clone(),
+                            delete: delta.add.clone(),
+                        };
+                        if let Err(undo_err) = undo.apply(&host.programs) {
+                            tracing::error!(error = %undo_err, "could not undo the live change");
+                        }
+                        return Err(Self::fail(txn, e));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
+        let _lock = match self.settings.apply {
+            ApplyMode::Live if !dry_run => csf_lock()?,
+            _ => None,
+        };
+        let host = self.load()?;
+        let allow_path = self.own_allow_path();
+        let ignore_path = self.own_ignore_path();
+        let mut report = Vec::new();
+        for (text, file, target) in [
+            (&host.allow_text, "csf.allow", &allow_path),
+            (&host.ignore_text, "csf.ignore", &ignore_path),
+        ] {
+            if include::state(text, &Self::target(target)) != IncludeState::Missing {
+                report.push(format!("line `Include {}` in {file}", target.display()));
+            }
+        }
+        for (now, path) in [
+            (&host.own_allow, &allow_path),
+            (&host.own_ignore, &ignore_path),
+        ] {
+            if now.is_some() {
+                report.push(format!("file {}", path.display()));
+            }
+        }
+        let delta = match self.settings.apply {
+            ApplyMode::Live => {
+                let state = self.live_state(&host)?;
+                LiveDelta::between(&host.layout, &[], &host.own, &host.others, &state)
+            }
+            ApplyMode::Restart => LiveDelta::default(),
+        };
+        report.extend(
+            delta
+                .delete
+                .iter()
+                .map(|o| format!("live rule {}", o.describe())),
+        );
+        if dry_run || report.is_empty() {
+            return Ok(report);
+        }
+        let mut txn = FileTxn::new();
+        let files = (|| -> Result<bool, Error> {
+            let mut ignore_changed = txn.write(
+                &self.path("csf.ignore"),
+                &include::without(&host.ignore_text, &Self::target(&ignore_path)),
+            )?;
+            txn.write(
+                &self.path("csf.allow"),
+                &include::without(&host.allow_text, &Self::target(&allow_path)),
+            )?;
+            txn.delete(&allow_path)?;
+            ignore_changed |= txn.delete(&ignore_path)?;
+            Ok(ignore_changed)
+        })();
+        let ignore_changed = match files {
+            Ok(changed) => changed,
+            Err(e) => return Err(Self::fail(txn, e)),
+        };
+        match self.settings.apply {
+            ApplyMode::Restart => self.reload(txn)?,
+            ApplyMode::Live => {
+                if let Err(e) = delta.apply(&host.programs) {
+                    return Err(Self::fail(txn, e));
+                }
+                if ignore_changed {
+                    if let Err(e) = self.restart_lfd(&host) {
+                        let undo = LiveDelta {
+                            add: delta.delete.clone(),
+                            delete: Vec::new(),
+                        };
+                        if let Err(undo_err) = undo.apply(&host.programs) {
+                            tracing::error!(error = %undo_err, "could not undo the live change");
+                        }
+                        return Err(Self::fail(txn, e));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
