@@ -60,6 +60,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete everything cf-allow created on the firewall; nothing else is touched
     Remove(RemoveArgs),
+    /// Check the configuration file and print the effective settings' summary
+    CheckConfig,
     /// Print shell completions for SHELL to stdout
     Completions {
         /// The shell

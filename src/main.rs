@@ -51,6 +51,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::CheckConfig => {
+            let loaded = config::load(cli.config.as_deref())?;
+            commands::check_config::run(&loaded)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Ranges(args) => {
             let config = config::load(cli.config.as_deref())?.config;
             (false, commands::ranges::run(&config, args)?)

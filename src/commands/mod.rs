@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns whether it changed something (or would have),
 //! so that `main` can pick the exit code.
 
+pub mod check_config;
 pub mod ranges;
 pub mod remove;
 pub mod status;

@@ -125,7 +125,7 @@ impl Transport {
                         Failure::Unreachable(reason) => reason.clone(),
                         Failure::Answered { problem, .. } => problem.to_string(),
                     };
-                    tracing::warn!(
+                    tracing::info!(
                         "source {url}: {reason}; retrying in {}",
                         format_duration(wait)
                     );

@@ -1,0 +1,507 @@
+//! [`IptablesBackend`]: reads both families' filter tables (and cf-allow's ipsets) from the
+//! kernel, and changes them with one `iptables-restore --noflush` transaction per family.
+
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use tracing::{debug, error, info, warn};
+
+use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
+use crate::exec::Program;
+use crate::ipset::{create_line, owned_names, Ipset, SetContents};
+use crate::rules::{set_name, tmp_set_name, tool};
+use crate::saved::{source, target, FilterTable};
+use crate::settings::{Layout, Settings, Variant, DOCKER_USER};
+use crate::Error;
+
+/// cf-allow's iptables/ip6tables backend.
+pub struct IptablesBackend {
+    layout: Layout,
+    variant: Variant,
+    lock_wait_secs: u32,
+    /// What the last `inspect` read, used by the `apply` that follows it.
+    snapshot: Option<Snapshot>,
+}
+
+/// The kernel state cf-allow looks at, read in one go.
+#[derive(Clone, Debug)]
+struct Snapshot {
+    /// The filter tables, IPv4 then IPv6.
+    tables: [FilterTable; 2],
+    /// Warnings from reading them (another variant's tables present, …).
+    warnings: Vec<String>,
+    /// Which of cf-allow's set names exist.
+    sets: Vec<String>,
+    /// The live sets' members (ipset mode only), IPv4 then IPv6.
+    live: [Option<SetContents>; 2],
+}
+
+impl Snapshot {
+    fn table(&self, family: Family) -> &FilterTable {
+        &self.tables[index(family)]
+    }
+
+    fn has_set(&self, name: &str) -> bool {
+        self.sets.iter().any(|s| s == name)
+    }
+}
+
+fn index(family: Family) -> usize {
+    match family {
+        Family::Ipv4 => 0,
+        Family::Ipv6 => 1,
+    }
+}
+
+/// What `apply` did to the sets, so it can be undone.
+#[derive(Debug, Default)]
+struct SetChanges {
+    /// Live sets that did not exist before.
+    created: Vec<&'static str>,
+    /// Families whose tmp set was swapped with the live one (tmp now holds the old members).
+    swapped: Vec<Family>,
+}
+
+impl IptablesBackend {
+    /// A backend for `settings`; `ports` are the TCP destination ports opened to Cloudflare
+    /// (empty = all ports). Validates everything; runs no program.
+    pub fn new(settings: Settings, ports: Vec<u16>) -> Result<IptablesBackend, Error> {
+        let layout = Layout::new(&settings, &ports)?;
+        Ok(IptablesBackend {
+            layout,
+            variant: settings.variant,
+            lock_wait_secs: settings.lock_wait_secs,
+            snapshot: None,
+        })
+    }
+
+    /// The `<tool>-save` and `<tool>-restore` programs for one family.
+    fn programs(&self, family: Family) -> (Program, Program) {
+        let base = tool(family);
+        let infix = match self.variant {
+            Variant::Auto => "",
+            Variant::Nft => "-nft",
+            Variant::Legacy => "-legacy",
+        };
+        (
+            Program::new(format!("{base}{infix}-save"), "iptables"),
+            Program::new(format!("{base}{infix}-restore"), "iptables"),
+        )
+    }
+
+    fn read_table(&self, family: Family, warnings: &mut Vec<String>) -> Result<FilterTable, Error> {
+        let (save, _) = self.programs(family);
+        let out = save.run(&["-t", "filter"], None, self.lock_wait_secs)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("iptables-legacy tables present") {
+            warnings.push(format!(
+                "{}: iptables-legacy also holds tables on this host and cf-allow manages the nf_tables ones; if your firewall lives in iptables-legacy, set iptables.variant: legacy",
+                tool(family)
+            ));
+        }
+        FilterTable::parse(&String::from_utf8_lossy(&out.stdout), &save.name)
+    }
+
+    fn read_snapshot(&self) -> Result<Snapshot, Error> {
+        let mut warnings = Vec::new();
+        let tables = [
+            self.read_table(Family::Ipv4, &mut warnings)?,
+            self.read_table(Family::Ipv6, &mut warnings)?,
+        ];
+        let ipset = Ipset::new();
+        let names = if self.layout.ipset {
+            ipset.names()?
+        } else if Ipset::installed() {
+            // Only to find sets left over from ipset mode; no ipset support is fine here.
+            ipset.names().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let sets: Vec<String> = names
+            .into_iter()
+            .filter(|n| owned_names().contains(&n.as_str()))
+            .collect();
+        let mut live = [None, None];
+        if self.layout.ipset {
+            for family in Family::ALL {
+                let name = set_name(family);
+                if sets.iter().any(|s| s == name) {
+                    live[index(family)] = Some(ipset.read(name, family)?);
+                }
+            }
+        }
+        Ok(Snapshot {
+            tables,
+            warnings,
+            sets,
+            live,
+        })
+    }
+
+    /// The ranges cf-allow's objects hold for one family, exactly as stored.
+    fn current_ranges(&self, snapshot: &Snapshot, family: Family) -> Vec<IpNet> {
+        if self.layout.ipset {
+            return snapshot.live[index(family)]
+                .as_ref()
+                .map(|s| s.members.clone())
+                .unwrap_or_default();
+        }
+        let table = snapshot.table(family);
+        let mut chains = vec![self.layout.main.as_str()];
+        if self.layout.hooks.iter().any(|h| h == DOCKER_USER) {
+            chains.push(&self.layout.docker);
+        }
+        chains
+            .into_iter()
+            .flat_map(|chain| table.rules_of(chain))
+            .filter(|spec| target(spec) == Some("ACCEPT"))
+            .filter_map(|spec| source(spec)?.parse::<IpNet>().ok())
+            .filter(|net| Family::of(net) == family)
+            .collect()
+    }
+
+    /// How many rules in cf-allow's chains (both families) use the set `name`.
+    fn own_set_references(&self, snapshot: &Snapshot, name: &str) -> usize {
+        let needle = format!("--match-set {name} ");
+        snapshot
+            .tables
+            .iter()
+            .flat_map(|t| [t.rules_of(&self.layout.main), t.rules_of(&self.layout.docker)])
+            .flatten()
+            .filter(|spec| spec.contains(&needle))
+            .count()
+    }
+
+    /// Sets to destroy besides tmp sets of this run: leftovers, and in rule mode every set of
+    /// ipset mode that only cf-allow's rules use. Returns (names, notes, warnings).
+    fn stale_sets(&self, snapshot: &Snapshot) -> (Vec<&'static str>, Vec<String>, Vec<String>) {
+        let (mut names, mut notes, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
+        for family in Family::ALL {
+            let tmp = tmp_set_name(family);
+            if snapshot.has_set(tmp) {
+                names.push(tmp);
+                notes.push(format!("ipset: destroy the leftover set {tmp}"));
+            }
+            let live = set_name(family);
+            if !self.layout.ipset && snapshot.has_set(live) {
+                let used = Ipset::new().references(live).map(|(refs, _)| refs).unwrap_or(0);
+                if used > self.own_set_references(snapshot, live) {
+                    warnings.push(format!(
+                        "ipset: the set {live} is left from ipset mode but rules cf-allow did not create use it; left in place"
+                    ));
+                } else {
+                    names.push(live);
+                    notes.push(format!(
+                        "ipset: destroy the set {live} (iptables.ipset is off)"
+                    ));
+                }
+            }
+        }
+        (names, notes, warnings)
+    }
+
+    /// Every family's edit towards `ranges`, computed before anything is changed.
+    fn plan_edits(&self, snapshot: &Snapshot, ranges: &RangeSet) -> Result<Vec<(Family, FamilyEdit)>, Error> {
+        Family::ALL
+            .into_iter()
+            .map(|family| {
+                let wanted: Vec<IpNet> = ranges.iter_family(family).collect();
+                plan_family(&self.layout, snapshot.table(family), family, &wanted)
+                    .map(|edit| (family, edit))
+            })
+            .collect()
+    }
+
+    /// Runs one family's restore transaction.
+    fn restore(&self, family: Family, script: &str) -> Result<(), Error> {
+        let (_, restore) = self.programs(family);
+        debug!(family = tool(family), script, "iptables-restore input");
+        let wait = self.lock_wait_secs.to_string();
+        restore
+            .run(&["-w", &wait, "--noflush"], Some(script), self.lock_wait_secs)
+            .map(|_| ())
+    }
+
+    /// Puts families that were already changed back as they were in `snapshot`.
+    fn roll_back_families(&self, snapshot: &Snapshot, done: &[Family]) {
+        for &family in done {
+            let mut ignored = Vec::new();
+            let result = self.read_table(family, &mut ignored).and_then(|now| {
+                let commands = rollback_commands(&self.layout, snapshot.table(family), &now);
+                let edit = FamilyEdit {
+                    commands,
+                    ..FamilyEdit::default()
+                };
+                self.restore(family, &edit.script())
+            });
+            match result {
+                Ok(()) => info!("{}: rolled back to the state before this run", tool(family)),
+                Err(err) => error!(
+                    "{}: could not roll back after the other family failed: {err}",
+                    tool(family)
+                ),
+            }
+        }
+    }
+
+    /// Builds new set contents in tmp sets and swaps them in, in one `ipset restore`.
+    fn update_sets(&self, snapshot: &Snapshot, desired: &RangeSet) -> Result<SetChanges, Error> {
+        let mut changes = SetChanges::default();
+        let mut lines: Vec<String> = Vec::new();
+        let mut swaps: Vec<(usize, Family)> = Vec::new();
+        for family in Family::ALL {
+            let tmp = tmp_set_name(family);
+            if snapshot.has_set(tmp) {
+                lines.push(format!("destroy {tmp}"));
+            }
+        }
+        let mut planned_swaps = Vec::new();
+        for family in Family::ALL {
+            let live = set_name(family);
+            let mut want: Vec<IpNet> = desired.iter_family(family).collect();
+            want.sort();
+            match &snapshot.live[index(family)] {
+                None => {
+                    lines.push(create_line(live, family, want.len()));
+                    lines.extend(want.iter().map(|net| format!("add {live} {net}")));
+                    changes.created.push(live);
+                }
+                Some(current) => {
+                    let mut have = current.members.clone();
+                    have.sort();
+                    have.dedup();
+                    if have != want {
+                        let tmp = tmp_set_name(family);
+                        lines.push(create_line(tmp, family, want.len()));
+                        lines.extend(want.iter().map(|net| format!("add {tmp} {net}")));
+                        planned_swaps.push(family);
+                    }
+                }
+            }
+        }
+        for family in planned_swaps {
+            lines.push(format!("swap {} {}", tmp_set_name(family), set_name(family)));
+            swaps.push((lines.len(), family));
+        }
+        if lines.is_empty() {
+            return Ok(changes);
+        }
+        let script = lines.join("\n") + "\n";
+        match Ipset::new().restore(&script) {
+            Ok(()) => {
+                changes.swapped = swaps.into_iter().map(|(_, f)| f).collect();
+                info!(
+                    "ipset: updated {} set(s) atomically (tmp set + swap)",
+                    changes.swapped.len() + changes.created.len()
+                );
+                Ok(changes)
+            }
+            Err((err, failed_at)) => {
+                changes.swapped = swaps
+                    .into_iter()
+                    .filter(|(line, _)| failed_at.is_some_and(|at| *line < at))
+                    .map(|(_, f)| f)
+                    .collect();
+                self.roll_back_sets(&changes);
+                Err(err)
+            }
+        }
+    }
+
+    /// Undoes [`Self::update_sets`]: swaps old members back and destroys what it created.
+    fn roll_back_sets(&self, changes: &SetChanges) {
+        let ipset = Ipset::new();
+        let existing = ipset.names().unwrap_or_default();
+        let mut lines = Vec::new();
+        for family in &changes.swapped {
+            lines.push(format!("swap {} {}", tmp_set_name(*family), set_name(*family)));
+        }
+        for name in owned_names() {
+            let is_tmp = Family::ALL.iter().any(|f| tmp_set_name(*f) == name);
+            if existing.iter().any(|e| e == name) && (is_tmp || changes.created.contains(&name)) {
+                lines.push(format!("destroy {name}"));
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        if let Err((err, _)) = ipset.restore(&(lines.join("\n") + "\n")) {
+            error!("ipset: could not roll back the sets: {err}");
+        }
+    }
+
+    /// Destroys sets nothing uses any more; a failure is only worth a warning.
+    fn destroy_sets(&self, names: &[&str]) {
+        if names.is_empty() {
+            return;
+        }
+        let script: String = names.iter().map(|n| format!("destroy {n}\n")).collect();
+        match Ipset::new().restore(&script) {
+            Ok(()) => debug!(?names, "destroyed ipsets"),
+            Err((err, _)) => warn!("ipset: could not destroy {}: {err}", names.join(", ")),
+        }
+    }
+}
+
+impl Backend for IptablesBackend {
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn inspect(&mut self) -> Result<Inspection, Error> {
+        let snapshot = self.read_snapshot()?;
+        let mut inspection = Inspection {
+            warnings: snapshot.warnings.clone(),
+            ..Inspection::default()
+        };
+        let mut all = Vec::new();
+        for family in Family::ALL {
+            let ranges = self.current_ranges(&snapshot, family);
+            let edit = plan_family(&self.layout, snapshot.table(family), family, &ranges)?;
+            inspection.repairs.extend(edit.notes);
+            inspection.warnings.extend(edit.warnings);
+            let table = snapshot.table(family);
+            inspection.present |=
+                table.has_chain(&self.layout.main) || table.has_chain(&self.layout.docker);
+            all.extend(ranges);
+        }
+        if self.layout.ipset {
+            for family in Family::ALL {
+                if snapshot.live[index(family)].is_none() {
+                    inspection
+                        .repairs
+                        .push(format!("ipset: create the set {}", set_name(family)));
+                }
+            }
+        }
+        let (_, notes, warnings) = self.stale_sets(&snapshot);
+        inspection.repairs.extend(notes);
+        inspection.warnings.extend(warnings);
+        inspection.present |= !snapshot.sets.is_empty();
+        inspection.ranges = RangeSet::exact(all);
+        self.snapshot = Some(snapshot);
+        Ok(inspection)
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
+        let snapshot = match self.snapshot.take() {
+            Some(s) => s,
+            None => self.read_snapshot()?,
+        };
+        let edits = self.plan_edits(&snapshot, &plan.desired)?;
+        let (stale, _, _) = self.stale_sets(&snapshot);
+        let sets = if self.layout.ipset {
+            self.update_sets(&snapshot, &plan.desired)?
+        } else {
+            SetChanges::default()
+        };
+        let mut done = Vec::new();
+        for (family, edit) in &edits {
+            if edit.commands.is_empty() {
+                continue;
+            }
+            if let Err(err) = self.restore(*family, &edit.script()) {
+                self.roll_back_families(&snapshot, &done);
+                self.roll_back_sets(&sets);
+                return Err(err);
+            }
+            info!(
+                "{}: committed {} change(s) in one iptables-restore transaction",
+                tool(*family),
+                edit.commands.len()
+            );
+            for note in &edit.notes {
+                debug!("{note}");
+            }
+            done.push(*family);
+        }
+        let mut destroy: Vec<&str> = stale
+            .into_iter()
+            .filter(|n| !(self.layout.ipset && Family::ALL.iter().any(|f| tmp_set_name(*f) == *n)))
+            .collect();
+        for family in &sets.swapped {
+            destroy.push(tmp_set_name(*family));
+        }
+        self.destroy_sets(&destroy);
+        Ok(())
+    }
+
+    fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
+        self.snapshot = None;
+        let snapshot = self.read_snapshot()?;
+        let owned = [self.layout.main.as_str(), self.layout.docker.as_str()];
+        let mut lines = Vec::new();
+        let mut edits = Vec::new();
+        for family in Family::ALL {
+            let table = snapshot.table(family);
+            let tool = tool(family);
+            let mut commands = Vec::new();
+            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+                if let Some(rule) = foreign_references(&self.layout, table, chain).first() {
+                    return Err(Error::Foreign(format!(
+                        "cannot remove {chain} from {tool}: `{rule}` still uses it and cf-allow did not create it; delete that rule first"
+                    )));
+                }
+                let jump = format!("-j {chain}");
+                for hook in &table.chains {
+                    if owned.contains(&hook.as_str()) {
+                        continue;
+                    }
+                    for spec in table.rules_of(hook).iter().filter(|s| **s == jump) {
+                        commands.push(format!("-D {hook} {spec}"));
+                        lines.push(format!("{tool}: the jump to {chain} in {hook}"));
+                    }
+                }
+            }
+            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+                commands.push(format!("-F {chain}"));
+                commands.push(format!("-X {chain}"));
+                lines.push(format!(
+                    "{tool}: chain {chain} ({} rules)",
+                    table.rules_of(chain).len()
+                ));
+            }
+            edits.push((family, commands));
+        }
+        let ipset = Ipset::new();
+        for name in &snapshot.sets {
+            let (refs, entries) = ipset.references(name)?;
+            if refs > self.own_set_references(&snapshot, name) {
+                return Err(Error::Foreign(format!(
+                    "cannot remove the ipset {name}: rules cf-allow did not create use it; delete them first"
+                )));
+            }
+            lines.push(format!("ipset: set {name} ({entries} entries)"));
+        }
+        if dry_run {
+            return Ok(lines);
+        }
+        let mut done = Vec::new();
+        for (family, commands) in edits {
+            if commands.is_empty() {
+                continue;
+            }
+            let edit = FamilyEdit {
+                commands,
+                ..FamilyEdit::default()
+            };
+            if let Err(err) = self.restore(family, &edit.script()) {
+                self.roll_back_families(&snapshot, &done);
+                return Err(err);
+            }
+            done.push(family);
+        }
+        if !snapshot.sets.is_empty() {
+            let script: String = snapshot
+                .sets
+                .iter()
+                .map(|n| format!("destroy {n}\n"))
+                .collect();
+            ipset.restore(&script).map_err(|(err, _)| err)?;
+        }
+        for line in &lines {
+            debug!("removed {line}");
+        }
+        Ok(lines)
+    }
+}

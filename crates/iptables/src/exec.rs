@@ -1,0 +1,168 @@
+//! Running iptables, ip6tables and ipset programs and turning their failures into [`Error`]s.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tracing::debug;
+
+use crate::Error;
+
+/// Directories searched after PATH: cron and systemd often run with a PATH without sbin.
+const SBIN_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"];
+
+/// The full path of `program`, from PATH or the sbin directories.
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A program to run and the package that provides it.
+#[derive(Clone, Debug)]
+pub(crate) struct Program {
+    pub name: String,
+    pub package: &'static str,
+}
+
+impl Program {
+    pub fn new(name: impl Into<String>, package: &'static str) -> Program {
+        Program {
+            name: name.into(),
+            package,
+        }
+    }
+
+    fn resolve(&self) -> Result<PathBuf, Error> {
+        find_program(&self.name).ok_or_else(|| Error::ProgramMissing {
+            program: self.name.clone(),
+            package: self.package,
+        })
+    }
+
+    /// Runs the program with `args`, feeding `stdin` when given. Returns its output when it
+    /// exits 0, else the error its stderr describes. `lock_wait` names the `-w` bound.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>, lock_wait: u32) -> Result<Output, Error> {
+        let path = self.resolve()?;
+        debug!(program = %self.name, ?args, stdin_bytes = stdin.map_or(0, str::len), "run");
+        let mut child = Command::new(&path)
+            .args(args)
+            .env("LC_ALL", "C")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: self.name.clone(),
+                source,
+            })?;
+        let writer = match (stdin, child.stdin.take()) {
+            (Some(text), Some(mut pipe)) => {
+                let text = text.to_string();
+                Some(std::thread::spawn(move || pipe.write_all(text.as_bytes())))
+            }
+            _ => None,
+        };
+        let output = child.wait_with_output().map_err(|source| Error::Spawn {
+            program: self.name.clone(),
+            source,
+        })?;
+        if let Some(writer) = writer {
+            // A write error means the program exited early; its status says why.
+            let _ = writer.join();
+        }
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(self.failure(&output, lock_wait))
+        }
+    }
+
+    /// Maps a failed run to the error an admin can act on.
+    fn failure(&self, output: &Output, lock_wait: u32) -> Error {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail = condense(&stderr, output.status.code());
+        let lower = stderr.to_lowercase();
+        if lower.contains("xtables lock") {
+            return Error::Locked { secs: lock_wait };
+        }
+        if lower.contains("permission denied") || lower.contains("operation not permitted") {
+            return Error::Permission {
+                program: self.name.clone(),
+            };
+        }
+        if lower.contains("insmod")
+            || lower.contains("table does not exist")
+            || lower.contains("protocol not supported")
+            || lower.contains("address family not supported")
+            || lower.contains("kernel error received: ipset protocol")
+            || lower.contains("cannot open session to kernel")
+        {
+            return Error::KernelSupport {
+                program: self.name.clone(),
+                detail,
+            };
+        }
+        Error::Command {
+            program: self.name.clone(),
+            detail,
+        }
+    }
+}
+
+/// One line out of a program's error output: the meaningful lines joined with "; ".
+fn condense(stderr: &str, code: Option<i32>) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Try `"))
+        .take(3)
+        .collect();
+    if lines.is_empty() {
+        match code {
+            Some(code) => format!("exit status {code}"),
+            None => "killed by a signal".to_string(),
+        }
+    } else {
+        lines.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condense_keeps_the_useful_lines() {
+        let text = "iptables-restore v1.8.9 (legacy): Couldn't load target `X'\n\nError occurred at line: 2\nTry `iptables-restore -h' for more information.\n";
+        assert_eq!(
+            condense(text, Some(2)),
+            "iptables-restore v1.8.9 (legacy): Couldn't load target `X'; Error occurred at line: 2"
+        );
+        assert_eq!(condense("", Some(4)), "exit status 4");
+    }
+
+    #[test]
+    fn a_missing_program_names_its_package() {
+        let err = Program::new("cf-allow-no-such-program", "iptables")
+            .run(&[], None, 10)
+            .expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "cf-allow-no-such-program not found: install the iptables package"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! ipset: reading cf-allow's `hash:net` sets and changing them with `ipset restore`.
+
+use cf_allow_diff::{Family, IpNet};
+
+use crate::exec::Program;
+use crate::rules::{set_family, set_name, tmp_set_name};
+use crate::Error;
+
+/// What one of cf-allow's sets holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SetContents {
+    /// The set's members, as stored.
+    pub members: Vec<IpNet>,
+}
+
+/// The ipset program.
+pub(crate) struct Ipset {
+    program: Program,
+}
+
+impl Ipset {
+    pub fn new() -> Ipset {
+        Ipset {
+            program: Program::new("ipset", "ipset"),
+        }
+    }
+
+    /// True when the `ipset` program is installed.
+    pub fn installed() -> bool {
+        crate::exec::find_program("ipset").is_some()
+    }
+
+    /// The names of every set in this network namespace.
+    pub fn names(&self) -> Result<Vec<String>, Error> {
+        let out = self.program.run(&["list", "-n"], None, 0)?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Reads one of cf-allow's sets, refusing a set of that name that is not a `hash:net`
+    /// of the right family (something else is in the way).
+    pub fn read(&self, name: &str, family: Family) -> Result<SetContents, Error> {
+        let out = self.program.run(&["save", name], None, 0)?;
+        parse_save(&String::from_utf8_lossy(&out.stdout), name, family)
+    }
+
+    /// How many iptables rules use the set, and how many entries it holds (`ipset list -t`).
+    pub fn references(&self, name: &str) -> Result<(usize, usize), Error> {
+        let out = self.program.run(&["list", "-t", name], None, 0)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |key: &str| -> Result<usize, Error> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| Error::Parse {
+                    program: "ipset list -t".to_string(),
+                    detail: format!("no `{key}` line for {name}"),
+                })
+        };
+        Ok((field("References:")?, field("Number of entries:")?))
+    }
+
+    /// Runs `ipset restore` with `script`. On failure, also returns the line it stopped at.
+    pub fn restore(&self, script: &str) -> Result<(), (Error, Option<usize>)> {
+        match self.program.run(&["restore"], Some(script), 0) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let line = failed_line(&err.to_string());
+                Err((err, line))
+            }
+        }
+    }
+}
+
+/// The `create` line for a fresh set of `family` sized for `len` members.
+pub(crate) fn create_line(name: &str, family: Family, len: usize) -> String {
+    let maxelem = len.max(65536);
+    format!(
+        "create {name} hash:net family {} maxelem {maxelem}",
+        set_family(family)
+    )
+}
+
+/// Every set name cf-allow owns.
+pub(crate) fn owned_names() -> [&'static str; 4] {
+    [
+        set_name(Family::Ipv4),
+        set_name(Family::Ipv6),
+        tmp_set_name(Family::Ipv4),
+        tmp_set_name(Family::Ipv6),
+    ]
+}
+
+fn parse_save(text: &str, name: &str, family: Family) -> Result<SetContents, Error> {
+    let mut contents = SetContents::default();
+    let mut header_ok = false;
+    for line in text.lines() {
+        let mut tokens = line.split_whitespace();
+        match (tokens.next(), tokens.next()) {
+            (Some("create"), Some(n)) if n == name => {
+                let kind = tokens.next().unwrap_or_default();
+                let rest: Vec<&str> = tokens.collect();
+                let fam = rest
+                    .windows(2)
+                    .find(|w| w[0] == "family")
+                    .map(|w| w[1])
+                    .unwrap_or("inet");
+                if kind != "hash:net" || fam != set_family(family) {
+                    return Err(Error::Foreign(format!(
+                        "the ipset {name} exists but is `{kind} family {fam}`, not `hash:net family {}`; cf-allow did not create it: rename or destroy it, or turn iptables.ipset off",
+                        set_family(family)
+                    )));
+                }
+                if rest.contains(&"timeout") {
+                    return Err(Error::Foreign(format!(
+                        "the ipset {name} has timeouts, so cf-allow did not create it: rename or destroy it"
+                    )));
+                }
+                header_ok = true;
+            }
+            (Some("add"), Some(n)) if n == name => {
+                let member = tokens.next().unwrap_or_default();
+                let net = parse_member(member, family).ok_or_else(|| Error::Parse {
+                    program: "ipset save".to_string(),
+                    detail: format!("member `{member}` of {name}"),
+                })?;
+                contents.members.push(net);
+            }
+            _ => {}
+        }
+    }
+    if !header_ok {
+        return Err(Error::Parse {
+            program: "ipset save".to_string(),
+            detail: format!("no create line for {name}"),
+        });
+    }
+    Ok(contents)
+}
+
+/// A member as ipset prints it: a CIDR, or a bare address for a host prefix.
+fn parse_member(text: &str, family: Family) -> Option<IpNet> {
+    let net = if text.contains('/') {
+        text.parse::<IpNet>().ok()?
+    } else {
+        IpNet::from(text.parse::<std::net::IpAddr>().ok()?)
+    };
+    (Family::of(&net) == family).then_some(net)
+}
+
+/// `ipset v7.17: Error in line 3: …` → 3.
+fn failed_line(message: &str) -> Option<usize> {
+    let rest = &message[message.find("Error in line ")? + "Error in line ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_members_including_hosts() {
+        let text = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x594d27fe\nadd cf-allow-v4 192.0.2.1\nadd cf-allow-v4 198.51.100.0/24\n";
+        let set = parse_save(text, "cf-allow-v4", Family::Ipv4).expect("parse");
+        assert_eq!(
+            set.members,
+            vec![
+                "192.0.2.1/32".parse::<IpNet>().expect("cidr"),
+                "198.51.100.0/24".parse().expect("cidr")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_foreign_set_of_the_same_name_is_refused() {
+        let text = "create cf-allow-v4 hash:ip family inet hashsize 1024 maxelem 65536\n";
+        let err = parse_save(text, "cf-allow-v4", Family::Ipv4).expect_err("foreign");
+        assert!(err.to_string().contains("not `hash:net family inet`"), "{err}");
+    }
+
+    #[test]
+    fn finds_the_failed_line() {
+        assert_eq!(
+            failed_line("ipset restore failed: ipset v7.17: Error in line 3: Syntax error"),
+            Some(3)
+        );
+        assert_eq!(failed_line("other"), None);
+    }
+}

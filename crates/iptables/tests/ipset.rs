@@ -1,0 +1,154 @@
+//! ipset mode: `hash:net` sets `cf-allow-v4` / `cf-allow-v6` with one rule each, updated by
+//! building a tmp set and swapping it in.
+
+mod common;
+
+use cf_allow_iptables::Variant;
+use cf_allow_testkit::{require_programs, require_root, Netns};
+use common::*;
+
+const PORTS: [u16; 2] = [80, 443];
+
+fn prerequisites(test: &str) -> bool {
+    require_root(test)
+        && require_programs(
+            test,
+            &[
+                "ip",
+                "ipset",
+                "iptables-nft-restore",
+                "iptables-legacy-restore",
+            ],
+        )
+}
+
+fn ipset_mode(variant: Variant) {
+    let ns = Netns::new("ipt-ipset");
+    let s = settings(variant, |s| s.ipset = true);
+    let first = ranges(&["192.0.2.0/24", "198.51.100.7/32", "2001:db8:1::/48"]);
+
+    let (inspection, plan) = sync(&ns, &s, &PORTS, &first);
+    assert!(inspection
+        .repairs
+        .contains(&"ipset: create the set cf-allow-v4".to_string()));
+    assert_eq!(plan.add, first);
+    assert_eq!(
+        set_members(&ns, "cf-allow-v4"),
+        ["192.0.2.0/24", "198.51.100.7"]
+    );
+    assert_eq!(set_members(&ns, "cf-allow-v6"), ["2001:db8:1::/48"]);
+    let (v4, v6) = save_both(&ns, variant);
+    assert_eq!(
+        chain_rules(&v4, "CF-ALLOW"),
+        ["-p tcp -m set --match-set cf-allow-v4 src -m multiport --dports 80,443 -j ACCEPT"]
+    );
+    assert_eq!(
+        chain_rules(&v6, "CF-ALLOW"),
+        ["-p tcp -m set --match-set cf-allow-v6 src -m multiport --dports 80,443 -j ACCEPT"]
+    );
+    assert_eq!(chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
+
+    // No-op.
+    let (inspection, plan) = sync(&ns, &s, &PORTS, &first);
+    assert_eq!(inspection.ranges, first);
+    assert!(plan.is_empty(), "{plan:?}");
+    assert_eq!(save_both(&ns, variant), (v4.clone(), v6.clone()));
+
+    // A changed list swaps new contents in; rules are untouched, no tmp set is left.
+    let second = ranges(&["192.0.2.0/24", "203.0.113.0/24", "2001:db8:2::/48"]);
+    let (_, plan) = sync(&ns, &s, &PORTS, &second);
+    assert_eq!(plan.add, ranges(&["203.0.113.0/24", "2001:db8:2::/48"]));
+    assert_eq!(
+        set_members(&ns, "cf-allow-v4"),
+        ["192.0.2.0/24", "203.0.113.0/24"]
+    );
+    assert_eq!(set_members(&ns, "cf-allow-v6"), ["2001:db8:2::/48"]);
+    assert_eq!(set_names(&ns), ["cf-allow-v4", "cf-allow-v6"]);
+    assert_eq!(save_both(&ns, variant), (v4.clone(), v6.clone()));
+
+    // A tmp set left by a killed run is cleaned up.
+    ns.sh("ipset create cf-allow-v6-tmp hash:net family inet6");
+    let inspection = inspect(&ns, &s, &PORTS);
+    assert_eq!(
+        inspection.repairs,
+        ["ipset: destroy the leftover set cf-allow-v6-tmp"]
+    );
+    sync(&ns, &s, &PORTS, &second);
+    assert_eq!(set_names(&ns), ["cf-allow-v4", "cf-allow-v6"]);
+
+    // An admin emptied a set: refilled.
+    ns.sh("ipset flush cf-allow-v4");
+    let (_, plan) = sync(&ns, &s, &PORTS, &second);
+    assert_eq!(plan.add, ranges(&["192.0.2.0/24", "203.0.113.0/24"]));
+    assert_eq!(
+        set_members(&ns, "cf-allow-v4"),
+        ["192.0.2.0/24", "203.0.113.0/24"]
+    );
+
+    // Switching ipset mode off: per-range rules come back and the sets go.
+    let plain = settings(variant, |_| {});
+    let inspection = inspect(&ns, &plain, &PORTS);
+    assert!(
+        inspection
+            .repairs
+            .contains(&"ipset: destroy the set cf-allow-v4 (iptables.ipset is off)".to_string()),
+        "{:?}",
+        inspection.repairs
+    );
+    sync(&ns, &plain, &PORTS, &second);
+    assert!(set_names(&ns).is_empty());
+    assert_eq!(
+        chain_rules(&save(&ns, variant, false), "CF-ALLOW"),
+        [
+            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+        ]
+    );
+    assert!(inspect(&ns, &plain, &PORTS).repairs.is_empty());
+
+    // And on again, then remove deletes the sets too.
+    sync(&ns, &s, &PORTS, &second);
+    assert_eq!(save_both(&ns, variant), (v4, v6));
+    let lines = remove(&ns, &s, false).expect("remove");
+    assert!(
+        lines.contains(&"ipset: set cf-allow-v4 (2 entries)".to_string()),
+        "{lines:?}"
+    );
+    assert!(set_names(&ns).is_empty());
+    assert!(!save(&ns, variant, false).contains("CF-ALLOW"));
+}
+
+#[test]
+fn ipset_mode_nft() {
+    if !prerequisites("ipset_mode_nft") {
+        return;
+    }
+    ipset_mode(Variant::Nft);
+}
+
+#[test]
+fn ipset_mode_legacy() {
+    if !prerequisites("ipset_mode_legacy") {
+        return;
+    }
+    ipset_mode(Variant::Legacy);
+}
+
+#[test]
+fn a_foreign_set_with_the_same_name_is_an_error() {
+    if !prerequisites("a_foreign_set_with_the_same_name_is_an_error") {
+        return;
+    }
+    let ns = Netns::new("ipt-setname");
+    ns.sh("ipset create cf-allow-v4 hash:ip");
+    let s = settings(Variant::Nft, |s| s.ipset = true);
+    let before = save_both(&ns, Variant::Nft);
+    let err = try_sync(&ns, &s, &PORTS, &ranges(&["192.0.2.0/24", "2001:db8::/32"]))
+        .expect_err("foreign set");
+    assert!(
+        err.contains("the ipset cf-allow-v4 exists but is `hash:ip family inet`"),
+        "{err}"
+    );
+    assert_eq!(save_both(&ns, Variant::Nft), before);
+    assert_eq!(set_names(&ns), ["cf-allow-v4"]);
+}

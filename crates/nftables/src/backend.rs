@@ -1,0 +1,783 @@
+//! [`NftablesBackend`]: reads what cf-allow manages from the kernel and applies plans as one
+//! netlink batch.
+
+use std::collections::BTreeSet;
+
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+
+use crate::error::Error;
+use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
+use crate::layout::{self, OWN_CHAIN, SET_V4, SET_V6};
+use crate::model::{
+    family_name, ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo,
+    FAMILY_INET, FAMILY_IP, FAMILY_IP6, TAG,
+};
+use crate::netlink::Netlink;
+use crate::settings::{Settings, TableFamily};
+
+/// `NF_INET_LOCAL_IN`.
+const HOOK_INPUT: u32 = 1;
+/// `NF_DROP` / `NF_ACCEPT` as chain policies.
+const POLICY_DROP: u32 = 0;
+const POLICY_ACCEPT: u32 = 1;
+/// `NFT_SET_INTERVAL`.
+const SET_FLAG_INTERVAL: u32 = 0x4;
+/// The kernel's limit on table, chain and set names (with the NUL).
+const NAME_MAX: usize = 255;
+
+/// The nftables backend: own-table mode (table `inet cf_allow`) or into mode (sets and
+/// tagged rules in an existing chain).
+#[derive(Debug)]
+pub struct NftablesBackend {
+    settings: Settings,
+    ports: Vec<u16>,
+}
+
+/// Where cf-allow's sets and rules live.
+#[derive(Clone, Debug)]
+struct Target {
+    table: String,
+    chain: String,
+    /// Into mode: the chain belongs to the user.
+    into: bool,
+}
+
+/// One of cf-allow's two sets, as found.
+#[derive(Clone, Debug)]
+struct SetState {
+    ranges: Vec<StoredRange>,
+}
+
+/// Everything `inspect` and `apply` need to know about the kernel's ruleset.
+#[derive(Debug, Default)]
+struct State {
+    /// Own-table mode: the table exists. Into mode: the own table exists and is cf-allow's
+    /// (left over from own-table mode).
+    own_table: bool,
+    /// The target chain as found.
+    chain: Option<ChainInfo>,
+    v4: Option<SetState>,
+    v6: Option<SetState>,
+    /// cf-allow's rules as found (all rules of the own chain; the tagged rules in into mode).
+    rules: Vec<RuleInfo>,
+    /// The rules are exactly the expected ones, in place.
+    rules_ok: bool,
+    warnings: Vec<String>,
+}
+
+impl NftablesBackend {
+    /// A backend for `settings` that opens `ports` (TCP; empty = all ports) to the ranges.
+    pub fn new(settings: Settings, ports: Vec<u16>) -> Result<Self, Error> {
+        check_name("nftables.table", &settings.table)?;
+        if let Some(into) = &settings.into {
+            check_name("nftables.into.table", &into.table)?;
+            check_name("nftables.into.chain", &into.chain)?;
+            if into.family != TableFamily::Inet {
+                return Err(Error::Settings(format!(
+                    "nftables.into.family is {}, but cf-allow keeps an IPv4 and an IPv6 set and \
+                     only an inet table holds both; put them into an inet table",
+                    into.family.as_str()
+                )));
+            }
+        }
+        if settings.lockdown && ports.is_empty() {
+            return Err(Error::Settings(
+                "nftables.lockdown with ports: [] would drop every TCP connection that does not \
+                 come from Cloudflare, SSH included; list the ports to lock down"
+                    .to_owned(),
+            ));
+        }
+        let mut ports = ports;
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(NftablesBackend { settings, ports })
+    }
+
+    fn target(&self) -> Target {
+        match &self.settings.into {
+            Some(into) => Target {
+                table: into.table.clone(),
+                chain: into.chain.clone(),
+                into: true,
+            },
+            None => Target {
+                table: self.settings.table.clone(),
+                chain: OWN_CHAIN.to_owned(),
+                into: false,
+            },
+        }
+    }
+
+    fn expected_rules(&self) -> Vec<Vec<Expr>> {
+        layout::expected_rules(&self.ports, self.settings.lockdown)
+    }
+
+    /// Reads the ruleset: cf-allow's table, sets, elements and rules, and foreign chains
+    /// that matter.
+    fn read(&self, nl: &mut Netlink) -> Result<State, Error> {
+        nl.generation()?;
+        let target = self.target();
+        let tables = nl.tables()?;
+        let chains = nl.chains()?;
+        let mut state = State::default();
+
+        // cf-allow's own table: must be cf-allow's in own-table mode; in into mode a
+        // leftover one is deleted.
+        let own_name = &self.settings.table;
+        if let Some(table) = find_table(&tables, FAMILY_INET, own_name) {
+            let sets = nl.sets(FAMILY_INET, own_name)?;
+            match foreign_reason(table, &chains, &sets) {
+                Some(reason) if !target.into => {
+                    return Err(Error::Collision(format!(
+                        "table inet {own_name} exists but was not created by cf-allow ({reason}); \
+                         cf-allow leaves it alone: choose another nftables.table, or delete it"
+                    )))
+                }
+                Some(_) => {}
+                None => state.own_table = true,
+            }
+        }
+
+        let table_exists = find_table(&tables, FAMILY_INET, &target.table).is_some();
+        if target.into && !table_exists {
+            return Err(Error::IntoTarget(format!(
+                "nftables.into names table inet {}, which does not exist; create it or fix the \
+                 setting",
+                target.table
+            )));
+        }
+        state.chain = chains
+            .iter()
+            .find(|c| c.family == FAMILY_INET && c.table == target.table && c.name == target.chain)
+            .cloned();
+        if target.into && state.chain.is_none() {
+            return Err(Error::IntoTarget(format!(
+                "nftables.into names chain {} in table inet {}, which does not exist; create it \
+                 or fix the setting",
+                target.chain, target.table
+            )));
+        }
+
+        if table_exists {
+            let sets = nl.sets(FAMILY_INET, &target.table)?;
+            state.v4 = self.read_set(nl, &target, &sets, SET_V4, KeyKind::Ipv4)?;
+            state.v6 = self.read_set(nl, &target, &sets, SET_V6, KeyKind::Ipv6)?;
+            if state.chain.is_some() {
+                let mut rules = nl.rules(FAMILY_INET, &target.table, &target.chain)?;
+                for rule in &mut rules {
+                    resolve_port_sets(nl, &target.table, &sets, rule)?;
+                }
+                let expected = self.expected_rules();
+                if target.into {
+                    let tagged: Vec<RuleInfo> = rules
+                        .iter()
+                        .filter(|r| r.comment.as_deref() == Some(TAG))
+                        .cloned()
+                        .collect();
+                    state.rules_ok = tagged.len() == expected.len()
+                        && rules.len() >= expected.len()
+                        && rules
+                            .iter()
+                            .zip(&expected)
+                            .all(|(r, e)| r.comment.as_deref() == Some(TAG) && &r.exprs == e);
+                    state.rules = tagged;
+                } else {
+                    state.rules_ok = rules.len() == expected.len()
+                        && rules.iter().zip(&expected).all(|(r, e)| &r.exprs == e);
+                    state.rules = rules;
+                }
+            }
+        }
+        state.warnings = self.warnings(&target, &chains);
+        Ok(state)
+    }
+
+    /// Reads one of cf-allow's sets; errors when a set of that name is not cf-allow's.
+    fn read_set(
+        &self,
+        nl: &mut Netlink,
+        target: &Target,
+        sets: &[SetInfo],
+        name: &str,
+        key: KeyKind,
+    ) -> Result<Option<SetState>, Error> {
+        let Some(set) = sets.iter().find(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let what = format!("set inet {} {name}", target.table);
+        if set.comment.as_deref() != Some(TAG) {
+            return Err(Error::Collision(format!(
+                "{what} exists but was not created by cf-allow (its comment is not \"{TAG}\"); \
+                 rename or delete it"
+            )));
+        }
+        if set.key_type != key.type_id() || set.flags & SET_FLAG_INTERVAL == 0 {
+            return Err(Error::Collision(format!(
+                "{what} is not an interval set of {}; delete it so that cf-allow can recreate it",
+                match key {
+                    KeyKind::Ipv4 => "ipv4_addr",
+                    _ => "ipv6_addr",
+                }
+            )));
+        }
+        let elements = nl.elements(FAMILY_INET, &target.table, name)?;
+        Ok(Some(SetState {
+            ranges: ranges_from_elements(elements, key.len() as usize),
+        }))
+    }
+
+    /// Foreign input chains that drop by default, which an accept elsewhere cannot override.
+    fn warnings(&self, target: &Target, chains: &[ChainInfo]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for chain in chains {
+            let is_ours = chain.family == FAMILY_INET
+                && chain.table == target.table
+                && (chain.name == target.chain || !target.into);
+            let drops = chain.hook == Some(HOOK_INPUT)
+                && chain.policy == Some(POLICY_DROP)
+                && matches!(chain.family, FAMILY_INET | FAMILY_IP | FAMILY_IP6);
+            if is_ours || !drops {
+                continue;
+            }
+            let name = format!(
+                "chain {} {} {}",
+                family_name(chain.family),
+                chain.table,
+                chain.name
+            );
+            if target.into {
+                warnings.push(format!(
+                    "{name} also drops by default on the input hook; the accept that cf-allow \
+                     puts into chain inet {} {} does not apply there, so Cloudflare's traffic \
+                     may still be dropped",
+                    target.table, target.chain
+                ));
+            } else {
+                warnings.push(format!(
+                    "{name} drops by default on the input hook (policy drop): an accept in table \
+                     inet {} does not stop a drop in another table, so Cloudflare's traffic is \
+                     still dropped there; set nftables.into: {{family: {}, table: {}, chain: {}}} \
+                     to put the allow into that chain",
+                    target.table,
+                    family_name(chain.family),
+                    chain.table,
+                    chain.name
+                ));
+            }
+        }
+        warnings
+    }
+
+    /// The structural changes `state` needs, with a line for each repair.
+    fn structure(&self, state: &State) -> (Vec<Change>, Vec<Change>, Vec<String>) {
+        let target = self.target();
+        let table = &target.table;
+        let mut before = Vec::new(); // deletions and creations that come before elements
+        let mut after = Vec::new(); // rules, after the sets exist
+        let mut repairs = Vec::new();
+        let chain_ok = state.chain.as_ref().is_some_and(|c| {
+            target.into
+                || (c.hook == Some(HOOK_INPUT)
+                    && c.policy == Some(POLICY_ACCEPT)
+                    && c.kind.as_deref() == Some("filter"))
+        });
+
+        if !state.rules_ok || !chain_ok {
+            for rule in &state.rules {
+                before.push(Change::DelRule {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    chain: target.chain.clone(),
+                    handle: rule.handle,
+                });
+            }
+        }
+        if target.into {
+            if state.own_table {
+                repairs.push(format!(
+                    "delete table inet {} left over from own-table mode",
+                    self.settings.table
+                ));
+                before.push(Change::DelTable {
+                    family: FAMILY_INET,
+                    name: self.settings.table.clone(),
+                });
+            }
+        } else {
+            if !state.own_table {
+                repairs.push(format!("create table inet {table}"));
+                before.push(Change::AddTable {
+                    family: FAMILY_INET,
+                    name: table.clone(),
+                });
+            }
+            if let (Some(_), false) = (&state.chain, chain_ok) {
+                repairs.push(format!(
+                    "recreate chain inet {table} {} as a filter chain on the input hook with \
+                     policy accept",
+                    target.chain
+                ));
+                before.push(Change::DelChain {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    name: target.chain.clone(),
+                });
+            }
+        }
+        for (present, name, key) in [
+            (state.v4.is_some(), SET_V4, KeyKind::Ipv4),
+            (state.v6.is_some(), SET_V6, KeyKind::Ipv6),
+        ] {
+            if !present {
+                repairs.push(format!("create set inet {table} {name}"));
+                before.push(Change::AddSet {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    name: name.to_owned(),
+                    key,
+                });
+            }
+        }
+        if !target.into && !chain_ok {
+            if state.chain.is_none() {
+                repairs.push(format!(
+                    "create chain inet {table} {} on the input hook",
+                    target.chain
+                ));
+            }
+            before.push(Change::AddInputChain {
+                family: FAMILY_INET,
+                table: table.clone(),
+                name: target.chain.clone(),
+            });
+        }
+        if !state.rules_ok || !chain_ok {
+            let settings = layout::describe(&self.ports, self.settings.lockdown);
+            repairs.push(match (target.into, state.rules.is_empty()) {
+                (true, true) => format!(
+                    "insert the cf-allow rules at the top of chain inet {table} {} ({settings})",
+                    target.chain
+                ),
+                (true, false) => format!(
+                    "put the cf-allow rules back at the top of chain inet {table} {} ({settings})",
+                    target.chain
+                ),
+                (false, true) => format!(
+                    "add the rules to chain inet {table} {} ({settings})",
+                    target.chain
+                ),
+                (false, false) => format!(
+                    "rewrite the rules of chain inet {table} {} ({settings})",
+                    target.chain
+                ),
+            });
+            let mut rules = self.expected_rules();
+            let position = if target.into {
+                // Each insert goes before all others: insert the last rule first.
+                rules.reverse();
+                Position::Top
+            } else {
+                Position::Bottom
+            };
+            for exprs in rules {
+                after.push(Change::AddRule {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    chain: target.chain.clone(),
+                    exprs,
+                    position,
+                });
+            }
+        }
+        (before, after, repairs)
+    }
+}
+
+impl Backend for NftablesBackend {
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn inspect(&mut self) -> Result<Inspection, Error> {
+        let mut nl = Netlink::open()?;
+        let state = self.read(&mut nl)?;
+        let (_, _, repairs) = self.structure(&state);
+        let ranges = RangeSet::exact(
+            state
+                .v4
+                .iter()
+                .chain(state.v6.iter())
+                .flat_map(|s| s.ranges.iter().flat_map(StoredRange::prefixes)),
+        );
+        let present = if self.settings.into.is_some() {
+            state.v4.is_some() || state.v6.is_some() || !state.rules.is_empty()
+        } else {
+            state.own_table
+        };
+        Ok(Inspection {
+            ranges,
+            present,
+            repairs,
+            warnings: state.warnings,
+        })
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
+        let mut nl = Netlink::open()?;
+        let state = self.read(&mut nl)?;
+        let (mut changes, rules, repairs) = self.structure(&state);
+        let table = self.target().table;
+        let mut added = 0usize;
+        let mut removed = 0usize;
+        for (family, set, stored) in [
+            (Family::Ipv4, SET_V4, &state.v4),
+            (Family::Ipv6, SET_V6, &state.v6),
+        ] {
+            let stored: &[StoredRange] = stored.as_ref().map(|s| &s.ranges[..]).unwrap_or(&[]);
+            let delta = element_delta(stored, &plan.add, &plan.remove, family);
+            added += delta.added;
+            removed += delta.removed;
+            if !delta.delete.is_empty() {
+                changes.push(Change::DelElements {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    set: set.to_owned(),
+                    elements: delta.delete,
+                });
+            }
+            if !delta.insert.is_empty() {
+                changes.push(Change::AddElements {
+                    family: FAMILY_INET,
+                    table: table.clone(),
+                    set: set.to_owned(),
+                    elements: delta.insert,
+                });
+            }
+        }
+        changes.extend(rules);
+        if changes.is_empty() {
+            tracing::debug!("nftables: nothing to change");
+            return Ok(());
+        }
+        for change in &changes {
+            tracing::debug!(%change, "nftables batch message");
+        }
+        nl.commit(&changes)?;
+        for repair in &repairs {
+            tracing::debug!(repair = %repair, "nftables: repaired");
+        }
+        tracing::debug!(
+            added,
+            removed,
+            table = %table,
+            "nftables: applied the change in one batch"
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
+        let mut nl = Netlink::open()?;
+        nl.generation()?;
+        let tables = nl.tables()?;
+        let chains = nl.chains()?;
+        let mut changes = Vec::new();
+        let mut lines = Vec::new();
+
+        if let Some(into) = &self.settings.into {
+            if find_table(&tables, FAMILY_INET, &into.table).is_some() {
+                if chains.iter().any(|c| {
+                    c.family == FAMILY_INET && c.table == into.table && c.name == into.chain
+                }) {
+                    for rule in nl.rules(FAMILY_INET, &into.table, &into.chain)? {
+                        if rule.comment.as_deref() == Some(TAG) {
+                            lines.push(format!(
+                                "rule inet {} {} handle {} (comment \"{TAG}\")",
+                                into.table, into.chain, rule.handle
+                            ));
+                            changes.push(Change::DelRule {
+                                family: FAMILY_INET,
+                                table: into.table.clone(),
+                                chain: into.chain.clone(),
+                                handle: rule.handle,
+                            });
+                        }
+                    }
+                }
+                for set in nl.sets(FAMILY_INET, &into.table)? {
+                    if (set.name == SET_V4 || set.name == SET_V6)
+                        && set.comment.as_deref() == Some(TAG)
+                    {
+                        lines.push(format!("set inet {} {}", into.table, set.name));
+                        changes.push(Change::DelSet {
+                            family: FAMILY_INET,
+                            table: into.table.clone(),
+                            name: set.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let own = &self.settings.table;
+        if let Some(table) = find_table(&tables, FAMILY_INET, own) {
+            let sets = nl.sets(FAMILY_INET, own)?;
+            match foreign_reason(table, &chains, &sets) {
+                None => {
+                    lines.push(format!("table inet {own}"));
+                    changes.push(Change::DelTable {
+                        family: FAMILY_INET,
+                        name: own.clone(),
+                    });
+                }
+                Some(reason) => tracing::warn!(
+                    "nftables: table inet {own} was not created by cf-allow ({reason}); left alone"
+                ),
+            }
+        }
+        if !dry_run && !changes.is_empty() {
+            nl.commit(&changes)?;
+            for line in &lines {
+                tracing::debug!(object = %line, "nftables: deleted");
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// The element messages of one set for a plan.
+#[derive(Debug, Default)]
+struct ElementDelta {
+    delete: Vec<Element>,
+    insert: Vec<Element>,
+    added: usize,
+    removed: usize,
+}
+
+/// Which elements to delete and insert so that the stored ranges of `family` lose the
+/// prefixes in `remove` and gain those in `add`. A stored range is deleted whole when one
+/// of its prefixes goes (ranges merged by someone else hold several); its other prefixes
+/// are inserted again. Ranges that stay are not touched.
+fn element_delta(
+    stored: &[StoredRange],
+    add: &RangeSet,
+    remove: &RangeSet,
+    family: Family,
+) -> ElementDelta {
+    let mut delta = ElementDelta::default();
+    let mut present: BTreeSet<IpNet> = BTreeSet::new();
+    let mut reinsert: Vec<IpNet> = Vec::new();
+    for range in stored {
+        let prefixes = range.prefixes();
+        if prefixes.iter().any(|p| remove.contains(p)) {
+            delta.delete.extend(range.elements.iter().cloned());
+            for prefix in prefixes {
+                if remove.contains(&prefix) {
+                    delta.removed += 1;
+                } else {
+                    reinsert.push(prefix);
+                }
+            }
+        } else {
+            present.extend(prefixes);
+        }
+    }
+    for prefix in add.iter_family(family) {
+        if present.contains(&prefix) {
+            continue;
+        }
+        delta.added += 1;
+        reinsert.push(prefix);
+    }
+    reinsert.sort();
+    reinsert.dedup();
+    for prefix in reinsert {
+        delta.insert.extend(elements_of(&prefix));
+    }
+    delta
+}
+
+/// Replaces lookups into anonymous sets by the ports those sets hold.
+fn resolve_port_sets(
+    nl: &mut Netlink,
+    table: &str,
+    sets: &[SetInfo],
+    rule: &mut RuleInfo,
+) -> Result<(), Error> {
+    for expr in &mut rule.exprs {
+        let Expr::Lookup(name) = expr else { continue };
+        let Some(set) = sets.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        if !name.starts_with("__set") || set.key_type != KeyKind::Port.type_id() {
+            continue;
+        }
+        let mut ports: Vec<u16> = nl
+            .elements(FAMILY_INET, table, name)?
+            .iter()
+            .filter_map(|e| <[u8; 2]>::try_from(e.key.as_slice()).ok())
+            .map(u16::from_be_bytes)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        *expr = Expr::LookupPorts(ports);
+    }
+    Ok(())
+}
+
+fn find_table<'a>(tables: &'a [TableInfo], family: u8, name: &str) -> Option<&'a TableInfo> {
+    tables.iter().find(|t| t.family == family && t.name == name)
+}
+
+/// Why a table with cf-allow's name is not cf-allow's, or `None` when it is.
+fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> Option<String> {
+    match table.comment.as_deref() {
+        Some(TAG) => return None,
+        Some(other) => return Some(format!("its comment is \"{other}\"")),
+        None => {}
+    }
+    // Kernels before 5.13 drop table comments: judge by the contents.
+    if let Some(chain) = chains
+        .iter()
+        .find(|c| c.family == table.family && c.table == table.name && c.name != OWN_CHAIN)
+    {
+        return Some(format!("it holds chain {}", chain.name));
+    }
+    if let Some(set) = sets.iter().find(|s| {
+        !s.name.starts_with("__set")
+            && (!(s.name == SET_V4 || s.name == SET_V6) || s.comment.as_deref() != Some(TAG))
+    }) {
+        return Some(format!("it holds set {}", set.name));
+    }
+    None
+}
+
+fn check_name(key: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > NAME_MAX || name.contains('\0') {
+        return Err(Error::Settings(format!(
+            "{key} must be a name of 1 to {NAME_MAX} bytes without NUL, got {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::IntoTarget;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test CIDR")
+    }
+
+    fn stored(nets: &[&str]) -> Vec<StoredRange> {
+        let elements = nets.iter().flat_map(|n| elements_of(&net(n))).collect();
+        ranges_from_elements(elements, 4)
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let lockdown_all = Settings {
+            lockdown: true,
+            ..Settings::default()
+        };
+        let err = NftablesBackend::new(lockdown_all, vec![]).expect_err("lockdown on all ports");
+        assert!(err.to_string().contains("SSH"), "{err}");
+        let ip_into = Settings {
+            into: Some(IntoTarget {
+                family: TableFamily::Ip,
+                table: "filter".into(),
+                chain: "INPUT".into(),
+            }),
+            ..Settings::default()
+        };
+        let err = NftablesBackend::new(ip_into, vec![443]).expect_err("ip family");
+        assert!(err.to_string().contains("inet"), "{err}");
+        let empty = Settings {
+            table: String::new(),
+            ..Settings::default()
+        };
+        assert!(NftablesBackend::new(empty, vec![443]).is_err());
+    }
+
+    #[test]
+    fn element_delta_touches_only_changed_ranges() {
+        let current = stored(&["10.0.0.0/24", "10.0.2.0/23", "10.0.8.0/24"]);
+        let add = RangeSet::exact([net("10.0.2.0/24"), net("10.0.3.0/24"), net("10.0.9.0/24")]);
+        let remove = RangeSet::exact([net("10.0.2.0/23"), net("10.0.8.0/24")]);
+        let delta = element_delta(&current, &add, &remove, Family::Ipv4);
+        assert_eq!(delta.removed, 2);
+        assert_eq!(delta.added, 3);
+        let deleted: Vec<Element> = ["10.0.2.0/23", "10.0.8.0/24"]
+            .iter()
+            .flat_map(|n| elements_of(&net(n)))
+            .collect();
+        assert_eq!(delta.delete, deleted);
+        let inserted: Vec<Element> = ["10.0.2.0/24", "10.0.3.0/24", "10.0.9.0/24"]
+            .iter()
+            .flat_map(|n| elements_of(&net(n)))
+            .collect();
+        assert_eq!(delta.insert, inserted);
+    }
+
+    #[test]
+    fn a_range_merged_by_someone_else_is_replaced_by_what_stays() {
+        // nft's auto-merge stored 10.0.1.0/24 + 10.0.2.0/24 as one range.
+        let merged = StoredRange {
+            first: "10.0.1.0".parse().expect("addr"),
+            last: "10.0.2.255".parse().expect("addr"),
+            elements: vec![
+                Element {
+                    key: vec![10, 0, 1, 0],
+                    end: false,
+                    open: false,
+                },
+                Element {
+                    key: vec![10, 0, 3, 0],
+                    end: true,
+                    open: false,
+                },
+            ],
+        };
+        let remove = RangeSet::exact([net("10.0.2.0/24")]);
+        let delta = element_delta(
+            std::slice::from_ref(&merged),
+            &RangeSet::default(),
+            &remove,
+            Family::Ipv4,
+        );
+        assert_eq!(delta.delete, merged.elements);
+        assert_eq!(delta.insert, elements_of(&net("10.0.1.0/24")));
+        assert_eq!((delta.added, delta.removed), (0, 1));
+    }
+
+    #[test]
+    fn a_table_is_cf_allows_by_comment_or_by_contents() {
+        let table = |comment: Option<&str>| TableInfo {
+            family: FAMILY_INET,
+            name: "cf_allow".into(),
+            comment: comment.map(str::to_owned),
+        };
+        assert_eq!(foreign_reason(&table(Some(TAG)), &[], &[]), None);
+        assert!(foreign_reason(&table(Some("mine")), &[], &[]).is_some());
+        let chain = ChainInfo {
+            family: FAMILY_INET,
+            table: "cf_allow".into(),
+            name: "forward".into(),
+            hook: None,
+            policy: None,
+            kind: None,
+            priority: None,
+        };
+        assert!(foreign_reason(&table(None), &[chain], &[]).is_some());
+        let set = SetInfo {
+            name: "blocklist".into(),
+            flags: 0,
+            key_type: 7,
+            key_len: 4,
+            comment: None,
+        };
+        assert!(foreign_reason(&table(None), &[], &[set]).is_some());
+        assert_eq!(foreign_reason(&table(None), &[], &[]), None);
+    }
+}

@@ -1,0 +1,409 @@
+//! How CIDR prefixes map onto the elements of an nftables interval set, and back.
+//!
+//! An interval set stores each range as two elements: its first address (flags 0) and the
+//! address just past its last one (flagged `NFT_SET_ELEM_INTERVAL_END`). A range that reaches
+//! the top of the address space has no address past its end; nft then sends only the start
+//! element, marked "interval open" in the element's user data, and so do we. A dump of the
+//! set returns the same elements (in any order), plus possibly a lone end element at address
+//! zero that `nft` adds; [`ranges_from_elements`] turns them back into ranges, and
+//! [`prefixes_of_range`] splits each range into the minimal list of prefixes, so that
+//! adjacent prefixes that do not merge (10.0.1.0/24 + 10.0.2.0/24) come back as they were.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// One element of an interval set, as sent to or read from the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Element {
+    /// The key: 4 (IPv4) or 16 (IPv6) bytes in network order.
+    pub key: Vec<u8>,
+    /// True for the element that marks the address just past a range.
+    pub end: bool,
+    /// True for a start element whose range runs to the top of the address space.
+    pub open: bool,
+}
+
+/// An inclusive range of addresses of one family, as stored in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct StoredRange {
+    /// First address.
+    pub first: IpAddr,
+    /// Last address (inclusive).
+    pub last: IpAddr,
+    /// The elements that hold this range (to delete it exactly as stored).
+    pub elements: Vec<Element>,
+}
+
+impl StoredRange {
+    /// The minimal prefixes covering exactly this range.
+    pub fn prefixes(&self) -> Vec<IpNet> {
+        prefixes_of_range(self.first, self.last)
+    }
+}
+
+/// The elements that store `net` in an interval set.
+pub(crate) fn elements_of(net: &IpNet) -> Vec<Element> {
+    let start = addr_bytes(net.network());
+    match next_addr(net.broadcast()) {
+        Some(past) => vec![
+            Element {
+                key: start,
+                end: false,
+                open: false,
+            },
+            Element {
+                key: addr_bytes(past),
+                end: true,
+                open: false,
+            },
+        ],
+        None => vec![Element {
+            key: start,
+            end: false,
+            open: true,
+        }],
+    }
+}
+
+/// Pairs the elements of a dumped interval set into ranges of the family whose keys are
+/// `key_len` bytes long (4 or 16). Lone end elements (nft's end marker at address zero) are
+/// skipped; a start without an end runs to the top of the address space.
+pub(crate) fn ranges_from_elements(mut elements: Vec<Element>, key_len: usize) -> Vec<StoredRange> {
+    elements.retain(|e| e.key.len() == key_len);
+    // Sorted by key, end elements before start elements of the same key: the end of one
+    // range and the start of its neighbour share the same address.
+    elements.sort_by(|a, b| a.key.cmp(&b.key).then(b.end.cmp(&a.end)));
+    let mut ranges = Vec::new();
+    let mut pending: Option<Element> = None;
+    for element in elements {
+        if element.end {
+            if let Some(start) = pending.take() {
+                if let (Some(first), Some(past)) =
+                    (bytes_addr(&start.key), bytes_addr(&element.key))
+                {
+                    if let Some(last) = prev_addr(past).filter(|last| *last >= first) {
+                        ranges.push(StoredRange {
+                            first,
+                            last,
+                            elements: vec![start, element],
+                        });
+                    }
+                }
+            }
+        } else {
+            if let Some(start) = pending.take() {
+                // A start that is not closed before the next start: its range ends just
+                // before the next one.
+                if let (Some(first), Some(next)) =
+                    (bytes_addr(&start.key), bytes_addr(&element.key))
+                {
+                    if let Some(last) = prev_addr(next) {
+                        ranges.push(StoredRange {
+                            first,
+                            last,
+                            elements: vec![start],
+                        });
+                    }
+                }
+            }
+            pending = Some(element);
+        }
+    }
+    if let Some(start) = pending {
+        if let Some(first) = bytes_addr(&start.key) {
+            ranges.push(StoredRange {
+                first,
+                last: top_of(first),
+                elements: vec![start],
+            });
+        }
+    }
+    ranges
+}
+
+/// The minimal list of prefixes covering exactly `first..=last` (same family, first <= last).
+pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
+    match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            split_range(u32::from(a) as u128, u32::from(b) as u128, 32)
+                .into_iter()
+                .filter_map(|(addr, len)| Ipv4Net::new(Ipv4Addr::from(addr as u32), len).ok())
+                .map(IpNet::V4)
+                .collect()
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => split_range(u128::from(a), u128::from(b), 128)
+            .into_iter()
+            .filter_map(|(addr, len)| Ipv6Net::new(Ipv6Addr::from(addr), len).ok())
+            .map(IpNet::V6)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Splits `first..=last` in a `bits`-wide address space into aligned blocks, largest first.
+fn split_range(mut first: u128, last: u128, bits: u8) -> Vec<(u128, u8)> {
+    let mut out = Vec::new();
+    if first > last {
+        return out;
+    }
+    loop {
+        // The largest block that starts at `first` (alignment) and does not pass `last`.
+        let align = if first == 0 {
+            bits as u32
+        } else {
+            first.trailing_zeros().min(bits as u32)
+        };
+        let mut size_bits = align;
+        while size_bits > 0 {
+            let span = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << size_bits) - 1
+            };
+            match first.checked_add(span) {
+                Some(end) if end <= last => break,
+                _ => size_bits -= 1,
+            }
+        }
+        out.push((first, bits - size_bits as u8));
+        let span = if size_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << size_bits) - 1
+        };
+        let block_last = first + span;
+        if block_last >= last {
+            return out;
+        }
+        first = block_last + 1;
+    }
+}
+
+fn addr_bytes(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn bytes_addr(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| IpAddr::V4(b.into())),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| IpAddr::V6(b.into())),
+        _ => None,
+    }
+}
+
+fn next_addr(addr: IpAddr) -> Option<IpAddr> {
+    match addr {
+        IpAddr::V4(a) => u32::from(a)
+            .checked_add(1)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_add(1)
+            .map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    }
+}
+
+fn prev_addr(addr: IpAddr) -> Option<IpAddr> {
+    match addr {
+        IpAddr::V4(a) => u32::from(a)
+            .checked_sub(1)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_sub(1)
+            .map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    }
+}
+
+fn top_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cf_allow_diff::RangeSet;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test CIDR")
+    }
+
+    /// Elements of `nets` as the kernel would dump them (reversed, like the rbtree does).
+    fn dump(nets: &[IpNet]) -> Vec<Element> {
+        let mut all: Vec<Element> = nets.iter().flat_map(elements_of).collect();
+        all.reverse();
+        all
+    }
+
+    fn round_trip(nets: &[IpNet], key_len: usize) -> RangeSet {
+        RangeSet::exact(
+            ranges_from_elements(dump(nets), key_len)
+                .iter()
+                .flat_map(StoredRange::prefixes),
+        )
+    }
+
+    #[test]
+    fn a_prefix_is_a_start_and_an_end_just_past_it() {
+        let elements = elements_of(&net("103.21.244.0/22"));
+        assert_eq!(
+            elements,
+            vec![
+                Element {
+                    key: vec![103, 21, 244, 0],
+                    end: false,
+                    open: false
+                },
+                Element {
+                    key: vec![103, 21, 248, 0],
+                    end: true,
+                    open: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_prefix_at_the_top_has_only_an_open_start() {
+        assert_eq!(
+            elements_of(&net("255.255.255.0/24")),
+            vec![Element {
+                key: vec![255, 255, 255, 0],
+                end: false,
+                open: true
+            }]
+        );
+        let v6 = elements_of(&net("ffff::/16"));
+        assert_eq!(v6.len(), 1);
+        assert!(v6[0].open);
+        let back = round_trip(&[net("255.255.255.0/24"), net("10.0.0.0/8")], 4);
+        assert_eq!(
+            back,
+            RangeSet::exact([net("10.0.0.0/8"), net("255.255.255.0/24")])
+        );
+        assert_eq!(
+            round_trip(&[net("ffff::/16")], 16),
+            RangeSet::exact([net("ffff::/16")])
+        );
+    }
+
+    #[test]
+    fn adjacent_prefixes_that_do_not_merge_come_back_as_they_were() {
+        let nets = [net("10.0.1.0/24"), net("10.0.2.0/24")];
+        assert_eq!(round_trip(&nets, 4), RangeSet::exact(nets));
+    }
+
+    #[test]
+    fn the_lone_end_marker_at_zero_is_ignored() {
+        let mut elements = dump(&[net("173.245.48.0/20")]);
+        elements.push(Element {
+            key: vec![0, 0, 0, 0],
+            end: true,
+            open: false,
+        });
+        let ranges = ranges_from_elements(elements, 4);
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(ranges[0].prefixes(), vec![net("173.245.48.0/20")]);
+    }
+
+    #[test]
+    fn a_range_merged_by_someone_else_splits_into_minimal_prefixes() {
+        let first: IpAddr = "10.0.1.0".parse().expect("addr");
+        let last: IpAddr = "10.0.2.255".parse().expect("addr");
+        assert_eq!(
+            prefixes_of_range(first, last),
+            vec![net("10.0.1.0/24"), net("10.0.2.0/24")]
+        );
+        let first: IpAddr = "10.0.0.1".parse().expect("addr");
+        let last: IpAddr = "10.0.0.6".parse().expect("addr");
+        assert_eq!(
+            prefixes_of_range(first, last),
+            vec![
+                net("10.0.0.1/32"),
+                net("10.0.0.2/31"),
+                net("10.0.0.4/31"),
+                net("10.0.0.6/32")
+            ]
+        );
+        assert_eq!(
+            prefixes_of_range(
+                "0.0.0.0".parse().expect("a"),
+                "255.255.255.255".parse().expect("a")
+            ),
+            vec![net("0.0.0.0/0")]
+        );
+        assert_eq!(
+            prefixes_of_range("::".parse().expect("a"), Ipv6Addr::from(u128::MAX).into()),
+            vec![net("::/0")]
+        );
+    }
+
+    #[test]
+    fn cloudflare_ranges_round_trip_exactly_in_both_families() {
+        let all = RangeSet::aggregated(
+            cf_allow_testkit::CLOUDFLARE_V4
+                .iter()
+                .chain(cf_allow_testkit::CLOUDFLARE_V6.iter())
+                .map(|s| net(s)),
+        );
+        let v4: Vec<IpNet> = all.iter_family(cf_allow_diff::Family::Ipv4).collect();
+        let v6: Vec<IpNet> = all.iter_family(cf_allow_diff::Family::Ipv6).collect();
+        let back = RangeSet::exact(round_trip(&v4, 4).iter().chain(round_trip(&v6, 16).iter()));
+        assert_eq!(back, all);
+    }
+
+    #[test]
+    fn aggregated_neighbours_round_trip_as_the_aggregate() {
+        // aggregated() merges mergeable neighbours; what is stored is what comes back.
+        let agg = RangeSet::aggregated([
+            net("10.0.0.0/24"),
+            net("10.0.1.0/24"),
+            net("10.0.2.0/24"),
+            net("2001:db8::/33"),
+            net("2001:db8:8000::/33"),
+        ]);
+        assert_eq!(
+            agg,
+            RangeSet::exact([net("10.0.0.0/23"), net("10.0.2.0/24"), net("2001:db8::/32")])
+        );
+        let v4: Vec<IpNet> = agg.iter_family(cf_allow_diff::Family::Ipv4).collect();
+        let v6: Vec<IpNet> = agg.iter_family(cf_allow_diff::Family::Ipv6).collect();
+        let back = RangeSet::exact(round_trip(&v4, 4).iter().chain(round_trip(&v6, 16).iter()));
+        assert_eq!(back, agg);
+    }
+
+    #[test]
+    fn random_prefix_lists_round_trip() {
+        // A deterministic pseudo-random walk over many non-overlapping prefix lists.
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..300 {
+            let mut nets = Vec::new();
+            for _ in 0..12 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let len = 8 + (seed % 25) as u8;
+                let addr = Ipv4Addr::from((seed >> 20) as u32);
+                if let Ok(n) = Ipv4Net::new(addr, len) {
+                    nets.push(IpNet::V4(n.trunc()));
+                }
+            }
+            // Stored sets never hold overlapping prefixes: drop those covered by another.
+            let exact = RangeSet::exact(nets.clone());
+            let kept: Vec<IpNet> = exact
+                .iter()
+                .filter(|n| !exact.iter().any(|o| o != *n && o.contains(n)))
+                .collect();
+            assert_eq!(round_trip(&kept, 4), RangeSet::exact(kept.clone()));
+        }
+    }
+}
