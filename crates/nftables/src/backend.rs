@@ -72,6 +72,13 @@ impl NftablesBackend {
         if let Some(into) = &settings.into {
             check_name("nftables.into.table", &into.table)?;
             check_name("nftables.into.chain", &into.chain)?;
+            if into.table == settings.table {
+                return Err(Error::Settings(format!(
+                    "nftables.into.table is {:?}, the name of cf-allow's own table \
+                     (nftables.table); into mode needs an existing table of yours",
+                    into.table
+                )));
+            }
             if into.family != TableFamily::Inet {
                 return Err(Error::Settings(format!(
                     "nftables.into.family is {}, but cf-allow keeps an IPv4 and an IPv6 set and \

@@ -37,6 +37,8 @@ const ELEM_F_INTERVAL_OPEN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 /// Size of the receive buffer for one `recv` call.
 const RECV_BUFFER_BYTES: usize = 1 << 17;
+/// How long to wait for an answer from the kernel.
+const RECV_TIMEOUT_SECS: libc::time_t = 30;
 
 /// An open netlink socket to nf_tables.
 pub(crate) struct Netlink {
@@ -65,6 +67,21 @@ impl Netlink {
         };
         // Errors carry only the header of the failed message, not the whole message.
         netlink.set_int_option(libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1);
+        // The kernel answers at once; a missing answer must not hang a cron job forever.
+        let timeout = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid fd and a pointer to a timeval of the given size.
+        unsafe {
+            libc::setsockopt(
+                netlink.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast::<c_void>(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
         Ok(netlink)
     }
 
@@ -329,7 +346,8 @@ impl Netlink {
 
     /// Receives one datagram; `None` when `wait` is false and nothing is queued.
     fn recv(&mut self, wait: bool) -> Result<Option<usize>, Error> {
-        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        // MSG_TRUNC: recv returns the datagram's real length, so truncation is noticed.
+        let flags = libc::MSG_TRUNC | if wait { 0 } else { libc::MSG_DONTWAIT };
         let fd = self.fd();
         // SAFETY: the buffer is valid for its length in bytes.
         let n = unsafe {
@@ -342,12 +360,23 @@ impl Netlink {
         };
         if n < 0 {
             let error = io::Error::last_os_error();
-            if !wait && error.kind() == io::ErrorKind::WouldBlock {
-                return Ok(None);
+            if error.kind() == io::ErrorKind::WouldBlock {
+                if !wait {
+                    return Ok(None);
+                }
+                return Err(Error::Socket(format!(
+                    "no answer from the kernel within {RECV_TIMEOUT_SECS} seconds"
+                )));
             }
             return Err(Error::Socket(format!("receiving from the kernel: {error}")));
         }
-        Ok(Some(n as usize))
+        let n = n as usize;
+        if n > self.buffer.len() * 4 {
+            return Err(Error::Socket(format!(
+                "an answer from the kernel ({n} bytes) did not fit the receive buffer"
+            )));
+        }
+        Ok(Some(n))
     }
 
     fn bytes(&self, len: usize) -> &[u8] {
