@@ -164,7 +164,12 @@ impl IptablesBackend {
         snapshot
             .tables
             .iter()
-            .flat_map(|t| [t.rules_of(&self.layout.main), t.rules_of(&self.layout.docker)])
+            .flat_map(|t| {
+                [
+                    t.rules_of(&self.layout.main),
+                    t.rules_of(&self.layout.docker),
+                ]
+            })
             .flatten()
             .filter(|spec| spec.contains(&needle))
             .count()
@@ -182,7 +187,10 @@ impl IptablesBackend {
             }
             let live = set_name(family);
             if !self.layout.ipset && snapshot.has_set(live) {
-                let used = Ipset::new().references(live).map(|(refs, _)| refs).unwrap_or(0);
+                let used = Ipset::new()
+                    .references(live)
+                    .map(|(refs, _)| refs)
+                    .unwrap_or(0);
                 if used > self.own_set_references(snapshot, live) {
                     warnings.push(format!(
                         "ipset: the set {live} is left from ipset mode but rules cf-allow did not create use it; left in place"
@@ -199,7 +207,11 @@ impl IptablesBackend {
     }
 
     /// Every family's edit towards `ranges`, computed before anything is changed.
-    fn plan_edits(&self, snapshot: &Snapshot, ranges: &RangeSet) -> Result<Vec<(Family, FamilyEdit)>, Error> {
+    fn plan_edits(
+        &self,
+        snapshot: &Snapshot,
+        ranges: &RangeSet,
+    ) -> Result<Vec<(Family, FamilyEdit)>, Error> {
         Family::ALL
             .into_iter()
             .map(|family| {
@@ -216,7 +228,11 @@ impl IptablesBackend {
         debug!(family = tool(family), script, "iptables-restore input");
         let wait = self.lock_wait_secs.to_string();
         restore
-            .run(&["-w", &wait, "--noflush"], Some(script), self.lock_wait_secs)
+            .run(
+                &["-w", &wait, "--noflush"],
+                Some(script),
+                self.lock_wait_secs,
+            )
             .map(|_| ())
     }
 
@@ -278,7 +294,11 @@ impl IptablesBackend {
             }
         }
         for family in planned_swaps {
-            lines.push(format!("swap {} {}", tmp_set_name(family), set_name(family)));
+            lines.push(format!(
+                "swap {} {}",
+                tmp_set_name(family),
+                set_name(family)
+            ));
             swaps.push((lines.len(), family));
         }
         if lines.is_empty() {
@@ -312,7 +332,11 @@ impl IptablesBackend {
         let existing = ipset.names().unwrap_or_default();
         let mut lines = Vec::new();
         for family in &changes.swapped {
-            lines.push(format!("swap {} {}", tmp_set_name(*family), set_name(*family)));
+            lines.push(format!(
+                "swap {} {}",
+                tmp_set_name(*family),
+                set_name(*family)
+            ));
         }
         for name in owned_names() {
             let is_tmp = Family::ALL.iter().any(|f| tmp_set_name(*f) == name);

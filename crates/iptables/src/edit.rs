@@ -184,9 +184,9 @@ pub(crate) fn plan_family(
                 edit.notes.push(match positions.len() {
                     0 => format!("{tool}: insert the jump to {chain} at the top of {hook}"),
                     1 => format!("{tool}: move the jump to {chain} back to the top of {hook}"),
-                    n => format!(
-                        "{tool}: replace {n} jumps to {chain} in {hook} by one at the top"
-                    ),
+                    n => {
+                        format!("{tool}: replace {n} jumps to {chain} in {hook} by one at the top")
+                    }
                 });
             } else if !positions.is_empty() && known.contains(&hook) {
                 for _ in &positions {
@@ -277,7 +277,11 @@ fn edit_chain(
 
 /// The commands that put cf-allow's chains and jumps back exactly as they were in `old`,
 /// given the table is now `new` (foreign rules are the same in both).
-pub(crate) fn rollback_commands(layout: &Layout, old: &FilterTable, new: &FilterTable) -> Vec<String> {
+pub(crate) fn rollback_commands(
+    layout: &Layout,
+    old: &FilterTable,
+    new: &FilterTable,
+) -> Vec<String> {
     let owned = [layout.main.as_str(), layout.docker.as_str()];
     let mut commands = Vec::new();
     for chain in owned {
@@ -417,9 +421,17 @@ mod tests {
         .expect("plan");
         assert!(edit.warnings[0].contains("DOCKER-USER chain does not exist"));
         assert!(!edit.commands.iter().any(|c| c.contains("DOCKER")));
-        let err = plan_family(&layout(&["ufw-before-input"], false), &table(BASE), Family::Ipv4, &[])
-            .expect_err("missing hook");
-        assert!(err.to_string().contains("ufw-before-input does not exist"), "{err}");
+        let err = plan_family(
+            &layout(&["ufw-before-input"], false),
+            &table(BASE),
+            Family::Ipv4,
+            &[],
+        )
+        .expect_err("missing hook");
+        assert!(
+            err.to_string().contains("ufw-before-input does not exist"),
+            "{err}"
+        );
     }
 
     #[test]

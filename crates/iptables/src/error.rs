@@ -15,7 +15,7 @@ pub enum Error {
         package: &'static str,
     },
     /// Another process holds the xtables lock for longer than the configured wait.
-    #[error("another process holds the xtables lock (waited {secs} s); nothing was changed")]
+    #[error("another process holds the xtables lock (waited {secs} s)")]
     Locked {
         /// How long cf-allow waited.
         secs: u32,

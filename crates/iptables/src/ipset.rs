@@ -179,7 +179,10 @@ mod tests {
     fn a_foreign_set_of_the_same_name_is_refused() {
         let text = "create cf-allow-v4 hash:ip family inet hashsize 1024 maxelem 65536\n";
         let err = parse_save(text, "cf-allow-v4", Family::Ipv4).expect_err("foreign");
-        assert!(err.to_string().contains("not `hash:net family inet`"), "{err}");
+        assert!(
+            err.to_string().contains("not `hash:net family inet`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -110,13 +110,13 @@ COMMIT
     #[test]
     fn parses_chains_and_rules_in_order() {
         let t = FilterTable::parse(SAVE, "iptables-save").expect("parse");
-        assert_eq!(t.chains, ["INPUT", "FORWARD", "OUTPUT", "CF-ALLOW", "f2b-sshd"]);
+        assert_eq!(
+            t.chains,
+            ["INPUT", "FORWARD", "OUTPUT", "CF-ALLOW", "f2b-sshd"]
+        );
         assert_eq!(t.rules_of("INPUT")[0], "-j CF-ALLOW");
         assert_eq!(target(&t.rules_of("INPUT")[1]), Some("f2b-sshd"));
-        assert_eq!(
-            source(&t.rules_of("CF-ALLOW")[0]),
-            Some("192.0.2.0/24")
-        );
+        assert_eq!(source(&t.rules_of("CF-ALLOW")[0]), Some("192.0.2.0/24"));
         assert_eq!(t.rules_of("f2b-sshd").len(), 2);
         assert!(t.rules_of("missing").is_empty());
         assert!(!t.has_chain("missing"));

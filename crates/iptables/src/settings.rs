@@ -160,7 +160,9 @@ impl Layout {
             )));
         }
         if ports.contains(&0) {
-            return Err(Error::Settings("port 0 is not a valid TCP port".to_string()));
+            return Err(Error::Settings(
+                "port 0 is not a valid TCP port".to_string(),
+            ));
         }
         let mut ports = ports.to_vec();
         ports.sort_unstable();

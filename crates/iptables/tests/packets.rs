@@ -51,14 +51,26 @@ fn topology() -> (Netns, Netns) {
     (server, client)
 }
 
-/// (IPv4 allowed, IPv4 denied, IPv6 allowed, IPv6 denied) can reach `port`.
+/// (IPv4 allowed, IPv4 denied, IPv6 allowed, IPv6 denied) can reach `port`; the four
+/// probes run at once.
 fn reach(client: &Netns, port: u16) -> [bool; 4] {
-    [
-        client.tcp_connect("192.0.2.10", &format!("192.0.2.1:{port}"), WAIT),
-        client.tcp_connect("198.51.100.10", &format!("192.0.2.1:{port}"), WAIT),
-        client.tcp_connect("2001:db8:1::10", &format!("[2001:db8:1::1]:{port}"), WAIT),
-        client.tcp_connect("2001:db8:2::10", &format!("[2001:db8:1::1]:{port}"), WAIT),
-    ]
+    let probes = [
+        ("192.0.2.10", format!("192.0.2.1:{port}")),
+        ("198.51.100.10", format!("192.0.2.1:{port}")),
+        ("2001:db8:1::10", format!("[2001:db8:1::1]:{port}")),
+        ("2001:db8:2::10", format!("[2001:db8:1::1]:{port}")),
+    ];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = probes
+            .iter()
+            .map(|(source, dest)| scope.spawn(move || client.tcp_connect(source, dest, WAIT)))
+            .collect();
+        let mut out = [false; 4];
+        for (slot, handle) in out.iter_mut().zip(handles) {
+            *slot = handle.join().expect("probe thread");
+        }
+        out
+    })
 }
 
 fn allowlist_works(variant: Variant, ipset: bool) {

@@ -1,0 +1,445 @@
+//! End-to-end tests of `cf-allow` with the iptables backend: the real binary, the real kernel
+//! (iptables-nft and iptables-legacy, IPv4 and IPv6), each test in its own network namespace,
+//! feeds from `file://` URLs in a temp dir.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use cf_allow_testkit::{Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use common::*;
+
+const VARIANTS: [&str; 2] = ["nft", "legacy"];
+
+fn ready(test: &str) -> bool {
+    cf_allow_testkit::require_root(test)
+        && cf_allow_testkit::require_programs(
+            test,
+            &[
+                "ip",
+                "ipset",
+                "unshare",
+                "iptables-nft-restore",
+                "iptables-legacy-restore",
+            ],
+        )
+}
+
+fn config(variant: &str, extra: &str) -> String {
+    format!(
+        "ports: [80, 443]\nguard: {{allow_reserved: true}}\niptables:\n  variant: {variant}\n{extra}"
+    )
+}
+
+/// The filter table as `<variant>-save` prints it, comments dropped, counters zeroed.
+fn save(ns: &Netns, variant: &str, v6: bool) -> String {
+    let tool = if v6 { "ip6tables" } else { "iptables" };
+    let text = ns.sh(&format!("{tool}-{variant}-save -t filter"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.find(" [")) {
+            (true, Some(at)) => format!("{} [0:0]\n", &l[..at]),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+fn saves(ns: &Netns, variant: &str) -> (String, String) {
+    (save(ns, variant, false), save(ns, variant, true))
+}
+
+fn rules_of(save: &str, chain: &str) -> Vec<String> {
+    let prefix = format!("-A {chain} ");
+    save.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wrappers for the iptables/ipset programs that log each call, so a test can count spawns.
+fn spawn_logging_path(env: &Env, variant: &str) -> (String, std::path::PathBuf) {
+    let dir = env.path("wrappers");
+    std::fs::create_dir_all(&dir).expect("wrapper dir");
+    let log = env.path("spawns.log");
+    for tool in ["iptables", "ip6tables"] {
+        for what in ["save", "restore"] {
+            let name = format!("{tool}-{variant}-{what}");
+            write_wrapper(&dir, &name, &log);
+        }
+    }
+    write_wrapper(&dir, "ipset", &log);
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, log)
+}
+
+fn write_wrapper(dir: &std::path::Path, name: &str, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let real = cf_allow_testkit::which(name).expect("real program");
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"{name} $*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn real_list_sync(variant: &str) {
+    let ns = Netns::new(&format!("e2e-ipt-{variant}"));
+    let env = Env::new(&config(variant, ""));
+    let feed = env.cloudflare_feed();
+    let (path, log) = spawn_logging_path(&env, variant);
+
+    let run = Run::of(
+        env.cmd(
+            Some(&ns),
+            &["sync", "--backend", "iptables", "--source", &feed, "--json"],
+        )
+        .env("PATH", &path)
+        .output()
+        .expect("run"),
+    );
+    run.expect_code(0);
+    let json = run.json();
+    assert_eq!(json["backend"], "iptables");
+    assert_eq!(json["changed"], true);
+    assert_eq!(json["added"]["ipv4"].as_array().map(Vec::len), Some(15));
+    assert_eq!(json["added"]["ipv6"].as_array().map(Vec::len), Some(7));
+    // One restore per family, plus reading state: no process per rule.
+    let spawns = std::fs::read_to_string(&log).expect("spawn log");
+    let restores: Vec<&str> = spawns.lines().filter(|l| l.contains("-restore")).collect();
+    assert_eq!(
+        restores,
+        [
+            format!("iptables-{variant}-restore -w 10 --noflush"),
+            format!("ip6tables-{variant}-restore -w 10 --noflush")
+        ],
+        "{spawns}"
+    );
+    assert!(spawns.lines().count() <= 5, "{spawns}");
+
+    let (v4, v6) = saves(&ns, variant);
+    assert_eq!(rules_of(&v4, "INPUT"), ["-j CF-ALLOW"]);
+    assert_eq!(rules_of(&v4, "CF-ALLOW").len(), 15);
+    assert_eq!(rules_of(&v6, "CF-ALLOW").len(), 7);
+    for cidr in CLOUDFLARE_V4 {
+        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        assert!(rules_of(&v4, "CF-ALLOW").contains(&rule), "{rule}");
+    }
+    for cidr in CLOUDFLARE_V6 {
+        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        assert!(rules_of(&v6, "CF-ALLOW").contains(&rule), "{rule}");
+    }
+
+    // Second sync: nothing changes, no restore runs, the ruleset is byte-identical.
+    std::fs::write(&log, "").expect("reset log");
+    let run = Run::of(
+        env.cmd(
+            Some(&ns),
+            &[
+                "sync",
+                "--backend",
+                "iptables",
+                "--source",
+                &feed,
+                "--json",
+                "--exit-code",
+            ],
+        )
+        .env("PATH", &path)
+        .output()
+        .expect("run"),
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], false);
+    assert!(!std::fs::read_to_string(&log)
+        .expect("log")
+        .contains("-restore"));
+    assert_eq!(saves(&ns, variant), (v4, v6));
+
+    // status, then remove: nothing of cf-allow's is left.
+    env.run(Some(&ns), &["status", "--backend", "iptables"])
+        .expect_code(0);
+    let run = env.run(Some(&ns), &["remove", "--backend", "iptables"]);
+    run.expect_code(0);
+    let (v4, v6) = saves(&ns, variant);
+    assert!(
+        !v4.contains("CF-ALLOW") && !v6.contains("CF-ALLOW"),
+        "{v4}{v6}"
+    );
+}
+
+#[test]
+fn iptables_real_list_sync_nft() {
+    if !ready("iptables_real_list_sync_nft") {
+        return;
+    }
+    real_list_sync("nft");
+}
+
+#[test]
+fn iptables_real_list_sync_legacy() {
+    if !ready("iptables_real_list_sync_legacy") {
+        return;
+    }
+    real_list_sync("legacy");
+}
+
+/// Many unmergeable documentation ranges: every other host of two /24s, every other /48.
+fn big_feed(env: &Env, name: &str, v4_nets: [&str; 2], v6_from: u32) -> String {
+    let mut list = Vec::new();
+    for net in v4_nets {
+        for host in (0..256).step_by(2) {
+            list.push(format!("{net}.{host}/32"));
+        }
+    }
+    for n in (v6_from..v6_from + 800).step_by(2) {
+        list.push(format!("2001:db8:{n:x}::/48"));
+    }
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    env.feed(name, &refs)
+}
+
+/// SIGKILLs `cf-allow sync` (and its iptables-restore / ipset children) at growing delays;
+/// after each kill every family's ruleset is exactly the old or exactly the new one.
+fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
+    let ns = Netns::new(&format!("e2e-ipt-kill-{variant}"));
+    let extra = if ipset { "  ipset: true\n" } else { "" };
+    let env = Env::new(&config(variant, extra));
+    let old = big_feed(&env, "old.txt", ["192.0.2", "198.51.100"], 0x100);
+    let new = big_feed(&env, "new.txt", ["198.51.100", "203.0.113"], 0x300);
+    let sync = |feed: &str| {
+        env.run(
+            Some(&ns),
+            &["sync", "--backend", "iptables", "--force", "--source", feed],
+        )
+        .expect_code(0);
+    };
+    let state = || {
+        let (v4, v6) = saves(&ns, variant);
+        let mut sets = String::new();
+        if ipset {
+            for name in ["cf-allow-v4", "cf-allow-v6"] {
+                let mut members: Vec<String> = ns
+                    .sh(&format!("ipset save {name}"))
+                    .lines()
+                    .filter(|l| l.starts_with("add "))
+                    .map(str::to_string)
+                    .collect();
+                members.sort();
+                sets.push_str(&members.join("\n"));
+            }
+        }
+        (v4, v6, sets)
+    };
+    sync(&new);
+    let new_state = state();
+    sync(&old);
+    let old_state = state();
+    assert_ne!(old_state, new_state);
+
+    let mut outcomes = [0usize; 2];
+    for round in 0..30u64 {
+        let mut child = env
+            .cmd(
+                Some(&ns),
+                &["sync", "--backend", "iptables", "--force", "--source", &new],
+            )
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn cf-allow");
+        // Even rounds: kill while a `… restore` child runs (after 0–2 ms of it); odd rounds:
+        // kill at a growing delay after the start, whatever it is doing then.
+        if round % 2 == 0 {
+            wait_for_restore_child(child.id(), Duration::from_secs(5));
+            std::thread::sleep(Duration::from_micros((round / 2) * 200));
+        } else {
+            std::thread::sleep(Duration::from_millis(round * 2));
+        }
+        let pgid = child.id() as i32;
+        // SAFETY: signals only the process group of the child this test started.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        // Let children that were already exiting finish before reading the state.
+        std::thread::sleep(Duration::from_millis(50));
+        let now = state();
+        for (family, (is, (was, will))) in [
+            (&now.0, (&old_state.0, &new_state.0)),
+            (&now.1, (&old_state.1, &new_state.1)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(
+                is == was || is == will,
+                "round {round}: family {family} is neither the old nor the new ruleset:\n{is}"
+            );
+        }
+        if ipset {
+            assert!(
+                now.2 == old_state.2 || now.2 == new_state.2,
+                "round {round}: the sets are neither the old nor the new ones"
+            );
+        }
+        outcomes[usize::from(now == new_state)] += 1;
+        // Back to the old state (and repair whatever the kill left, e.g. a tmp set).
+        sync(&old);
+        assert_eq!(state(), old_state);
+    }
+    eprintln!(
+        "killed syncs: {} left the old state, {} the new",
+        outcomes[0], outcomes[1]
+    );
+}
+
+/// Waits until the process `pid` has a child running an `… restore` program (or exits).
+fn wait_for_restore_child(pid: u32, limit: Duration) {
+    let start = std::time::Instant::now();
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    while start.elapsed() < limit {
+        let Ok(list) = std::fs::read_to_string(&children) else {
+            return;
+        };
+        for child in list.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("restore") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+#[test]
+fn iptables_killed_sync_is_old_or_new_nft() {
+    if !ready("iptables_killed_sync_is_old_or_new_nft") {
+        return;
+    }
+    killed_sync_is_old_or_new("nft", false);
+}
+
+#[test]
+fn iptables_killed_sync_is_old_or_new_legacy() {
+    if !ready("iptables_killed_sync_is_old_or_new_legacy") {
+        return;
+    }
+    killed_sync_is_old_or_new("legacy", false);
+}
+
+#[test]
+fn iptables_killed_sync_is_old_or_new_ipset() {
+    if !ready("iptables_killed_sync_is_old_or_new_ipset") {
+        return;
+    }
+    killed_sync_is_old_or_new("nft", true);
+}
+
+#[test]
+fn iptables_missing_programs_are_one_clear_error() {
+    if !ready("iptables_missing_programs_are_one_clear_error") {
+        return;
+    }
+    let ns = Netns::new("e2e-ipt-missing");
+    let env = Env::new(&config("nft", ""));
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8:1::/48"]);
+    let empty = env.path("empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    // A private mount namespace where /usr/sbin (and so /sbin) is empty.
+    let script = format!(
+        "mount --bind {} /usr/sbin && exec {BIN} --config {} sync --backend iptables --source {feed}",
+        empty.display(),
+        env.config().display()
+    );
+    let before = saves(&ns, "nft");
+    let run = Run::of(
+        ns.command("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .output()
+            .expect("run"),
+    );
+    run.expect_code(1);
+    let line = run.error_line();
+    assert!(
+        line.ends_with(": iptables-nft-save not found: install the iptables package"),
+        "{line}"
+    );
+    assert_eq!(saves(&ns, "nft"), before);
+}
+
+#[test]
+fn iptables_held_lock_is_one_clear_error() {
+    if !ready("iptables_held_lock_is_one_clear_error") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let ns = Netns::new("e2e-ipt-lock");
+    let env = Env::new(&config("legacy", "  lock_wait_secs: 1\n"));
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8:1::/48"]);
+    let lock = env.path("xtables.lock");
+    std::fs::write(&lock, "").expect("lock file");
+    let holder = std::fs::File::open(&lock).expect("open lock");
+    // SAFETY: flock on a valid, open file descriptor.
+    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let before = saves(&ns, "legacy");
+    let run = Run::of(
+        env.cmd(
+            Some(&ns),
+            &["sync", "--backend", "iptables", "--source", &feed],
+        )
+        .env("XTABLES_LOCKFILE", &lock)
+        .output()
+        .expect("run"),
+    );
+    run.expect_code(1);
+    let line = run.error_line();
+    assert!(
+        line.ends_with(": another process holds the xtables lock (waited 1 s)"),
+        "{line}"
+    );
+    assert_eq!(saves(&ns, "legacy"), before);
+    drop(holder);
+    env.cmd(
+        Some(&ns),
+        &["sync", "--backend", "iptables", "--source", &feed],
+    )
+    .env("XTABLES_LOCKFILE", &lock)
+    .output()
+    .map(Run::of)
+    .expect("run")
+    .expect_code(0);
+}
+
+#[test]
+fn iptables_config_errors_are_one_line() {
+    if !ready("iptables_config_errors_are_one_line") {
+        return;
+    }
+    let ns = Netns::new("e2e-ipt-config");
+    let env = Env::new(&config("nft", "  chain: INPUT\n"));
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8:1::/48"]);
+    let run = env.run(
+        Some(&ns),
+        &["sync", "--backend", "iptables", "--source", &feed],
+    );
+    run.expect_code(1);
+    assert!(
+        run.error_line()
+            .contains("iptables.chain `INPUT` is a built-in chain"),
+        "{}",
+        run.stderr
+    );
+    for variant in VARIANTS {
+        assert!(!save(&ns, variant, false).contains("CF-ALLOW"));
+    }
+}
