@@ -92,7 +92,10 @@ pub fn open(kind: BackendKind, config: &mut Config) -> Result<Box<dyn Firewall>>
             std::mem::take(&mut config.iptables),
             ports,
         )?),
-        BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(std::mem::take(&mut config.csf), ports)?),
+        BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(
+            std::mem::take(&mut config.csf),
+            ports,
+        )?),
     };
     Ok(backend)
 }

@@ -13,7 +13,12 @@ use crate::backends::BackendKind;
 /// with what the firewall (nftables, iptables/ip6tables or CSF) holds, and applies only the
 /// difference, atomically. A failed or suspicious download never empties the allowlist.
 #[derive(Debug, Parser)]
-#[command(name = "cf-allow", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "cf-allow",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/cf-allow/config.yaml; a missing default file means
     /// built-in defaults]

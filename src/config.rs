@@ -88,13 +88,37 @@ impl Default for Guard {
 }
 
 /// One entry of `sources`: a URL, or a list of URLs whose lists are merged.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a URL or a list of URLs")]
+#[derive(Debug, Clone)]
 pub enum SourceAlternative {
     /// One URL.
     One(SourceUrl),
     /// Several URLs merged into one list.
     Merged(Vec<SourceUrl>),
+}
+
+impl<'de> Deserialize<'de> for SourceAlternative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = SourceAlternative;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                SourceUrl::parse(v)
+                    .map(SourceAlternative::One)
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<SourceUrl>()? {
+                    urls.push(url);
+                }
+                Ok(SourceAlternative::Merged(urls))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl SourceAlternative {
@@ -159,7 +183,9 @@ impl<'de> Deserialize<'de> for Percent {
         let n = u64::deserialize(d)?;
         match u8::try_from(n) {
             Ok(p) if p <= 100 => Ok(Percent(p)),
-            _ => Err(de::Error::custom(format!("{n} is not a percentage (0-100)"))),
+            _ => Err(de::Error::custom(format!(
+                "{n} is not a percentage (0-100)"
+            ))),
         }
     }
 }
@@ -220,10 +246,14 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
 
 /// Parses YAML text; an empty document means all defaults.
 pub fn parse(text: &str) -> Result<Config> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(Config::default());
     }
-    let config: Config = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config: Config = deserialize(text)?;
     if config.sources.is_empty() {
         bail!("sources: at least one source is required");
     }
@@ -235,6 +265,54 @@ pub fn parse(text: &str) -> Result<Config> {
         bail!("sources: an alternative lists no URL");
     }
     Ok(config)
+}
+
+/// Deserializes with the failing key's path in the message, and its line even where the YAML
+/// parser gives none (errors about top-level keys).
+fn deserialize(text: &str) -> Result<Config> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = inner.to_string();
+        let top_key = match path.as_str() {
+            "." => unknown_field(&message),
+            p => p.split(['.', '[']).next().map(str::to_string),
+        };
+        // serde_yaml_ng names nested keys itself ("guard: …"); name top-level ones too.
+        if let Some(key) = &top_key {
+            if !message.starts_with(key.as_str()) && !message.starts_with("unknown field") {
+                message = format!("{key}: {message}");
+            }
+        }
+        if !message.contains(" at line ") {
+            // For errors raised while reading a top-level scalar the parser's position is not
+            // reliable; the key's own line is.
+            let line = top_key
+                .and_then(|k| top_level_line(text, &k))
+                .or_else(|| inner.location().map(|l| l.line()));
+            if let Some(line) = line {
+                message.push_str(&format!(" at line {line}"));
+            }
+        }
+        anyhow::anyhow!(message)
+    })
+}
+
+/// The field named by an "unknown field `x`" message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_string)
+}
+
+/// The 1-based line where the top-level key `key` is defined.
+fn top_level_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -265,9 +343,22 @@ mod tests {
         for (yaml, needle) in [
             ("ports: [0]\n", "port 0 is not a TCP port"),
             ("ports: [70000]\n", "port 70000"),
-            ("guard:\n  max_shrink_percent: 150\n", "150 is not a percentage"),
-            ("sources: [ftp://x]\n", "a URL or a list of URLs"),
-            ("timeout_secs: 0\n", "0 is not a timeout"),
+            (
+                "guard:\n  max_shrink_percent: 150\n",
+                "150 is not a percentage",
+            ),
+            (
+                "sources: [ftp://x]\n",
+                "source \"ftp://x\" is not an https://, http:// or file:// URL",
+            ),
+            (
+                "sources:\n  - [http://a/x, ftp://y]\n",
+                "source \"ftp://y\"",
+            ),
+            ("sources:\n  - 5\n", "a URL or a list of URLs"),
+            ("timeout_secs: 0\n", "timeout_secs: 0 is not a timeout"),
+            ("# c\ntimeout_secs: soon\n", "timeout_secs: invalid type"),
+            ("ports: [443]\nbogus: 1\n", "unknown field `bogus`"),
             ("backend: pf\n", "unknown variant `pf`"),
         ] {
             let msg = format!("{:#}", parse(yaml).expect_err(yaml));

@@ -46,12 +46,9 @@ pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
     for url in &args.sources {
         crate::config::SourceUrl::parse(url).map_err(anyhow::Error::msg)?;
     }
-    let extra = cf_allow_fetch::validate_cidrs(
-        "extra_cidrs",
-        &config.extra_cidrs,
-        &validation(config),
-    )
-    .context("config")?;
+    let extra =
+        cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &validation(config))
+            .context("config")?;
     let list = cf_allow_fetch::fetch(&fetch_options(config, args))?;
     let ranges = list.ranges.union(&extra);
     if ranges.len() > config.guard.max_entries {

@@ -37,7 +37,10 @@ pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock> {
                     );
                 }
                 if !announced {
-                    tracing::info!("waiting for another cf-allow run to finish ({})", path.display());
+                    tracing::info!(
+                        "waiting for another cf-allow run to finish ({})",
+                        path.display()
+                    );
                     announced = true;
                 }
                 std::thread::sleep(Duration::from_millis(100));

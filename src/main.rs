@@ -44,7 +44,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (exit_code_flag, outcome) = match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "cf-allow", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "cf-allow",
+                &mut std::io::stdout(),
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man => {
@@ -62,7 +67,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync(args) => {
             let config = config::load(cli.config.as_deref())?.config;
-            (args.exit_code, commands::sync::run(config, args, cli.wait, cli.quiet)?)
+            (
+                args.exit_code,
+                commands::sync::run(config, args, cli.wait, cli.quiet)?,
+            )
         }
         Command::Status(args) => {
             let config = config::load(cli.config.as_deref())?.config;
@@ -70,7 +78,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Remove(args) => {
             let config = config::load(cli.config.as_deref())?.config;
-            (args.exit_code, commands::remove::run(config, args, cli.wait, cli.quiet)?)
+            (
+                args.exit_code,
+                commands::remove::run(config, args, cli.wait, cli.quiet)?,
+            )
         }
     };
     Ok(if exit_code_flag && outcome.changed {
@@ -85,7 +96,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = cause
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if parts.last().is_some_and(|prev| prev.ends_with(&text)) || text.is_empty() {
             continue;
         }

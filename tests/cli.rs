@@ -4,7 +4,9 @@
 
 mod common;
 
-use cf_allow_testkit::{api_json, require_root, Netns, Reply, Server, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::{
+    api_json, require_root, Netns, Reply, Server, CLOUDFLARE_V4, CLOUDFLARE_V6,
+};
 use common::{Env, Run, BIN};
 
 fn run_plain(args: &[&str]) -> Run {
@@ -18,13 +20,23 @@ fn run_plain(args: &[&str]) -> Run {
 }
 
 fn cloudflare_server() -> Server {
-    let body = api_json(&CLOUDFLARE_V4, &CLOUDFLARE_V6, "38f79d050aa027e3be3865e495dcc9bc");
+    let body = api_json(
+        &CLOUDFLARE_V4,
+        &CLOUDFLARE_V6,
+        "38f79d050aa027e3be3865e495dcc9bc",
+    );
     Server::start(move |_| Reply::ok("application/json", body.clone()))
 }
 
 fn sorted_cloudflare() -> String {
-    let mut v4: Vec<ipnet::Ipv4Net> = CLOUDFLARE_V4.iter().map(|s| s.parse().expect("v4")).collect();
-    let mut v6: Vec<ipnet::Ipv6Net> = CLOUDFLARE_V6.iter().map(|s| s.parse().expect("v6")).collect();
+    let mut v4: Vec<ipnet::Ipv4Net> = CLOUDFLARE_V4
+        .iter()
+        .map(|s| s.parse().expect("v4"))
+        .collect();
+    let mut v6: Vec<ipnet::Ipv6Net> = CLOUDFLARE_V6
+        .iter()
+        .map(|s| s.parse().expect("v6"))
+        .collect();
     v4.sort();
     v6.sort();
     v4.iter()
@@ -97,7 +109,8 @@ fn offline_uses_the_compiled_in_list_with_a_warning() {
     run.expect_code(0);
     assert_eq!(run.stdout, sorted_cloudflare());
     assert!(
-        run.stderr.contains("offline; using the list compiled into cf-allow"),
+        run.stderr
+            .contains("offline; using the list compiled into cf-allow"),
         "{}",
         run.stderr
     );
@@ -128,7 +141,11 @@ fn check_config_accepts_defaults_and_rejects_bad_extra_cidrs() {
     let env = Env::new("extra_cidrs: [203.0.113.0/24]\n");
     let run = env.run(None, &["check-config"]);
     run.expect_code(1);
-    assert!(run.error_line().contains("203.0.113.0/24"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("203.0.113.0/24"),
+        "{}",
+        run.stderr
+    );
     env.write_config("extra_cidrs: [203.0.113.0/24]\nguard:\n  allow_reserved: true\n");
     env.run(None, &["check-config"]).expect_code(0);
 }
@@ -140,7 +157,11 @@ fn completions_and_man_page_are_generated() {
     assert!(bash.stdout.contains("cf-allow") && bash.stdout.contains("--dry-run"));
     let man = run_plain(&["man"]);
     man.expect_code(0);
-    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH"), "{}", &man.stdout[..80.min(man.stdout.len())]);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
+        "{}",
+        &man.stdout[..80.min(man.stdout.len())]
+    );
 }
 
 /// A sync environment inside a fresh namespace, nftables backend, feed from a file.
@@ -162,7 +183,17 @@ fn sync_json_exit_codes_and_dry_run() {
     let before = ns.sh("nft list ruleset");
 
     // Dry run: reports the plan, exit 2 with --exit-code, changes nothing.
-    let dry = env.run(Some(&ns), &["sync", "--source", &feed, "--dry-run", "--json", "--exit-code"]);
+    let dry = env.run(
+        Some(&ns),
+        &[
+            "sync",
+            "--source",
+            &feed,
+            "--dry-run",
+            "--json",
+            "--exit-code",
+        ],
+    );
     dry.expect_code(2);
     let doc = dry.json();
     assert_eq!(doc["backend"], "nftables");
@@ -175,7 +206,11 @@ fn sync_json_exit_codes_and_dry_run() {
     assert_eq!(doc["list"]["ipv4"], 15);
     assert_eq!(doc["list"]["ipv6"], 7);
     assert_eq!(doc["list"]["origin"], "network");
-    assert_eq!(ns.sh("nft list ruleset"), before, "dry run changed the ruleset");
+    assert_eq!(
+        ns.sh("nft list ruleset"),
+        before,
+        "dry run changed the ruleset"
+    );
 
     // Real run without --exit-code: exit 0, changed.
     let doc = env
@@ -189,7 +224,10 @@ fn sync_json_exit_codes_and_dry_run() {
 
     // Second run: nothing to do, exit 0 even with --exit-code, ruleset byte-identical.
     let doc = env
-        .run(Some(&ns), &["sync", "--source", &feed, "--json", "--exit-code"])
+        .run(
+            Some(&ns),
+            &["sync", "--source", &feed, "--json", "--exit-code"],
+        )
         .expect_code(0)
         .json();
     assert_eq!(doc["changed"], false);
@@ -212,9 +250,13 @@ fn sync_json_exit_codes_and_dry_run() {
         .json();
     assert_eq!(doc["changed"], true);
     assert_eq!(ns.sh("nft list ruleset"), after);
-    env.run(Some(&ns), &["remove", "--json", "--exit-code"]).expect_code(2);
+    env.run(Some(&ns), &["remove", "--json", "--exit-code"])
+        .expect_code(2);
     assert_eq!(ns.sh("nft list ruleset"), before);
-    let doc = env.run(Some(&ns), &["remove", "--json"]).expect_code(0).json();
+    let doc = env
+        .run(Some(&ns), &["remove", "--json"])
+        .expect_code(0)
+        .json();
     assert_eq!(doc["changed"], false);
 }
 
@@ -223,16 +265,30 @@ fn shrink_guard_refuses_then_force_applies() {
     let Some((ns, env, feed)) = nft_env("shrink_guard_refuses_then_force_applies") else {
         return;
     };
-    env.run(Some(&ns), &["sync", "--source", &feed]).expect_code(0);
+    env.run(Some(&ns), &["sync", "--source", &feed])
+        .expect_code(0);
     let full = ns.sh("nft list ruleset");
-    let small = env.feed("small.txt", &[CLOUDFLARE_V4[0], CLOUDFLARE_V4[1], CLOUDFLARE_V6[0]]);
+    let small = env.feed(
+        "small.txt",
+        &[CLOUDFLARE_V4[0], CLOUDFLARE_V4[1], CLOUDFLARE_V6[0]],
+    );
     let run = env.run(Some(&ns), &["sync", "--source", &small]);
     run.expect_code(1);
     let line = run.error_line();
-    assert!(line.contains("would remove 19 of the 22") && line.contains("--force"), "{line}");
-    assert_eq!(ns.sh("nft list ruleset"), full, "guard failure changed the ruleset");
+    assert!(
+        line.contains("would remove 19 of the 22") && line.contains("--force"),
+        "{line}"
+    );
+    assert_eq!(
+        ns.sh("nft list ruleset"),
+        full,
+        "guard failure changed the ruleset"
+    );
     let doc = env
-        .run(Some(&ns), &["sync", "--source", &small, "--force", "--json"])
+        .run(
+            Some(&ns),
+            &["sync", "--source", &small, "--force", "--json"],
+        )
         .expect_code(0)
         .json();
     assert_eq!(doc["removed"]["ipv4"].as_array().map(Vec::len), Some(13));
@@ -241,10 +297,12 @@ fn shrink_guard_refuses_then_force_applies() {
 
 #[test]
 fn an_invalid_feed_leaves_the_firewall_and_cache_alone() {
-    let Some((ns, env, feed)) = nft_env("an_invalid_feed_leaves_the_firewall_and_cache_alone") else {
+    let Some((ns, env, feed)) = nft_env("an_invalid_feed_leaves_the_firewall_and_cache_alone")
+    else {
         return;
     };
-    env.run(Some(&ns), &["sync", "--source", &feed]).expect_code(0);
+    env.run(Some(&ns), &["sync", "--source", &feed])
+        .expect_code(0);
     let ruleset = ns.sh("nft list ruleset");
     let cache: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(env.state_dir())
         .expect("state dir")
@@ -257,7 +315,12 @@ fn an_invalid_feed_leaves_the_firewall_and_cache_alone() {
     assert!(run.error_line().contains("0.0.0.0/0"), "{}", run.stderr);
     assert_eq!(ns.sh("nft list ruleset"), ruleset);
     for (path, bytes) in cache {
-        assert_eq!(std::fs::read(&path).expect("cache"), bytes, "{} changed", path.display());
+        assert_eq!(
+            std::fs::read(&path).expect("cache"),
+            bytes,
+            "{} changed",
+            path.display()
+        );
     }
 }
 
@@ -270,9 +333,21 @@ fn a_second_run_waits_for_the_lock_then_gives_up() {
     // --dry-run: even if the lock failed to hold, nothing would be changed.
     let run = env.run(
         None,
-        &["--wait", "1", "sync", "--offline", "--dry-run", "--backend", "nftables"],
+        &[
+            "--wait",
+            "1",
+            "sync",
+            "--offline",
+            "--dry-run",
+            "--backend",
+            "nftables",
+        ],
     );
     run.expect_code(1);
-    assert!(run.error_line().contains("another cf-allow run holds"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("another cf-allow run holds"),
+        "{}",
+        run.stderr
+    );
     drop(lock);
 }

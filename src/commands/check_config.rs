@@ -27,7 +27,11 @@ pub fn run(loaded: &Loaded) -> Result<()> {
     let ports: Vec<String> = config.ports.iter().map(|p| p.to_string()).collect();
     println!(
         "ports: {}",
-        if ports.is_empty() { "all".to_string() } else { ports.join(", ") }
+        if ports.is_empty() {
+            "all".to_string()
+        } else {
+            ports.join(", ")
+        }
     );
     for (i, alt) in config.sources.iter().enumerate() {
         println!("source {}: {}", i + 1, alt.urls().join(" + "));

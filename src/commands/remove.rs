@@ -34,7 +34,11 @@ pub fn run(mut config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -
             println!("{name}: nothing to remove");
         }
     } else {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         for line in &removed {
             println!("{name}: {verb} {line}");
         }

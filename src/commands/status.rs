@@ -12,8 +12,8 @@ use crate::config::Config;
 /// Runs `status`. "Changed" means: not in sync with the last good list, or repairs pending.
 pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
-    let last_good = cf_allow_fetch::last_good(&config.state_dir)
-        .context("cannot read the cached list")?;
+    let last_good =
+        cf_allow_fetch::last_good(&config.state_dir).context("cannot read the cached list")?;
     let extra = cf_allow_fetch::validate_cidrs(
         "extra_cidrs",
         &config.extra_cidrs,
@@ -56,7 +56,11 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
     } else {
         println!(
             "backend: {name} ({})",
-            if found.present { "installed" } else { "nothing installed" }
+            if found.present {
+                "installed"
+            } else {
+                "nothing installed"
+            }
         );
         println!(
             "ranges:  {} IPv4, {} IPv6",

@@ -27,7 +27,7 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
 
     if !args.force {
         check_shrink(found.ranges.len(), plan.remove.len(), max_shrink)?;
-    } else if plan.remove.len() > 0 {
+    } else if !plan.remove.is_empty() {
         tracing::warn!("--force: the shrink guard is not checked");
     }
 
@@ -50,7 +50,13 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
     }
 
     if args.json {
-        print_json(&plan_json(name, args.dry_run, &plan, &desired, &found.warnings))?;
+        print_json(&plan_json(
+            name,
+            args.dry_run,
+            &plan,
+            &desired,
+            &found.warnings,
+        ))?;
     } else if changed || !quiet {
         print_plan(name, args.dry_run, &plan);
     }
@@ -70,7 +76,13 @@ pub fn list_json(desired: &Desired) -> Value {
     })
 }
 
-fn plan_json(backend: &str, dry_run: bool, plan: &Plan, desired: &Desired, warnings: &[String]) -> Value {
+fn plan_json(
+    backend: &str,
+    dry_run: bool,
+    plan: &Plan,
+    desired: &Desired,
+    warnings: &[String],
+) -> Value {
     json!({
         "backend": backend,
         "dry_run": dry_run,
