@@ -30,8 +30,11 @@ fn nets() -> impl Strategy<Value = Vec<IpNet>> {
     prop::collection::vec(prop_oneof![v4_net(), v6_net()], 0..24)
 }
 
+/// Inclusive address intervals, sorted and merged.
+type Spans = Vec<(u128, u128)>;
+
 /// Every covered address as a sorted list of inclusive intervals per family.
-fn coverage(nets: &[IpNet]) -> (Vec<(u128, u128)>, Vec<(u128, u128)>) {
+fn coverage(nets: &[IpNet]) -> (Spans, Spans) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for net in nets {
@@ -46,7 +49,7 @@ fn coverage(nets: &[IpNet]) -> (Vec<(u128, u128)>, Vec<(u128, u128)>) {
     (merge(v4), merge(v6))
 }
 
-fn merge(mut spans: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+fn merge(mut spans: Spans) -> Spans {
     spans.sort_unstable();
     let mut out: Vec<(u128, u128)> = Vec::new();
     for (lo, hi) in spans {
