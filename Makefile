@@ -46,3 +46,8 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+## Wall time and peak memory per backend, printed as a table (root).
+bench: release
+	@command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+	BIN=target/release/cf-allow bash bench/run.sh
