@@ -34,7 +34,12 @@ skip() {
     echo "ansible: skipped: $*" >&2
     if [ "${CI:-}" = true ]; then
         fail "prerequisite: $*"
-        finish
+        check "ansible-doc renders the module's documentation" bash -c "cd '$tmp' && env LC_ALL=C.UTF-8 \
+    ANSIBLE_CONFIG='$tmp/ansible.cfg' ANSIBLE_COLLECTIONS_PATH='$root/packaging/ansible' \
+    ANSIBLE_LOCAL_TEMP='$tmp/ansible-local' ANSIBLE_NOCOLOR=1 \
+    '$venv/bin/ansible-doc' cfallow.cf_allow.cf_allow 2>&1 | grep -- 'mirror cf-allow' >/dev/null"
+
+finish
     fi
     exit 0
 }
@@ -63,7 +68,7 @@ if ! "$venv/bin/ansible-playbook" --version >/dev/null 2>&1; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$ANSIBLE_CORE_SPEC" ||
         { fail "pip install $ANSIBLE_CORE_SPEC"; finish; }
 fi
-"$venv/bin/ansible-playbook" --version | head -1
+"$venv/bin/ansible-playbook" --version 2>&1 | sed -n 1p
 
 # Scratch space and the namespace.
 tmp=$(mktemp -d /tmp/cf-allow-ansible.XXXXXX)
@@ -121,13 +126,16 @@ sys.exit(0 if value else 1)
 EOF
 }
 
-has_range() { ruleset | grep -q -- "$1"; }
+# (grep without -q reads all input: no SIGPIPE for nft under pipefail)
+has_range() { ruleset | grep -- "$1" >/dev/null; }
 
 # 1. First run: the ranges go in.
-check "first run succeeds" play first
+check "first run succeeds" play first --diff
 check "first run: changed is true" field first 'r["changed"] is True and r["backend"] == "nftables"'
 check "first run: added lists the feed" \
     field first 'r["added"] == {"ipv4": ["192.0.2.0/24", "198.51.100.0/24"], "ipv6": ["2001:db8::/32"]}'
+check "first run: --diff shows the new ranges and the table it creates" \
+    field first 'r["diff"]["before"] == "" and r["diff"]["after"].startswith("192.0.2.0/24\n198.51.100.0/24\n2001:db8::/32\n# repair: create table")'
 check "first run: the namespace's ruleset holds 192.0.2.0/24" has_range 192.0.2.0/24
 check "first run: the namespace's ruleset holds 2001:db8::/32" has_range 2001:db8::/32
 
@@ -191,5 +199,10 @@ check "examples/playbook.yml passes --syntax-check" bash -c "cd '$tmp' && env LC
     ANSIBLE_CONFIG='$tmp/ansible.cfg' ANSIBLE_COLLECTIONS_PATH='$root/packaging/ansible' \
     ANSIBLE_LOCAL_TEMP='$tmp/ansible-local' ANSIBLE_NOCOLOR=1 \
     '$venv/bin/ansible-playbook' --syntax-check -i localhost, '$root/examples/playbook.yml' >'$tmp/syntax.log' 2>&1 || { cat '$tmp/syntax.log'; false; }"
+
+check "ansible-doc renders the module's documentation" bash -c "cd '$tmp' && env LC_ALL=C.UTF-8 \
+    ANSIBLE_CONFIG='$tmp/ansible.cfg' ANSIBLE_COLLECTIONS_PATH='$root/packaging/ansible' \
+    ANSIBLE_LOCAL_TEMP='$tmp/ansible-local' ANSIBLE_NOCOLOR=1 \
+    '$venv/bin/ansible-doc' cfallow.cf_allow.cf_allow 2>&1 | grep -- 'mirror cf-allow' >/dev/null"
 
 finish

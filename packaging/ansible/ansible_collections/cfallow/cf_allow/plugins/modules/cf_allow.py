@@ -260,7 +260,7 @@ def run_json(module, cmd, generated):
 
 
 def family_lines(families):
-    """`{"ipv4": [...], "ipv6": [...]}` as sorted lines, IPv4 first."""
+    """`{"ipv4": [...], "ipv6": [...]}` as lines, IPv4 first."""
     families = families or {}
     return list(families.get("ipv4") or []) + list(families.get("ipv6") or [])
 
@@ -302,6 +302,8 @@ def present_diff(module, base, doc):
     after = [r for r in current if r not in gone] + [r for r in added if r not in current]
     current = sorted(current, key=range_key)
     after = sorted(after, key=range_key)
+    # Structural fixes (a missing table, jump or rule) show up as added comment lines.
+    after += ["# repair: %s" % repair for repair in doc.get("repairs") or []]
     backend = doc.get("backend", "firewall")
     return {
         "before_header": "%s (before)" % backend,
