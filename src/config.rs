@@ -164,13 +164,10 @@ pub struct Port(pub u16);
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        match u16::try_from(n) {
-            Ok(p) if p != 0 => Ok(Port(p)),
-            _ => Err(de::Error::custom(format!(
-                "port {n} is not a TCP port (1-65535)"
-            ))),
-        }
+        let n = bounded(d, 1, 65_535, |n| {
+            format!("port {n} is not a TCP port (1-65535)")
+        })?;
+        Ok(Port(n as u16))
     }
 }
 
@@ -180,29 +177,36 @@ pub struct Percent(pub u8);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        match u8::try_from(n) {
-            Ok(p) if p <= 100 => Ok(Percent(p)),
-            _ => Err(de::Error::custom(format!(
-                "{n} is not a percentage (0-100)"
-            ))),
-        }
+        let n = bounded(d, 0, 100, |n| format!("{n} is not a percentage (0-100)"))?;
+        Ok(Percent(n as u8))
     }
 }
 
-/// A positive number of seconds.
+/// A positive number of seconds, at most an hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub u64);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        if n == 0 || n > 3600 {
-            return Err(de::Error::custom(format!(
-                "{n} is not a timeout in seconds (1-3600)"
-            )));
-        }
+        let n = bounded(d, 1, 3600, |n| {
+            format!("{n} is not a timeout in seconds (1-3600)")
+        })?;
         Ok(Seconds(n))
+    }
+}
+
+/// An integer within `lo..=hi`, else the error `message` gives.
+fn bounded<'de, D: Deserializer<'de>>(
+    d: D,
+    lo: u64,
+    hi: u64,
+    message: impl Fn(u64) -> String,
+) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(de::Error::custom(message(n)))
     }
 }
 

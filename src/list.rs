@@ -41,6 +41,12 @@ pub fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
     options
 }
 
+/// The config's `extra_cidrs`, validated like a feed (except that one family may be absent).
+pub fn extra_cidrs(config: &Config) -> Result<RangeSet> {
+    cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &validation(config))
+        .context("config")
+}
+
 /// Fetches and validates the list, then adds `extra_cidrs`.
 pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
     for url in &args.sources {

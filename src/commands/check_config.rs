@@ -1,18 +1,13 @@
 //! `cf-allow check-config`: parse and validate the configuration without touching anything.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::Loaded;
 
 /// Validates the config (including `extra_cidrs`) and prints a short summary.
 pub fn run(loaded: &Loaded) -> Result<()> {
     let config = &loaded.config;
-    let extra = cf_allow_fetch::validate_cidrs(
-        "extra_cidrs",
-        &config.extra_cidrs,
-        &crate::list::validation(config),
-    )
-    .context("config")?;
+    let extra = crate::list::extra_cidrs(config)?;
     match &loaded.path {
         Some(path) => println!("config {}: OK", path.display()),
         None => println!(

@@ -10,10 +10,13 @@ pub mod sync;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use cf_allow_diff::{Family, RangeSet};
+use cf_allow_diff::{Family, Inspection, RangeSet};
+
+use crate::backends::{self, BackendKind, Firewall};
+use crate::config::Config;
 
 use crate::lock::{self, RunLock};
 
@@ -42,9 +45,19 @@ pub fn lock(state_dir: &Path, wait_secs: u64) -> Result<RunLock> {
     lock::acquire(state_dir, Duration::from_secs(wait_secs))
 }
 
-/// Logs each backend warning.
-pub fn log_warnings(backend: &str, warnings: &[String]) {
-    for w in warnings {
-        tracing::warn!("{backend}: {w}");
+/// Builds the backend of `kind` (taking its settings out of `config`), reads what it manages
+/// now, and logs the backend's warnings.
+pub fn open_and_inspect(
+    kind: BackendKind,
+    config: &mut Config,
+) -> Result<(Box<dyn Firewall>, Inspection)> {
+    let mut backend = backends::open(kind, config)?;
+    let name = backend.name();
+    let found = backend
+        .inspect()
+        .with_context(|| format!("{name}: cannot read the current state"))?;
+    for warning in &found.warnings {
+        tracing::warn!("{name}: {warning}");
     }
+    Ok((backend, found))
 }

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use cf_allow_diff::{Plan, RangeSet};
 use serde_json::json;
 
-use super::{families_json, log_warnings, print_json, Outcome};
+use super::{families_json, print_json, Outcome};
 use crate::backends;
 use crate::cli::StatusArgs;
 use crate::config::Config;
@@ -14,18 +14,9 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
     let last_good =
         cf_allow_fetch::last_good(&config.state_dir).context("cannot read the cached list")?;
-    let extra = cf_allow_fetch::validate_cidrs(
-        "extra_cidrs",
-        &config.extra_cidrs,
-        &crate::list::validation(&config),
-    )
-    .context("config")?;
-    let mut backend = backends::open(kind, &mut config)?;
+    let extra = crate::list::extra_cidrs(&config)?;
+    let (backend, found) = super::open_and_inspect(kind, &mut config)?;
     let name = backend.name();
-    let found = backend
-        .inspect()
-        .with_context(|| format!("{name}: cannot read the current state"))?;
-    log_warnings(name, &found.warnings);
 
     let expected: Option<RangeSet> = last_good.as_ref().map(|l| l.ranges.union(&extra));
     let plan = expected

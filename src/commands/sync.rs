@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use cf_allow_diff::{check_shrink, Family, Plan};
 use serde_json::{json, Value};
 
-use super::{families_json, log_warnings, print_json, Outcome};
+use super::{families_json, print_json, Outcome};
 use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
@@ -16,13 +16,8 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
     let _lock = super::lock(&config.state_dir, wait_secs)?;
     let desired = list::desired(&config, &args.source)?;
     let max_shrink = config.guard.max_shrink_percent.0;
-    let mut backend = backends::open(kind, &mut config)?;
+    let (mut backend, found) = super::open_and_inspect(kind, &mut config)?;
     let name = backend.name();
-
-    let found = backend
-        .inspect()
-        .with_context(|| format!("{name}: cannot read the current state"))?;
-    log_warnings(name, &found.warnings);
     let plan = Plan::between(&desired.ranges, &found.ranges).with_repairs(found.repairs.clone());
 
     if !args.force {
