@@ -4,75 +4,39 @@
 //! prints what it observes between `@@@ name` markers and copies files into the test's
 //! temporary directory (the sandbox shares /tmp), and the assertions read both.
 
-use std::collections::BTreeMap;
+mod common;
+
+use std::ffi::OsStr;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use cf_allow_testkit::{require_path, require_root, shared_dir, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::cloudflare_ranges as cloudflare;
+use cf_allow_testkit::csf_sandbox::{self, lines, Sections};
+use common::{Env, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cf-allow");
-
-fn sandbox_path() -> PathBuf {
-    shared_dir().join("csf/csf-sandbox")
-}
-
-fn ready(test: &str) -> bool {
-    require_root(test) && require_path(test, &sandbox_path())
-}
-
+/// `cfa ARGS…` runs cf-allow with `$W/config.yaml`, appends its stderr to `$W/stderr` and
+/// prints `exit=CODE`; besides [`csf_sandbox::PRELUDE`]'s shell functions.
 const PRELUDE: &str = r#"
-set -u
-W="$WORK"
 cfa() { "$BIN" --config "$W/config.yaml" "$@" 2>>"$W/stderr"; echo "exit=$?"; }
-section() { echo "@@@ $1"; }
-save() { (iptables-save -t filter; ip6tables-save -t filter) | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; }
-allow_rules() { save | grep '^-A ALLOW' | sort; }
-stats() { for f in /etc/csf/csf.allow /etc/csf/csf.ignore /etc/csf/cf-allow.allow /etc/csf/cf-allow.ignore; do stat -c '%n %i %Y %s' "$f" 2>/dev/null || echo "$f absent"; done; }
 "#;
 
-fn run(work: &Path, script: &str) -> BTreeMap<String, String> {
-    let output = Command::new(sandbox_path())
-        .arg("bash")
-        .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
-        .env("BIN", BIN)
-        .env("WORK", work)
-        .output()
-        .expect("run csf-sandbox");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = fs::read_to_string(work.join("stderr")).unwrap_or_default();
-    assert!(
-        output.status.success(),
-        "csf-sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}\ncf-allow stderr:\n{stderr}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+/// Runs `script` in a fresh CSF sandbox; returns each `@@@` section, plus cf-allow's
+/// stderr as `(cf-allow stderr)`.
+fn run(work: &Path, script: &str) -> Sections {
+    let stderr = || fs::read_to_string(work.join("stderr")).unwrap_or_default();
+    let mut sections = csf_sandbox::run(
+        work,
+        &[("BIN", OsStr::new(BIN))],
+        &format!("{PRELUDE}\n{script}"),
+        || format!("\ncf-allow stderr:\n{}", stderr()),
     );
-    let mut sections = BTreeMap::new();
-    let mut name = String::from("(start)");
-    for line in stdout.lines() {
-        if let Some(next) = line.strip_prefix("@@@ ") {
-            name = next.to_string();
-            sections.insert(name.clone(), String::new());
-        } else {
-            let text = sections.entry(name.clone()).or_insert_with(String::new);
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    sections.insert("(cf-allow stderr)".into(), stderr);
+    sections.insert("(cf-allow stderr)", stderr());
     sections
 }
 
-fn section<'a>(s: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    s.get(name)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("no section {name} in {s:#?}"))
-}
-
 /// The JSON document of a `cfa` section and its exit code.
-fn json(s: &BTreeMap<String, String>, name: &str) -> (serde_json::Value, i32) {
-    let text = section(s, name);
+fn json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
+    let text = s.section(name);
     let (doc, exit) = text
         .rsplit_once("exit=")
         .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
@@ -82,59 +46,32 @@ fn json(s: &BTreeMap<String, String>, name: &str) -> (serde_json::Value, i32) {
     (value, exit)
 }
 
-fn lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !l.is_empty()).collect()
-}
-
-fn file_url(path: &Path) -> String {
-    format!("file://{}", path.display())
-}
-
-fn write_feed(work: &Path, name: &str, nets: &[&str]) -> String {
-    let path = work.join(name);
-    fs::write(&path, nets.join("\n") + "\n").expect("write feed");
-    file_url(&path)
-}
-
-fn cloudflare() -> Vec<&'static str> {
-    CLOUDFLARE_V4
-        .iter()
-        .chain(CLOUDFLARE_V6.iter())
-        .copied()
-        .collect()
-}
-
 #[test]
 fn csf_sync_live_rebuild_delta_lfd_and_remove() {
-    if !ready("csf_sync_live_rebuild_delta_lfd_and_remove") {
+    if !csf_sandbox::ready("csf_sync_live_rebuild_delta_lfd_and_remove") {
         return;
     }
-    let work = tempfile::tempdir().expect("tempdir");
-    let w = work.path();
+    let env = Env::new("");
+    let w = env.dir.path();
     let all = cloudflare();
-    let feed1 = write_feed(w, "feed1.txt", &all);
+    let feed1 = env.feed("feed1.txt", &all);
     let next: Vec<&str> = all
         .iter()
         .copied()
         .filter(|n| *n != "173.245.48.0/20" && *n != "2400:cb00::/32")
         .chain(["198.51.100.0/24"])
         .collect();
-    let feed2 = write_feed(w, "feed2.txt", &next);
-    fs::write(
-        w.join("config.yaml"),
-        format!(
-            "state_dir: {}\nbackend: csf\nports: [80, 443]\nsources:\n  - {feed1}\n\
-             guard:\n  allow_reserved: true\n  max_shrink_percent: 100\ncsf:\n  dir: /etc/csf\n  apply: live\n",
-            w.join("state").display()
-        ),
-    )
-    .expect("config");
+    let feed2 = env.feed("feed2.txt", &next);
+    env.write_config(&format!(
+        "backend: csf\nports: [80, 443]\nsources:\n  - {feed1}\n\
+         guard:\n  allow_reserved: true\n  max_shrink_percent: 100\ncsf:\n  dir: /etc/csf\n  apply: live\n"
+    ));
 
     let s = run(
         w,
         &format!(
             r#"
-sed -i 's/^IPV6 = "0"/IPV6 = "1"/' /etc/csf/csf.conf
+ipv6_on
 # The admin's own lines: comments, an Include of their own, no final newline.
 printf '# admin\n1.2.3.4 # office\nInclude /etc/csf/mine.allow\ntcp|in|d=22|s=192.0.2.0/24 # ssh' >> /etc/csf/csf.allow
 printf '10.9.8.0/24 # lan\n' > /etc/csf/mine.allow
@@ -174,7 +111,7 @@ cp /etc/csf/csf.allow "$W/removed.allow"; cp /etc/csf/csf.ignore "$W/removed.ign
     assert_eq!(sync1["changed"], true);
     assert_eq!(sync1["added"]["ipv4"].as_array().map(Vec::len), Some(15));
     assert_eq!(sync1["added"]["ipv6"].as_array().map(Vec::len), Some(7));
-    let rules1 = lines(section(&s, "rules1"));
+    let rules1 = lines(s.section("rules1"));
     for net in &all {
         for port in [80, 443] {
             let rule =
@@ -186,18 +123,8 @@ cp /etc/csf/csf.allow "$W/removed.allow"; cp /etc/csf/csf.ignore "$W/removed.ign
     assert!(rules1.contains(&"-A ALLOWIN -s 10.9.8.0/24 ! -i lo -j ACCEPT"));
 
     // The managed files, and exactly one Include line added to each admin file.
-    let orig_allow = fs::read(w.join("orig.allow")).expect("orig.allow");
-    let cut = orig_allow
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .expect("newline")
-        + 1;
-    let mut want_allow = orig_allow[..cut].to_vec();
-    want_allow.extend_from_slice(b"Include /etc/csf/cf-allow.allow\n");
-    want_allow.extend_from_slice(&orig_allow[cut..]);
-    let orig_ignore = fs::read(w.join("orig.ignore")).expect("orig.ignore");
-    let mut want_ignore = orig_ignore.clone();
-    want_ignore.extend_from_slice(b"Include /etc/csf/cf-allow.ignore\n");
+    let want_allow = csf_sandbox::with_include(w, "allow");
+    let want_ignore = csf_sandbox::with_include(w, "ignore");
     assert_eq!(fs::read(w.join("sync1.allow")).expect("allow"), want_allow);
     assert_eq!(
         fs::read(w.join("sync1.ignore")).expect("ignore"),
@@ -223,15 +150,15 @@ cp /etc/csf/csf.allow "$W/removed.allow"; cp /etc/csf/csf.ignore "$W/removed.ign
     let (sync2, exit) = json(&s, "sync2");
     assert_eq!(exit, 0, "--exit-code exits 0 when nothing changed");
     assert_eq!(sync2["changed"], false);
-    assert_eq!(section(&s, "same_save").trim(), "yes");
-    assert_eq!(section(&s, "same_stat").trim(), "yes");
+    assert_eq!(s.section("same_save").trim(), "yes");
+    assert_eq!(s.section("same_stat").trim(), "yes");
 
     // `csf -r` rebuilds exactly the allow rules cf-allow put in live.
     assert_eq!(
-        section(&s, "rebuild_diff").trim(),
+        s.section("rebuild_diff").trim(),
         "equal",
         "{}",
-        section(&s, "rebuild_diff")
+        s.section("rebuild_diff")
     );
 
     // A changed feed: exactly the delta, live.
@@ -249,7 +176,7 @@ cp /etc/csf/csf.allow "$W/removed.allow"; cp /etc/csf/csf.ignore "$W/removed.ign
         sync3["removed"]["ipv6"],
         serde_json::json!(["2400:cb00::/32"])
     );
-    let mut delta = lines(section(&s, "delta"));
+    let mut delta = lines(s.section("delta"));
     delta.sort();
     let mut want_delta: Vec<String> = ["173.245.48.0/20", "2400:cb00::/32"]
         .iter()
@@ -277,43 +204,30 @@ cp /etc/csf/csf.allow "$W/removed.allow"; cp /etc/csf/csf.ignore "$W/removed.ign
 
     // lfd: CSF's own ignore check (csf -d consults csf.ignore and its Includes).
     assert_eq!(
-        section(&s, "deny_cf").trim(),
+        s.section("deny_cf").trim(),
         "deny failed: 104.16.0.1 is in the ignore file /etc/csf/csf.ignore"
     );
 
     // Remove: files, Include lines, live rules; the admin's files back byte for byte.
     let (_, exit) = json(&s, "remove");
     assert_eq!(exit, 0);
-    assert_eq!(
-        section(&s, "after_remove_rules").trim(),
-        "equal",
-        "{}",
-        section(&s, "after_remove_rules")
-    );
-    assert_eq!(section(&s, "after_remove_files").trim(), "2");
-    assert_eq!(
-        fs::read(w.join("removed.allow")).expect("allow"),
-        orig_allow
-    );
-    assert_eq!(
-        fs::read(w.join("removed.ignore")).expect("ignore"),
-        orig_ignore
-    );
+    csf_sandbox::assert_removed_cleanly(&s, w);
 }
 
 #[test]
 fn csf_restart_mode_reload_failure_and_bad_dir_exit_1_and_change_nothing() {
-    if !ready("csf_restart_mode_reload_failure_and_bad_dir_exit_1_and_change_nothing") {
+    if !csf_sandbox::ready("csf_restart_mode_reload_failure_and_bad_dir_exit_1_and_change_nothing")
+    {
         return;
     }
-    let work = tempfile::tempdir().expect("tempdir");
-    let w = work.path();
-    let feed = write_feed(w, "feed.txt", &cloudflare());
+    let env = Env::new("");
+    let w = env.dir.path();
+    let feed = env.feed("feed.txt", &cloudflare());
     let config = |reload: &str, dir: &str| {
         format!(
             "state_dir: {}\nbackend: csf\nports: [443]\nsources:\n  - {feed}\n\
              guard:\n  allow_reserved: true\ncsf:\n  dir: {dir}\n  apply: restart\n  reload: \"{reload}\"\n",
-            w.join("state").display()
+            env.state_dir().display()
         )
     };
     fs::write(
@@ -353,8 +267,8 @@ section reloaded_again; [ -e "$W/reloaded" ] && echo yes || echo no
 section status; cfa status --backend csf
 "#,
     );
-    let stderr = section(&s, "(cf-allow stderr)");
-    let failing = section(&s, "failing");
+    let stderr = s.section("(cf-allow stderr)");
+    let failing = s.section("failing");
     assert!(
         failing.trim_end().ends_with("exit=1"),
         "{failing}\n{stderr}"
@@ -363,8 +277,8 @@ section status; cfa status --backend csf
         stderr.contains("the reload command `echo boom >&2; exit 3` failed (exit status: 3: boom); CSF's files were restored as they were"),
         "{stderr}"
     );
-    assert_eq!(section(&s, "failing_files").trim(), "unchanged");
-    assert!(section(&s, "bad_dir").trim_end().ends_with("exit=1"));
+    assert_eq!(s.section("failing_files").trim(), "unchanged");
+    assert!(s.section("bad_dir").trim_end().ends_with("exit=1"));
     assert!(
         stderr.contains("the CSF directory /nonexistent/csf does not exist or is not a directory"),
         "{stderr}"
@@ -374,13 +288,13 @@ section status; cfa status --backend csf
         (good["changed"].clone(), exit),
         (serde_json::json!(true), 0)
     );
-    assert_eq!(section(&s, "reloaded").trim(), "yes");
+    assert_eq!(s.section("reloaded").trim(), "yes");
     // IPV6 = "0" (shipped): CSF loads the 15 IPv4 ranges only.
-    assert_eq!(section(&s, "rules").trim(), "15");
+    assert_eq!(s.section("rules").trim(), "15");
     let (again, _) = json(&s, "good_again");
     assert_eq!(again["changed"], false);
-    assert_eq!(section(&s, "reloaded_again").trim(), "no");
-    let status = section(&s, "status");
+    assert_eq!(s.section("reloaded_again").trim(), "no");
+    let status = s.section("status");
     assert!(status.contains("state:   in sync"), "{status}");
     assert!(
         status.contains(

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use cf_allow_testkit::{Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::{iptables, Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
 use common::*;
 
 const VARIANTS: [&str; 2] = ["nft", "legacy"];
@@ -35,26 +35,11 @@ fn config(variant: &str, extra: &str) -> String {
 /// The filter table as `<variant>-save` prints it, comments dropped, counters zeroed.
 fn save(ns: &Netns, variant: &str, v6: bool) -> String {
     let tool = if v6 { "ip6tables" } else { "iptables" };
-    let text = ns.sh(&format!("{tool}-{variant}-save -t filter"));
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| match (l.starts_with(':'), l.find(" [")) {
-            (true, Some(at)) => format!("{} [0:0]\n", &l[..at]),
-            _ => format!("{l}\n"),
-        })
-        .collect()
+    iptables::filter_table(ns, &format!("{tool}-{variant}-save"))
 }
 
 fn saves(ns: &Netns, variant: &str) -> (String, String) {
     (save(ns, variant, false), save(ns, variant, true))
-}
-
-fn rules_of(save: &str, chain: &str) -> Vec<String> {
-    let prefix = format!("-A {chain} ");
-    save.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Wrappers for the iptables/ipset programs that log each call, so a test can count spawns.
@@ -128,16 +113,22 @@ fn real_list_sync(variant: &str) {
     assert!(spawns.lines().count() <= 5, "{spawns}");
 
     let (v4, v6) = saves(&ns, variant);
-    assert_eq!(rules_of(&v4, "INPUT"), ["-j CF-ALLOW"]);
-    assert_eq!(rules_of(&v4, "CF-ALLOW").len(), 15);
-    assert_eq!(rules_of(&v6, "CF-ALLOW").len(), 7);
+    assert_eq!(iptables::chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
+    assert_eq!(iptables::chain_rules(&v4, "CF-ALLOW").len(), 15);
+    assert_eq!(iptables::chain_rules(&v6, "CF-ALLOW").len(), 7);
     for cidr in CLOUDFLARE_V4 {
         let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
-        assert!(rules_of(&v4, "CF-ALLOW").contains(&rule), "{rule}");
+        assert!(
+            iptables::chain_rules(&v4, "CF-ALLOW").contains(&rule),
+            "{rule}"
+        );
     }
     for cidr in CLOUDFLARE_V6 {
         let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
-        assert!(rules_of(&v6, "CF-ALLOW").contains(&rule), "{rule}");
+        assert!(
+            iptables::chain_rules(&v6, "CF-ALLOW").contains(&rule),
+            "{rule}"
+        );
     }
 
     // Second sync: nothing changes, no restore runs, the ruleset is byte-identical.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cf_allow_testkit::{veth_pair, Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::{lab, nft, Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
 use common::*;
 
 fn ready(test: &str) -> bool {
@@ -39,29 +39,11 @@ table ip nat {
 "#;
 
 fn load_host_firewall(ns: &Netns) {
-    let path = std::env::temp_dir().join(format!("cf-allow-nft-{}.nft", ns.name()));
-    std::fs::write(&path, HOST_FIREWALL).expect("write ruleset");
-    ns.sh(&format!("nft -f {}", path.display()));
-    let _ = std::fs::remove_file(path);
+    ns.sh_with_input("nft -f -", HOST_FIREWALL);
 }
 
 fn nft_set(ns: &Netns, table: &str, set: &str) -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_str(&ns.sh(&format!("nft -j list set inet {table} {set}")))
-            .expect("nft -j");
-    let mut out: Vec<String> = json["nftables"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|i| i["set"]["elem"].as_array())
-        .flatten()
-        .map(|e| match e.get("prefix") {
-            Some(p) => format!("{}/{}", p["addr"].as_str().expect("addr"), p["len"]),
-            None => e.to_string(),
-        })
-        .collect();
-    out.sort();
-    out
+    nft::set_elements(ns, "inet", table, set)
 }
 
 fn sorted(list: &[&str]) -> Vec<String> {
@@ -209,21 +191,7 @@ fn nft_host_firewall_stays_identical_and_into_mode_lets_cloudflare_in() {
     if !ready("nft_host_firewall_stays_identical_and_into_mode_lets_cloudflare_in") {
         return;
     }
-    let server = Netns::new("e2e-nft-srv");
-    let client = Netns::new("e2e-nft-cli");
-    veth_pair(
-        &server,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-        &client,
-        &[
-            "192.0.2.10/24",
-            "192.0.2.20/24",
-            "2001:db8::10/64",
-            "2001:db8::20/64",
-        ],
-    );
-    server.tcp_listen("0.0.0.0:443");
-    server.tcp_listen("[::]:443");
+    let (server, client) = lab::server_and_client("e2e-nft", &[443]);
     load_host_firewall(&server);
     let pristine = server.sh("nft list ruleset");
     let host_tables = |ns: &Netns| ns.sh("nft -a list table inet filter; nft -a list table ip nat");

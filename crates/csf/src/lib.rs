@@ -393,6 +393,18 @@ impl CsfBackend {
         live::run(&host.csf, &["--lfd", "restart"], None).map(|_| ())
     }
 
+    /// Restarts lfd after a live change; when that fails, applies `undo` to the running
+    /// firewall and rolls `txn` back, so that nothing is left changed.
+    fn restart_lfd_or_undo(&self, host: &Host, undo: LiveDelta, txn: FileTxn) -> Result<(), Error> {
+        if let Err(e) = self.restart_lfd(host) {
+            if let Err(undo_err) = undo.apply(&host.programs) {
+                tracing::error!(error = %undo_err, "could not undo the live change");
+            }
+            return Err(Self::fail(txn, e));
+        }
+        Ok(())
+    }
+
     fn fail(txn: FileTxn, error: Error) -> Error {
         match txn.rollback() {
             Ok(()) => error,
@@ -597,16 +609,11 @@ impl Backend for CsfBackend {
                     }
                 }
                 if ignore_changed {
-                    if let Err(e) = self.restart_lfd(&host) {
-                        let undo = LiveDelta {
-                            add: delta.delete.clone(),
-                            delete: delta.add.clone(),
-                        };
-                        if let Err(undo_err) = undo.apply(&host.programs) {
-                            tracing::error!(error = %undo_err, "could not undo the live change");
-                        }
-                        return Err(Self::fail(txn, e));
-                    }
+                    let undo = LiveDelta {
+                        add: delta.delete,
+                        delete: delta.add,
+                    };
+                    self.restart_lfd_or_undo(&host, undo, txn)?;
                 }
                 Ok(())
             }
@@ -679,16 +686,11 @@ impl Backend for CsfBackend {
                     return Err(Self::fail(txn, e));
                 }
                 if ignore_changed {
-                    if let Err(e) = self.restart_lfd(&host) {
-                        let undo = LiveDelta {
-                            add: delta.delete.clone(),
-                            delete: Vec::new(),
-                        };
-                        if let Err(undo_err) = undo.apply(&host.programs) {
-                            tracing::error!(error = %undo_err, "could not undo the live change");
-                        }
-                        return Err(Self::fail(txn, e));
-                    }
+                    let undo = LiveDelta {
+                        add: delta.delete,
+                        delete: Vec::new(),
+                    };
+                    self.restart_lfd_or_undo(&host, undo, txn)?;
                 }
             }
         }

@@ -7,18 +7,10 @@ use std::process::Command;
 
 use cf_allow_diff::{Backend, Plan};
 use cf_allow_iptables::{IptablesBackend, Variant};
-use cf_allow_testkit::{require_programs, require_root, Netns};
+use cf_allow_testkit::Netns;
 use common::*;
 
 const PORTS: [u16; 2] = [80, 443];
-
-fn prerequisites(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &["ip", "iptables-nft-restore", "iptables-legacy-restore"],
-        )
-}
 
 fn failed_family_rolls_back_the_other(variant: Variant) {
     let ns = Netns::new("ipt-rollback");
@@ -54,18 +46,7 @@ fn failed_family_rolls_back_the_other(variant: Variant) {
     );
 }
 
-#[test]
-fn failed_family_rolls_back_the_other_nft() {
-    if !prerequisites("failed_family_rolls_back_the_other_nft") {
-        return;
-    }
-    failed_family_rolls_back_the_other(Variant::Nft);
-}
-
-#[test]
-fn failed_family_rolls_back_the_other_legacy() {
-    if !prerequisites("failed_family_rolls_back_the_other_legacy") {
-        return;
-    }
-    failed_family_rolls_back_the_other(Variant::Legacy);
-}
+variant_tests!(
+    failed_family_rolls_back_the_other_nft,
+    failed_family_rolls_back_the_other_legacy => failed_family_rolls_back_the_other
+);

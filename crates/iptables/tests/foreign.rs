@@ -4,23 +4,10 @@
 mod common;
 
 use cf_allow_iptables::Variant;
-use cf_allow_testkit::{require_programs, require_root, Netns};
+use cf_allow_testkit::Netns;
 use common::*;
 
 const PORTS: [u16; 2] = [80, 443];
-
-fn prerequisites(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "ip",
-                "ipset",
-                "iptables-nft-restore",
-                "iptables-legacy-restore",
-            ],
-        )
-}
 
 /// A ufw-like set of chains, a fail2ban chain with a REJECT for a source, Docker's chains.
 fn install_foreign(ns: &Netns, variant: Variant) {
@@ -126,21 +113,10 @@ fn foreign_objects_stay_identical(variant: Variant) {
     assert!(remove(&ns, &s, false).expect("second remove").is_empty());
 }
 
-#[test]
-fn foreign_objects_stay_identical_nft() {
-    if !prerequisites("foreign_objects_stay_identical_nft") {
-        return;
-    }
-    foreign_objects_stay_identical(Variant::Nft);
-}
-
-#[test]
-fn foreign_objects_stay_identical_legacy() {
-    if !prerequisites("foreign_objects_stay_identical_legacy") {
-        return;
-    }
-    foreign_objects_stay_identical(Variant::Legacy);
-}
+variant_tests!(
+    foreign_objects_stay_identical_nft,
+    foreign_objects_stay_identical_legacy => foreign_objects_stay_identical
+);
 
 fn docker_user_missing_is_skipped(variant: Variant) {
     let ns = Netns::new("ipt-nodocker");
@@ -189,25 +165,14 @@ fn docker_user_missing_is_skipped(variant: Variant) {
     assert_eq!(save_both(&ns, variant), before);
 }
 
-#[test]
-fn docker_user_missing_is_skipped_nft() {
-    if !prerequisites("docker_user_missing_is_skipped_nft") {
-        return;
-    }
-    docker_user_missing_is_skipped(Variant::Nft);
-}
-
-#[test]
-fn docker_user_missing_is_skipped_legacy() {
-    if !prerequisites("docker_user_missing_is_skipped_legacy") {
-        return;
-    }
-    docker_user_missing_is_skipped(Variant::Legacy);
-}
+variant_tests!(
+    docker_user_missing_is_skipped_nft,
+    docker_user_missing_is_skipped_legacy => docker_user_missing_is_skipped
+);
 
 #[test]
 fn remove_refuses_when_a_foreign_rule_uses_the_chain() {
-    if !prerequisites("remove_refuses_when_a_foreign_rule_uses_the_chain") {
+    if !ready("remove_refuses_when_a_foreign_rule_uses_the_chain") {
         return;
     }
     let variant = Variant::Nft;

@@ -4,23 +4,10 @@
 mod common;
 
 use cf_allow_iptables::Variant;
-use cf_allow_testkit::{require_programs, require_root, Netns};
+use cf_allow_testkit::Netns;
 use common::*;
 
 const PORTS: [u16; 2] = [80, 443];
-
-fn prerequisites(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "ip",
-                "ipset",
-                "iptables-nft-restore",
-                "iptables-legacy-restore",
-            ],
-        )
-}
 
 fn ipset_mode(variant: Variant) {
     let ns = Netns::new("ipt-ipset");
@@ -118,25 +105,14 @@ fn ipset_mode(variant: Variant) {
     assert!(!save(&ns, variant, false).contains("CF-ALLOW"));
 }
 
-#[test]
-fn ipset_mode_nft() {
-    if !prerequisites("ipset_mode_nft") {
-        return;
-    }
-    ipset_mode(Variant::Nft);
-}
-
-#[test]
-fn ipset_mode_legacy() {
-    if !prerequisites("ipset_mode_legacy") {
-        return;
-    }
-    ipset_mode(Variant::Legacy);
-}
+variant_tests!(
+    ipset_mode_nft,
+    ipset_mode_legacy => ipset_mode
+);
 
 #[test]
 fn a_foreign_set_with_the_same_name_is_an_error() {
-    if !prerequisites("a_foreign_set_with_the_same_name_is_an_error") {
+    if !ready("a_foreign_set_with_the_same_name_is_an_error") {
         return;
     }
     let ns = Netns::new("ipt-setname");

@@ -6,24 +6,11 @@ mod common;
 use std::time::Duration;
 
 use cf_allow_iptables::{Settings, Variant};
-use cf_allow_testkit::{require_programs, require_root, veth_pair, Netns};
+use cf_allow_testkit::{veth_pair, Netns};
 use common::*;
 
 const PORTS: [u16; 1] = [443];
 const WAIT: Duration = Duration::from_millis(1500);
-
-fn prerequisites(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "ip",
-                "ipset",
-                "iptables-nft-restore",
-                "iptables-legacy-restore",
-            ],
-        )
-}
 
 /// The firewall host and a client with an allowed and a denied address in each family.
 fn topology() -> (Netns, Netns) {
@@ -127,37 +114,15 @@ fn allowlist_works(variant: Variant, ipset: bool) {
     assert_eq!(reach(&client, 443), [true; 4]);
 }
 
-#[test]
-fn allowlist_works_nft() {
-    if !prerequisites("allowlist_works_nft") {
-        return;
-    }
-    allowlist_works(Variant::Nft, false);
-}
+variant_tests!(
+    allowlist_works_nft,
+    allowlist_works_legacy => |variant| allowlist_works(variant, false)
+);
 
-#[test]
-fn allowlist_works_legacy() {
-    if !prerequisites("allowlist_works_legacy") {
-        return;
-    }
-    allowlist_works(Variant::Legacy, false);
-}
-
-#[test]
-fn allowlist_works_ipset_nft() {
-    if !prerequisites("allowlist_works_ipset_nft") {
-        return;
-    }
-    allowlist_works(Variant::Nft, true);
-}
-
-#[test]
-fn allowlist_works_ipset_legacy() {
-    if !prerequisites("allowlist_works_ipset_legacy") {
-        return;
-    }
-    allowlist_works(Variant::Legacy, true);
-}
+variant_tests!(
+    allowlist_works_ipset_nft,
+    allowlist_works_ipset_legacy => |variant| allowlist_works(variant, true)
+);
 
 /// Docker-like host: port 443 published (DNAT) to a "container" namespace, FORWARD policy
 /// DROP with Docker's DOCKER-USER and accept rules.
@@ -222,18 +187,7 @@ fn docker_published_port(variant: Variant) {
     assert!(container.tcp_connect("203.0.113.2", "192.0.2.10:443", WAIT));
 }
 
-#[test]
-fn docker_published_port_nft() {
-    if !prerequisites("docker_published_port_nft") {
-        return;
-    }
-    docker_published_port(Variant::Nft);
-}
-
-#[test]
-fn docker_published_port_legacy() {
-    if !prerequisites("docker_published_port_legacy") {
-        return;
-    }
-    docker_published_port(Variant::Legacy);
-}
+variant_tests!(
+    docker_published_port_nft,
+    docker_published_port_legacy => docker_published_port
+);

@@ -4,24 +4,10 @@
 mod common;
 
 use cf_allow_iptables::Variant;
-use cf_allow_testkit::{require_programs, require_root, Netns};
+use cf_allow_testkit::Netns;
 use common::*;
 
 const PORTS: [u16; 2] = [80, 443];
-
-fn prerequisites(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "ip",
-                "iptables-nft-restore",
-                "iptables-legacy-restore",
-                "ip6tables-nft-restore",
-                "ip6tables-legacy-restore",
-            ],
-        )
-}
 
 fn first_then_noop_then_delta(variant: Variant) {
     let ns = Netns::new("ipt-sync");
@@ -122,21 +108,10 @@ fn first_then_noop_then_delta(variant: Variant) {
     assert_eq!(without_ours(&new_v6), without_ours(&v6));
 }
 
-#[test]
-fn first_sync_noop_and_delta_nft() {
-    if !prerequisites("first_sync_noop_and_delta_nft") {
-        return;
-    }
-    first_then_noop_then_delta(Variant::Nft);
-}
-
-#[test]
-fn first_sync_noop_and_delta_legacy() {
-    if !prerequisites("first_sync_noop_and_delta_legacy") {
-        return;
-    }
-    first_then_noop_then_delta(Variant::Legacy);
-}
+variant_tests!(
+    first_sync_noop_and_delta_nft,
+    first_sync_noop_and_delta_legacy => first_then_noop_then_delta
+);
 
 fn drift_is_repaired(variant: Variant) {
     let ns = Netns::new("ipt-drift");
@@ -212,21 +187,10 @@ fn drift_is_repaired(variant: Variant) {
     assert!(inspect(&ns, &s, &PORTS).repairs.is_empty());
 }
 
-#[test]
-fn drift_is_repaired_nft() {
-    if !prerequisites("drift_is_repaired_nft") {
-        return;
-    }
-    drift_is_repaired(Variant::Nft);
-}
-
-#[test]
-fn drift_is_repaired_legacy() {
-    if !prerequisites("drift_is_repaired_legacy") {
-        return;
-    }
-    drift_is_repaired(Variant::Legacy);
-}
+variant_tests!(
+    drift_is_repaired_nft,
+    drift_is_repaired_legacy => drift_is_repaired
+);
 
 fn layout_changes_are_repairs(variant: Variant) {
     let ns = Netns::new("ipt-layout");
@@ -290,18 +254,7 @@ fn layout_changes_are_repairs(variant: Variant) {
     assert!(inspect(&ns, &s, &many).repairs.is_empty());
 }
 
-#[test]
-fn layout_changes_are_repairs_nft() {
-    if !prerequisites("layout_changes_are_repairs_nft") {
-        return;
-    }
-    layout_changes_are_repairs(Variant::Nft);
-}
-
-#[test]
-fn layout_changes_are_repairs_legacy() {
-    if !prerequisites("layout_changes_are_repairs_legacy") {
-        return;
-    }
-    layout_changes_are_repairs(Variant::Legacy);
-}
+variant_tests!(
+    layout_changes_are_repairs_nft,
+    layout_changes_are_repairs_legacy => layout_changes_are_repairs
+);

@@ -360,24 +360,16 @@ impl NftablesBackend {
         }
         if !state.rules_ok || !chain_ok {
             let settings = layout::describe(&self.ports, self.settings.lockdown);
-            repairs.push(match (target.into, state.rules.is_empty()) {
-                (true, true) => format!(
-                    "insert the cf-allow rules at the top of chain inet {table} {} ({settings})",
-                    target.chain
-                ),
-                (true, false) => format!(
-                    "put the cf-allow rules back at the top of chain inet {table} {} ({settings})",
-                    target.chain
-                ),
-                (false, true) => format!(
-                    "add the rules to chain inet {table} {} ({settings})",
-                    target.chain
-                ),
-                (false, false) => format!(
-                    "rewrite the rules of chain inet {table} {} ({settings})",
-                    target.chain
-                ),
-            });
+            let action = match (target.into, state.rules.is_empty()) {
+                (true, true) => "insert the cf-allow rules at the top of",
+                (true, false) => "put the cf-allow rules back at the top of",
+                (false, true) => "add the rules to",
+                (false, false) => "rewrite the rules of",
+            };
+            repairs.push(format!(
+                "{action} chain inet {table} {} ({settings})",
+                target.chain
+            ));
             let mut rules = self.expected_rules();
             let position = if target.into {
                 // Each insert goes before all others: insert the last rule first.

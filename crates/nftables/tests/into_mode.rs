@@ -29,8 +29,7 @@ fn into_mode_puts_sets_and_tagged_rules_into_the_users_chain() {
     if !ready("into_mode_puts_sets_and_tagged_rules_into_the_users_chain") {
         return;
     }
-    let ns = Netns::new("nft-into");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-into");
     let whole_before = ruleset(&ns);
     let objects_before = foreign_objects(&ns);
     let desired = cloudflare();
@@ -90,8 +89,7 @@ fn into_mode_moves_its_rules_back_to_the_top_and_cleans_up_own_mode() {
     if !ready("into_mode_moves_its_rules_back_to_the_top_and_cleans_up_own_mode") {
         return;
     }
-    let ns = Netns::new("nft-intotop");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-intotop");
     let desired = cloudflare();
     // Own mode first (with lockdown), then the admin switches to into mode.
     sync(&ns, own(true), &[443], &desired).expect("own sync");
@@ -134,8 +132,7 @@ fn an_invalid_into_target_is_a_clear_error_and_changes_nothing() {
     if !ready("an_invalid_into_target_is_a_clear_error_and_changes_nothing") {
         return;
     }
-    let ns = Netns::new("nft-badinto");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-badinto");
     let before = ruleset(&ns);
     let err = sync(&ns, into("nosuch", "input"), &[443], &cloudflare()).expect_err("no table");
     assert_eq!(
@@ -155,8 +152,7 @@ fn a_foreign_set_with_our_name_is_an_error_and_stays_untouched() {
     if !ready("a_foreign_set_with_our_name_is_an_error_and_stays_untouched") {
         return;
     }
-    let ns = Netns::new("nft-setclash");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-setclash");
     ns.sh("nft add set inet filter cf_v4 '{ type ipv4_addr; flags interval; elements = { 192.0.2.0/24 }; }'");
     let before = ruleset(&ns);
     let err = sync(&ns, into("filter", "input"), &[443], &cloudflare()).expect_err("clash");

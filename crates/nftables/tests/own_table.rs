@@ -280,8 +280,7 @@ fn remove_deletes_the_table_and_nothing_else() {
     if !ready("remove_deletes_the_table_and_nothing_else") {
         return;
     }
-    let ns = Netns::new("nft-remove");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-remove");
     let foreign = foreign_text(&ns);
     sync(&ns, own(true), &[80, 443], &cloudflare()).expect("sync");
     assert_eq!(foreign_text(&ns), foreign, "sync changed a foreign table");
@@ -329,8 +328,7 @@ fn own_mode_warns_about_a_foreign_drop_policy() {
     if !ready("own_mode_warns_about_a_foreign_drop_policy") {
         return;
     }
-    let ns = Netns::new("nft-warn");
-    load_foreign(&ns);
+    let ns = foreign_host("nft-warn");
     let inspection = inspect(&ns, own(false), &[443]).expect("inspect");
     assert_eq!(inspection.warnings.len(), 1, "{:?}", inspection.warnings);
     let warning = &inspection.warnings[0];

@@ -8,39 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cf_allow_diff::RangeSet;
-use cf_allow_testkit::{veth_pair, Netns};
+use cf_allow_testkit::lab::{
+    server_and_client as lab, ALLOWED_V4, ALLOWED_V6, OTHER_V4, OTHER_V6, SERVER_V4, SERVER_V6,
+};
+use cf_allow_testkit::Netns;
 use common::*;
 
-const SERVER_V4: &str = "192.0.2.1";
-const SERVER_V6: &str = "2001:db8::1";
-const ALLOWED_V4: &str = "192.0.2.10";
-const OTHER_V4: &str = "192.0.2.20";
-const ALLOWED_V6: &str = "2001:db8::10";
-const OTHER_V6: &str = "2001:db8::20";
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A server namespace listening on `ports` and a client namespace with an allowed and
-/// another source address in each family.
-fn lab(label: &str, ports: &[u16]) -> (Netns, Netns) {
-    let server = Netns::new(&format!("{label}-s"));
-    let client = Netns::new(&format!("{label}-c"));
-    veth_pair(
-        &server,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-        &client,
-        &[
-            "192.0.2.10/24",
-            "192.0.2.20/24",
-            "2001:db8::10/64",
-            "2001:db8::20/64",
-        ],
-    );
-    for port in ports {
-        server.tcp_listen(&format!("0.0.0.0:{port}"));
-        server.tcp_listen(&format!("[::]:{port}"));
-    }
-    (server, client)
-}
 
 fn connects(client: &Netns, source: &str, server: &str, port: u16) -> bool {
     let dest = if server.contains(':') {

@@ -1,11 +1,16 @@
 //! Test helpers shared by cf-allow's crates: deciding whether privileged tests may run,
-//! private network namespaces, and a loopback HTTP server that serves canned responses.
+//! private network namespaces, and a loopback HTTP server that serves canned responses;
+//! also a veth [`lab`], the [`csf_sandbox`] runner and [`nft`] / [`iptables`] read-back helpers.
 //!
 //! Tests that need root (or `../shared`) call [`require_root`] / [`require_path`] first: they
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
 
+pub mod csf_sandbox;
 mod http;
+pub mod iptables;
+pub mod lab;
 mod netns;
+pub mod nft;
 
 pub use http::{Reply, Request, Server};
 pub use netns::{veth_pair, Netns};
@@ -41,6 +46,15 @@ pub const CLOUDFLARE_V6: [&str; 7] = [
     "2a06:98c0::/29",
     "2c0f:f248::/32",
 ];
+
+/// Both of Cloudflare's lists, IPv4 first.
+pub fn cloudflare_ranges() -> Vec<&'static str> {
+    CLOUDFLARE_V4
+        .iter()
+        .chain(CLOUDFLARE_V6.iter())
+        .copied()
+        .collect()
+}
 
 /// Cloudflare's API JSON for the given ranges.
 pub fn api_json(v4: &[&str], v6: &[&str], etag: &str) -> String {

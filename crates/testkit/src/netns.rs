@@ -196,3 +196,35 @@ pub(crate) fn enter(name: &str) {
         std::io::Error::last_os_error()
     );
 }
+
+impl Netns {
+    /// Runs a shell snippet inside the namespace with `input` on its stdin; panics with its
+    /// stderr when it fails. Returns its stdout.
+    pub fn sh_with_input(&self, script: &str, input: &str) -> String {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .command("bash")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bash in the namespace");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("wait for bash");
+        assert!(
+            out.status.success(),
+            "in netns {}: `{script}` failed ({}): {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

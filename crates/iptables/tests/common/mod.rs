@@ -6,6 +6,47 @@ use cf_allow_diff::{Backend, Inspection, IpNet, Plan, RangeSet};
 use cf_allow_iptables::{IptablesBackend, Settings, Variant};
 use cf_allow_testkit::Netns;
 
+/// Every program the kernel tests run: both implementations' restore tools, `ipset`, `ip`.
+pub const PROGRAMS: [&str; 6] = [
+    "ip",
+    "ipset",
+    "iptables-nft-restore",
+    "iptables-legacy-restore",
+    "ip6tables-nft-restore",
+    "ip6tables-legacy-restore",
+];
+
+/// True when a kernel test may run (root and [`PROGRAMS`]); otherwise skips, or fails under
+/// `CI=true`.
+pub fn ready(test: &str) -> bool {
+    cf_allow_testkit::require_root(test) && cf_allow_testkit::require_programs(test, &PROGRAMS)
+}
+
+/// Defines two tests, `$nft` and `$legacy`, that run `$body` (a `fn(Variant)`) with
+/// [`Variant::Nft`] and [`Variant::Legacy`] once [`ready`] says they may run.
+#[allow(unused_macros)] // lock.rs runs one variant only
+macro_rules! variant_tests {
+    ($nft:ident, $legacy:ident => $body:expr) => {
+        #[test]
+        fn $nft() {
+            if !ready(stringify!($nft)) {
+                return;
+            }
+            ($body)(cf_allow_iptables::Variant::Nft);
+        }
+
+        #[test]
+        fn $legacy() {
+            if !ready(stringify!($legacy)) {
+                return;
+            }
+            ($body)(cf_allow_iptables::Variant::Legacy);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use variant_tests;
+
 /// Both iptables implementations.
 pub const VARIANTS: [Variant; 2] = [Variant::Nft, Variant::Legacy];
 
@@ -22,8 +63,7 @@ pub fn program(variant: Variant, v6: bool, suffix: &str) -> String {
 
 /// The filter table as `iptables-save` prints it, comments dropped and counters zeroed.
 pub fn save(ns: &Netns, variant: Variant, v6: bool) -> String {
-    let text = ns.sh(&format!("{} -t filter", program(variant, v6, "-save")));
-    normalize(&text)
+    cf_allow_testkit::iptables::filter_table(ns, &program(variant, v6, "-save"))
 }
 
 /// Both families' saves.
@@ -31,34 +71,14 @@ pub fn save_both(ns: &Netns, variant: Variant) -> (String, String) {
     (save(ns, variant, false), save(ns, variant, true))
 }
 
-/// Drops comment lines and zeroes `[packets:bytes]` counters.
-pub fn normalize(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let line = match (line.find(" ["), line.starts_with(':')) {
-            (Some(at), true) => format!("{} [0:0]", &line[..at]),
-            _ => line.to_string(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
+#[allow(unused_imports)] // not every test file reads chains
+pub use cf_allow_testkit::iptables::chain_rules;
 
 /// `text` without the lines that mention cf-allow's chains or sets.
 pub fn without_ours(text: &str) -> String {
     text.lines()
         .filter(|l| !l.contains("CF-ALLOW") && !l.contains("cf-allow-v"))
         .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// The rules of one chain (the text after `-A <chain> `).
-pub fn chain_rules(save: &str, chain: &str) -> Vec<String> {
-    let prefix = format!("-A {chain} ");
-    save.lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .map(str::to_string)
         .collect()
 }
 

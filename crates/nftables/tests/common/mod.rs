@@ -92,39 +92,9 @@ pub fn ruleset_json(ns: &Netns) -> serde_json::Value {
     serde_json::from_str(&ns.sh("nft -j list ruleset")).expect("nft -j output is JSON")
 }
 
-/// The elements of a set as nft -j prints them, turned into CIDR strings.
-pub fn set_elements(ns: &Netns, family: &str, table: &str, set: &str) -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_str(&ns.sh(&format!("nft -j list set {family} {table} {set}")))
-            .expect("nft -j list set");
-    let mut out = Vec::new();
-    for item in json["nftables"].as_array().expect("nftables array") {
-        let Some(elems) = item["set"]["elem"].as_array() else {
-            continue;
-        };
-        for e in elems {
-            if let Some(p) = e.get("prefix") {
-                out.push(format!(
-                    "{}/{}",
-                    p["addr"].as_str().expect("addr"),
-                    p["len"].as_u64().expect("len")
-                ));
-            } else if let Some(r) = e.get("range") {
-                out.push(format!(
-                    "{}-{}",
-                    r[0].as_str().expect("from"),
-                    r[1].as_str().expect("to")
-                ));
-            } else if let Some(s) = e.as_str() {
-                out.push(s.to_owned());
-            } else {
-                out.push(e.to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
+/// The elements of a set as CIDR strings, sorted.
+#[allow(unused_imports)] // not every test file reads sets
+pub use cf_allow_testkit::nft::set_elements;
 
 /// The ranges of one family of `set` as sorted strings.
 pub fn strings(set: &RangeSet, family: cf_allow_diff::Family) -> Vec<String> {
@@ -182,28 +152,14 @@ table ip nat {
 
 /// Loads [`FOREIGN`] into `ns`.
 pub fn load_foreign(ns: &Netns) {
-    let out = ns
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(FOREIGN.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("run nft -f");
-    assert!(
-        out.status.success(),
-        "loading the foreign ruleset failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.sh_with_input("nft -f -", FOREIGN);
+}
+
+/// A fresh namespace holding [`FOREIGN`], like a host with its own firewall.
+pub fn foreign_host(label: &str) -> Netns {
+    let ns = Netns::new(label);
+    load_foreign(&ns);
+    ns
 }
 
 /// The text of every table except `inet <own>` (what must stay byte-identical).
