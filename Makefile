@@ -36,6 +36,7 @@ run: release
 ## Every test: unit, property, fetcher, kernel (network namespaces), CSF sandbox, packaging,
 ## the Ansible module.
 test: deps
+	$(CARGO) build --locked --workspace --examples   # the CSF sandbox tests run crates/csf's csf-driver
 	$(CARGO) test --locked --workspace --all-targets
 	$(CARGO) test --locked --workspace --doc
 	packaging/test.sh
