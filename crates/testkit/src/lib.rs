@@ -128,6 +128,9 @@ fn skip(test: &str, why: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: cannot run because {why}, and CI=true requires every test to run");
     }
-    eprintln!("SKIPPED {test}: {why}");
+    // Written to the real stderr, not through `eprintln!`, which the test harness captures:
+    // a skip must be visible in the test run's output.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
     false
 }
