@@ -117,6 +117,24 @@ fn offline_uses_the_compiled_in_list_with_a_warning() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line_on_stderr() {
+    let env = Env::new("");
+    let run = env.run(None, &["--log-format", "json", "ranges", "--offline"]);
+    run.expect_code(0);
+    assert_eq!(run.stdout, sorted_cloudflare());
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().any(|l| l["level"] == "WARN"
+        && l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("compiled into cf-allow"))));
+}
+
+#[test]
 fn an_html_page_is_refused_with_one_line() {
     let server = Server::start(|_| Reply::ok("text/html", "<html><body>Oops</body></html>"));
     let env = Env::new("");
@@ -233,6 +251,12 @@ fn sync_json_exit_codes_and_dry_run() {
     assert_eq!(doc["changed"], false);
     assert_eq!(doc["unchanged"], 22);
     assert_eq!(ns.sh("nft list ruleset"), after);
+
+    // Quiet: a run that changes nothing prints nothing at all.
+    let quiet = env.run(Some(&ns), &["-q", "sync", "--source", &feed]);
+    quiet.expect_code(0);
+    assert_eq!(quiet.stdout, "");
+    assert_eq!(quiet.stderr, "");
 
     // Status: in sync with the cached list.
     let status = env
