@@ -375,3 +375,29 @@ fn a_second_run_waits_for_the_lock_then_gives_up() {
     );
     drop(lock);
 }
+
+#[test]
+fn status_after_an_offline_sync_compares_with_the_compiled_in_list() {
+    let Some((ns, env, _feed)) =
+        nft_env("status_after_an_offline_sync_compares_with_the_compiled_in_list")
+    else {
+        return;
+    };
+    let doc = env
+        .run(Some(&ns), &["status", "--json", "--exit-code"])
+        .expect_code(2)
+        .json();
+    assert_eq!(doc["present"], false);
+    assert_eq!(doc["in_sync"], false);
+    assert_eq!(doc["missing"]["ipv4"].as_array().map(Vec::len), Some(15));
+    env.run(Some(&ns), &["sync", "--offline"]).expect_code(0);
+    let doc = env
+        .run(Some(&ns), &["status", "--json", "--exit-code"])
+        .expect_code(0)
+        .json();
+    assert_eq!(doc["in_sync"], true);
+    assert_eq!(doc["last_good"]["origin"], "embedded");
+    let text = env.run(Some(&ns), &["status"]).expect_code(0).stdout;
+    assert!(text.contains("state:   in sync"), "{text}");
+    assert!(text.contains("compiled into cf-allow"), "{text}");
+}

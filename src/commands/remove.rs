@@ -19,7 +19,7 @@ pub fn run(mut config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -
         .with_context(|| format!("{name}: remove failed"))?;
     for line in &removed {
         if !args.dry_run {
-            tracing::info!("{name}: removed {line}");
+            tracing::debug!("{name}: removed {line}");
         }
     }
     if args.json {

@@ -31,7 +31,7 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
         backend
             .apply(&plan)
             .with_context(|| format!("{name}: the change was not applied"))?;
-        tracing::info!(
+        tracing::debug!(
             "{name}: added {}, removed {}, {} unchanged{}",
             plan.add.len(),
             plan.remove.len(),
