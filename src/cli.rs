@@ -65,6 +65,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete everything cf-allow created on the firewall; nothing else is touched
     Remove(RemoveArgs),
+    /// Look for the usual causes of Cloudflare Error 521/523 on this host (read-only)
+    Doctor(DoctorArgs),
     /// Check the configuration file and print the effective settings' summary
     CheckConfig,
     /// Print shell completions for SHELL to stdout
@@ -159,6 +161,26 @@ pub struct RemoveArgs {
     pub json: bool,
 
     /// Exit 2 when something was (or would be) deleted
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// `doctor` flags.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Backend to check, overriding the config (default: detect)
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Do not probe the list sources over the network
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 2 when any check is a warning or a failure
     #[arg(long)]
     pub exit_code: bool,
 }

@@ -76,6 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config::load(cli.config.as_deref())?.config;
             (args.exit_code, commands::status::run(config, args)?)
         }
+        Command::Doctor(args) => {
+            let loaded = config::load(cli.config.as_deref())?;
+            (args.exit_code, commands::doctor::run(loaded, args)?)
+        }
         Command::Remove(args) => {
             let config = config::load(cli.config.as_deref())?.config;
             (

@@ -397,7 +397,11 @@ fn status_after_an_offline_sync_compares_with_the_compiled_in_list() {
         .json();
     assert_eq!(doc["in_sync"], true);
     assert_eq!(doc["last_good"]["origin"], "embedded");
-    let text = env.run(Some(&ns), &["status"]).expect_code(0).stdout.clone();
+    let text = env
+        .run(Some(&ns), &["status"])
+        .expect_code(0)
+        .stdout
+        .clone();
     assert!(text.contains("state:   in sync"), "{text}");
     assert!(text.contains("compiled into cf-allow"), "{text}");
 }

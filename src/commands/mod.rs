@@ -2,6 +2,7 @@
 //! so that `main` can pick the exit code.
 
 pub mod check_config;
+pub mod doctor;
 pub mod ranges;
 pub mod remove;
 pub mod status;

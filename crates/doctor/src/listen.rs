@@ -1,0 +1,131 @@
+//! TCP listeners of the current network namespace, from `/proc/net/tcp` and `/proc/net/tcp6`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use crate::Error;
+
+/// The kernel's state number for LISTEN.
+const TCP_LISTEN: &str = "0A";
+
+/// A socket in LISTEN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The local address (`0.0.0.0` / `::` for any).
+    pub addr: IpAddr,
+    /// The local port.
+    pub port: u16,
+}
+
+impl Listener {
+    /// True when remote hosts cannot reach it (bound to a loopback address only).
+    pub fn is_loopback_only(&self) -> bool {
+        self.addr.is_loopback()
+    }
+}
+
+/// Reads both files of the current network namespace. A missing `tcp6` (IPv6 disabled) is
+/// not an error.
+pub fn read_listeners() -> Result<Vec<Listener>, Error> {
+    let mut all = Vec::new();
+    for (file, required) in [("/proc/net/tcp", true), ("/proc/net/tcp6", false)] {
+        match std::fs::read_to_string(file) {
+            Ok(text) => all.extend(parse_proc_net_tcp(&text)?),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Read {
+                    path: Path::new(file).to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Parses `/proc/net/tcp` or `/proc/net/tcp6` and returns the sockets in LISTEN.
+pub fn parse_proc_net_tcp(text: &str) -> Result<Vec<Listener>, Error> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 4 || fields[3] != TCP_LISTEN {
+            continue;
+        }
+        let parse_err = || Error::Parse {
+            what: "/proc/net/tcp".to_string(),
+            detail: format!("bad local address in {line:?}"),
+        };
+        let (addr, port) = fields[1].split_once(':').ok_or_else(parse_err)?;
+        let port = u16::from_str_radix(port, 16).map_err(|_| parse_err())?;
+        let addr = parse_hex_addr(addr).ok_or_else(parse_err)?;
+        out.push(Listener { addr, port });
+    }
+    Ok(out)
+}
+
+/// The kernel prints addresses as 32-bit words in host byte order, in hex.
+fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
+    let words: Option<Vec<u32>> = (0..hex.len() / 8)
+        .map(|i| {
+            hex.get(i * 8..i * 8 + 8)
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+        })
+        .collect();
+    let bytes: Vec<u8> = words?.into_iter().flat_map(u32::to_ne_bytes).collect();
+    match bytes.len() {
+        4 if hex.len() == 8 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        16 if hex.len() == 32 => {
+            let arr: [u8; 16] = bytes.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(arr)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured on x86_64 in a namespace with listeners on 192.0.2.5:80, 127.0.0.1:8080,
+    // [::]:443, [2001:db8::5]:80 and [::1]:8443, and one established connection.
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 050200C0:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 605571 1 000000007077f728 100 0 0 10 0
+   1: 0100007F:1F90 00000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 605572 2 0000000086addaf9 100 0 0 10 0
+   2: 0100007F:1F90 0100007F:A53E 01 00000000:00000000 00:00000000 00000000     0        0 0 1 000000003f1e735e 20 0 0 10 -1
+   3: 0100007F:A53E 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 605573 2 0000000000319c29 20 0 0 10 -1
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 605568 1 00000000ecc4976c 100 0 0 10 0
+   1: B80D0120000000000000000005000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 605570 1 00000000f1bdf2b2 100 0 0 10 0
+   2: 00000000000000000000000001000000:20FB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 605569 1 0000000009e328d0 100 0 0 10 0
+";
+
+    fn render(list: &[Listener]) -> Vec<String> {
+        list.iter()
+            .map(|l| std::net::SocketAddr::new(l.addr, l.port).to_string())
+            .collect()
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn parses_captured_ipv4_and_ipv6_listeners() {
+        let v4 = parse_proc_net_tcp(TCP).expect("tcp");
+        assert_eq!(render(&v4), ["192.0.2.5:80", "127.0.0.1:8080"]);
+        assert!(v4[1].is_loopback_only() && !v4[0].is_loopback_only());
+        let v6 = parse_proc_net_tcp(TCP6).expect("tcp6");
+        assert_eq!(render(&v6), ["[::]:443", "[2001:db8::5]:80", "[::1]:8443"]);
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_a_header_alone_is_empty() {
+        assert!(parse_proc_net_tcp("header\n   0: zz:0050 00000000:0000 0A\n").is_err());
+        assert!(parse_proc_net_tcp("header\n").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn reads_this_namespace() {
+        read_listeners().expect("/proc/net/tcp is readable");
+    }
+}
