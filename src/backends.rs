@@ -12,7 +12,7 @@ use crate::config::Config;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// nftables over netlink: its own `inet` table, or sets and one rule in your chain.
+    /// nftables over netlink: its own `inet` table, or sets and tagged rules in your chain.
     Nftables,
     /// iptables and ip6tables: the chain CF-ALLOW and a jump at the top of each hook.
     Iptables,
