@@ -171,7 +171,7 @@ impl CsfConf {
                 return Some(path);
             }
         }
-        crate::which(fallback)
+        cf_allow_exec::find_program(fallback)
     }
 }
 

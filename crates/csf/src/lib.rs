@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cf_allow_diff::{Backend, Family, Inspection, Plan, RangeSet};
+use cf_allow_exec::find_program;
 use serde::{Deserialize, Serialize};
 
 pub use conf::CsfConf;
@@ -151,19 +152,7 @@ pub enum Error {
 
 /// True when CSF looks installed: `/etc/csf/csf.conf` exists and `csf` is on PATH.
 pub fn available() -> bool {
-    Settings::default().dir.join("csf.conf").is_file() && which("csf").is_some()
-}
-
-/// The full path of `program` on PATH or in the sbin directories.
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file());
-    found
+    Settings::default().dir.join("csf.conf").is_file() && find_program("csf").is_some()
 }
 
 /// The CSF backend.
@@ -237,7 +226,7 @@ impl CsfBackend {
             return Err(Error::BadDir(self.dir.clone()));
         }
         let conf = CsfConf::load(&self.path("csf.conf"))?;
-        let csf = which("csf").ok_or(Error::CsfMissing)?;
+        let csf = find_program("csf").ok_or(Error::CsfMissing)?;
         let allow_text = read_optional(&self.path("csf.allow"))?.unwrap_or_default();
         let ignore_text = read_optional(&self.path("csf.ignore"))?.unwrap_or_default();
         let own_allow = read_optional(&self.own_allow_path())?;

@@ -3,9 +3,7 @@
 //! `iptables-restore --noflush` transaction per family (plus one `ipset restore`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use cf_allow_diff::{Family, IpNet};
 
@@ -289,38 +287,13 @@ impl Programs {
 pub fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String, Error> {
     let shown = format!("{} {}", program.display(), args.join(" "));
     tracing::debug!(command = %shown, "running");
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            command: shown.clone(),
-            detail: e.to_string(),
-        })?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| Error::Command {
-                command: shown.clone(),
-                detail: format!("writing its input: {e}"),
-            })?;
-    }
-    let output = child.wait_with_output().map_err(|e| Error::Command {
+    let output = cf_allow_exec::run(program, args, input).map_err(|e| Error::Command {
         command: shown.clone(),
         detail: e.to_string(),
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail = stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
+        let detail = cf_allow_exec::stderr_lines(&stderr)
             .collect::<Vec<_>>()
             .join("; ");
         return Err(Error::Command {

@@ -1,28 +1,8 @@
 //! Finding and running the read-only programs the probes use.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
 use crate::Error;
 
-/// Searched after PATH: cron and some service managers run with a PATH without sbin.
-const SBIN_DIRS: [&str; 3] = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
-
-/// The full path of `program` from PATH or the sbin directories.
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+pub use cf_allow_exec::find_program;
 
 /// Runs `program args…` (stdin closed, `LC_ALL=C`) and returns its stdout when it exits 0.
 pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {
@@ -30,36 +10,16 @@ pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {
         program: program.to_string(),
     })?;
     tracing::debug!(program, ?args, "run");
-    let output = Command::new(&path)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: program.to_string(),
-            source,
-        })?;
+    let output = cf_allow_exec::run(&path, args, None).map_err(|source| Error::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
     if output.status.success() {
         return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(2)
-        .collect();
-    let detail = if lines.is_empty() {
-        match output.status.code() {
-            Some(code) => format!("exit status {code}"),
-            None => "killed by a signal".to_string(),
-        }
-    } else {
-        lines.join("; ")
-    };
     Err(Error::Command {
         program: format!("{program} {}", args.join(" ")),
-        detail,
+        detail: cf_allow_exec::stderr_summary(&output, 2),
     })
 }
 

@@ -1,31 +1,13 @@
 //! Running iptables, ip6tables and ipset programs and turning their failures into [`Error`]s.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Output;
 
 use tracing::debug;
 
 use crate::Error;
 
-/// Directories searched after PATH: cron and systemd often run with a PATH without sbin.
-const SBIN_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"];
-
-/// The full path of `program`, from PATH or the sbin directories.
-pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+pub(crate) use cf_allow_exec::find_program;
 
 /// A program to run and the package that provides it.
 #[derive(Clone, Debug)]
@@ -54,36 +36,10 @@ impl Program {
     pub fn run(&self, args: &[&str], stdin: Option<&str>, lock_wait: u32) -> Result<Output, Error> {
         let path = self.resolve()?;
         debug!(program = %self.name, ?args, stdin_bytes = stdin.map_or(0, str::len), "run");
-        let mut child = Command::new(&path)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                program: self.name.clone(),
-                source,
-            })?;
-        let writer = match (stdin, child.stdin.take()) {
-            (Some(text), Some(mut pipe)) => {
-                let text = text.to_string();
-                Some(std::thread::spawn(move || pipe.write_all(text.as_bytes())))
-            }
-            _ => None,
-        };
-        let output = child.wait_with_output().map_err(|source| Error::Spawn {
+        let output = cf_allow_exec::run(&path, args, stdin).map_err(|source| Error::Spawn {
             program: self.name.clone(),
             source,
         })?;
-        if let Some(writer) = writer {
-            // A write error means the program exited early; its status says why.
-            let _ = writer.join();
-        }
         if output.status.success() {
             Ok(output)
         } else {
@@ -125,17 +81,12 @@ impl Program {
 
 /// One line out of a program's error output: the meaningful lines joined with "; ".
 fn condense(stderr: &str, code: Option<i32>) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Try `"))
+    let lines: Vec<&str> = cf_allow_exec::stderr_lines(stderr)
+        .filter(|l| !l.starts_with("Try `"))
         .take(3)
         .collect();
     if lines.is_empty() {
-        match code {
-            Some(code) => format!("exit status {code}"),
-            None => "killed by a signal".to_string(),
-        }
+        cf_allow_exec::exit_detail(code)
     } else {
         lines.join("; ")
     }

@@ -101,13 +101,7 @@ pub fn require_programs(test: &str, programs: &[&str]) -> bool {
 
 /// The full path of `program` on PATH (and in the sbin directories, which root has).
 pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file());
-    found
+    cf_allow_exec::find_program(program)
 }
 
 /// The `shared/` folder next to the repository (`../shared` from the workspace root).
