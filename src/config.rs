@@ -138,9 +138,10 @@ pub struct SourceUrl(pub String);
 impl SourceUrl {
     /// Checks the scheme.
     pub fn parse(s: &str) -> Result<SourceUrl, String> {
-        let ok = ["https://", "http://", "file://"]
-            .iter()
-            .any(|scheme| s.len() > scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme));
+        let ok = ["https://", "http://", "file://"].iter().any(|scheme| {
+            s.len() > scheme.len()
+                && s.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        });
         if ok {
             Ok(SourceUrl(s.to_string()))
         } else {
@@ -250,10 +251,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
 
 /// Parses YAML text; an empty document means all defaults.
 pub fn parse(text: &str) -> Result<Config> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
         return Ok(Config::default());
     }
@@ -364,6 +364,7 @@ mod tests {
             ("# c\ntimeout_secs: soon\n", "timeout_secs: invalid type"),
             ("ports: [443]\nbogus: 1\n", "unknown field `bogus`"),
             ("backend: pf\n", "unknown variant `pf`"),
+            ("sources: [\"https:/\u{e9}x\"]\n", "is not an https://"),
         ] {
             let msg = format!("{:#}", parse(yaml).expect_err(yaml));
             assert!(msg.contains(needle), "{yaml}: {msg}");

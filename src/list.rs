@@ -19,7 +19,7 @@ pub struct Desired {
 }
 
 /// The validation limits from the `guard` section.
-pub fn validation(config: &Config) -> Validation {
+fn validation(config: &Config) -> Validation {
     Validation {
         allow_reserved: config.guard.allow_reserved,
         max_entries: config.guard.max_entries,
@@ -27,7 +27,7 @@ pub fn validation(config: &Config) -> Validation {
 }
 
 /// Fetch options from the config, with `--source` / `--offline` applied.
-pub fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
+fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
     let alternatives = if args.sources.is_empty() {
         config.sources.iter().map(|alt| alt.urls()).collect()
     } else {
@@ -35,7 +35,6 @@ pub fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
     };
     let mut options = FetchOptions::new(alternatives, PathBuf::from(&config.state_dir));
     options.timeout = Duration::from_secs(config.timeout_secs.0);
-    options.connect_timeout = options.connect_timeout.min(options.timeout);
     options.offline = args.offline;
     options.validation = validation(config);
     options
@@ -52,9 +51,7 @@ pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
     for url in &args.sources {
         crate::config::SourceUrl::parse(url).map_err(anyhow::Error::msg)?;
     }
-    let extra =
-        cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &validation(config))
-            .context("config")?;
+    let extra = extra_cidrs(config)?;
     let list = cf_allow_fetch::fetch(&fetch_options(config, args))?;
     let ranges = list.ranges.union(&extra);
     if ranges.len() > config.guard.max_entries {

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || config::load(cli.config.as_deref());
     let (exit_code_flag, outcome) = match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -57,31 +58,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::CheckConfig => {
-            let loaded = config::load(cli.config.as_deref())?;
+            let loaded = load()?;
             commands::check_config::run(&loaded)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Ranges(args) => {
-            let config = config::load(cli.config.as_deref())?.config;
+            let config = load()?.config;
             (false, commands::ranges::run(&config, args)?)
         }
         Command::Sync(args) => {
-            let config = config::load(cli.config.as_deref())?.config;
+            let config = load()?.config;
             (
                 args.exit_code,
                 commands::sync::run(config, args, cli.wait, cli.quiet)?,
             )
         }
         Command::Status(args) => {
-            let config = config::load(cli.config.as_deref())?.config;
+            let config = load()?.config;
             (args.exit_code, commands::status::run(config, args)?)
         }
         Command::Doctor(args) => {
-            let loaded = config::load(cli.config.as_deref())?;
+            let loaded = load()?;
             (args.exit_code, commands::doctor::run(loaded, args)?)
         }
         Command::Remove(args) => {
-            let config = config::load(cli.config.as_deref())?.config;
+            let config = load()?.config;
             (
                 args.exit_code,
                 commands::remove::run(config, args, cli.wait, cli.quiet)?,

@@ -542,6 +542,59 @@ fn doctor_knows_when_cf_allows_iptables_jump_comes_before_a_drop() {
 }
 
 #[test]
+fn doctor_judges_the_legacy_tables_that_cf_allow_drives_with_variant_legacy() {
+    let test = "doctor_judges_the_legacy_tables_that_cf_allow_drives_with_variant_legacy";
+    if !ready(test)
+        || !require_programs(
+            test,
+            &[
+                "iptables-legacy",
+                "iptables-legacy-save",
+                "iptables-legacy-restore",
+                "ip6tables-legacy-save",
+                "ip6tables-legacy-restore",
+            ],
+        )
+    {
+        return;
+    }
+    let ns = Netns::new("doc-legacy");
+    let env = Env::new("");
+    let feed = env.cloudflare_feed();
+    env.write_config(&format!(
+        "backend: iptables\niptables: {{variant: legacy}}\nsources: [{feed}]\n"
+    ));
+    sync(&ns, &env);
+    listen_web(&ns);
+
+    // Appended after cf-allow's jump in the legacy table it manages: accepted first.
+    ns.sh("iptables-legacy -A INPUT -s 104.16.0.0/13 -j DROP");
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    let v4 = check(&doc, "iptables");
+    assert_eq!(v4["status"], "warn", "{doc:#}");
+    assert!(
+        v4["summary"].as_str().is_some_and(|s| s.contains(
+            "cf-allow's jump at the top of INPUT accepts Cloudflare on TCP 80, 443 first"
+        )),
+        "{v4}"
+    );
+    assert!(
+        v4["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("(iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP)")),
+        "the fix names the program that edits the legacy table: {v4}"
+    );
+    assert_eq!(check(&doc, "firewall")["status"], "ok");
+
+    // Inserted above the jump: the drop wins.
+    ns.sh("iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP \
+           && iptables-legacy -I INPUT -s 104.16.0.0/13 -j DROP");
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    assert_eq!(check(&doc, "iptables")["status"], "fail", "{doc:#}");
+    assert_eq!(check(&doc, "firewall")["status"], "warn", "{doc:#}");
+}
+
+#[test]
 fn doctor_reports_an_unavailable_backend_as_a_failure() {
     if !ready("doctor_reports_an_unavailable_backend_as_a_failure") {
         return;

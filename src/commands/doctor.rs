@@ -42,16 +42,18 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     checks.push(sources_check(&config, args.offline));
     let last_good = cf_allow_fetch::last_good(&config.state_dir);
     checks.push(list_check(&config.state_dir, &last_good));
-    let last_good = last_good.ok().flatten();
+    let (cloudflare, which) = match last_good.ok().flatten() {
+        Some(list) => (list.ranges, "the last good list"),
+        None => (
+            cf_allow_fetch::embedded().ranges,
+            "the list compiled into cf-allow (nothing cached)",
+        ),
+    };
     if let Some(kind) = kind {
-        firewall_checks(kind, &mut config, &last_good, &extra, &mut checks);
+        firewall_checks(kind, &mut config, &cloudflare, which, &extra, &mut checks);
     }
     listen_checks(&config, &mut checks);
 
-    let cloudflare = match &last_good {
-        Some(list) => list.ranges.clone(),
-        None => cf_allow_fetch::embedded().ranges,
-    };
     let tables = read_iptables(&ipt_settings.variant);
     let ports: Vec<String> = config.ports.iter().map(|p| p.to_string()).collect();
     let shadow = Shadow {
@@ -233,10 +235,12 @@ fn list_check(
 }
 
 /// The `firewall` check (ranges and repairs) and one `backend-warning` per backend warning.
+/// `list` is Cloudflare's list, `which` where it comes from, in words.
 fn firewall_checks(
     kind: BackendKind,
     config: &mut Config,
-    last_good: &Option<FetchedList>,
+    list: &RangeSet,
+    which: &str,
     extra: &RangeSet,
     checks: &mut Vec<Check>,
 ) {
@@ -257,13 +261,6 @@ fn firewall_checks(
         }
     };
     let name = backend.name();
-    let (list, which) = match last_good {
-        Some(list) => (list.ranges.clone(), "the last good list"),
-        None => (
-            cf_allow_fetch::embedded().ranges,
-            "the list compiled into cf-allow (nothing cached)",
-        ),
-    };
     let expected = list.union(extra);
     let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs.clone());
     checks.push(if !plan.add.is_empty() {
@@ -371,6 +368,8 @@ fn listen_checks(config: &Config, checks: &mut Vec<Check>) {
 /// A filter table read for one family, or why it could not be.
 struct TableRead {
     label: &'static str,
+    /// The command that edits this table (`iptables`, `ip6tables-nft`, `iptables-legacy`…).
+    command: String,
     /// Read with the legacy program next to the configured one: not what cf-allow drives.
     legacy: bool,
     table: Result<FilterTable, cf_allow_doctor::Error>,
@@ -425,59 +424,46 @@ impl Shadow<'_> {
 /// legacy tables when the nf_tables variant says they exist too.
 fn read_iptables(variant: &cf_allow_iptables::Variant) -> Vec<TableRead> {
     use cf_allow_iptables::Variant;
-    let programs: [(&'static str, &'static str, &'static str, &'static str); 2] = match variant {
-        Variant::Auto => [
-            (
-                "iptables",
-                "iptables-save",
-                "iptables (legacy)",
-                "iptables-legacy-save",
-            ),
-            (
-                "ip6tables",
-                "ip6tables-save",
-                "ip6tables (legacy)",
-                "ip6tables-legacy-save",
-            ),
-        ],
-        Variant::Nft => [
-            (
-                "iptables",
-                "iptables-nft-save",
-                "iptables (legacy)",
-                "iptables-legacy-save",
-            ),
-            (
-                "ip6tables",
-                "ip6tables-nft-save",
-                "ip6tables (legacy)",
-                "ip6tables-legacy-save",
-            ),
-        ],
-        Variant::Legacy => [
-            ("iptables", "iptables-legacy-save", "", ""),
-            ("ip6tables", "ip6tables-legacy-save", "", ""),
-        ],
+    let infix = match variant {
+        Variant::Auto => "",
+        Variant::Nft => "-nft",
+        Variant::Legacy => "-legacy",
     };
     let mut out = Vec::new();
-    for (label, program, legacy_label, legacy_program) in programs {
-        let table = cf_allow_doctor::iptables::read_filter(program);
-        let legacy =
-            matches!(&table, Ok(t) if t.legacy_tables_present) && !legacy_program.is_empty();
+    for (tool, legacy_label) in [
+        ("iptables", "iptables (legacy)"),
+        ("ip6tables", "ip6tables (legacy)"),
+    ] {
+        let command = format!("{tool}{infix}");
+        let table = cf_allow_doctor::iptables::read_filter(&format!("{command}-save"));
+        let also_legacy = !matches!(variant, Variant::Legacy)
+            && matches!(&table, Ok(t) if t.legacy_tables_present);
+        // The configured variant is what cf-allow drives, legacy or not.
         out.push(TableRead {
-            label,
-            legacy: matches!(variant, Variant::Legacy),
+            label: tool,
+            command,
+            legacy: false,
             table,
         });
-        if legacy {
+        if also_legacy {
+            let command = format!("{tool}-legacy");
             out.push(TableRead {
                 label: legacy_label,
+                table: cf_allow_doctor::iptables::read_filter(&format!("{command}-save")),
+                command,
                 legacy: true,
-                table: cf_allow_doctor::iptables::read_filter(legacy_program),
             });
         }
     }
     out
+}
+
+/// `" and N more<what>"` for the hits after the first one, or nothing.
+fn and_more(hits: usize, what: &str) -> String {
+    match hits {
+        0 | 1 => String::new(),
+        n => format!(" and {} more{what}", n - 1),
+    }
 }
 
 fn is_own_chain(chain: &str, own: &str) -> bool {
@@ -529,11 +515,7 @@ fn ipset_checks(cloudflare: &RangeSet, tables: &[TableRead], shadow: &Shadow) ->
             .filter(|(_, _, r)| !is_own_chain(&r.chain, shadow.own_chain))
             .filter(|(_, _, r)| r.source_sets.contains(&set.name))
             .collect();
-        let more = if hits.len() > 1 {
-            format!(" and {} more Cloudflare addresses", hits.len() - 1)
-        } else {
-            String::new()
-        };
+        let more = and_more(hits.len(), " Cloudflare addresses");
         let held = format!(
             "ipset set {} holds {entry} (Cloudflare's {range}){more}",
             set.name
@@ -620,12 +602,7 @@ fn iptables_checks(cloudflare: &RangeSet, tables: &[TableRead], shadow: &Shadow)
         }
         for (chain, hits) in by_chain {
             let (text, range) = hits[0];
-            let more = if hits.len() > 1 {
-                format!(" and {} more such rules", hits.len() - 1)
-            } else {
-                String::new()
-            };
-            let program = read.label.replace(" (legacy)", "-legacy");
+            let more = and_more(hits.len(), " such rules");
             checks.push(shadow.check(
                 read,
                 table,
@@ -633,7 +610,8 @@ fn iptables_checks(cloudflare: &RangeSet, tables: &[TableRead], shadow: &Shadow)
                 read.label,
                 format!("chain {chain} drops Cloudflare's {range}: `{text}`{more}"),
                 format!(
-                    "delete the rule ({program} {}); {EXEMPT_CLOUDFLARE}",
+                    "delete the rule ({} {}); {EXEMPT_CLOUDFLARE}",
+                    read.command,
                     text.replacen("-A ", "-D ", 1)
                 ),
             ));
@@ -644,11 +622,9 @@ fn iptables_checks(cloudflare: &RangeSet, tables: &[TableRead], shadow: &Shadow)
 
 fn nft_set_checks(cloudflare: &RangeSet, settings: &cf_allow_nftables::Settings) -> Vec<Check> {
     const ID: &str = "nftables-sets";
-    if cf_allow_doctor::find_program("nft").is_none() {
-        return vec![Check::skip(ID, "nft is not installed")];
-    }
     let sets = match cf_allow_doctor::nft::read_sets() {
         Ok(sets) => sets,
+        Err(e) if e.is_missing_program() => return vec![Check::skip(ID, "nft is not installed")],
         Err(e) => {
             return vec![Check::warn(
                 ID,
@@ -665,8 +641,9 @@ fn nft_set_checks(cloudflare: &RangeSet, settings: &cf_allow_nftables::Settings)
                 && matches!(s.name.as_str(), "cf_v4" | "cf_v6")
         }
     };
+    let foreign: Vec<_> = sets.iter().filter(|s| !is_own(s)).collect();
     let mut checks = Vec::new();
-    for set in sets.iter().filter(|s| !is_own(s)) {
+    for set in &foreign {
         let hits: Vec<(&AddrRange, IpNet)> = set
             .elements
             .iter()
@@ -675,11 +652,7 @@ fn nft_set_checks(cloudflare: &RangeSet, settings: &cf_allow_nftables::Settings)
         let Some((element, range)) = hits.first().copied() else {
             continue;
         };
-        let more = if hits.len() > 1 {
-            format!(" and {} more", hits.len() - 1)
-        } else {
-            String::new()
-        };
+        let more = and_more(hits.len(), "");
         checks.push(Check::warn(
             ID,
             format!(
@@ -697,7 +670,7 @@ fn nft_set_checks(cloudflare: &RangeSet, settings: &cf_allow_nftables::Settings)
             ID,
             format!(
                 "none of the {} foreign nftables sets holds a Cloudflare address",
-                sets.iter().filter(|s| !is_own(s)).count()
+                foreign.len()
             ),
         ));
     }
@@ -735,11 +708,7 @@ fn csf_checks(cloudflare: &RangeSet, csf_dir: &Path) -> Vec<Check> {
             .filter_map(|e| Some((e, cloudflare_overlap(&e.range, cloudflare)?)))
             .collect();
         if let Some((entry, range)) = hits.first() {
-            let more = if hits.len() > 1 {
-                format!(" and {} more Cloudflare entries", hits.len() - 1)
-            } else {
-                String::new()
-            };
+            let more = and_more(hits.len(), " Cloudflare entries");
             checks.push(Check::fail(
                 ID,
                 format!(

@@ -18,7 +18,7 @@ use cf_allow_diff::{Family, Inspection, RangeSet};
 
 use crate::backends::{self, BackendKind, Firewall};
 use crate::config::Config;
-
+use crate::list::Desired;
 use crate::lock::{self, RunLock};
 
 /// What `main` needs to know about a run.
@@ -32,6 +32,19 @@ pub fn families_json(set: &RangeSet) -> Value {
     json!({
         "ipv4": set.to_strings(Family::Ipv4),
         "ipv6": set.to_strings(Family::Ipv6),
+    })
+}
+
+/// The `list` object of the `sync` and `ranges` JSON documents.
+pub fn list_json(desired: &Desired) -> Value {
+    let list = &desired.list;
+    json!({
+        "ipv4": list.ranges.len_of(Family::Ipv4),
+        "ipv6": list.ranges.len_of(Family::Ipv6),
+        "source": list.source,
+        "etag": list.etag,
+        "origin": list.origin,
+        "fetched_at": crate::time::rfc3339(list.fetched_at),
     })
 }
 

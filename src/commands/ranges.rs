@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{families_json, print_json, Outcome};
+use super::{families_json, list_json, print_json, Outcome};
 use crate::cli::RangesArgs;
 use crate::config::Config;
 use crate::list;
@@ -15,7 +15,7 @@ pub fn run(config: &Config, args: &RangesArgs) -> Result<Outcome> {
     if args.json {
         print_json(&json!({
             "ranges": families_json(&desired.ranges),
-            "list": super::sync::list_json(&desired),
+            "list": list_json(&desired),
         }))?;
     } else {
         print!("{}", desired.ranges);

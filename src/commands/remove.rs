@@ -17,8 +17,8 @@ pub fn run(mut config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -
     let removed = backend
         .remove(args.dry_run)
         .with_context(|| format!("{name}: remove failed"))?;
-    for line in &removed {
-        if !args.dry_run {
+    if !args.dry_run {
+        for line in &removed {
             tracing::debug!("{name}: removed {line}");
         }
     }

@@ -23,7 +23,7 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
     let name = backend.name();
 
     let expected = last_good.ranges.union(&extra);
-    let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs.clone());
+    let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
     let in_sync = plan.is_empty();
 
     if args.json {
@@ -35,7 +35,7 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
             "in_sync": in_sync,
             "missing": families_json(&plan.add),
             "unexpected": families_json(&plan.remove),
-            "repairs": found.repairs,
+            "repairs": plan.repairs,
             "warnings": found.warnings,
             "last_good": {
                 "source": last_good.source,
@@ -89,7 +89,7 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
             println!("  unexpected {net}");
         }
     }
-    for repair in &found.repairs {
+    for repair in &plan.repairs {
         println!("  repair:  {repair}");
     }
     for warning in &found.warnings {

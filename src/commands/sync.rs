@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use cf_allow_diff::{check_shrink, Family, Plan};
 use serde_json::{json, Value};
 
-use super::{families_json, print_json, Outcome};
+use super::{families_json, list_json, print_json, Outcome};
 use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
@@ -18,7 +18,7 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
     let max_shrink = config.guard.max_shrink_percent.0;
     let (mut backend, found) = super::open_and_inspect(kind, &mut config)?;
     let name = backend.name();
-    let plan = Plan::between(&desired.ranges, &found.ranges).with_repairs(found.repairs.clone());
+    let plan = Plan::between(&desired.ranges, &found.ranges).with_repairs(found.repairs);
 
     if !args.force {
         check_shrink(found.ranges.len(), plan.remove.len(), max_shrink)?;
@@ -56,19 +56,6 @@ pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> 
         print_plan(name, args.dry_run, &plan);
     }
     Ok(Outcome { changed })
-}
-
-/// The `list` object of the JSON documents.
-pub fn list_json(desired: &Desired) -> Value {
-    let list = &desired.list;
-    json!({
-        "ipv4": list.ranges.len_of(Family::Ipv4),
-        "ipv6": list.ranges.len_of(Family::Ipv6),
-        "source": list.source,
-        "etag": list.etag,
-        "origin": list.origin,
-        "fetched_at": crate::time::rfc3339(list.fetched_at),
-    })
 }
 
 fn plan_json(

@@ -134,32 +134,22 @@ impl CsfConf {
         }
     }
 
-    /// Inbound interface match of IPv4 rules (and of CSF's advanced filters in both
-    /// families, which CSF builds with the IPv4 device).
-    pub fn ethdev_in(&self) -> Iface {
+    /// Interface match (`-i` in, `-o` out) of IPv4 rules, and of CSF's advanced filters in
+    /// both families, which CSF builds with the IPv4 device.
+    pub fn ethdev(&self) -> Iface {
         Iface::from_setting(self.get("ETH_DEVICE").unwrap_or(""))
             .unwrap_or_else(Iface::not_loopback)
     }
 
-    /// Outbound interface match of IPv4 rules.
-    pub fn ethdev_out(&self) -> Iface {
-        self.ethdev_in()
-    }
-
-    /// Inbound interface match of plain IPv6 entries.
-    pub fn eth6dev_in(&self) -> Iface {
+    /// Interface match (`-i` in, `-o` out) of plain IPv6 entries.
+    pub fn eth6dev(&self) -> Iface {
         match self.get("ETH6_DEVICE") {
             Some(d) if !d.is_empty() => Iface {
                 negated: false,
                 name: d.to_string(),
             },
-            _ => self.ethdev_in(),
+            _ => self.ethdev(),
         }
-    }
-
-    /// Outbound interface match of plain IPv6 entries.
-    pub fn eth6dev_out(&self) -> Iface {
-        self.eth6dev_in()
     }
 
     /// A program CSF is configured to use (`IPTABLES_SAVE`, `IPSET`, …), falling back to
@@ -193,19 +183,19 @@ mod tests {
         assert!(!conf.ipv6());
         assert_eq!(conf.accept_target(), "ACCEPT");
         assert_eq!(
-            conf.ethdev_in(),
+            conf.ethdev(),
             Iface {
                 negated: false,
                 name: "eth0".into()
             }
         );
-        assert_eq!(conf.eth6dev_in(), conf.ethdev_in());
+        assert_eq!(conf.eth6dev(), conf.ethdev());
     }
 
     #[test]
     fn default_device_is_not_loopback() {
         let conf = parse("ETH_DEVICE = \"\"\nWATCH_MODE = \"1\"\n").expect("valid");
-        assert_eq!(conf.ethdev_in(), Iface::not_loopback());
+        assert_eq!(conf.ethdev(), Iface::not_loopback());
         assert_eq!(conf.accept_target(), "LOGACCEPT");
     }
 

@@ -25,14 +25,11 @@ use cf_allow_diff::{Backend, Family, Inspection, Plan, RangeSet};
 use cf_allow_exec::find_program;
 use serde::{Deserialize, Serialize};
 
-pub use conf::CsfConf;
-pub use entries::{Entry, HEADER};
-pub use include::IncludeState;
-pub use live::{Live, LiveDelta, LiveState};
-
-use crate::entries::{parse_file, ranges_of, render_allow, render_ignore};
+use crate::conf::CsfConf;
+use crate::entries::{parse_file, ranges_of, render_allow, render_ignore, Entry};
 use crate::files::{read_optional, FileTxn};
-use crate::live::{Layout, Programs};
+use crate::include::IncludeState;
+use crate::live::{Layout, Live, LiveDelta, LiveState, Programs};
 
 /// The file cf-allow owns next to csf.allow.
 pub const ALLOW_FILE: &str = "cf-allow.allow";
@@ -150,7 +147,8 @@ pub enum Error {
     },
 }
 
-/// True when CSF looks installed: `/etc/csf/csf.conf` exists and `csf` is on PATH.
+/// True when CSF looks installed: `/etc/csf/csf.conf` exists and `csf` is on PATH or in the
+/// sbin directories.
 pub fn available() -> bool {
     Settings::default().dir.join("csf.conf").is_file() && find_program("csf").is_some()
 }
@@ -177,6 +175,13 @@ struct Host {
     own: Vec<Entry>,
     /// The entries of csf.allow and its other includes (the admin's).
     others: Vec<Entry>,
+}
+
+impl Host {
+    /// What CSF has running now.
+    fn live_state(&self) -> Result<LiveState, Error> {
+        LiveState::read(&self.layout, &self.programs)
+    }
 }
 
 impl CsfBackend {
@@ -273,10 +278,6 @@ impl CsfBackend {
             }
         }
         entries
-    }
-
-    fn live_state(&self, host: &Host) -> Result<LiveState, Error> {
-        LiveState::read(&host.layout, &host.programs)
     }
 
     fn warnings(&self, host: &Host, ranges: &RangeSet, state: &LiveState) -> Vec<String> {
@@ -505,7 +506,7 @@ impl Backend for CsfBackend {
             || host.own_ignore.is_some()
             || allow_include != IncludeState::Missing
             || ignore_include != IncludeState::Missing;
-        let state = self.live_state(&host)?;
+        let state = host.live_state()?;
         let mut repairs = Vec::new();
         let mut warnings = self.warnings(&host, &ranges, &state);
         if present {
@@ -581,7 +582,7 @@ impl Backend for CsfBackend {
             }
             ApplyMode::Live => {
                 let new_entries = parse_file(&render_allow(&plan.desired, &self.ports));
-                let state = match self.live_state(&host) {
+                let state = match host.live_state() {
                     Ok(s) => s,
                     Err(e) => return Err(Self::fail(txn, e)),
                 };
@@ -636,7 +637,7 @@ impl Backend for CsfBackend {
         }
         let delta = match self.settings.apply {
             ApplyMode::Live => {
-                let state = self.live_state(&host)?;
+                let state = host.live_state()?;
                 LiveDelta::between(&host.layout, &[], &host.own, &host.others, &state)
             }
             ApplyMode::Restart => LiveDelta::default(),

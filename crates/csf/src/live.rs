@@ -179,10 +179,10 @@ pub struct Layout {
     ipv6: bool,
     ipset: bool,
     accept: String,
-    in4: Iface,
-    out4: Iface,
-    in6: Iface,
-    out6: Iface,
+    /// The device match of IPv4 rules (`-i`/`-o`), and of advanced filters in both families.
+    dev4: Iface,
+    /// The device match of plain IPv6 entries.
+    dev6: Iface,
 }
 
 impl Layout {
@@ -192,10 +192,8 @@ impl Layout {
             ipv6: conf.ipv6(),
             ipset: conf.ipset(),
             accept: conf.accept_target().to_string(),
-            in4: conf.ethdev_in(),
-            out4: conf.ethdev_out(),
-            in6: conf.eth6dev_in(),
-            out6: conf.eth6dev_out(),
+            dev4: conf.ethdev(),
+            dev6: conf.eth6dev(),
         }
     }
 
@@ -222,17 +220,17 @@ impl Layout {
         match entry {
             Entry::Plain(net) if self.ipset => vec![Live::SetElement(*net)],
             Entry::Plain(_) => {
-                let (i, o) = match family {
-                    Family::Ipv4 => (&self.in4, &self.out4),
-                    Family::Ipv6 => (&self.in6, &self.out6),
+                let dev = match family {
+                    Family::Ipv4 => &self.dev4,
+                    Family::Ipv6 => &self.dev6,
                 };
                 vec![
-                    rule(Chain::AllowIn, i, None),
-                    rule(Chain::AllowOut, o, None),
+                    rule(Chain::AllowIn, dev, None),
+                    rule(Chain::AllowOut, dev, None),
                 ]
             }
             // CSF builds advanced filters with the IPv4 device match in both families.
-            Entry::TcpIn { port, .. } => vec![rule(Chain::AllowIn, &self.in4, Some(*port))],
+            Entry::TcpIn { port, .. } => vec![rule(Chain::AllowIn, &self.dev4, Some(*port))],
         }
     }
 
@@ -337,11 +335,12 @@ impl LiveState {
             if layout.ipset && state.running[i] {
                 let ipset = Programs::need(&programs.ipset, "ipset")?;
                 let set = set_name(family);
+                let prefix = format!("add {set} ");
                 // A missing set is not an error: CSF has not created it.
                 if let Ok(text) = run(ipset, &["save", set], None) {
                     let members = text
                         .lines()
-                        .filter_map(|l| l.strip_prefix(&format!("add {set} ")))
+                        .filter_map(|l| l.strip_prefix(&prefix))
                         .filter_map(|m| parse_net(m.split_whitespace().next().unwrap_or("")))
                         .collect();
                     state.sets[i] = Some(members);

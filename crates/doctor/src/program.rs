@@ -2,7 +2,7 @@
 
 use crate::Error;
 
-pub use cf_allow_exec::find_program;
+use cf_allow_exec::find_program;
 
 /// Runs `program args…` (stdin closed, `LC_ALL=C`) and returns its stdout when it exits 0.
 pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {

@@ -19,37 +19,28 @@ pub enum Endpoint {
 }
 
 /// Splits a source URL into what to probe; `None` for anything that is not an `https://`,
-/// `http://` or `file://` URL with a host or path.
+/// `http://` or `file://` URL with a host or an absolute local path. Parsed with the `url`
+/// crate, as the fetcher parses sources.
 pub fn endpoint(url: &str) -> Option<Endpoint> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme == "file" {
-        return (!rest.is_empty()).then(|| Endpoint::File(rest.to_string()));
-    }
-    let default_port = match scheme.as_str() {
-        "https" => 443,
-        "http" => 80,
-        _ => return None,
-    };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
+    let url = url::Url::parse(url).ok()?;
+    match url.scheme() {
+        "file" => {
+            let path = url.to_file_path().ok()?;
+            Some(Endpoint::File(path.to_string_lossy().into_owned()))
         }
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    (!host.is_empty()).then(|| Endpoint::Tcp {
-        host: host.to_string(),
-        port,
-    })
+        "https" | "http" => {
+            let host = match url.host()? {
+                url::Host::Domain(name) => name.to_string(),
+                url::Host::Ipv4(addr) => addr.to_string(),
+                url::Host::Ipv6(addr) => addr.to_string(),
+            };
+            Some(Endpoint::Tcp {
+                host,
+                port: url.port_or_known_default()?,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Probes `url`: `Ok(what was reached)` or `Err(why not)`, in words.

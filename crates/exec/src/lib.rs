@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// Directories searched after PATH: cron and systemd often run with a PATH without sbin,
 /// and some distributions install the firewall tools in `/usr/bin`.
@@ -99,14 +99,14 @@ pub fn exit_detail(code: Option<i32>) -> String {
 /// with "; ", or [`exit_detail`] when stderr is empty.
 pub fn stderr_summary(output: &Output, max_lines: usize) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    join_or(stderr_lines(&stderr).take(max_lines), output.status)
+    summary(stderr_lines(&stderr).take(max_lines), output.status.code())
 }
 
-/// `lines` joined with "; ", or [`exit_detail`] of `status` when there are none.
-fn join_or<'a>(lines: impl Iterator<Item = &'a str>, status: ExitStatus) -> String {
+/// `lines` joined with "; ", or [`exit_detail`] of the exit `code` when there are none.
+pub fn summary<'a>(lines: impl Iterator<Item = &'a str>, code: Option<i32>) -> String {
     let lines: Vec<&str> = lines.collect();
     if lines.is_empty() {
-        exit_detail(status.code())
+        exit_detail(code)
     } else {
         lines.join("; ")
     }

@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cf_allow_diff::{Ipv4Net, Ipv6Net, RangeSet};
+use cf_allow_diff::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::FetchError;
@@ -68,13 +68,6 @@ impl Cache {
 }
 
 impl CachedList {
-    pub fn ranges(&self) -> RangeSet {
-        RangeSet {
-            ipv4: self.ipv4.clone(),
-            ipv6: self.ipv6.clone(),
-        }
-    }
-
     pub fn fetched_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.fetched_at)
     }
@@ -179,7 +172,8 @@ mod tests {
         );
         store(&state, &cache).expect("store");
         let back = load(&state).expect("readable").expect("present");
-        assert_eq!(back.list.ranges(), cache.list.ranges());
+        assert_eq!(back.list.ipv4, cache.list.ipv4);
+        assert_eq!(back.list.ipv6, cache.list.ipv6);
         assert_eq!(back.urls, cache.urls);
         let names: Vec<_> = fs::read_dir(&state)
             .expect("dir")

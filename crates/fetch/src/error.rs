@@ -76,7 +76,8 @@ impl FetchError {
     }
 }
 
-fn join(failures: &[FetchError]) -> String {
+/// The failures' messages joined with "; ".
+pub(crate) fn join(failures: &[FetchError]) -> String {
     failures
         .iter()
         .map(|f| f.to_string())

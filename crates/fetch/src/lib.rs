@@ -172,8 +172,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
     let mut failures = Vec::new();
     for (i, urls) in alternatives.iter().enumerate() {
         match runtime.block_on(try_alternative(&transport, urls, cache.as_ref(), opts)) {
-            Ok(won) => {
-                let list = &won.list;
+            Ok(Won { list, records }) => {
                 tracing::info!(
                     "using the list from {} ({}: {} IPv4 and {} IPv6 ranges{})",
                     list.source,
@@ -186,8 +185,8 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
                         String::new()
                     }
                 );
-                persist(opts, cache, &won);
-                return Ok(won.list);
+                persist(opts, cache, &list, records);
+                return Ok(list);
             }
             Err(e) => {
                 if i + 1 < alternatives.len() {
@@ -198,14 +197,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
         }
     }
     if failures.iter().all(FetchError::is_unreachable) {
-        let why = format!(
-            "no source reachable ({})",
-            failures
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
+        let why = format!("no source reachable ({})", error::join(&failures));
         return Ok(fall_back(opts, cache, &why));
     }
     Err(FetchError::NoValidList { failures })
@@ -214,23 +206,26 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
 /// The last good list from `state_dir` (origin `cache`), for `status`. `Ok(None)` when none is
 /// cached or the cache is corrupt (with a warning).
 pub fn last_good(state_dir: &Path) -> Result<Option<FetchedList>, FetchError> {
-    Ok(cache::load(state_dir)?.map(|c| from_cache(&c.list)))
+    Ok(cache::load(state_dir)?.map(|c| from_cache(c.list)))
 }
 
-fn from_cache(list: &CachedList) -> FetchedList {
+fn from_cache(list: CachedList) -> FetchedList {
     FetchedList {
-        ranges: list.ranges(),
-        source: list.source.clone(),
-        etag: list.etag.clone(),
-        origin: Origin::Cache,
         fetched_at: list.fetched_at(),
+        ranges: RangeSet {
+            ipv4: list.ipv4,
+            ipv6: list.ipv6,
+        },
+        source: list.source,
+        etag: list.etag,
+        origin: Origin::Cache,
     }
 }
 
 /// The cache if it still passes validation, else the embedded list; warns which and how old.
 fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedList {
     if let Some(cache) = cache {
-        let list = from_cache(&cache.list);
+        let list = from_cache(cache.list);
         match validate::recheck(&list.ranges, &opts.validation) {
             Ok(()) => {
                 tracing::warn!(
@@ -307,7 +302,9 @@ async fn try_alternative(
             return Err(invalid(Problem::NoEntries));
         }
         nets.extend(validate::check_entries(&parsed.entries, &opts.validation).map_err(invalid)?);
-        if parsed.api_etag.is_some() && parsed.api_etag == cached.and_then(|r| r.api_etag.clone()) {
+        if parsed.api_etag.is_some()
+            && parsed.api_etag.as_deref() == cached.and_then(|r| r.api_etag.as_deref())
+        {
             not_modified = true;
         }
         all_not_modified &= not_modified;
@@ -348,9 +345,14 @@ async fn try_alternative(
     })
 }
 
-/// Writes the winning list to the cache; a failure is a warning, the list is still good.
-fn persist(opts: &FetchOptions, old: Option<Cache>, won: &Won) {
-    let list = &won.list;
+/// Writes the winning list and its URLs' records to the cache; a failure is a warning, the
+/// list is still good.
+fn persist(
+    opts: &FetchOptions,
+    old: Option<Cache>,
+    list: &FetchedList,
+    records: Vec<(String, UrlRecord)>,
+) {
     let mut cache = Cache::new(CachedList {
         source: list.source.clone(),
         etag: list.etag.clone(),
@@ -366,7 +368,7 @@ fn persist(opts: &FetchOptions, old: Option<Cache>, won: &Won) {
             .filter(|(url, _)| configured.contains(url))
             .collect();
     }
-    cache.urls.extend(won.records.iter().cloned());
+    cache.urls.extend(records);
     match cache::store(&opts.state_dir, &cache) {
         Ok(()) => tracing::debug!("cached the list in {}", cache_path(&opts.state_dir).display()),
         Err(e) => tracing::warn!(

@@ -50,7 +50,7 @@ impl Entry {
     }
 }
 
-/// Checks every entry and the list as a whole (`both_families` aside), returning the networks.
+/// Checks the entry count and every entry, returning the networks.
 pub(crate) fn check_entries(entries: &[Entry], v: &Validation) -> Result<Vec<IpNet>, Problem> {
     if entries.len() > v.max_entries {
         return Err(Problem::TooMany {
@@ -96,9 +96,8 @@ pub(crate) fn check_list(nets: &[IpNet], v: &Validation) -> Result<(), Problem> 
 pub(crate) fn recheck(set: &RangeSet, v: &Validation) -> Result<(), Problem> {
     let nets: Vec<IpNet> = set.iter().collect();
     for (i, net) in nets.iter().enumerate() {
-        let text = net.to_string();
-        check_entry(&text, None, v).map_err(|issue| Problem::Entry {
-            entry: format!("entry {} \"{text}\"", i + 1),
+        check_net(*net, v).map_err(|issue| Problem::Entry {
+            entry: format!("entry {} \"{net}\"", i + 1),
             issue,
         })?;
     }
@@ -143,6 +142,11 @@ pub(crate) fn check_entry(
             return Err(EntryIssue::WrongFamily { expected });
         }
     }
+    check_net(net, v)
+}
+
+/// Checks a parsed network: no host bits, not too wide, not reserved (unless allowed).
+fn check_net(net: IpNet, v: &Validation) -> Result<IpNet, EntryIssue> {
     if net.trunc() != net {
         return Err(EntryIssue::HostBits { meant: net.trunc() });
     }

@@ -6,8 +6,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
 use crate::exec::Program;
-use crate::ipset::{create_line, owned_names, Ipset, SetContents};
-use crate::rules::{set_name, tmp_set_name, tool};
+use crate::ipset::{create_line, owned_names, Ipset, SetHeader};
+use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool};
 use crate::saved::{source, target, FilterTable};
 use crate::settings::{Layout, Settings, Variant, DOCKER_USER};
 use crate::Error;
@@ -28,10 +28,10 @@ struct Snapshot {
     tables: [FilterTable; 2],
     /// Warnings from reading them (another variant's tables present, …).
     warnings: Vec<String>,
-    /// Which of cf-allow's set names exist.
-    sets: Vec<String>,
+    /// cf-allow's sets that exist, with their reference and entry counts.
+    sets: Vec<SetHeader>,
     /// The live sets' members (ipset mode only), IPv4 then IPv6.
-    live: [Option<SetContents>; 2],
+    live: [Option<Vec<IpNet>>; 2],
 }
 
 impl Snapshot {
@@ -39,8 +39,12 @@ impl Snapshot {
         &self.tables[index(family)]
     }
 
+    fn set(&self, name: &str) -> Option<&SetHeader> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
     fn has_set(&self, name: &str) -> bool {
-        self.sets.iter().any(|s| s == name)
+        self.set(name).is_some()
     }
 }
 
@@ -107,42 +111,38 @@ impl IptablesBackend {
             self.read_table(Family::Ipv6, &mut warnings)?,
         ];
         let ipset = Ipset::new();
-        let names = if self.layout.ipset {
-            ipset.names()?
+        let all_sets = if self.layout.ipset {
+            ipset.list()?
         } else if Ipset::installed() {
             // Only to find sets left over from ipset mode; no ipset support is fine here.
-            ipset.names().unwrap_or_default()
+            ipset.list().unwrap_or_default()
         } else {
             Vec::new()
         };
-        let sets: Vec<String> = names
-            .into_iter()
-            .filter(|n| owned_names().contains(&n.as_str()))
-            .collect();
-        let mut live = [None, None];
+        let mut snapshot = Snapshot {
+            tables,
+            warnings,
+            sets: all_sets
+                .into_iter()
+                .filter(|s| owned_names().contains(&s.name.as_str()))
+                .collect(),
+            live: [None, None],
+        };
         if self.layout.ipset {
             for family in Family::ALL {
                 let name = set_name(family);
-                if sets.iter().any(|s| s == name) {
-                    live[index(family)] = Some(ipset.read(name, family)?);
+                if snapshot.has_set(name) {
+                    snapshot.live[index(family)] = Some(ipset.read(name, family)?);
                 }
             }
         }
-        Ok(Snapshot {
-            tables,
-            warnings,
-            sets,
-            live,
-        })
+        Ok(snapshot)
     }
 
     /// The ranges cf-allow's objects hold for one family, exactly as stored.
     fn current_ranges(&self, snapshot: &Snapshot, family: Family) -> Vec<IpNet> {
         if self.layout.ipset {
-            return snapshot.live[index(family)]
-                .as_ref()
-                .map(|s| s.members.clone())
-                .unwrap_or_default();
+            return snapshot.live[index(family)].clone().unwrap_or_default();
         }
         let table = snapshot.table(family);
         let mut chains = vec![self.layout.main.as_str()];
@@ -186,21 +186,19 @@ impl IptablesBackend {
                 notes.push(format!("ipset: destroy the leftover set {tmp}"));
             }
             let live = set_name(family);
-            if !self.layout.ipset && snapshot.has_set(live) {
-                let used = Ipset::new()
-                    .references(live)
-                    .map(|(refs, _)| refs)
-                    .unwrap_or(0);
-                if used > self.own_set_references(snapshot, live) {
-                    warnings.push(format!(
-                        "ipset: the set {live} is left from ipset mode but rules cf-allow did not create use it; left in place"
-                    ));
-                } else {
-                    names.push(live);
-                    notes.push(format!(
-                        "ipset: destroy the set {live} (iptables.ipset is off)"
-                    ));
-                }
+            let Some(header) = snapshot.set(live).filter(|_| !self.layout.ipset) else {
+                continue;
+            };
+            let used = header.counts().map(|(refs, _)| refs).unwrap_or(0);
+            if used > self.own_set_references(snapshot, live) {
+                warnings.push(format!(
+                    "ipset: the set {live} is left from ipset mode but rules cf-allow did not create use it; left in place"
+                ));
+            } else {
+                names.push(live);
+                notes.push(format!(
+                    "ipset: destroy the set {live} (iptables.ipset is off)"
+                ));
             }
         }
         (names, notes, warnings)
@@ -222,15 +220,21 @@ impl IptablesBackend {
             .collect()
     }
 
-    /// Runs one family's restore transaction.
-    fn restore(&self, family: Family, script: &str) -> Result<(), Error> {
+    /// Runs one family's `commands` in one `iptables-restore --noflush` transaction.
+    fn restore(&self, family: Family, commands: &[String]) -> Result<(), Error> {
         let (_, restore) = self.programs(family);
+        let mut script = String::from("*filter\n");
+        for command in commands {
+            script.push_str(command);
+            script.push('\n');
+        }
+        script.push_str("COMMIT\n");
         debug!(family = tool(family), script, "iptables-restore input");
         let wait = self.lock_wait_secs.to_string();
         restore
             .run(
                 &["-w", &wait, "--noflush"],
-                Some(script),
+                Some(&script),
                 self.lock_wait_secs,
             )
             .map(|_| ())
@@ -242,11 +246,7 @@ impl IptablesBackend {
             let mut ignored = Vec::new();
             let result = self.read_table(family, &mut ignored).and_then(|now| {
                 let commands = rollback_commands(&self.layout, snapshot.table(family), &now);
-                let edit = FamilyEdit {
-                    commands,
-                    ..FamilyEdit::default()
-                };
-                self.restore(family, &edit.script())
+                self.restore(family, &commands)
             });
             match result {
                 Ok(()) => info!("{}: rolled back to the state before this run", tool(family)),
@@ -281,7 +281,7 @@ impl IptablesBackend {
                     changes.created.push(live);
                 }
                 Some(current) => {
-                    let mut have = current.members.clone();
+                    let mut have = current.clone();
                     have.sort();
                     have.dedup();
                     if have != want {
@@ -329,7 +329,7 @@ impl IptablesBackend {
     /// Undoes [`Self::update_sets`]: swaps old members back and destroys what it created.
     fn roll_back_sets(&self, changes: &SetChanges) {
         let ipset = Ipset::new();
-        let existing = ipset.names().unwrap_or_default();
+        let existing = ipset.list().unwrap_or_default();
         let mut lines = Vec::new();
         for family in &changes.swapped {
             lines.push(format!(
@@ -339,8 +339,9 @@ impl IptablesBackend {
             ));
         }
         for name in owned_names() {
-            let is_tmp = Family::ALL.iter().any(|f| tmp_set_name(*f) == name);
-            if existing.iter().any(|e| e == name) && (is_tmp || changes.created.contains(&name)) {
+            if existing.iter().any(|e| e.name == name)
+                && (is_tmp_set(name) || changes.created.contains(&name))
+            {
                 lines.push(format!("destroy {name}"));
             }
         }
@@ -424,7 +425,7 @@ impl Backend for IptablesBackend {
             if edit.commands.is_empty() {
                 continue;
             }
-            if let Err(err) = self.restore(*family, &edit.script()) {
+            if let Err(err) = self.restore(*family, &edit.commands) {
                 self.roll_back_families(&snapshot, &done);
                 self.roll_back_sets(&sets);
                 return Err(err);
@@ -441,7 +442,7 @@ impl Backend for IptablesBackend {
         }
         let mut destroy: Vec<&str> = stale
             .into_iter()
-            .filter(|n| !(self.layout.ipset && Family::ALL.iter().any(|f| tmp_set_name(*f) == *n)))
+            .filter(|n| !(self.layout.ipset && is_tmp_set(n)))
             .collect();
         for family in &sets.swapped {
             destroy.push(tmp_set_name(*family));
@@ -488,8 +489,9 @@ impl Backend for IptablesBackend {
             edits.push((family, commands));
         }
         let ipset = Ipset::new();
-        for name in &snapshot.sets {
-            let (refs, entries) = ipset.references(name)?;
+        for set in &snapshot.sets {
+            let name = &set.name;
+            let (refs, entries) = set.counts()?;
             if refs > self.own_set_references(&snapshot, name) {
                 return Err(Error::Foreign(format!(
                     "cannot remove the ipset {name}: rules cf-allow did not create use it; delete them first"
@@ -505,11 +507,7 @@ impl Backend for IptablesBackend {
             if commands.is_empty() {
                 continue;
             }
-            let edit = FamilyEdit {
-                commands,
-                ..FamilyEdit::default()
-            };
-            if let Err(err) = self.restore(family, &edit.script()) {
+            if let Err(err) = self.restore(family, &commands) {
                 self.roll_back_families(&snapshot, &done);
                 return Err(err);
             }
@@ -519,7 +517,7 @@ impl Backend for IptablesBackend {
             let script: String = snapshot
                 .sets
                 .iter()
-                .map(|n| format!("destroy {n}\n"))
+                .map(|s| format!("destroy {}\n", s.name))
                 .collect();
             ipset.restore(&script).map_err(|(err, _)| err)?;
         }

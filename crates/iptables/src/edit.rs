@@ -25,19 +25,6 @@ pub(crate) struct FamilyEdit {
     pub warnings: Vec<String>,
 }
 
-impl FamilyEdit {
-    /// The `iptables-restore` input.
-    pub fn script(&self) -> String {
-        let mut text = String::from("*filter\n");
-        for command in &self.commands {
-            text.push_str(command);
-            text.push('\n');
-        }
-        text.push_str("COMMIT\n");
-        text
-    }
-}
-
 /// Chains whose exact jump (`-j CF-ALLOW`) cf-allow treats as its own.
 fn known_hooks(layout: &Layout) -> Vec<&str> {
     let mut hooks: Vec<&str> = BUILTIN.to_vec();
@@ -149,6 +136,10 @@ pub(crate) fn plan_family(
 
     // Jumps: exactly one `-j <chain>` at position 1 of each usable hook, none in other hooks.
     let known = known_hooks(layout);
+    let exact_jumps = [
+        format!("-j {}", layout.main),
+        format!("-j {}", layout.docker),
+    ];
     let mut scan: Vec<&str> = table.chains.iter().map(String::as_str).collect();
     for hook in main_hooks.iter().chain(docker_hooks.iter()) {
         if !scan.contains(hook) {
@@ -197,15 +188,10 @@ pub(crate) fn plan_family(
                 ));
             }
         }
-        let stray: Vec<&String> = rules
-            .iter()
-            .filter(|spec| {
-                let t = target(spec);
-                (t == Some(layout.main.as_str()) || t == Some(layout.docker.as_str()))
-                    && **spec != format!("-j {}", layout.main)
-                    && **spec != format!("-j {}", layout.docker)
-            })
-            .collect();
+        let stray = rules.iter().filter(|spec| {
+            target(spec).is_some_and(|t| t == layout.main || t == layout.docker)
+                && !exact_jumps.contains(spec)
+        });
         for spec in stray {
             edit.warnings.push(format!(
                 "{tool}: `-A {hook} {spec}` was not created by cf-allow and is left alone"
@@ -431,6 +417,26 @@ mod tests {
         assert!(
             err.to_string().contains("ufw-before-input does not exist"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_jump_cf_allow_did_not_make_is_a_warning() {
+        let current = format!(
+            "{BASE}:CF-ALLOW - [0:0]\n-A INPUT -j CF-ALLOW\n-A INPUT -p tcp -j CF-ALLOW\n\
+             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT\n"
+        );
+        let edit = plan_family(
+            &layout(&["INPUT"], false),
+            &table(&current),
+            Family::Ipv4,
+            &nets(&["192.0.2.0/24"]),
+        )
+        .expect("plan");
+        assert!(edit.commands.is_empty(), "{:?}", edit.commands);
+        assert_eq!(
+            edit.warnings,
+            ["iptables: `-A INPUT -p tcp -j CF-ALLOW` was not created by cf-allow and is left alone"]
         );
     }
 

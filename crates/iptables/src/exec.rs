@@ -81,15 +81,8 @@ impl Program {
 
 /// One line out of a program's error output: the meaningful lines joined with "; ".
 fn condense(stderr: &str, code: Option<i32>) -> String {
-    let lines: Vec<&str> = cf_allow_exec::stderr_lines(stderr)
-        .filter(|l| !l.starts_with("Try `"))
-        .take(3)
-        .collect();
-    if lines.is_empty() {
-        cf_allow_exec::exit_detail(code)
-    } else {
-        lines.join("; ")
-    }
+    let lines = cf_allow_exec::stderr_lines(stderr).filter(|l| !l.starts_with("Try `"));
+    cf_allow_exec::summary(lines.take(3), code)
 }
 
 #[cfg(test)]

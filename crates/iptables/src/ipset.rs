@@ -6,13 +6,6 @@ use crate::exec::Program;
 use crate::rules::{set_family, set_name, tmp_set_name};
 use crate::Error;
 
-/// What one of cf-allow's sets holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SetContents {
-    /// The set's members, as stored.
-    pub members: Vec<IpNet>,
-}
-
 /// The ipset program.
 pub(crate) struct Ipset {
     program: Program,
@@ -30,37 +23,18 @@ impl Ipset {
         crate::exec::find_program("ipset").is_some()
     }
 
-    /// The names of every set in this network namespace.
-    pub fn names(&self) -> Result<Vec<String>, Error> {
-        let out = self.program.run(&["list", "-n"], None, 0)?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect())
+    /// The header of every set in this network namespace (`ipset list -t`): names, and how
+    /// many rules use each set and how many entries it holds.
+    pub fn list(&self) -> Result<Vec<SetHeader>, Error> {
+        let out = self.program.run(&["list", "-t"], None, 0)?;
+        Ok(parse_headers(&String::from_utf8_lossy(&out.stdout)))
     }
 
-    /// Reads one of cf-allow's sets, refusing a set of that name that is not a `hash:net`
-    /// of the right family (something else is in the way).
-    pub fn read(&self, name: &str, family: Family) -> Result<SetContents, Error> {
+    /// The members of one of cf-allow's sets, as stored, refusing a set of that name that
+    /// is not a `hash:net` of the right family (something else is in the way).
+    pub fn read(&self, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
         let out = self.program.run(&["save", name], None, 0)?;
         parse_save(&String::from_utf8_lossy(&out.stdout), name, family)
-    }
-
-    /// How many iptables rules use the set, and how many entries it holds (`ipset list -t`).
-    pub fn references(&self, name: &str) -> Result<(usize, usize), Error> {
-        let out = self.program.run(&["list", "-t", name], None, 0)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |key: &str| -> Result<usize, Error> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|n| n.trim().parse().ok())
-                .ok_or_else(|| Error::Parse {
-                    program: "ipset list -t".to_string(),
-                    detail: format!("no `{key}` line for {name}"),
-                })
-        };
-        Ok((field("References:")?, field("Number of entries:")?))
     }
 
     /// Runs `ipset restore` with `script`. On failure, also returns the line it stopped at.
@@ -73,6 +47,57 @@ impl Ipset {
             }
         }
     }
+}
+
+/// One set as `ipset list -t` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SetHeader {
+    /// The set's name.
+    pub name: String,
+    /// `References:`: how many iptables rules use the set.
+    references: Option<usize>,
+    /// `Number of entries:`.
+    entries: Option<usize>,
+}
+
+impl SetHeader {
+    /// How many iptables rules use the set, and how many entries it holds.
+    pub fn counts(&self) -> Result<(usize, usize), Error> {
+        let field = |value: Option<usize>, key: &str| {
+            value.ok_or_else(|| Error::Parse {
+                program: "ipset list -t".to_string(),
+                detail: format!("no `{key}` line for {}", self.name),
+            })
+        };
+        Ok((
+            field(self.references, "References:")?,
+            field(self.entries, "Number of entries:")?,
+        ))
+    }
+}
+
+/// The headers of `ipset list -t`, one per `Name:` line.
+fn parse_headers(text: &str) -> Vec<SetHeader> {
+    let mut sets: Vec<SetHeader> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("Name:") {
+            sets.push(SetHeader {
+                name: name.trim().to_string(),
+                ..SetHeader::default()
+            });
+            continue;
+        }
+        let Some(set) = sets.last_mut() else {
+            continue;
+        };
+        let number = |key: &str| line.strip_prefix(key).and_then(|n| n.trim().parse().ok());
+        if let Some(n) = number("References:") {
+            set.references = Some(n);
+        } else if let Some(n) = number("Number of entries:") {
+            set.entries = Some(n);
+        }
+    }
+    sets
 }
 
 /// The `create` line for a fresh set of `family` sized for `len` members.
@@ -94,8 +119,8 @@ pub(crate) fn owned_names() -> [&'static str; 4] {
     ]
 }
 
-fn parse_save(text: &str, name: &str, family: Family) -> Result<SetContents, Error> {
-    let mut contents = SetContents::default();
+fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
+    let mut members = Vec::new();
     let mut header_ok = false;
     for line in text.lines() {
         let mut tokens = line.split_whitespace();
@@ -127,7 +152,7 @@ fn parse_save(text: &str, name: &str, family: Family) -> Result<SetContents, Err
                     program: "ipset save".to_string(),
                     detail: format!("member `{member}` of {name}"),
                 })?;
-                contents.members.push(net);
+                members.push(net);
             }
             _ => {}
         }
@@ -138,7 +163,7 @@ fn parse_save(text: &str, name: &str, family: Family) -> Result<SetContents, Err
             detail: format!("no create line for {name}"),
         });
     }
-    Ok(contents)
+    Ok(members)
 }
 
 /// A member as ipset prints it: a CIDR, or a bare address for a host prefix.
@@ -165,9 +190,9 @@ mod tests {
     #[test]
     fn parses_members_including_hosts() {
         let text = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x594d27fe\nadd cf-allow-v4 192.0.2.1\nadd cf-allow-v4 198.51.100.0/24\n";
-        let set = parse_save(text, "cf-allow-v4", Family::Ipv4).expect("parse");
+        let members = parse_save(text, "cf-allow-v4", Family::Ipv4).expect("parse");
         assert_eq!(
-            set.members,
+            members,
             vec![
                 "192.0.2.1/32".parse::<IpNet>().expect("cidr"),
                 "198.51.100.0/24".parse().expect("cidr")
@@ -182,6 +207,20 @@ mod tests {
         assert!(
             err.to_string().contains("not `hash:net family inet`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn parses_the_headers_of_every_set() {
+        let text = "Name: f2b-sshd\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\nSize in memory: 216\nReferences: 1\nNumber of entries: 3\n\nName: cf-allow-v4\nType: hash:net\nReferences: 0\nNumber of entries: 15\nName: odd\n";
+        let sets = parse_headers(text);
+        let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["f2b-sshd", "cf-allow-v4", "odd"]);
+        assert_eq!(sets[0].counts().expect("counts"), (1, 3));
+        assert_eq!(sets[1].counts().expect("counts"), (0, 15));
+        assert_eq!(
+            sets[2].counts().expect_err("no counts").to_string(),
+            "cannot parse the output of ipset list -t: no `References:` line for odd"
         );
     }
 

@@ -47,6 +47,11 @@ pub(crate) fn tmp_set_name(family: Family) -> &'static str {
     }
 }
 
+/// True for the name of either family's temporary set.
+pub(crate) fn is_tmp_set(name: &str) -> bool {
+    Family::ALL.iter().any(|f| tmp_set_name(*f) == name)
+}
+
 /// The ipset `family` keyword.
 pub(crate) fn set_family(family: Family) -> &'static str {
     match family {
@@ -104,14 +109,14 @@ impl Layout {
     pub fn accept_rules(&self, kind: ChainKind, family: Family, ranges: &[IpNet]) -> Vec<String> {
         let sources: Vec<String> = if self.ipset {
             vec![format!(
-                " -p tcp -m set --match-set {} src",
+                "-p tcp -m set --match-set {} src",
                 set_name(family)
             )]
         } else {
             ranges
                 .iter()
                 .filter(|net| Family::of(net) == family)
-                .map(|net| format!(" -s {net} -p tcp"))
+                .map(|net| format!("-s {net} -p tcp"))
                 .collect()
         };
         let ports: Vec<String> = match (kind, self.ports.is_empty()) {
@@ -126,7 +131,7 @@ impl Layout {
         let mut rules = Vec::with_capacity(sources.len() * ports.len());
         for source in &sources {
             for port in &ports {
-                rules.push(format!("{}{} -j ACCEPT", &source[1..], port));
+                rules.push(format!("{source}{port} -j ACCEPT"));
             }
         }
         rules

@@ -67,24 +67,19 @@ impl FilterTable {
 
 /// The target of a rule spec (`-j X` or `-g X`), if any.
 pub(crate) fn target(spec: &str) -> Option<&str> {
-    let mut tokens = spec.split_whitespace();
-    while let Some(token) = tokens.next() {
-        if token == "-j" || token == "-g" {
-            return tokens.next();
-        }
-    }
-    None
+    value_of(spec, &["-j", "-g"])
 }
 
 /// The `-s` source of a rule spec, if any.
 pub(crate) fn source(spec: &str) -> Option<&str> {
+    value_of(spec, &["-s"])
+}
+
+/// The word after the first of `options` in a rule spec.
+fn value_of<'a>(spec: &'a str, options: &[&str]) -> Option<&'a str> {
     let mut tokens = spec.split_whitespace();
-    while let Some(token) = tokens.next() {
-        if token == "-s" {
-            return tokens.next();
-        }
-    }
-    None
+    tokens.find(|token| options.contains(token))?;
+    tokens.next()
 }
 
 #[cfg(test)]

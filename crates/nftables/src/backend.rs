@@ -34,18 +34,21 @@ pub struct NftablesBackend {
 }
 
 /// Where cf-allow's sets and rules live.
-#[derive(Clone, Debug)]
-struct Target {
-    table: String,
-    chain: String,
+#[derive(Clone, Copy, Debug)]
+struct Target<'a> {
+    table: &'a str,
+    chain: &'a str,
     /// Into mode: the chain belongs to the user.
     into: bool,
 }
 
-/// One of cf-allow's two sets, as found.
-#[derive(Clone, Debug)]
-struct SetState {
-    ranges: Vec<StoredRange>,
+/// cf-allow's own table, as found.
+enum OwnTable {
+    Absent,
+    /// cf-allow's, with the sets it holds.
+    Ours(Vec<SetInfo>),
+    /// Someone else's table of that name, and why it is not cf-allow's.
+    Foreign(String),
 }
 
 /// Everything `inspect` and `apply` need to know about the kernel's ruleset.
@@ -56,8 +59,9 @@ struct State {
     own_table: bool,
     /// The target chain as found.
     chain: Option<ChainInfo>,
-    v4: Option<SetState>,
-    v6: Option<SetState>,
+    /// The ranges of `cf_v4` / `cf_v6`, when the set exists.
+    v4: Option<Vec<StoredRange>>,
+    v6: Option<Vec<StoredRange>>,
     /// cf-allow's rules as found (all rules of the own chain; the tagged rules in into mode).
     rules: Vec<RuleInfo>,
     /// The rules are exactly the expected ones, in place.
@@ -100,16 +104,16 @@ impl NftablesBackend {
         Ok(NftablesBackend { settings, ports })
     }
 
-    fn target(&self) -> Target {
+    fn target(&self) -> Target<'_> {
         match &self.settings.into {
             Some(into) => Target {
-                table: into.table.clone(),
-                chain: into.chain.clone(),
+                table: &into.table,
+                chain: &into.chain,
                 into: true,
             },
             None => Target {
-                table: self.settings.table.clone(),
-                chain: OWN_CHAIN.to_owned(),
+                table: &self.settings.table,
+                chain: OWN_CHAIN,
                 into: false,
             },
         }
@@ -130,22 +134,23 @@ impl NftablesBackend {
 
         // cf-allow's own table: must be cf-allow's in own-table mode; in into mode a
         // leftover one is deleted.
-        let own_name = &self.settings.table;
-        if let Some(table) = find_table(&tables, FAMILY_INET, own_name) {
-            let sets = nl.sets(FAMILY_INET, own_name)?;
-            match foreign_reason(table, &chains, &sets) {
-                Some(reason) if !target.into => {
-                    return Err(Error::Collision(format!(
-                        "table inet {own_name} exists but was not created by cf-allow ({reason}); \
-                         cf-allow leaves it alone: choose another nftables.table, or delete it"
-                    )))
-                }
-                Some(_) => {}
-                None => state.own_table = true,
+        let mut own_sets = None;
+        match self.own_table(nl, &tables, &chains)? {
+            OwnTable::Foreign(reason) if !target.into => {
+                return Err(Error::Collision(format!(
+                    "table inet {} exists but was not created by cf-allow ({reason}); \
+                     cf-allow leaves it alone: choose another nftables.table, or delete it",
+                    self.settings.table
+                )))
             }
+            OwnTable::Ours(sets) => {
+                state.own_table = true;
+                own_sets = Some(sets);
+            }
+            OwnTable::Foreign(_) | OwnTable::Absent => {}
         }
 
-        let table_exists = find_table(&tables, FAMILY_INET, &target.table).is_some();
+        let table_exists = find_table(&tables, FAMILY_INET, target.table).is_some();
         if target.into && !table_exists {
             return Err(Error::IntoTarget(format!(
                 "nftables.into names table inet {}, which does not exist; create it or fix the \
@@ -153,10 +158,7 @@ impl NftablesBackend {
                 target.table
             )));
         }
-        state.chain = chains
-            .iter()
-            .find(|c| c.family == FAMILY_INET && c.table == target.table && c.name == target.chain)
-            .cloned();
+        state.chain = find_chain(&chains, target.table, target.chain).cloned();
         if target.into && state.chain.is_none() {
             return Err(Error::IntoTarget(format!(
                 "nftables.into names chain {} in table inet {}, which does not exist; create it \
@@ -166,53 +168,67 @@ impl NftablesBackend {
         }
 
         if table_exists {
-            let sets = nl.sets(FAMILY_INET, &target.table)?;
-            state.v4 = self.read_set(nl, &target, &sets, SET_V4, KeyKind::Ipv4)?;
-            state.v6 = self.read_set(nl, &target, &sets, SET_V6, KeyKind::Ipv6)?;
+            // Own-table mode: the target is the own table, whose sets were just read.
+            let sets = match own_sets.filter(|_| !target.into) {
+                Some(sets) => sets,
+                None => nl.sets(FAMILY_INET, target.table)?,
+            };
+            state.v4 = self.read_set(nl, target, &sets, SET_V4, KeyKind::Ipv4)?;
+            state.v6 = self.read_set(nl, target, &sets, SET_V6, KeyKind::Ipv6)?;
             if state.chain.is_some() {
-                let mut rules = nl.rules(FAMILY_INET, &target.table, &target.chain)?;
+                let mut rules = nl.rules(FAMILY_INET, target.table, target.chain)?;
+                // Into mode: only the tagged rules are cf-allow's, and they must come first.
+                let mut leading = rules.len();
+                if target.into {
+                    leading = rules.iter().take_while(|r| r.is_tagged()).count();
+                    rules.retain(RuleInfo::is_tagged);
+                }
                 for rule in &mut rules {
-                    resolve_port_sets(nl, &target.table, &sets, rule)?;
+                    resolve_port_sets(nl, target.table, &sets, rule)?;
                 }
                 let expected = self.expected_rules();
-                if target.into {
-                    let tagged: Vec<RuleInfo> = rules
-                        .iter()
-                        .filter(|r| r.comment.as_deref() == Some(TAG))
-                        .cloned()
-                        .collect();
-                    state.rules_ok = tagged.len() == expected.len()
-                        && rules.len() >= expected.len()
-                        && rules
-                            .iter()
-                            .zip(&expected)
-                            .all(|(r, e)| r.comment.as_deref() == Some(TAG) && &r.exprs == e);
-                    state.rules = tagged;
-                } else {
-                    state.rules_ok = rules.len() == expected.len()
-                        && rules.iter().zip(&expected).all(|(r, e)| &r.exprs == e);
-                    state.rules = rules;
-                }
+                state.rules_ok = leading == expected.len()
+                    && rules.len() == expected.len()
+                    && rules.iter().zip(&expected).all(|(r, e)| &r.exprs == e);
+                state.rules = rules;
             }
         }
-        state.warnings = self.warnings(&target, &chains);
+        state.warnings = self.warnings(target, &chains);
         Ok(state)
+    }
+
+    /// Finds cf-allow's own table (`nftables.table`) and tells whether it is cf-allow's.
+    fn own_table(
+        &self,
+        nl: &mut Netlink,
+        tables: &[TableInfo],
+        chains: &[ChainInfo],
+    ) -> Result<OwnTable, Error> {
+        let name = &self.settings.table;
+        let Some(table) = find_table(tables, FAMILY_INET, name) else {
+            return Ok(OwnTable::Absent);
+        };
+        let sets = nl.sets(FAMILY_INET, name)?;
+        Ok(match foreign_reason(table, chains, &sets) {
+            None => OwnTable::Ours(sets),
+            Some(reason) => OwnTable::Foreign(reason),
+        })
     }
 
     /// Reads one of cf-allow's sets; errors when a set of that name is not cf-allow's.
     fn read_set(
         &self,
         nl: &mut Netlink,
-        target: &Target,
+        target: Target,
         sets: &[SetInfo],
         name: &str,
         key: KeyKind,
-    ) -> Result<Option<SetState>, Error> {
+    ) -> Result<Option<Vec<StoredRange>>, Error> {
         let Some(set) = sets.iter().find(|s| s.name == name) else {
             return Ok(None);
         };
         let what = format!("set inet {} {name}", target.table);
-        if set.comment.as_deref() != Some(TAG) {
+        if !set.is_tagged() {
             return Err(Error::Collision(format!(
                 "{what} exists but was not created by cf-allow (its comment is not \"{TAG}\"); \
                  rename or delete it"
@@ -227,14 +243,12 @@ impl NftablesBackend {
                 }
             )));
         }
-        let elements = nl.elements(FAMILY_INET, &target.table, name)?;
-        Ok(Some(SetState {
-            ranges: ranges_from_elements(elements, key.len() as usize),
-        }))
+        let elements = nl.elements(FAMILY_INET, target.table, name)?;
+        Ok(Some(ranges_from_elements(elements, key.len() as usize)))
     }
 
     /// Foreign input chains that drop by default, which an accept elsewhere cannot override.
-    fn warnings(&self, target: &Target, chains: &[ChainInfo]) -> Vec<String> {
+    fn warnings(&self, target: Target, chains: &[ChainInfo]) -> Vec<String> {
         let mut warnings = Vec::new();
         for chain in chains {
             let is_ours = chain.family == FAMILY_INET
@@ -278,7 +292,7 @@ impl NftablesBackend {
     /// The structural changes `state` needs, with a line for each repair.
     fn structure(&self, state: &State) -> (Vec<Change>, Vec<Change>, Vec<String>) {
         let target = self.target();
-        let table = &target.table;
+        let table = target.table;
         let mut before = Vec::new(); // deletions and creations that come before elements
         let mut after = Vec::new(); // rules, after the sets exist
         let mut repairs = Vec::new();
@@ -293,8 +307,8 @@ impl NftablesBackend {
             for rule in &state.rules {
                 before.push(Change::DelRule {
                     family: FAMILY_INET,
-                    table: table.clone(),
-                    chain: target.chain.clone(),
+                    table: table.to_owned(),
+                    chain: target.chain.to_owned(),
                     handle: rule.handle,
                 });
             }
@@ -307,7 +321,7 @@ impl NftablesBackend {
                 ));
                 before.push(Change::DelTable {
                     family: FAMILY_INET,
-                    name: self.settings.table.clone(),
+                    name: self.settings.table.to_owned(),
                 });
             }
         } else {
@@ -315,7 +329,7 @@ impl NftablesBackend {
                 repairs.push(format!("create table inet {table}"));
                 before.push(Change::AddTable {
                     family: FAMILY_INET,
-                    name: table.clone(),
+                    name: table.to_owned(),
                 });
             }
             if let (Some(_), false) = (&state.chain, chain_ok) {
@@ -326,8 +340,8 @@ impl NftablesBackend {
                 ));
                 before.push(Change::DelChain {
                     family: FAMILY_INET,
-                    table: table.clone(),
-                    name: target.chain.clone(),
+                    table: table.to_owned(),
+                    name: target.chain.to_owned(),
                 });
             }
         }
@@ -339,7 +353,7 @@ impl NftablesBackend {
                 repairs.push(format!("create set inet {table} {name}"));
                 before.push(Change::AddSet {
                     family: FAMILY_INET,
-                    table: table.clone(),
+                    table: table.to_owned(),
                     name: name.to_owned(),
                     key,
                 });
@@ -354,8 +368,8 @@ impl NftablesBackend {
             }
             before.push(Change::AddInputChain {
                 family: FAMILY_INET,
-                table: table.clone(),
-                name: target.chain.clone(),
+                table: table.to_owned(),
+                name: target.chain.to_owned(),
             });
         }
         if !state.rules_ok || !chain_ok {
@@ -381,8 +395,8 @@ impl NftablesBackend {
             for exprs in rules {
                 after.push(Change::AddRule {
                     family: FAMILY_INET,
-                    table: table.clone(),
-                    chain: target.chain.clone(),
+                    table: table.to_owned(),
+                    chain: target.chain.to_owned(),
                     exprs,
                     position,
                 });
@@ -408,7 +422,7 @@ impl Backend for NftablesBackend {
                 .v4
                 .iter()
                 .chain(state.v6.iter())
-                .flat_map(|s| s.ranges.iter().flat_map(StoredRange::prefixes)),
+                .flat_map(|ranges| ranges.iter().flat_map(StoredRange::prefixes)),
         );
         let present = if self.settings.into.is_some() {
             state.v4.is_some() || state.v6.is_some() || !state.rules.is_empty()
@@ -434,14 +448,14 @@ impl Backend for NftablesBackend {
             (Family::Ipv4, SET_V4, &state.v4),
             (Family::Ipv6, SET_V6, &state.v6),
         ] {
-            let stored: &[StoredRange] = stored.as_ref().map(|s| &s.ranges[..]).unwrap_or(&[]);
+            let stored = stored.as_deref().unwrap_or_default();
             let delta = element_delta(stored, &plan.add, &plan.remove, family);
             added += delta.added;
             removed += delta.removed;
             if !delta.delete.is_empty() {
                 changes.push(Change::DelElements {
                     family: FAMILY_INET,
-                    table: table.clone(),
+                    table: table.to_owned(),
                     set: set.to_owned(),
                     elements: delta.delete,
                 });
@@ -449,7 +463,7 @@ impl Backend for NftablesBackend {
             if !delta.insert.is_empty() {
                 changes.push(Change::AddElements {
                     family: FAMILY_INET,
-                    table: table.clone(),
+                    table: table.to_owned(),
                     set: set.to_owned(),
                     elements: delta.insert,
                 });
@@ -486,11 +500,9 @@ impl Backend for NftablesBackend {
 
         if let Some(into) = &self.settings.into {
             if find_table(&tables, FAMILY_INET, &into.table).is_some() {
-                if chains.iter().any(|c| {
-                    c.family == FAMILY_INET && c.table == into.table && c.name == into.chain
-                }) {
+                if find_chain(&chains, &into.table, &into.chain).is_some() {
                     for rule in nl.rules(FAMILY_INET, &into.table, &into.chain)? {
-                        if rule.comment.as_deref() == Some(TAG) {
+                        if rule.is_tagged() {
                             lines.push(format!(
                                 "rule inet {} {} handle {} (comment \"{TAG}\")",
                                 into.table, into.chain, rule.handle
@@ -505,9 +517,7 @@ impl Backend for NftablesBackend {
                     }
                 }
                 for set in nl.sets(FAMILY_INET, &into.table)? {
-                    if (set.name == SET_V4 || set.name == SET_V6)
-                        && set.comment.as_deref() == Some(TAG)
-                    {
+                    if (set.name == SET_V4 || set.name == SET_V6) && set.is_tagged() {
                         lines.push(format!("set inet {} {}", into.table, set.name));
                         changes.push(Change::DelSet {
                             family: FAMILY_INET,
@@ -519,20 +529,18 @@ impl Backend for NftablesBackend {
             }
         }
         let own = &self.settings.table;
-        if let Some(table) = find_table(&tables, FAMILY_INET, own) {
-            let sets = nl.sets(FAMILY_INET, own)?;
-            match foreign_reason(table, &chains, &sets) {
-                None => {
-                    lines.push(format!("table inet {own}"));
-                    changes.push(Change::DelTable {
-                        family: FAMILY_INET,
-                        name: own.clone(),
-                    });
-                }
-                Some(reason) => tracing::warn!(
-                    "nftables: table inet {own} was not created by cf-allow ({reason}); left alone"
-                ),
+        match self.own_table(&mut nl, &tables, &chains)? {
+            OwnTable::Ours(_) => {
+                lines.push(format!("table inet {own}"));
+                changes.push(Change::DelTable {
+                    family: FAMILY_INET,
+                    name: own.clone(),
+                });
             }
+            OwnTable::Foreign(reason) => tracing::warn!(
+                "nftables: table inet {own} was not created by cf-allow ({reason}); left alone"
+            ),
+            OwnTable::Absent => {}
         }
         if !dry_run && !changes.is_empty() {
             nl.commit(&changes)?;
@@ -628,6 +636,13 @@ fn find_table<'a>(tables: &'a [TableInfo], family: u8, name: &str) -> Option<&'a
     tables.iter().find(|t| t.family == family && t.name == name)
 }
 
+/// The chain `inet table name`, if it exists.
+fn find_chain<'a>(chains: &'a [ChainInfo], table: &str, name: &str) -> Option<&'a ChainInfo> {
+    chains
+        .iter()
+        .find(|c| c.family == FAMILY_INET && c.table == table && c.name == name)
+}
+
 /// Why a table with cf-allow's name is not cf-allow's, or `None` when it is.
 fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> Option<String> {
     match table.comment.as_deref() {
@@ -643,8 +658,7 @@ fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> 
         return Some(format!("it holds chain {}", chain.name));
     }
     if let Some(set) = sets.iter().find(|s| {
-        !s.name.starts_with("__set")
-            && (!(s.name == SET_V4 || s.name == SET_V6) || s.comment.as_deref() != Some(TAG))
+        !s.name.starts_with("__set") && !((s.name == SET_V4 || s.name == SET_V6) && s.is_tagged())
     }) {
         return Some(format!("it holds set {}", set.name));
     }

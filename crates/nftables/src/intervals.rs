@@ -77,36 +77,22 @@ pub(crate) fn ranges_from_elements(mut elements: Vec<Element>, key_len: usize) -
     let mut ranges = Vec::new();
     let mut pending: Option<Element> = None;
     for element in elements {
-        if element.end {
-            if let Some(start) = pending.take() {
-                if let (Some(first), Some(past)) =
-                    (bytes_addr(&start.key), bytes_addr(&element.key))
-                {
-                    if let Some(last) = prev_addr(past).filter(|last| *last >= first) {
-                        ranges.push(StoredRange {
-                            first,
-                            last,
-                            elements: vec![start, element],
-                        });
-                    }
+        // The open range ends just before this element: at its end, or (a start that is
+        // not closed before the next start) just before the next range.
+        if let Some(start) = pending.take() {
+            if let Some((first, last)) = range_before(&start, &element) {
+                let mut held = vec![start];
+                if element.end {
+                    held.push(element.clone());
                 }
+                ranges.push(StoredRange {
+                    first,
+                    last,
+                    elements: held,
+                });
             }
-        } else {
-            if let Some(start) = pending.take() {
-                // A start that is not closed before the next start: its range ends just
-                // before the next one.
-                if let (Some(first), Some(next)) =
-                    (bytes_addr(&start.key), bytes_addr(&element.key))
-                {
-                    if let Some(last) = prev_addr(next) {
-                        ranges.push(StoredRange {
-                            first,
-                            last,
-                            elements: vec![start],
-                        });
-                    }
-                }
-            }
+        }
+        if !element.end {
             pending = Some(element);
         }
     }
@@ -120,6 +106,13 @@ pub(crate) fn ranges_from_elements(mut elements: Vec<Element>, key_len: usize) -
         }
     }
     ranges
+}
+
+/// The addresses from `start`'s key to just before `next`'s key, when there are any.
+fn range_before(start: &Element, next: &Element) -> Option<(IpAddr, IpAddr)> {
+    let first = bytes_addr(&start.key)?;
+    let last = prev_addr(bytes_addr(&next.key)?)?;
+    (last >= first).then_some((first, last))
 }
 
 /// The minimal list of prefixes covering exactly `first..=last` (same family, first <= last).
@@ -143,36 +136,30 @@ pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
 
 /// Splits `first..=last` in a `bits`-wide address space into aligned blocks, largest first.
 fn split_range(mut first: u128, last: u128, bits: u8) -> Vec<(u128, u8)> {
+    // The distance from the first to the last address of a block of 2^size_bits addresses.
+    let span = |size_bits: u32| {
+        if size_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << size_bits) - 1
+        }
+    };
     let mut out = Vec::new();
     if first > last {
         return out;
     }
     loop {
         // The largest block that starts at `first` (alignment) and does not pass `last`.
-        let align = if first == 0 {
-            bits as u32
-        } else {
-            first.trailing_zeros().min(bits as u32)
-        };
-        let mut size_bits = align;
-        while size_bits > 0 {
-            let span = if size_bits >= 128 {
-                u128::MAX
-            } else {
-                (1u128 << size_bits) - 1
-            };
-            match first.checked_add(span) {
-                Some(end) if end <= last => break,
-                _ => size_bits -= 1,
-            }
+        let mut size_bits = first.trailing_zeros().min(bits as u32);
+        while size_bits > 0
+            && first
+                .checked_add(span(size_bits))
+                .is_none_or(|end| end > last)
+        {
+            size_bits -= 1;
         }
         out.push((first, bits - size_bits as u8));
-        let span = if size_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << size_bits) - 1
-        };
-        let block_last = first + span;
+        let block_last = first + span(size_bits);
         if block_last >= last {
             return out;
         }

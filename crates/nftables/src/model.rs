@@ -63,12 +63,26 @@ pub(crate) struct SetInfo {
     pub comment: Option<String>,
 }
 
+impl SetInfo {
+    /// True when the set carries cf-allow's comment.
+    pub fn is_tagged(&self) -> bool {
+        self.comment.as_deref() == Some(TAG)
+    }
+}
+
 /// A rule, as listed by the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RuleInfo {
     pub handle: u64,
     pub comment: Option<String>,
     pub exprs: Vec<Expr>,
+}
+
+impl RuleInfo {
+    /// True when the rule carries cf-allow's comment.
+    pub fn is_tagged(&self) -> bool {
+        self.comment.as_deref() == Some(TAG)
+    }
 }
 
 /// The expressions cf-allow's rules are made of; anything else reads back as `Other`.

@@ -6,7 +6,7 @@
 //! stops (set and element flags, user data, rule positions, dumps), and an `mnl` socket.
 //! Everything it hands out is plain Rust data from [`crate::model`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::raw::{c_char, c_void};
@@ -89,20 +89,13 @@ impl Netlink {
     /// (nfnetlink answers EINVAL for a subsystem it does not have, i.e. no nf_tables.)
     pub fn generation(&mut self) -> Result<(), Error> {
         let seq = self.next_seq();
-        let mut request = vec![0u8; 64];
-        // SAFETY: the buffer has room for a header and an nfgenmsg (20 bytes).
-        let header = unsafe {
-            sys::nftnl_nlmsg_build_hdr(
-                request.as_mut_ptr().cast::<c_char>(),
-                libc::NFT_MSG_GETGEN as u16,
-                libc::AF_UNSPEC as u16,
-                libc::NLM_F_ACK as u16,
-                seq,
-            )
-        };
-        // SAFETY: build_hdr returned a pointer into `request`.
-        let len = unsafe { (*header).nlmsg_len } as usize;
-        request.truncate(len);
+        let request = request(
+            libc::NFT_MSG_GETGEN,
+            libc::AF_UNSPEC as u8,
+            libc::NLM_F_ACK,
+            seq,
+            |_| {},
+        );
         self.query(&request, seq, "the ruleset generation", |_| Ok(()))
             .map_err(|e| match e {
                 Error::Query { source, .. }
@@ -220,11 +213,11 @@ impl Netlink {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut messages: Vec<(Message, String)> = Vec::new();
+        let mut messages: Vec<(Message, &Change)> = Vec::new();
         let mut set_id = 1u32;
         for change in changes {
             for message in Message::build(change, &mut set_id)? {
-                messages.push((message, change.to_string()));
+                messages.push((message, change));
             }
         }
         let mut batch = Batch::new();
@@ -239,7 +232,7 @@ impl Netlink {
         let describe = |seq: u32| -> String {
             seq.checked_sub(first_message_seq)
                 .and_then(|i| messages.get(i as usize))
-                .map(|(_, what)| what.clone())
+                .map(|(_, change)| change.to_string())
                 .unwrap_or_else(|| "batch framing".to_owned())
         };
         let bytes: Vec<u8> = batch.iter().flat_map(|page| page.iter().copied()).collect();
@@ -265,7 +258,7 @@ impl Netlink {
             )));
         }
         // The kernel answers the whole batch before sendto returns; read every answer.
-        let mut pending: std::collections::BTreeSet<u32> = seqs.clone().collect();
+        let mut pending: BTreeSet<u32> = seqs.clone().collect();
         let mut errors: BTreeMap<u32, io::Error> = BTreeMap::new();
         while !pending.is_empty() {
             let wait = errors.is_empty();
@@ -473,6 +466,23 @@ fn dump_request(
     seq: u32,
     payload: impl FnOnce(*mut libc::nlmsghdr),
 ) -> Vec<u8> {
+    request(
+        msg_type,
+        family,
+        libc::NLM_F_DUMP | libc::NLM_F_ACK,
+        seq,
+        payload,
+    )
+}
+
+/// A request for `msg_type` in `family` with `flags`, with a payload written by `payload`.
+fn request(
+    msg_type: i32,
+    family: u8,
+    flags: i32,
+    seq: u32,
+    payload: impl FnOnce(*mut libc::nlmsghdr),
+) -> Vec<u8> {
     let mut request = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
     // SAFETY: the buffer is as large as the largest nftables message.
     let header = unsafe {
@@ -480,7 +490,7 @@ fn dump_request(
             request.as_mut_ptr().cast::<c_char>(),
             msg_type as u16,
             family as u16,
-            (libc::NLM_F_DUMP | libc::NLM_F_ACK) as u16,
+            flags as u16,
             seq,
         )
     };
