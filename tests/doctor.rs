@@ -503,42 +503,7 @@ fn doctor_knows_when_cf_allows_iptables_jump_comes_before_a_drop() {
     if !ready("doctor_knows_when_cf_allows_iptables_jump_comes_before_a_drop") {
         return;
     }
-    let ns = Netns::new("doc-shadow");
-    let env = Env::new("");
-    let feed = env.cloudflare_feed();
-    env.write_config(&format!("backend: iptables\nsources: [{feed}]\n"));
-    sync(&ns, &env);
-    listen_web(&ns);
-
-    // Appended after cf-allow's jump: Cloudflare is accepted on 80/443 before the drop.
-    ns.sh("iptables -A INPUT -s 104.16.0.0/13 -j DROP");
-    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
-    let v4 = check(&doc, "iptables");
-    assert_eq!(v4["status"], "warn", "{doc:#}");
-    assert!(
-        v4["summary"].as_str().is_some_and(|s| s.contains(
-            "cf-allow's jump at the top of INPUT accepts Cloudflare on TCP 80, 443 first"
-        )),
-        "{v4}"
-    );
-    assert_eq!(check(&doc, "firewall")["status"], "ok");
-
-    // Inserted above the jump (what fail2ban does when it starts): the drop wins.
-    ns.sh(
-        "iptables -D INPUT -s 104.16.0.0/13 -j DROP && iptables -I INPUT -s 104.16.0.0/13 -j DROP",
-    );
-    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
-    let v4 = check(&doc, "iptables");
-    assert_eq!(v4["status"], "fail", "{doc:#}");
-    assert_eq!(
-        v4["summary"],
-        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
-    );
-    let firewall = check(&doc, "firewall");
-    assert_eq!(
-        firewall["status"], "warn",
-        "the jump is no longer first: {firewall}"
-    );
+    jump_before_drop("doc-shadow", "iptables", "");
 }
 
 #[test]
@@ -558,17 +523,27 @@ fn doctor_judges_the_legacy_tables_that_cf_allow_drives_with_variant_legacy() {
     {
         return;
     }
-    let ns = Netns::new("doc-legacy");
+    jump_before_drop(
+        "doc-legacy",
+        "iptables-legacy",
+        "iptables: {variant: legacy}\n",
+    );
+}
+
+/// With the iptables backend driving the tables `program` edits: a drop appended after
+/// cf-allow's jump is only a warning (Cloudflare is accepted first), one inserted above it
+/// (what fail2ban does when it starts) is a failure, and the fix names `program`.
+fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
+    let ns = Netns::new(label);
     let env = Env::new("");
     let feed = env.cloudflare_feed();
     env.write_config(&format!(
-        "backend: iptables\niptables: {{variant: legacy}}\nsources: [{feed}]\n"
+        "backend: iptables\n{extra_yaml}sources: [{feed}]\n"
     ));
     sync(&ns, &env);
     listen_web(&ns);
 
-    // Appended after cf-allow's jump in the legacy table it manages: accepted first.
-    ns.sh("iptables-legacy -A INPUT -s 104.16.0.0/13 -j DROP");
+    ns.sh(&format!("{program} -A INPUT -s 104.16.0.0/13 -j DROP"));
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
     let v4 = check(&doc, "iptables");
     assert_eq!(v4["status"], "warn", "{doc:#}");
@@ -578,20 +553,28 @@ fn doctor_judges_the_legacy_tables_that_cf_allow_drives_with_variant_legacy() {
         )),
         "{v4}"
     );
+    let remove = format!("({program} -D INPUT -s 104.16.0.0/13 -j DROP)");
     assert!(
-        v4["fix"]
-            .as_str()
-            .is_some_and(|f| f.contains("(iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP)")),
-        "the fix names the program that edits the legacy table: {v4}"
+        v4["fix"].as_str().is_some_and(|f| f.contains(&remove)),
+        "the fix names the program that edits the table: {v4}"
     );
     assert_eq!(check(&doc, "firewall")["status"], "ok");
 
-    // Inserted above the jump: the drop wins.
-    ns.sh("iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP \
-           && iptables-legacy -I INPUT -s 104.16.0.0/13 -j DROP");
+    ns.sh(&format!(
+        "{program} -D INPUT -s 104.16.0.0/13 -j DROP && {program} -I INPUT -s 104.16.0.0/13 -j DROP"
+    ));
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
-    assert_eq!(check(&doc, "iptables")["status"], "fail", "{doc:#}");
-    assert_eq!(check(&doc, "firewall")["status"], "warn", "{doc:#}");
+    let v4 = check(&doc, "iptables");
+    assert_eq!(v4["status"], "fail", "{doc:#}");
+    assert_eq!(
+        v4["summary"],
+        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
+    );
+    let firewall = check(&doc, "firewall");
+    assert_eq!(
+        firewall["status"], "warn",
+        "the jump is no longer first: {firewall}"
+    );
 }
 
 #[test]
