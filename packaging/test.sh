@@ -18,21 +18,10 @@ profile=${CF_ALLOW_PACKAGE_PROFILE:-dev}
 # systemd-analyze security's scale is 0-100 for --threshold: 20 means an exposure of 2.0.
 max_exposure=20
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok    - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL  - $*"; }
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
+CHECKS_LABEL=packaging
+# shellcheck source=packaging/checks.sh
+. "$here/checks.sh"
 notice() { echo "skip  - $*"; }
-finish() {
-    echo "packaging: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
 need() { # need PROGRAM: a missing prerequisite skips the whole test (fails under CI=true)
     command -v "$1" >/dev/null && return 0
     echo "packaging: skipped: $1 is not installed" >&2

@@ -16,20 +16,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-"ansible-core>=2.16,<2.20"}
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok    - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL  - $*"; }
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-finish() {
-    echo "ansible: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+CHECKS_LABEL=ansible
+# shellcheck source=packaging/checks.sh
+. "$root/packaging/checks.sh"
 skip() {
     echo "ansible: skipped: $*" >&2
     if [ "${CI:-}" = true ]; then
