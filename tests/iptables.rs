@@ -201,7 +201,9 @@ fn big_feed(env: &Env, name: &str, v4_nets: [&str; 2], v6_from: u32) -> String {
 }
 
 /// SIGKILLs `cf-allow sync` (and its iptables-restore / ipset children) at growing delays;
-/// after each kill every family's ruleset is exactly the old or exactly the new one.
+/// after each kill every family (its ruleset and, in ipset mode, its set) is exactly the old or
+/// exactly the new one. Families are separate transactions (iptables-restore and ip6tables-restore;
+/// one `ipset swap` each), so a kill between them may leave IPv4 new and IPv6 old.
 fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
     let ns = Netns::new(&format!("e2e-ipt-kill-{variant}"));
     let extra = if ipset { "  ipset: true\n" } else { "" };
@@ -215,30 +217,33 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         )
         .expect_code(0);
     };
+    // Per family: the ruleset (counters stripped) and, in ipset mode, the set's sorted members.
     let state = || {
         let (v4, v6) = saves(&ns, variant);
-        let mut sets = String::new();
-        if ipset {
-            for name in ["cf-allow-v4", "cf-allow-v6"] {
-                let mut members: Vec<String> = ns
-                    .sh(&format!("ipset save {name}"))
+        [(v4, "cf-allow-v4"), (v6, "cf-allow-v6")].map(|(rules, set)| {
+            let mut members: Vec<String> = Vec::new();
+            if ipset {
+                members = ns
+                    .sh(&format!("ipset save {set}"))
                     .lines()
                     .filter(|l| l.starts_with("add "))
                     .map(str::to_string)
                     .collect();
                 members.sort();
-                sets.push_str(&members.join("\n"));
             }
-        }
-        (v4, v6, sets)
+            (rules, members)
+        })
     };
     sync(&new);
     let new_state = state();
     sync(&old);
     let old_state = state();
-    assert_ne!(old_state, new_state);
+    for family in 0..2 {
+        assert_ne!(old_state[family], new_state[family], "family {family}");
+    }
 
-    let mut outcomes = [0usize; 2];
+    // Rounds that left: [the old state, the new state, one family old and one new].
+    let mut outcomes = [0usize; 3];
     for round in 0..30u64 {
         let mut child = env
             .cmd(
@@ -265,32 +270,45 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         // Let children that were already exiting finish before reading the state.
         std::thread::sleep(Duration::from_millis(50));
         let now = state();
-        for (family, (is, (was, will))) in [
-            (&now.0, (&old_state.0, &new_state.0)),
-            (&now.1, (&old_state.1, &new_state.1)),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (family, is) in now.iter().enumerate() {
+            let (was, will) = (&old_state[family], &new_state[family]);
             assert!(
                 is == was || is == will,
-                "round {round}: family {family} is neither the old nor the new ruleset:\n{is}"
+                "round {round}: family {family} is neither the old nor the new state \
+                 ({} set members; old {}, new {}):\n{}",
+                is.1.len(),
+                was.1.len(),
+                will.1.len(),
+                is.0
             );
         }
-        if ipset {
-            assert!(
-                now.2 == old_state.2 || now.2 == new_state.2,
-                "round {round}: the sets are neither the old nor the new ones"
-            );
-        }
-        outcomes[usize::from(now == new_state)] += 1;
-        // Back to the old state (and repair whatever the kill left, e.g. a tmp set).
+        outcomes[if now == old_state {
+            0
+        } else if now == new_state {
+            1
+        } else {
+            2
+        }] += 1;
+        // Back to the old state, repairing whatever the kill left (e.g. a tmp set).
         sync(&old);
-        assert_eq!(state(), old_state);
+        assert_eq!(
+            state(),
+            old_state,
+            "round {round}: after the repairing sync"
+        );
+        if ipset {
+            let mut sets: Vec<String> = ns.sh("ipset list -n").lines().map(String::from).collect();
+            sets.sort();
+            assert_eq!(
+                sets,
+                ["cf-allow-v4", "cf-allow-v6"],
+                "round {round}: only the two live sets remain"
+            );
+        }
     }
     eprintln!(
-        "killed syncs: {} left the old state, {} the new",
-        outcomes[0], outcomes[1]
+        "killed syncs: {} left the old state, {} the new, {} one family old and one new",
+        outcomes[0], outcomes[1], outcomes[2]
     );
 }
 
