@@ -37,7 +37,7 @@ run: release
 ## the Ansible module.
 test: deps
 	$(CARGO) build --locked --workspace --examples   # the CSF sandbox tests run crates/csf's csf-driver
-	$(CARGO) test --locked --workspace --all-targets
+	$(CARGO) test --locked --workspace --all-targets --no-fail-fast
 	$(CARGO) test --locked --workspace --doc
 	packaging/test.sh
 	packaging/ansible/tests/run.sh

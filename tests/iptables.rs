@@ -267,8 +267,7 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         // SAFETY: signals only the process group of the child this test started.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = child.wait();
-        // Let children that were already exiting finish before reading the state.
-        std::thread::sleep(Duration::from_millis(50));
+        wait_for_group_exit(pgid, Duration::from_secs(5));
         let now = state();
         for (family, is) in now.iter().enumerate() {
             let (was, will) = (&old_state[family], &new_state[family]);
@@ -310,6 +309,31 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         "killed syncs: {} left the old state, {} the new, {} one family old and one new",
         outcomes[0], outcomes[1], outcomes[2]
     );
+}
+
+/// Waits until no process of the group `pgid` is left running (a killed child may still be
+/// finishing the syscall it was in), so the state read next is final. Zombies count as gone.
+fn wait_for_group_exit(pgid: i32, limit: Duration) {
+    let start = std::time::Instant::now();
+    while group_is_running(pgid) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a process of the group `pgid` exists that is not a zombie (from `/proc/*/stat`).
+fn group_is_running(pgid: i32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // After "pid (comm)": state ppid pgrp …
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z"
+    })
 }
 
 /// Waits until the process `pid` has a child running an `… restore` program (or exits).
