@@ -454,6 +454,45 @@ fn iptables_held_lock_is_one_clear_error() {
 }
 
 #[test]
+fn iptables_missing_docker_user_is_one_warning_per_family() {
+    if !ready("iptables_missing_docker_user_is_one_warning_per_family") {
+        return;
+    }
+    let ns = Netns::new("e2e-ipt-nodocker");
+    let env = Env::new(&config("nft", "  hooks: [INPUT, DOCKER-USER]\n"));
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8:1::/48"]);
+    let run = env.run(
+        Some(&ns),
+        &["sync", "--backend", "iptables", "--source", &feed],
+    );
+    run.expect_code(0);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("WARN "))
+        .collect();
+    let skipped = "the DOCKER-USER chain does not exist (is Docker running?); skipped that hook, \
+                   the other hooks are kept in sync";
+    assert_eq!(
+        warnings,
+        [
+            format!("iptables: {skipped}"),
+            format!("ip6tables: {skipped}")
+        ],
+        "{}",
+        run.stderr
+    );
+    // INPUT is still kept in sync in both families.
+    for v6 in [false, true] {
+        assert!(
+            save(&ns, "nft", v6).contains("-A INPUT -j CF-ALLOW"),
+            "{}",
+            save(&ns, "nft", v6)
+        );
+    }
+}
+
+#[test]
 fn iptables_config_errors_are_one_line() {
     if !ready("iptables_config_errors_are_one_line") {
         return;

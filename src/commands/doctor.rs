@@ -12,7 +12,7 @@ use cf_allow_doctor::{cloudflare_overlap, AddrRange, Check, Status};
 use cf_allow_fetch::FetchedList;
 use serde_json::json;
 
-use super::{print_json, Outcome};
+use super::{labelled, print_json, Outcome};
 use crate::backends::{self, BackendKind};
 use crate::cli::DoctorArgs;
 use crate::config::{Config, Loaded, DEFAULT_PATH};
@@ -299,7 +299,7 @@ fn firewall_checks(
         let (summary, fix) = split_advice(warning);
         checks.push(Check::warn(
             "backend-warning",
-            format!("{name}: {summary}"),
+            labelled(name, &summary),
             fix.unwrap_or_else(|| {
                 "cf-allow cannot change this itself; adjust the firewall or the config as the warning says, then run `cf-allow status`".to_string()
             }),

@@ -71,7 +71,20 @@ pub fn open_and_inspect(
         .inspect()
         .with_context(|| format!("{name}: cannot read the current state"))?;
     for warning in &found.warnings {
-        tracing::warn!("{name}: {warning}");
+        tracing::warn!("{}", labelled(name, warning));
     }
     Ok((backend, found))
+}
+
+/// `warning` prefixed with the backend's `name`, unless it already starts with a one-word
+/// subject of its own (`ip6tables: …`, `ipset: …`), which is more precise.
+pub fn labelled(name: &str, warning: &str) -> String {
+    let has_subject = warning
+        .split_once(": ")
+        .is_some_and(|(subject, _)| !subject.is_empty() && !subject.contains(' '));
+    if has_subject {
+        warning.to_string()
+    } else {
+        format!("{name}: {warning}")
+    }
 }

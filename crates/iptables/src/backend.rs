@@ -431,9 +431,9 @@ impl Backend for IptablesBackend {
                 return Err(err);
             }
             info!(
-                "{}: committed {} change(s) in one iptables-restore transaction",
-                tool(*family),
-                edit.commands.len()
+                "{tool}: committed {} change(s) in one {tool}-restore transaction",
+                edit.commands.len(),
+                tool = tool(*family),
             );
             for note in &edit.notes {
                 debug!("{note}");
