@@ -530,6 +530,50 @@ fn doctor_judges_the_legacy_tables_that_cf_allow_drives_with_variant_legacy() {
     );
 }
 
+#[test]
+fn doctor_reads_legacy_tables_next_to_the_nft_ones() {
+    let test = "doctor_reads_legacy_tables_next_to_the_nft_ones";
+    if !ready(test)
+        || !require_programs(
+            test,
+            &["iptables-nft", "iptables-legacy", "iptables-legacy-save"],
+        )
+    {
+        return;
+    }
+    let ns = Netns::new("doc-alsolegacy");
+    let env = Env::new("");
+    let feed = env.cloudflare_feed();
+    env.write_config(&format!(
+        "backend: iptables\niptables: {{variant: nft}}\nsources: [{feed}]\n"
+    ));
+    sync(&ns, &env);
+    listen_web(&ns);
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    assert!(checks(&doc, "iptables (legacy)").is_empty(), "{doc:#}");
+
+    // An IPv4 drop that only iptables-legacy shows: cf-allow's nf_tables jump does not cover it.
+    ns.sh("iptables-legacy -A INPUT -s 104.16.0.0/13 -j DROP");
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    let legacy = check(&doc, "iptables (legacy)");
+    assert_eq!(legacy["status"], "fail", "{doc:#}");
+    assert_eq!(
+        legacy["summary"],
+        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
+    );
+    assert!(
+        legacy["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("(iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP)")),
+        "{legacy}"
+    );
+    assert!(
+        checks(&doc, "ip6tables (legacy)").is_empty(),
+        "no IPv6 legacy table: {doc:#}"
+    );
+    assert_eq!(check(&doc, "iptables")["status"], "ok", "{doc:#}");
+}
+
 /// With the iptables backend driving the tables `program` edits: a drop appended after
 /// cf-allow's jump is only a warning (Cloudflare is accepted first), one inserted above it
 /// (what fail2ban does when it starts) is a failure, and the fix names `program`.

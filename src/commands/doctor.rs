@@ -424,17 +424,12 @@ impl Shadow<'_> {
 /// legacy tables when the nf_tables variant says they exist too.
 fn read_iptables(variant: &cf_allow_iptables::Variant) -> Vec<TableRead> {
     use cf_allow_iptables::Variant;
-    let infix = match variant {
-        Variant::Auto => "",
-        Variant::Nft => "-nft",
-        Variant::Legacy => "-legacy",
-    };
     let mut out = Vec::new();
     for (tool, legacy_label) in [
         ("iptables", "iptables (legacy)"),
         ("ip6tables", "ip6tables (legacy)"),
     ] {
-        let command = format!("{tool}{infix}");
+        let command = variant.program(tool, "");
         let table = cf_allow_doctor::iptables::read_filter(&format!("{command}-save"));
         let also_legacy = !matches!(variant, Variant::Legacy)
             && matches!(&table, Ok(t) if t.legacy_tables_present);
@@ -446,7 +441,7 @@ fn read_iptables(variant: &cf_allow_iptables::Variant) -> Vec<TableRead> {
             table,
         });
         if also_legacy {
-            let command = format!("{tool}-legacy");
+            let command = Variant::Legacy.program(tool, "");
             out.push(TableRead {
                 label: legacy_label,
                 table: cf_allow_doctor::iptables::read_filter(&format!("{command}-save")),

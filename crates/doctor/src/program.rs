@@ -2,10 +2,18 @@
 
 use crate::Error;
 
+use std::process::Output;
+
 use cf_allow_exec::find_program;
 
 /// Runs `program args…` (stdin closed, `LC_ALL=C`) and returns its stdout when it exits 0.
 pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {
+    let output = run_program_output(program, args)?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// [`run_program`], returning the whole output (for programs that warn on stderr).
+pub(crate) fn run_program_output(program: &str, args: &[&str]) -> Result<Output, Error> {
     let path = find_program(program).ok_or_else(|| Error::ProgramMissing {
         program: program.to_string(),
     })?;
@@ -15,7 +23,7 @@ pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {
         source,
     })?;
     if output.status.success() {
-        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        return Ok(output);
     }
     Err(Error::Command {
         program: format!("{program} {}", args.join(" ")),

@@ -79,26 +79,19 @@ impl IptablesBackend {
 
     /// The `<tool>-save` and `<tool>-restore` programs for one family.
     fn programs(&self, family: Family) -> (Program, Program) {
-        let base = tool(family);
-        let infix = match self.variant {
-            Variant::Auto => "",
-            Variant::Nft => "-nft",
-            Variant::Legacy => "-legacy",
-        };
         (
-            Program::new(format!("{base}{infix}-save"), "iptables"),
-            Program::new(format!("{base}{infix}-restore"), "iptables"),
+            Program::new(self.variant.program(tool(family), "-save"), "iptables"),
+            Program::new(self.variant.program(tool(family), "-restore"), "iptables"),
         )
     }
 
     fn read_table(&self, family: Family, warnings: &mut Vec<String>) -> Result<FilterTable, Error> {
         let (save, _) = self.programs(family);
         let out = save.run(&["-t", "filter"], None, self.lock_wait_secs)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("iptables-legacy tables present") {
+        if crate::legacy_tables_present(&String::from_utf8_lossy(&out.stderr)) {
             warnings.push(format!(
-                "{}: iptables-legacy also holds tables on this host and cf-allow manages the nf_tables ones; if your firewall lives in iptables-legacy, set iptables.variant: legacy",
-                tool(family)
+                "{tool}: {tool}-legacy also holds tables on this host and cf-allow manages the nf_tables ones; if your firewall lives in {tool}-legacy, set iptables.variant: legacy",
+                tool = tool(family)
             ));
         }
         FilterTable::parse(&String::from_utf8_lossy(&out.stdout), &save.name)

@@ -26,6 +26,19 @@ pub enum Variant {
     Legacy,
 }
 
+impl Variant {
+    /// The program of this variant for `tool` (`iptables`/`ip6tables`) with `suffix`
+    /// (`""`, `"-save"`, `"-restore"`): `ip6tables-nft-save`, `iptables-legacy`, `iptables-restore`.
+    pub fn program(self, tool: &str, suffix: &str) -> String {
+        let infix = match self {
+            Variant::Auto => "",
+            Variant::Nft => "-nft",
+            Variant::Legacy => "-legacy",
+        };
+        format!("{tool}{infix}{suffix}")
+    }
+}
+
 /// The `iptables:` section of the config.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -188,6 +201,16 @@ mod tests {
             hooks: hooks.iter().map(|s| s.to_string()).collect(),
             ..Settings::default()
         }
+    }
+
+    #[test]
+    fn variants_name_their_programs() {
+        assert_eq!(Variant::Auto.program("iptables", "-save"), "iptables-save");
+        assert_eq!(
+            Variant::Nft.program("ip6tables", "-restore"),
+            "ip6tables-nft-restore"
+        );
+        assert_eq!(Variant::Legacy.program("iptables", ""), "iptables-legacy");
     }
 
     #[test]

@@ -170,6 +170,26 @@ variant_tests!(
     docker_user_missing_is_skipped_legacy => docker_user_missing_is_skipped
 );
 
+/// With the nf_tables variant, legacy (x_tables) tables next to it are a warning per family:
+/// the host's firewall may live there.
+#[test]
+fn legacy_tables_next_to_nft_are_a_warning_per_family() {
+    if !ready("legacy_tables_next_to_nft_are_a_warning_per_family") {
+        return;
+    }
+    let ns = Netns::new("ipt-alsolegacy");
+    let s = settings(Variant::Nft, |_| {});
+    assert!(inspect(&ns, &s, &PORTS).warnings.is_empty());
+    ns.sh("iptables-legacy -A INPUT -s 203.0.113.9 -j DROP && ip6tables-legacy -A INPUT -s 2001:db8::9 -j DROP");
+    let warnings = inspect(&ns, &s, &PORTS).warnings;
+    assert_eq!(
+        warnings,
+        ["iptables", "ip6tables"].map(|tool| format!(
+            "{tool}: {tool}-legacy also holds tables on this host and cf-allow manages the nf_tables ones; if your firewall lives in {tool}-legacy, set iptables.variant: legacy"
+        ))
+    );
+}
+
 #[test]
 fn remove_refuses_when_a_foreign_rule_uses_the_chain() {
     if !ready("remove_refuses_when_a_foreign_rule_uses_the_chain") {

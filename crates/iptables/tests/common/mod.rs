@@ -52,13 +52,7 @@ pub const VARIANTS: [Variant; 2] = [Variant::Nft, Variant::Legacy];
 
 /// `iptables-nft`, `ip6tables-legacy-save`, … for a variant.
 pub fn program(variant: Variant, v6: bool, suffix: &str) -> String {
-    let base = if v6 { "ip6tables" } else { "iptables" };
-    let infix = match variant {
-        Variant::Nft => "-nft",
-        Variant::Legacy => "-legacy",
-        Variant::Auto => "",
-    };
-    format!("{base}{infix}{suffix}")
+    variant.program(if v6 { "ip6tables" } else { "iptables" }, suffix)
 }
 
 /// The filter table as `iptables-save` prints it, comments dropped and counters zeroed.
