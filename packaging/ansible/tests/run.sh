@@ -19,19 +19,6 @@ ANSIBLE_CORE_SPEC=${ANSIBLE_CORE_SPEC:-"ansible-core>=2.16,<2.20"}
 CHECKS_LABEL=ansible
 # shellcheck source=packaging/checks.sh
 . "$root/packaging/checks.sh"
-skip() {
-    echo "ansible: skipped: $*" >&2
-    if [ "${CI:-}" = true ]; then
-        fail "prerequisite: $*"
-        check "ansible-doc renders the module's documentation" bash -c "cd '$tmp' && env LC_ALL=C.UTF-8 \
-    ANSIBLE_CONFIG='$tmp/ansible.cfg' ANSIBLE_COLLECTIONS_PATH='$root/packaging/ansible' \
-    ANSIBLE_LOCAL_TEMP='$tmp/ansible-local' ANSIBLE_NOCOLOR=1 \
-    '$venv/bin/ansible-doc' cfallow.cf_allow.cf_allow 2>&1 | grep -- 'mirror cf-allow' >/dev/null"
-
-finish
-    fi
-    exit 0
-}
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, nftables)"
 for program in ip nft python3; do
