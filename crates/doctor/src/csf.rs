@@ -1,6 +1,6 @@
 //! CSF's deny lists: `csf.deny` (permanent) and `csf.tempban` (lfd's temporary bans).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{AddrRange, Error};
 
@@ -10,8 +10,6 @@ pub const TEMPBAN_FILE: &str = "/var/lib/csf/csf.tempban";
 /// A blocking entry of a deny file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DenyEntry {
-    /// The file.
-    pub file: PathBuf,
     /// 1-based line number.
     pub line: usize,
     /// The address, CIDR or range.
@@ -21,7 +19,7 @@ pub struct DenyEntry {
 /// Reads `file` when it exists (a missing file holds nothing) and returns its entries.
 pub fn read_deny_file(file: &Path) -> Result<Vec<DenyEntry>, Error> {
     match std::fs::read_to_string(file) {
-        Ok(text) => Ok(parse_deny(file, &text)),
+        Ok(text) => Ok(parse_deny(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(Error::Read {
             path: file.to_path_buf(),
@@ -32,7 +30,7 @@ pub fn read_deny_file(file: &Path) -> Result<Vec<DenyEntry>, Error> {
 
 /// Parses `csf.deny` (`1.2.3.4 # reason`, `1.2.3.0/24`, advanced `tcp|in|d=80|s=1.2.3.4`)
 /// or `csf.tempban` (`time|address|port|inout|timeout|reason`).
-pub fn parse_deny(file: &Path, text: &str) -> Vec<DenyEntry> {
+pub fn parse_deny(text: &str) -> Vec<DenyEntry> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -48,11 +46,7 @@ pub fn parse_deny(file: &Path, text: &str) -> Vec<DenyEntry> {
             line.split_whitespace().next().and_then(AddrRange::parse)
         };
         if let Some(range) = range {
-            out.push(DenyEntry {
-                file: file.to_path_buf(),
-                line: i + 1,
-                range,
-            });
+            out.push(DenyEntry { line: i + 1, range });
         }
     }
     out
@@ -70,7 +64,7 @@ mod tests {
                     198.51.100.0/24\n\
                     tcp|in|d=443|s=172.64.0.9 # manual\n\
                     Include /etc/csf/more.deny\n";
-        let entries = parse_deny(Path::new("/etc/csf/csf.deny"), deny);
+        let entries = parse_deny(deny);
         let got: Vec<(usize, String)> = entries
             .iter()
             .map(|e| (e.line, e.range.to_string()))
@@ -84,7 +78,7 @@ mod tests {
             ]
         );
         let tempban = "1795600000|2606:4700::1|443|in|3600|lfd - *Port Scan*\n";
-        let entries = parse_deny(Path::new(TEMPBAN_FILE), tempban);
+        let entries = parse_deny(tempban);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].range.to_string(), "2606:4700::1");
     }

@@ -20,4 +20,4 @@ pub mod sources;
 pub use check::{Check, Status};
 pub use error::Error;
 pub use nets::{cloudflare_overlap, AddrRange};
-pub use program::run_program;
+use program::run_program;
