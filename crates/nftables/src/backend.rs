@@ -517,7 +517,7 @@ impl Backend for NftablesBackend {
                     }
                 }
                 for set in nl.sets(FAMILY_INET, &into.table)? {
-                    if (set.name == SET_V4 || set.name == SET_V6) && set.is_tagged() {
+                    if is_our_set(&set) {
                         lines.push(format!("set inet {} {}", into.table, set.name));
                         changes.push(Change::DelSet {
                             family: FAMILY_INET,
@@ -643,6 +643,11 @@ fn find_chain<'a>(chains: &'a [ChainInfo], table: &str, name: &str) -> Option<&'
         .find(|c| c.family == FAMILY_INET && c.table == table && c.name == name)
 }
 
+/// True for one of cf-allow's two sets: its name and its comment.
+fn is_our_set(set: &SetInfo) -> bool {
+    (set.name == SET_V4 || set.name == SET_V6) && set.is_tagged()
+}
+
 /// Why a table with cf-allow's name is not cf-allow's, or `None` when it is.
 fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> Option<String> {
     match table.comment.as_deref() {
@@ -657,9 +662,10 @@ fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> 
     {
         return Some(format!("it holds chain {}", chain.name));
     }
-    if let Some(set) = sets.iter().find(|s| {
-        !s.name.starts_with("__set") && !((s.name == SET_V4 || s.name == SET_V6) && s.is_tagged())
-    }) {
+    if let Some(set) = sets
+        .iter()
+        .find(|s| !s.name.starts_with("__set") && !is_our_set(s))
+    {
         return Some(format!("it holds set {}", set.name));
     }
     None
@@ -780,14 +786,12 @@ mod tests {
             hook: None,
             policy: None,
             kind: None,
-            priority: None,
         };
         assert!(foreign_reason(&table(None), &[chain], &[]).is_some());
         let set = SetInfo {
             name: "blocklist".into(),
             flags: 0,
             key_type: 7,
-            key_len: 4,
             comment: None,
         };
         assert!(foreign_reason(&table(None), &[], &[set]).is_some());

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 
 /// One element of an interval set, as sent to or read from the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,55 +115,13 @@ fn range_before(start: &Element, next: &Element) -> Option<(IpAddr, IpAddr)> {
     (last >= first).then_some((first, last))
 }
 
-/// The minimal list of prefixes covering exactly `first..=last` (same family, first <= last).
+/// The minimal list of prefixes covering exactly `first..=last`; empty when the families
+/// differ or `first > last`.
 pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
     match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            split_range(u32::from(a) as u128, u32::from(b) as u128, 32)
-                .into_iter()
-                .filter_map(|(addr, len)| Ipv4Net::new(Ipv4Addr::from(addr as u32), len).ok())
-                .map(IpNet::V4)
-                .collect()
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => split_range(u128::from(a), u128::from(b), 128)
-            .into_iter()
-            .filter_map(|(addr, len)| Ipv6Net::new(Ipv6Addr::from(addr), len).ok())
-            .map(IpNet::V6)
-            .collect(),
+        (IpAddr::V4(a), IpAddr::V4(b)) => Ipv4Subnets::new(a, b, 0).map(IpNet::V4).collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => Ipv6Subnets::new(a, b, 0).map(IpNet::V6).collect(),
         _ => Vec::new(),
-    }
-}
-
-/// Splits `first..=last` in a `bits`-wide address space into aligned blocks, largest first.
-fn split_range(mut first: u128, last: u128, bits: u8) -> Vec<(u128, u8)> {
-    // The distance from the first to the last address of a block of 2^size_bits addresses.
-    let span = |size_bits: u32| {
-        if size_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << size_bits) - 1
-        }
-    };
-    let mut out = Vec::new();
-    if first > last {
-        return out;
-    }
-    loop {
-        // The largest block that starts at `first` (alignment) and does not pass `last`.
-        let mut size_bits = first.trailing_zeros().min(bits as u32);
-        while size_bits > 0
-            && first
-                .checked_add(span(size_bits))
-                .is_none_or(|end| end > last)
-        {
-            size_bits -= 1;
-        }
-        out.push((first, bits - size_bits as u8));
-        let block_last = first + span(size_bits);
-        if block_last >= last {
-            return out;
-        }
-        first = block_last + 1;
     }
 }
 
@@ -219,6 +177,7 @@ fn top_of(addr: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
     use cf_allow_diff::RangeSet;
+    use ipnet::Ipv4Net;
 
     fn net(s: &str) -> IpNet {
         s.parse().expect("test CIDR")
@@ -335,13 +294,54 @@ mod tests {
     }
 
     #[test]
-    fn cloudflare_ranges_round_trip_exactly_in_both_families() {
-        let all = RangeSet::aggregated(
-            cf_allow_testkit::CLOUDFLARE_V4
-                .iter()
-                .chain(cf_allow_testkit::CLOUDFLARE_V6.iter())
-                .map(|s| net(s)),
+    fn ranges_at_the_edges_split_exactly() {
+        let a = |s: &str| -> IpAddr { s.parse().expect("addr") };
+        // Ranges that end at the top of the address space.
+        assert_eq!(
+            prefixes_of_range(a("255.255.255.253"), a("255.255.255.255")),
+            vec![net("255.255.255.253/32"), net("255.255.255.254/31")]
         );
+        assert_eq!(
+            prefixes_of_range(a("128.0.0.0"), a("255.255.255.255")),
+            vec![net("128.0.0.0/1")]
+        );
+        assert_eq!(
+            prefixes_of_range(
+                Ipv6Addr::from(u128::MAX - 2).into(),
+                Ipv6Addr::from(u128::MAX).into()
+            ),
+            vec![
+                net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd/128"),
+                net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127")
+            ]
+        );
+        assert_eq!(
+            prefixes_of_range(a("8000::"), Ipv6Addr::from(u128::MAX).into()),
+            vec![net("8000::/1")]
+        );
+        // A single address, including the very first and the very last one.
+        for s in [
+            "10.0.0.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            "2001:db8::1",
+        ] {
+            assert_eq!(prefixes_of_range(a(s), a(s)), vec![IpNet::from(a(s))]);
+        }
+        let top6: IpAddr = Ipv6Addr::from(u128::MAX).into();
+        assert_eq!(prefixes_of_range(top6, top6), vec![IpNet::from(top6)]);
+        // first > last, and mismatched families, give nothing.
+        assert!(prefixes_of_range(a("10.0.0.2"), a("10.0.0.1")).is_empty());
+        assert!(prefixes_of_range(a("255.255.255.255"), a("0.0.0.0")).is_empty());
+        assert!(prefixes_of_range(a("2001:db8::2"), a("2001:db8::1")).is_empty());
+        assert!(prefixes_of_range(a("10.0.0.1"), a("::1")).is_empty());
+        assert!(prefixes_of_range(a("::1"), a("10.0.0.1")).is_empty());
+    }
+
+    #[test]
+    fn cloudflare_ranges_round_trip_exactly_in_both_families() {
+        let all = RangeSet::aggregated(cf_allow_testkit::cloudflare_ranges().into_iter().map(net));
         let v4: Vec<IpNet> = all.iter_family(cf_allow_diff::Family::Ipv4).collect();
         let v6: Vec<IpNet> = all.iter_family(cf_allow_diff::Family::Ipv6).collect();
         let back = RangeSet::exact(round_trip(&v4, 4).iter().chain(round_trip(&v6, 16).iter()));

@@ -11,7 +11,7 @@
 //! One port is matched with a plain comparison, several with an anonymous set (as nft does),
 //! none (`ports: []`) with `meta l4proto tcp` alone.
 
-use crate::model::Expr;
+use crate::model::{Expr, FAMILY_IP, FAMILY_IP6};
 
 /// The IPv4 set.
 pub(crate) const SET_V4: &str = "cf_v4";
@@ -24,8 +24,6 @@ const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
 /// `NF_DROP`.
 pub(crate) const VERDICT_DROP: i32 = 0;
@@ -35,8 +33,8 @@ pub(crate) const VERDICT_ACCEPT: i32 = 1;
 /// The rules cf-allow keeps, in order, for `ports` (sorted, deduplicated) and `lockdown`.
 pub(crate) fn expected_rules(ports: &[u16], lockdown: bool) -> Vec<Vec<Expr>> {
     let mut rules = vec![
-        accept_rule(NFPROTO_IPV4, 12, 4, SET_V4, ports),
-        accept_rule(NFPROTO_IPV6, 8, 16, SET_V6, ports),
+        accept_rule(FAMILY_IP, 12, 4, SET_V4, ports),
+        accept_rule(FAMILY_IP6, 8, 16, SET_V6, ports),
     ];
     if lockdown {
         let mut drop = tcp_ports(ports);

@@ -49,8 +49,6 @@ pub(crate) struct ChainInfo {
     pub policy: Option<u32>,
     /// Chain type (`filter`, `nat`, `route`; base chains only).
     pub kind: Option<String>,
-    /// Priority (base chains only).
-    pub priority: Option<i32>,
 }
 
 /// A set, as listed by the kernel.
@@ -59,7 +57,6 @@ pub(crate) struct SetInfo {
     pub name: String,
     pub flags: u32,
     pub key_type: u32,
-    pub key_len: u32,
     pub comment: Option<String>,
 }
 

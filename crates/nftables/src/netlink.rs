@@ -736,8 +736,6 @@ impl OwnedChain {
                 } else {
                     None
                 },
-                priority: is_set(sys::NFTNL_CHAIN_PRIO)
-                    .then(|| sys::nftnl_chain_get_s32(p, sys::NFTNL_CHAIN_PRIO as u16)),
             }
         }
     }
@@ -762,7 +760,7 @@ impl OwnedSet {
     }
 
     /// Declares the set's key, flags and user data (for NEWSET).
-    fn define(&self, key: KeyKind, flags: u32, id: Option<u32>, comment: Option<&str>) {
+    fn define(&self, key: KeyKind, flags: u32, id: u32, comment: Option<&str>) {
         let p = self.ptr.as_ptr();
         let mut udata = udata_u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG_ENDIAN);
         if let Some(comment) = comment {
@@ -773,9 +771,7 @@ impl OwnedSet {
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_TYPE as u16, key.type_id());
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_LEN as u16, key.len());
             sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FLAGS as u16, flags);
-            if let Some(id) = id {
-                sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, id);
-            }
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, id);
             sys::nftnl_set_set_data(
                 p,
                 sys::NFTNL_SET_USERDATA as u16,
@@ -910,7 +906,6 @@ impl OwnedSet {
                     .unwrap_or_default(),
                 flags: get(sys::NFTNL_SET_FLAGS),
                 key_type: get(sys::NFTNL_SET_KEY_TYPE),
-                key_len: get(sys::NFTNL_SET_KEY_LEN),
                 comment: udata_comment(&udata, UDATA_SET_COMMENT),
             }
         }
@@ -1203,7 +1198,7 @@ impl Message {
                 let id = *anon_id;
                 *anon_id += 1;
                 let set = OwnedSet::new(*family, table, Some(name))?;
-                set.define(*key, libc::NFT_SET_INTERVAL as u32, Some(id), Some(TAG));
+                set.define(*key, libc::NFT_SET_INTERVAL as u32, id, Some(TAG));
                 vec![Message::new(
                     Object::Set(set),
                     libc::NFT_MSG_NEWSET,
@@ -1270,7 +1265,7 @@ impl Message {
                         set.define(
                             KeyKind::Port,
                             (libc::NFT_SET_ANONYMOUS | libc::NFT_SET_CONSTANT) as u32,
-                            Some(id),
+                            id,
                             None,
                         );
                         out.push(Message::new(

@@ -205,15 +205,7 @@ fn without_cap_net_admin_the_error_is_one_clear_line() {
     }
     let ns = Netns::new("nft-noperm");
     let before = ruleset(&ns);
-    let name = ns.name().to_owned();
-    let (available, err) = std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
-        use std::os::fd::AsRawFd;
-        // SAFETY: valid fd; affects only this thread.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+    let (available, err) = ns.run_in(|| {
         drop_net_admin_on_this_thread();
         let available = cf_allow_nftables::available();
         let err = NftablesBackend::new(own(false), vec![443])
@@ -221,9 +213,7 @@ fn without_cap_net_admin_the_error_is_one_clear_line() {
             .inspect()
             .expect_err("no permission");
         (available, err)
-    })
-    .join()
-    .expect("thread");
+    });
     assert!(!available);
     assert_eq!(
         err.to_string(),

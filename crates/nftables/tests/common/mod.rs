@@ -4,7 +4,7 @@
 
 use cf_allow_diff::{Backend, Inspection, IpNet, Plan, RangeSet};
 use cf_allow_nftables::{Error, IntoTarget, NftablesBackend, Settings, TableFamily};
-use cf_allow_testkit::{Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::Netns;
 
 /// True when the test may run (root, nft for reading back).
 pub fn ready(test: &str) -> bool {
@@ -17,7 +17,7 @@ pub fn nets(list: &[&str]) -> Vec<IpNet> {
 
 /// Today's Cloudflare list, aggregated as the binary would apply it.
 pub fn cloudflare() -> RangeSet {
-    RangeSet::aggregated(nets(&CLOUDFLARE_V4).into_iter().chain(nets(&CLOUDFLARE_V6)))
+    RangeSet::aggregated(nets(&cf_allow_testkit::cloudflare_ranges()))
 }
 
 pub fn own(lockdown: bool) -> Settings {
