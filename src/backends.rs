@@ -80,22 +80,18 @@ impl<B: Backend> Firewall for B {
 }
 
 /// Builds the backend of `kind` from the config.
-/// The backend's settings are taken out of `config`.
-pub fn open(kind: BackendKind, config: &mut Config) -> Result<Box<dyn Firewall>> {
+pub fn open(kind: BackendKind, config: &Config) -> Result<Box<dyn Firewall>> {
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
     let backend: Box<dyn Firewall> = match kind {
         BackendKind::Nftables => Box::new(cf_allow_nftables::NftablesBackend::new(
-            std::mem::take(&mut config.nftables),
+            config.nftables.clone(),
             ports,
         )?),
         BackendKind::Iptables => Box::new(cf_allow_iptables::IptablesBackend::new(
-            std::mem::take(&mut config.iptables),
+            config.iptables.clone(),
             ports,
         )?),
-        BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(
-            std::mem::take(&mut config.csf),
-            ports,
-        )?),
+        BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
     };
     Ok(backend)
 }

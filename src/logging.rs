@@ -1,7 +1,6 @@
 //! Logging to stderr with `tracing`: human text by default, JSON lines for log shippers.
 
 use tracing::Level;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::cli::LogFormat;
 
@@ -15,8 +14,7 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_span_events(FmtSpan::NONE);
+        .with_max_level(level);
     let _ = match format {
         LogFormat::Text => builder
             .without_time()

@@ -2,26 +2,28 @@
 //! `cf-allow check-config`, so none of them rots; a bad config fails with one error line that
 //! names the key and its line.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{Run, BIN};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn check_config(path: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cf-allow"))
-        .arg("--config")
-        .arg(path)
-        .arg("check-config")
-        .env_remove("CF_ALLOW_CONFIG")
-        .output()
-        .expect("run cf-allow")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn check_config(path: &Path) -> Run {
+    Run::of(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(path)
+            .arg("check-config")
+            .env_remove("CF_ALLOW_CONFIG")
+            .output()
+            .expect("run cf-allow"),
+    )
 }
 
 /// The example configs, found by listing the directory so new ones are covered too.
@@ -55,13 +57,12 @@ fn every_example_config_loads() {
     let readme = fs::read_to_string(repo().join("examples/README.md")).expect("examples/README.md");
     for file in &files {
         let out = check_config(file);
-        let stdout = text(&out.stdout);
-        let stderr = text(&out.stderr);
+        let (stdout, stderr) = (&out.stdout, &out.stderr);
         assert!(
-            out.status.success(),
-            "{}: exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            out.code == 0,
+            "{}: exit {}\nstdout: {stdout}\nstderr: {stderr}",
             file.display(),
-            out.status.code()
+            out.code
         );
         assert!(
             stdout.contains(&format!("config {}: OK", file.display())),
@@ -88,12 +89,8 @@ fn every_example_config_loads() {
 fn packaged_default_config_loads_as_shipped_and_uncommented() {
     let shipped = repo().join("packaging/config.yaml");
     let out = check_config(&shipped);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("backend: detect"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(out.code == 0, "{}", out.stderr);
+    assert!(out.stdout.contains("backend: detect"), "{}", out.stdout);
 
     // Every commented setting (`#key`, not `## explanation`) spelled out must be valid too:
     // the documented defaults are real keys with real values.
@@ -108,11 +105,11 @@ fn packaged_default_config_loads_as_shipped_and_uncommented() {
     let path = dir.path().join("config.yaml");
     fs::write(&path, &uncommented).expect("write");
     let out = check_config(&path);
-    let stdout = text(&out.stdout);
+    let stdout = &out.stdout;
     assert!(
-        out.status.success(),
+        out.code == 0,
         "uncommented packaging/config.yaml: {}\n{uncommented}",
-        text(&out.stderr)
+        out.stderr
     );
     for expected in [
         "backend: nftables\n",
@@ -138,13 +135,9 @@ fn bad_config_fails_with_one_line_naming_key_and_line() {
     )
     .expect("write");
     let out = check_config(&path);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "stdout not empty: {}",
-        text(&out.stdout)
-    );
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 1, "stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "stdout not empty: {}", out.stdout);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one error line: {stderr}");
     assert!(lines[0].contains("lockdwn"), "{stderr}");

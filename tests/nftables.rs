@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cf_allow_testkit::{lab, nft, Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
+use cf_allow_testkit::{cloudflare_ranges, lab, nft, Netns, CLOUDFLARE_V4, CLOUDFLARE_V6};
 use common::*;
 
 fn ready(test: &str) -> bool {
@@ -101,10 +101,8 @@ fn nft_sync_creates_the_table_and_a_second_sync_changes_nothing() {
 
     // A changed feed: one range removed, one added, one split in two (pieces that do not
     // merge back): exactly that delta, and only those elements change.
-    let mut changed: Vec<&str> = CLOUDFLARE_V4
-        .iter()
-        .chain(CLOUDFLARE_V6.iter())
-        .copied()
+    let mut changed: Vec<&str> = cloudflare_ranges()
+        .into_iter()
         .filter(|r| *r != "103.21.244.0/22" && *r != "104.24.0.0/14")
         .collect();
     changed.extend(["45.64.64.0/22", "104.24.0.0/15", "104.26.0.0/16"]);

@@ -30,12 +30,9 @@ const EXEMPT_CLOUDFLARE: &str = "exempt Cloudflare's ranges in the tool that add
 
 /// Runs `doctor`. "Changed" means: at least one warning or failure.
 pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
-    let Loaded { mut config, path } = loaded;
+    let Loaded { config, path } = loaded;
     // A config doctor cannot understand is an error (exit 1), not a finding.
     let extra = crate::list::extra_cidrs(&config)?;
-    let nft_settings = config.nftables.clone();
-    let ipt_settings = config.iptables.clone();
-    let csf_dir = config.csf.dir.clone();
 
     let mut checks = vec![config_check(path.as_deref())];
     let kind = backend_checks(args, &config, &mut checks);
@@ -50,15 +47,15 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         ),
     };
     if let Some(kind) = kind {
-        firewall_checks(kind, &mut config, &cloudflare, which, &extra, &mut checks);
+        firewall_checks(kind, &config, &cloudflare, which, &extra, &mut checks);
     }
     listen_checks(&config, &mut checks);
 
-    let tables = read_iptables(&ipt_settings.variant);
+    let tables = read_iptables(&config.iptables.variant);
     let ports: Vec<String> = config.ports.iter().map(|p| p.to_string()).collect();
     let shadow = Shadow {
         iptables_backend: kind == Some(BackendKind::Iptables),
-        own_chain: &ipt_settings.chain,
+        own_chain: &config.iptables.chain,
         ports: if ports.is_empty() {
             "all TCP ports".to_string()
         } else {
@@ -67,9 +64,9 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     };
     checks.extend(ipset_checks(&cloudflare, &tables, &shadow));
     checks.extend(iptables_checks(&cloudflare, &tables, &shadow));
-    checks.extend(nft_set_checks(&cloudflare, &nft_settings));
-    checks.extend(csf_checks(&cloudflare, &csf_dir));
-    checks.push(docker_check(&tables, kind, &ipt_settings.hooks));
+    checks.extend(nft_set_checks(&cloudflare, &config.nftables));
+    checks.extend(csf_checks(&cloudflare, &config.csf.dir));
+    checks.push(docker_check(&tables, kind, &config.iptables.hooks));
 
     let findings = checks.iter().any(|c| c.status.is_finding());
     if args.json {
@@ -118,7 +115,8 @@ fn backend_checks(
     config: &Config,
     checks: &mut Vec<Check>,
 ) -> Option<BackendKind> {
-    let how = match (args.backend, config.backend) {
+    let chosen = args.backend.or(config.backend);
+    let how = match (args.backend, chosen) {
         (Some(_), _) => "chosen with --backend",
         (None, Some(_)) => "set in the config",
         (None, None) => "detected",
@@ -134,29 +132,26 @@ fn backend_checks(
             return None;
         }
     };
-    let (available, missing) = match kind {
-        BackendKind::Nftables => (
-            cf_allow_nftables::available(),
+    // Detection only picks an available backend; one chosen by hand may not be.
+    let missing = match kind {
+        _ if chosen.is_none() => None,
+        BackendKind::Nftables => (!cf_allow_nftables::available()).then_some(
             "the kernel does not answer nf_tables requests (not root, or no nf_tables support)",
         ),
-        BackendKind::Iptables => (
-            cf_allow_iptables::available(),
-            "iptables-restore is not installed",
-        ),
-        BackendKind::Csf => (
-            cf_allow_csf::available(),
-            "CSF is not installed (/etc/csf/csf.conf and the csf program)",
-        ),
+        BackendKind::Iptables => {
+            (!cf_allow_iptables::available()).then_some("iptables-restore is not installed")
+        }
+        BackendKind::Csf => (!cf_allow_csf::available())
+            .then_some("CSF is not installed (/etc/csf/csf.conf and the csf program)"),
     };
     let name = kind.as_str();
-    checks.push(if available {
-        Check::ok("backend", format!("{name} ({how}) is available"))
-    } else {
-        Check::fail(
+    checks.push(match missing {
+        None => Check::ok("backend", format!("{name} ({how}) is available")),
+        Some(missing) => Check::fail(
             "backend",
             format!("{name} ({how}) is not available: {missing}"),
             "run as root, install the backend, or choose another with `backend:` / --backend",
-        )
+        ),
     });
     Some(kind)
 }
@@ -238,7 +233,7 @@ fn list_check(
 /// `list` is Cloudflare's list, `which` where it comes from, in words.
 fn firewall_checks(
     kind: BackendKind,
-    config: &mut Config,
+    config: &Config,
     list: &RangeSet,
     which: &str,
     extra: &RangeSet,
@@ -262,7 +257,7 @@ fn firewall_checks(
     };
     let name = backend.name();
     let expected = list.union(extra);
-    let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs.clone());
+    let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
     checks.push(if !plan.add.is_empty() {
         let first: Vec<String> = plan.add.iter().take(3).map(|n| n.to_string()).collect();
         Check::fail(

@@ -15,10 +15,10 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use cf_allow_diff::{Family, Inspection, RangeSet};
+use cf_allow_fetch::FetchedList;
 
 use crate::backends::{self, BackendKind, Firewall};
 use crate::config::Config;
-use crate::list::Desired;
 use crate::lock::{self, RunLock};
 
 /// What `main` needs to know about a run.
@@ -35,9 +35,9 @@ pub fn families_json(set: &RangeSet) -> Value {
     })
 }
 
-/// The `list` object of the `sync` and `ranges` JSON documents.
-pub fn list_json(desired: &Desired) -> Value {
-    let list = &desired.list;
+/// A fetched list's provenance and per-family counts: the `list` object of the `sync` and
+/// `ranges` JSON documents and `last_good` of `status`.
+pub fn list_json(list: &FetchedList) -> Value {
     json!({
         "ipv4": list.ranges.len_of(Family::Ipv4),
         "ipv6": list.ranges.len_of(Family::Ipv6),
@@ -59,11 +59,11 @@ pub fn lock(state_dir: &Path, wait_secs: u64) -> Result<RunLock> {
     lock::acquire(state_dir, Duration::from_secs(wait_secs))
 }
 
-/// Builds the backend of `kind` (taking its settings out of `config`), reads what it manages
-/// now, and logs the backend's warnings.
+/// Builds the backend of `kind` from `config`, reads what it manages now, and logs the
+/// backend's warnings.
 pub fn open_and_inspect(
     kind: BackendKind,
-    config: &mut Config,
+    config: &Config,
 ) -> Result<(Box<dyn Firewall>, Inspection)> {
     let mut backend = backends::open(kind, config)?;
     let name = backend.name();

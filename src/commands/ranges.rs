@@ -15,7 +15,7 @@ pub fn run(config: &Config, args: &RangesArgs) -> Result<Outcome> {
     if args.json {
         print_json(&json!({
             "ranges": families_json(&desired.ranges),
-            "list": list_json(&desired),
+            "list": list_json(&desired.list),
         }))?;
     } else {
         print!("{}", desired.ranges);

@@ -9,10 +9,10 @@ use crate::cli::RemoveArgs;
 use crate::config::Config;
 
 /// Runs `remove`.
-pub fn run(mut config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+pub fn run(config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
     let _lock = super::lock(&config.state_dir, wait_secs)?;
-    let mut backend = backends::open(kind, &mut config)?;
+    let mut backend = backends::open(kind, &config)?;
     let name = backend.name();
     let removed = backend
         .remove(args.dry_run)

@@ -5,13 +5,13 @@ use cf_allow_diff::Plan;
 use cf_allow_fetch::Origin;
 use serde_json::json;
 
-use super::{families_json, print_json, Outcome};
+use super::{families_json, list_json, print_json, Outcome};
 use crate::backends;
 use crate::cli::StatusArgs;
 use crate::config::Config;
 
 /// Runs `status`. "Changed" means: not in sync with the last good list, or repairs pending.
-pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
+pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
     // The list the last sync applied: the cache, else (a sync that ran offline without one)
     // the compiled-in list.
@@ -19,7 +19,7 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
         .context("cannot read the cached list")?
         .unwrap_or_else(cf_allow_fetch::embedded);
     let extra = crate::list::extra_cidrs(&config)?;
-    let (backend, found) = super::open_and_inspect(kind, &mut config)?;
+    let (backend, found) = super::open_and_inspect(kind, &config)?;
     let name = backend.name();
 
     let expected = last_good.ranges.union(&extra);
@@ -37,14 +37,7 @@ pub fn run(mut config: Config, args: &StatusArgs) -> Result<Outcome> {
             "unexpected": families_json(&plan.remove),
             "repairs": plan.repairs,
             "warnings": found.warnings,
-            "last_good": {
-                "source": last_good.source,
-                "etag": last_good.etag,
-                "origin": last_good.origin,
-                "fetched_at": crate::time::rfc3339(last_good.fetched_at),
-                "ipv4": last_good.ranges.ipv4.len(),
-                "ipv6": last_good.ranges.ipv6.len(),
-            },
+            "last_good": list_json(&last_good),
         }))?;
         return Ok(Outcome { changed: !in_sync });
     }

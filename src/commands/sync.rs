@@ -11,12 +11,12 @@ use crate::config::Config;
 use crate::list::{self, Desired};
 
 /// Runs `sync`.
-pub fn run(mut config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
     let _lock = super::lock(&config.state_dir, wait_secs)?;
     let desired = list::desired(&config, &args.source)?;
     let max_shrink = config.guard.max_shrink_percent.0;
-    let (mut backend, found) = super::open_and_inspect(kind, &mut config)?;
+    let (mut backend, found) = super::open_and_inspect(kind, &config)?;
     let name = backend.name();
     let plan = Plan::between(&desired.ranges, &found.ranges).with_repairs(found.repairs);
 
@@ -74,7 +74,7 @@ fn plan_json(
         "unchanged": plan.unchanged,
         "repairs": plan.repairs,
         "warnings": warnings,
-        "list": list_json(desired),
+        "list": list_json(&desired.list),
     })
 }
 

@@ -55,12 +55,7 @@ impl Env {
 
     /// Cloudflare's 15 + 7 ranges as a feed.
     pub fn cloudflare_feed(&self) -> String {
-        let all: Vec<&str> = cf_allow_testkit::CLOUDFLARE_V4
-            .iter()
-            .chain(cf_allow_testkit::CLOUDFLARE_V6.iter())
-            .copied()
-            .collect();
-        self.feed("cloudflare.txt", &all)
+        self.feed("cloudflare.txt", &cf_allow_testkit::cloudflare_ranges())
     }
 
     /// `cf-allow --config CONFIG ARGS…`, inside `ns` when given.
