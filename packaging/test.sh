@@ -296,8 +296,7 @@ if command -v rpm >/dev/null; then
     check "the .rpm requires libnftnl and libmnl" \
         bash -c "rpm -qRp '$rpmfile' 2>/dev/null | grep -q '^libnftnl.so' && rpm -qRp '$rpmfile' 2>/dev/null | grep -q '^libmnl.so'"
     check "the .rpm has the install and uninstall scriptlets" \
-        bash -c "rpm -qp --scripts '$rpmfile' 2>/dev/null | grep -Eq '^(postinstall|preuninstall|postuninstall) scriptlet' &&
-                 [ \$(rpm -qp --scripts '$rpmfile' 2>/dev/null | grep -Ec '^(postinstall|preuninstall|postuninstall) scriptlet') = 3 ]"
+        test "$(rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -Ec '^(postinstall|preuninstall|postuninstall) scriptlet')" = 3
 else
     notice "rpm is not installed: the .rpm is not built or checked here (make package builds it)"
 fi

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::files::read_optional;
 use crate::Error;
 
 /// A network interface match as CSF writes it (`! -i lo`, `-i eth0`).
@@ -46,16 +47,7 @@ pub struct CsfConf {
 impl CsfConf {
     /// Reads and parses `path`. Errors name the file and the offending line.
     pub fn load(path: &Path) -> Result<CsfConf, Error> {
-        let bytes = std::fs::read(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                Error::ConfMissing(path.to_path_buf())
-            } else {
-                Error::Io {
-                    what: format!("read {}", path.display()),
-                    source,
-                }
-            }
-        })?;
+        let bytes = read_optional(path)?.ok_or_else(|| Error::ConfMissing(path.to_path_buf()))?;
         let text = String::from_utf8_lossy(&bytes);
         CsfConf::parse(&text, path)
     }
@@ -78,12 +70,10 @@ impl CsfConf {
                 line: index + 1,
                 reason: reason.to_string(),
             };
-            let (Some(open), Some(close)) = (value.find('"'), value.rfind('"')) else {
-                return Err(malformed(&format!("the value of {name} is not quoted")));
+            let (open, close) = match (value.find('"'), value.rfind('"')) {
+                (Some(open), Some(close)) if open < close => (open, close),
+                _ => return Err(malformed(&format!("the value of {name} is not quoted"))),
             };
-            if open == close {
-                return Err(malformed(&format!("the value of {name} is not quoted")));
-            }
             let value = value[open + 1..close].to_string();
             if values.insert(name.clone(), value).is_some() {
                 return Err(malformed(&format!("{name} is set twice")));

@@ -105,6 +105,8 @@ struct Original {
     path: PathBuf,
     bytes: Option<Vec<u8>>,
     owner: Option<Owner>,
+    /// What the path holds now: `bytes` until this transaction changes it.
+    current: Option<Vec<u8>>,
 }
 
 /// A set of file changes that can be undone as a whole.
@@ -119,39 +121,44 @@ impl FileTxn {
         FileTxn::default()
     }
 
-    fn remember(&mut self, path: &Path) -> Result<Option<Owner>, Error> {
-        if let Some(o) = self.originals.iter().find(|o| o.path == path) {
-            return Ok(o.owner);
-        }
-        let bytes = read_optional(path)?;
-        let owner = owner_of(path);
-        self.originals.push(Original {
-            path: path.to_path_buf(),
-            bytes,
-            owner,
-        });
-        Ok(owner)
+    fn remember(&mut self, path: &Path) -> Result<&mut Original, Error> {
+        let index = match self.originals.iter().position(|o| o.path == path) {
+            Some(index) => index,
+            None => {
+                let bytes = read_optional(path)?;
+                self.originals.push(Original {
+                    path: path.to_path_buf(),
+                    current: bytes.clone(),
+                    bytes,
+                    owner: owner_of(path),
+                });
+                self.originals.len() - 1
+            }
+        };
+        Ok(&mut self.originals[index])
     }
 
     /// Writes `bytes` to `path` atomically (unless it holds them already); returns whether
     /// it wrote.
     pub fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<bool, Error> {
-        let owner = self.remember(path)?;
-        if read_optional(path)?.as_deref() == Some(bytes) {
+        let file = self.remember(path)?;
+        if file.current.as_deref() == Some(bytes) {
             return Ok(false);
         }
-        write_atomic(path, bytes, owner)?;
+        write_atomic(path, bytes, file.owner)?;
+        file.current = Some(bytes.to_vec());
         tracing::info!(file = %path.display(), "wrote");
         Ok(true)
     }
 
     /// Deletes `path` (if it exists); returns whether it did.
     pub fn delete(&mut self, path: &Path) -> Result<bool, Error> {
-        self.remember(path)?;
-        if !path.exists() {
+        let file = self.remember(path)?;
+        if file.current.is_none() {
             return Ok(false);
         }
         delete(path)?;
+        file.current = None;
         tracing::info!(file = %path.display(), "deleted");
         Ok(true)
     }

@@ -26,7 +26,7 @@ use cf_allow_exec::find_program;
 use serde::{Deserialize, Serialize};
 
 use crate::conf::CsfConf;
-use crate::entries::{parse_file, ranges_of, render_allow, render_ignore, Entry};
+use crate::entries::{parse_file, ranges_of, render_allow, render_ignore, wanted_allow, Entry};
 use crate::files::{read_optional, FileTxn};
 use crate::include::IncludeState;
 use crate::live::{Layout, Live, LiveDelta, LiveState, Programs};
@@ -581,7 +581,11 @@ impl Backend for CsfBackend {
                 Ok(())
             }
             ApplyMode::Live => {
-                let new_entries = parse_file(&render_allow(&plan.desired, &self.ports));
+                // What CSF reads back from the file just written: its checkip refuses a /0.
+                let new_entries: Vec<Entry> = wanted_allow(&plan.desired, &self.ports)
+                    .into_iter()
+                    .filter(|e| e.net().prefix_len() > 0)
+                    .collect();
                 let state = match host.live_state() {
                     Ok(s) => s,
                     Err(e) => return Err(Self::fail(txn, e)),

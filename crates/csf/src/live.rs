@@ -291,16 +291,12 @@ pub fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String,
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail = cf_allow_exec::stderr_lines(&stderr)
-            .collect::<Vec<_>>()
-            .join("; ");
         return Err(Error::Command {
             command: shown,
-            detail: if detail.is_empty() {
-                output.status.to_string()
-            } else {
-                detail
-            },
+            detail: cf_allow_exec::summary(
+                cf_allow_exec::stderr_lines(&stderr),
+                output.status.code(),
+            ),
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
