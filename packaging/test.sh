@@ -23,13 +23,7 @@ CHECKS_LABEL=packaging
 . "$here/checks.sh"
 notice() { echo "skip  - $*"; }
 need() { # need PROGRAM: a missing prerequisite skips the whole test (fails under CI=true)
-    command -v "$1" >/dev/null && return 0
-    echo "packaging: skipped: $1 is not installed" >&2
-    if [ "${CI:-}" = true ]; then
-        fail "prerequisite $1"
-        finish
-    fi
-    exit 0
+    command -v "$1" >/dev/null || skip "$1 is not installed"
 }
 need dpkg-deb
 need dpkg
