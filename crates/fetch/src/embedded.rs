@@ -58,7 +58,7 @@ pub fn embedded() -> FetchedList {
 }
 
 /// When the embedded list was verified.
-pub(crate) fn verified_at() -> SystemTime {
+fn verified_at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EMBEDDED_VERIFIED_UNIX)
 }
 

@@ -64,16 +64,6 @@ impl FetchError {
             _ => false,
         }
     }
-
-    /// The validation or content problem, when there is one.
-    pub fn problem(&self) -> Option<&Problem> {
-        match self {
-            FetchError::Invalid { problem, .. } | FetchError::InvalidEntries { problem, .. } => {
-                Some(problem)
-            }
-            _ => None,
-        }
-    }
 }
 
 /// The failures' messages joined with "; ".

@@ -241,12 +241,12 @@ fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedLis
             ),
         }
     }
-    let age = age_since(embedded::verified_at());
+    let list = embedded();
     tracing::warn!(
         "{why}; using the list compiled into cf-allow (verified {EMBEDDED_VERIFIED}, {} ago)",
-        format_duration(age)
+        format_duration(list.age())
     );
-    embedded()
+    list
 }
 
 /// A valid list from one alternative, and what to remember about each of its URLs.
@@ -309,8 +309,9 @@ async fn try_alternative(
         }
         all_not_modified &= not_modified;
         etags.extend(parsed.api_etag.clone().or_else(|| http_etag.clone()));
+        // Only HTTP answers carry a status: files are not revalidated, so not remembered.
         let can_revalidate = http_etag.is_some() || parsed.api_etag.is_some();
-        if can_revalidate && (url.starts_with("http://") || url.starts_with("https://")) {
+        if can_revalidate && context.status.is_some() {
             if let Ok(body) = String::from_utf8(bytes) {
                 records.push((
                     url.clone(),

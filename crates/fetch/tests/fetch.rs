@@ -257,6 +257,32 @@ fn a_changed_url_in_a_merged_alternative_means_network() {
 }
 
 #[test]
+fn an_upper_case_scheme_is_revalidated_like_a_lower_case_one() {
+    for upper in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(|req| {
+            if req.header("if-none-match") == Some("\"t1\"") {
+                Reply::status(304)
+            } else {
+                Reply::ok("text/plain", ips_v4() + "\n" + &ips_v6()).header("ETag", "\"t1\"")
+            }
+        });
+        let mut url = server.url("/ips");
+        if upper {
+            url = url.replacen("http://", "HTTP://", 1);
+        }
+        let o = opts(one(url.clone()), dir.path());
+        assert_eq!(fetch(&o).expect("first").origin, Origin::Network, "{url}");
+        let second = fetch(&o).expect("second");
+        assert_eq!(second.origin, Origin::NotModified, "{url}");
+        assert_eq!(second.ranges, cloudflare());
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2, "{url}");
+        assert_eq!(requests[1].header("if-none-match"), Some("\"t1\""), "{url}");
+    }
+}
+
+#[test]
 fn duplicates_overlaps_crlf_comments_and_no_final_newline_are_fine() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(|_| {
