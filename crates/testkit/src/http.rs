@@ -89,23 +89,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on 127.0.0.1 that answers every request with `handler`'s reply.
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
-        Server::start_in(None, handler)
-    }
-
-    /// Like [`Server::start`], but listening on loopback inside the namespace `netns`.
-    pub fn start_in(
-        netns: Option<&crate::Netns>,
-        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
-    ) -> Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let (tx, rx) = std::sync::mpsc::channel();
-        let ns_name = netns.map(|n| n.name().to_string());
         let seen_by_thread = Arc::clone(&seen);
         thread::spawn(move || {
-            if let Some(name) = ns_name {
-                crate::netns::enter(&name);
-            }
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
             tx.send(listener.local_addr().expect("local addr"))
                 .expect("report address");

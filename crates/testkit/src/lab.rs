@@ -16,22 +16,24 @@ pub const ALLOWED_V6: &str = "2001:db8::10";
 /// The client's other IPv6 address (not on the allowlist).
 pub const OTHER_V6: &str = "2001:db8::20";
 
-/// A server namespace (`192.0.2.1/24`, `2001:db8::1/64`) accepting TCP on `ports` in both
+/// A server namespace ([`SERVER_V4`]`/24`, [`SERVER_V6`]`/64`) accepting TCP on `ports` in both
 /// families, and a client namespace with an allowed and another source address in each
 /// family ([`ALLOWED_V4`], [`OTHER_V4`], [`ALLOWED_V6`], [`OTHER_V6`]). Returns
 /// `(server, client)`.
 pub fn server_and_client(label: &str, ports: &[u16]) -> (Netns, Netns) {
     let server = Netns::new(&format!("{label}-s"));
     let client = Netns::new(&format!("{label}-c"));
+    let v4 = |addr: &str| format!("{addr}/24");
+    let v6 = |addr: &str| format!("{addr}/64");
     veth_pair(
         &server,
-        &["192.0.2.1/24", "2001:db8::1/64"],
+        &[&v4(SERVER_V4), &v6(SERVER_V6)],
         &client,
         &[
-            "192.0.2.10/24",
-            "192.0.2.20/24",
-            "2001:db8::10/64",
-            "2001:db8::20/64",
+            &v4(ALLOWED_V4),
+            &v4(OTHER_V4),
+            &v6(ALLOWED_V6),
+            &v6(OTHER_V6),
         ],
     );
     for port in ports {

@@ -53,22 +53,19 @@ impl Netns {
     /// Runs a shell snippet inside the namespace; panics with its stderr when it fails.
     /// Returns its stdout.
     pub fn sh(&self, script: &str) -> String {
-        let out = self.sh_output(script);
-        if !out.status.success() {
-            panic!(
-                "in netns {}: `{script}` failed ({}): {}",
-                self.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.stdout_of(script, self.sh_output(script))
     }
 
-    /// Moves the calling thread into the namespace (sockets it opens afterwards live there).
-    /// Other threads of the process are not affected.
-    pub fn enter_current_thread(&self) {
-        enter(&self.name);
+    /// `script`'s stdout; panics with its stderr when it failed.
+    fn stdout_of(&self, script: &str, out: Output) -> String {
+        assert!(
+            out.status.success(),
+            "in netns {}: `{script}` failed ({}): {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -185,7 +182,7 @@ impl Netns {
     }
 }
 
-pub(crate) fn enter(name: &str) {
+fn enter(name: &str) {
     let file = File::open(format!("/run/netns/{name}")).expect("open netns file");
     // SAFETY: the fd is valid for the call; CLONE_NEWNET switches only this thread.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
@@ -211,20 +208,34 @@ impl Netns {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run bash in the namespace");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Written from a thread while the output is read, so a large input cannot deadlock.
+        let (out, written) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || stdin.write_all(input.as_bytes()));
+            (
+                child.wait_with_output().expect("wait for bash"),
+                writer.join(),
+            )
+        });
+        let stdout = self.stdout_of(script, out);
+        written
+            .expect("the stdin writer panicked")
             .expect("write stdin");
-        let out = child.wait_with_output().expect("wait for bash");
-        assert!(
-            out.status.success(),
-            "in netns {}: `{script}` failed ({}): {}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_with_input_passes_more_than_a_pipe_holds_both_ways() {
+        if !crate::require_root("sh_with_input_passes_more_than_a_pipe_holds_both_ways") {
+            return;
+        }
+        let ns = Netns::new("stdin");
+        let input = "0123456789abcdef\n".repeat(64 * 1024);
+        assert_eq!(ns.sh_with_input("cat", &input), input);
     }
 }
