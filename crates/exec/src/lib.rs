@@ -4,9 +4,11 @@
 //! condenses their error output into one line.
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// Directories searched after PATH: cron and systemd often run with a PATH without sbin,
 /// and some distributions install the firewall tools in `/usr/bin`.
@@ -79,6 +81,59 @@ pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> io::Result<Out
         }
         _ => Ok(output),
     }
+}
+
+/// Runs `program args…` (no stdin, `LC_ALL=C`) for at most `limit`: a program still running
+/// then is killed and the result is an [`io::ErrorKind::TimedOut`] error naming the limit.
+///
+/// Output is read from threads; a daemon the program leaves behind holding its pipes (a
+/// reload that starts a server) does not block the caller: once the program has exited,
+/// output not yet at end-of-file within a short grace period is left unread.
+pub fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> io::Result<Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().map(reader);
+    let stderr = child.stderr.take().map(reader);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("still running after {} s: killed", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
+        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .unwrap_or_default()
+    };
+    Ok(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}
+
+/// Reads `pipe` to its end on a thread; the bytes arrive on the returned channel.
+fn reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
 }
 
 /// The trimmed, non-empty lines of a program's error output.
@@ -249,5 +304,41 @@ mod tests {
             stderr_lines(" a \n\n b\n").collect::<Vec<_>>(),
             vec!["a", "b"]
         );
+    }
+
+    #[test]
+    fn a_bounded_run_returns_output_and_status() {
+        let out = run_bounded(
+            Path::new("/bin/sh"),
+            &["-c", "echo out; echo err >&2; exit 3"],
+            Duration::from_secs(30),
+        )
+        .expect("run");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn a_bounded_run_kills_a_program_past_its_limit() {
+        let err = run_bounded(
+            Path::new("/bin/sh"),
+            &["-c", "sleep 30"],
+            Duration::from_millis(200),
+        )
+        .expect_err("killed");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("killed"), "{err}");
+    }
+
+    #[test]
+    fn a_bounded_run_does_not_wait_for_a_daemon_holding_its_pipes() {
+        let out = run_bounded(
+            Path::new("/bin/sh"),
+            &["-c", "echo started; (sleep 20 &) ; exit 0"],
+            Duration::from_secs(15),
+        )
+        .expect("run");
+        assert!(out.status.success());
     }
 }
