@@ -38,6 +38,8 @@ pub struct Config {
     pub iptables: cf_allow_iptables::Settings,
     /// CSF backend settings.
     pub csf: cf_allow_csf::Settings,
+    /// Web-server real-IP trust and fail2ban's ignoreip, from the same list (after the firewall).
+    pub outputs: cf_allow_outputs::Settings,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             nftables: Default::default(),
             iptables: Default::default(),
             csf: Default::default(),
+            outputs: Default::default(),
         }
     }
 }
@@ -268,6 +271,7 @@ pub fn parse(text: &str) -> Result<Config> {
     {
         bail!("sources: an alternative lists no URL");
     }
+    config.outputs.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 
@@ -332,6 +336,30 @@ mod tests {
         assert_eq!(c.timeout_secs, Seconds(15));
         assert_eq!(c.guard.max_shrink_percent, Percent(50));
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/cf-allow"));
+    }
+
+    #[test]
+    fn outputs_take_defaults_and_argument_vectors() {
+        let c = parse("outputs:\n  nginx: {}\n  apache:\n    test: [/bin/false]\n    reload: []\n")
+            .expect("outputs");
+        let outputs = c.outputs.outputs();
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(
+            outputs[0].path,
+            PathBuf::from("/etc/nginx/conf.d/cf-allow-realip.conf")
+        );
+        assert_eq!(outputs[0].test, vec!["nginx", "-t"]);
+        assert_eq!(outputs[1].test, vec!["/bin/false"]);
+        assert!(outputs[1].reload.is_empty());
+        for (yaml, needle) in [
+            ("outputs:\n  nginx:\n    tset: [x]\n", "unknown field `tset`"),
+            ("outputs:\n  nginx:\n    test: \"nginx -t\"\n", "invalid type"),
+            ("outputs:\n  nginx:\n    path: conf.d/x\n", "is not an absolute path"),
+            ("outputs:\n  lighttpd: {}\n", "unknown field `lighttpd`"),
+        ] {
+            let msg = format!("{:#}", parse(yaml).expect_err(yaml));
+            assert!(msg.contains(needle), "{yaml}: {msg}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod doctor;
+pub mod outputs;
 pub mod ranges;
 pub mod remove;
 pub mod status;

@@ -22,12 +22,21 @@ pub fn run(config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Re
             tracing::debug!("{name}: removed {line}");
         }
     }
+    // outputs: their owned files go too.
+    let outputs = super::outputs::remove(&config, args.dry_run)?;
+    let outputs_changed = super::outputs::any_changed(&outputs);
+    if !args.json {
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        super::outputs::print_changes(&outputs, verb, true);
+    }
+
     if args.json {
         print_json(&json!({
             "backend": name,
             "dry_run": args.dry_run,
-            "changed": !removed.is_empty(),
+            "changed": !removed.is_empty() || outputs_changed,
             "removed": removed,
+            "outputs": super::outputs::changes_json(&outputs),
         }))?;
     } else if removed.is_empty() {
         if !quiet {
@@ -44,6 +53,6 @@ pub fn run(config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Re
         }
     }
     Ok(Outcome {
-        changed: !removed.is_empty(),
+        changed: !removed.is_empty() || outputs_changed,
     })
 }

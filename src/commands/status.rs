@@ -24,7 +24,9 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
 
     let expected = last_good.ranges.union(&extra);
     let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
-    let in_sync = plan.is_empty();
+    // outputs: drift of the owned files against the same list, and whether each server loaded it.
+    let outputs = super::outputs::status(&config, &expected)?;
+    let in_sync = plan.is_empty() && super::outputs::all_in_sync(&outputs);
 
     if args.json {
         print_json(&json!({
@@ -38,6 +40,7 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
             "repairs": plan.repairs,
             "warnings": found.warnings,
             "last_good": list_json(&last_good),
+            "outputs": super::outputs::states_json(&outputs),
         }))?;
         return Ok(Outcome { changed: !in_sync });
     }
@@ -66,6 +69,7 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
             crate::time::rfc3339(last_good.fetched_at)
         );
     }
+    super::outputs::print_states(&outputs);
     if in_sync {
         println!("state:   in sync");
     } else {

@@ -44,18 +44,24 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
         );
     }
 
+    // outputs: after the firewall, from the same validated list.
+    let outputs = super::outputs::sync(&config, &desired.ranges, args.dry_run)?;
+    let outputs_changed = super::outputs::any_changed(&outputs);
+
     if args.json {
-        print_json(&plan_json(
-            name,
-            args.dry_run,
-            &plan,
-            &desired,
-            &found.warnings,
-        ))?;
-    } else if changed || !quiet {
-        print_plan(name, args.dry_run, &plan);
+        let mut doc = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
+        doc["outputs"] = super::outputs::changes_json(&outputs);
+        print_json(&doc)?;
+    } else {
+        if changed || !quiet {
+            print_plan(name, args.dry_run, &plan);
+        }
+        let verb = if args.dry_run { "would write" } else { "wrote" };
+        super::outputs::print_changes(&outputs, verb, quiet);
     }
-    Ok(Outcome { changed })
+    Ok(Outcome {
+        changed: changed || outputs_changed,
+    })
 }
 
 fn plan_json(
