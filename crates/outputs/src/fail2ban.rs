@@ -169,7 +169,11 @@ pub fn jail_list(status: &str) -> Vec<String> {
 /// (tree-drawn lines or one line of words; anything that is not an address is skipped).
 pub fn listed_nets(text: &str) -> Vec<IpNet> {
     text.split(|c: char| c.is_whitespace() || c == ',')
-        .map(|w| w.trim_matches(|c| c == '|' || c == '`' || c == '-' || c == '\'' || c == '[' || c == ']'))
+        .map(|w| {
+            w.trim_matches(|c| {
+                c == '|' || c == '`' || c == '-' || c == '\'' || c == '[' || c == ']'
+            })
+        })
         .filter_map(|w| {
             w.parse::<IpNet>()
                 .ok()
@@ -221,7 +225,9 @@ mod tests {
     #[test]
     fn later_files_override_and_jails_keep_their_own() {
         let mut admin = AdminIgnore::default();
-        admin.parse("[DEFAULT]\n#ignoreip = 127.0.0.1/8 ::1\nbantime = 10m\n[sshd]\nenabled = true\n");
+        admin.parse(
+            "[DEFAULT]\n#ignoreip = 127.0.0.1/8 ::1\nbantime = 10m\n[sshd]\nenabled = true\n",
+        );
         admin.parse(
             "[DEFAULT]\nignoreip = 127.0.0.1/8 ::1,192.0.2.10 # office\n  192.0.2.11\n\n[nginx-limit]\nignoreip = %(known/ignoreip)s 192.0.2.50\n",
         );
@@ -232,10 +238,19 @@ mod tests {
         assert_eq!(
             sections,
             vec![
-                ("DEFAULT", vec!["127.0.0.1/8", "::1", "192.0.2.10", "192.0.2.11"]),
+                (
+                    "DEFAULT",
+                    vec!["127.0.0.1/8", "::1", "192.0.2.10", "192.0.2.11"]
+                ),
                 (
                     "nginx-limit",
-                    vec!["127.0.0.1/8", "::1", "192.0.2.10", "192.0.2.11", "192.0.2.50"]
+                    vec![
+                        "127.0.0.1/8",
+                        "::1",
+                        "192.0.2.10",
+                        "192.0.2.11",
+                        "192.0.2.50"
+                    ]
                 ),
             ]
         );
@@ -247,9 +262,21 @@ mod tests {
         let d = dir.path();
         std::fs::create_dir(d.join("jail.d")).expect("mkdir");
         std::fs::write(d.join("jail.conf"), "[DEFAULT]\nignoreip = 192.0.2.1\n").expect("w");
-        std::fs::write(d.join("jail.d/a.local"), "[DEFAULT]\nignoreip = %(known/ignoreip)s 192.0.2.3\n").expect("w");
-        std::fs::write(d.join("jail.d/z.conf"), "[DEFAULT]\nignoreip = %(known/ignoreip)s 192.0.2.2\n").expect("w");
-        std::fs::write(d.join("jail.d/cf-allow.local"), "[DEFAULT]\nignoreip = 198.51.100.0/24\n").expect("w");
+        std::fs::write(
+            d.join("jail.d/a.local"),
+            "[DEFAULT]\nignoreip = %(known/ignoreip)s 192.0.2.3\n",
+        )
+        .expect("w");
+        std::fs::write(
+            d.join("jail.d/z.conf"),
+            "[DEFAULT]\nignoreip = %(known/ignoreip)s 192.0.2.2\n",
+        )
+        .expect("w");
+        std::fs::write(
+            d.join("jail.d/cf-allow.local"),
+            "[DEFAULT]\nignoreip = 198.51.100.0/24\n",
+        )
+        .expect("w");
         let admin = AdminIgnore::read(d, &d.join("jail.d/cf-allow.local")).expect("read");
         let (_, default) = admin.sections().next().expect("DEFAULT");
         assert_eq!(default, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
@@ -261,7 +288,10 @@ mod tests {
             jail_list("Status\n|- Number of jail:\t2\n`- Jail list:\tnginx-http-auth, sshd\n"),
             vec!["nginx-http-auth", "sshd"]
         );
-        assert_eq!(jail_list("Status\n|- Number of jail:\t0\n`- Jail list:\t\n"), Vec::<String>::new());
+        assert_eq!(
+            jail_list("Status\n|- Number of jail:\t0\n`- Jail list:\t\n"),
+            Vec::<String>::new()
+        );
         let nets = listed_nets("These IP addresses/networks are ignored:\n|- 127.0.0.0/8\n|- ::1\n`- 198.51.100.0/24\n");
         let want: Vec<IpNet> = ["127.0.0.0/8", "::1/128", "198.51.100.0/24"]
             .iter()

@@ -27,22 +27,38 @@ pub fn write_atomic(name: &'static str, path: &Path, bytes: &[u8]) -> Result<(),
     write_with_mode(name, path, bytes, None)
 }
 
-fn write_with_mode(name: &'static str, path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), Error> {
+fn write_with_mode(
+    name: &'static str,
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> Result<(), Error> {
     let io = |what: &'static str, p: &Path| {
         let p = p.to_path_buf();
-        move |source| Error::Io { name, what, path: p, source }
+        move |source| Error::Io {
+            name,
+            what,
+            path: p,
+            source,
+        }
     };
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.cf-allow-tmp"));
     let mode = match mode {
         Some(m) => m,
-        None => fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644),
+        None => fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644),
     };
     let result = (|| {
         let mut f = File::create(&tmp).map_err(io("cannot write", &tmp))?;
         f.write_all(bytes).map_err(io("cannot write", &tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io("cannot set the mode of", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io("cannot set the mode of", &tmp))?;
         f.sync_all().map_err(io("cannot flush", &tmp))?;
         fs::rename(&tmp, path).map_err(io("cannot replace", path))?;
         if let Ok(d) = File::open(dir) {
@@ -61,7 +77,12 @@ pub fn remove(name: &'static str, path: &Path) -> Result<(), Error> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io { name, what: "cannot remove", path: path.to_path_buf(), source }),
+        Err(source) => Err(Error::Io {
+            name,
+            what: "cannot remove",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -74,19 +95,32 @@ pub struct Previous {
 
 impl Previous {
     /// Remembers `content` (the file's bytes, `None` when absent) and the file's mode.
-    pub fn capture(name: &'static str, path: &Path, content: Option<Vec<u8>>) -> Result<Previous, Error> {
+    pub fn capture(
+        name: &'static str,
+        path: &Path,
+        content: Option<Vec<u8>>,
+    ) -> Result<Previous, Error> {
         let content = match content {
             None => None,
             Some(bytes) => {
                 let mode = fs::metadata(path)
-                    .map_err(|source| Error::Io { name, what: "cannot read", path: path.to_path_buf(), source })?
+                    .map_err(|source| Error::Io {
+                        name,
+                        what: "cannot read",
+                        path: path.to_path_buf(),
+                        source,
+                    })?
                     .permissions()
                     .mode()
                     & 0o7777;
                 Some((bytes, mode))
             }
         };
-        Ok(Previous { name, path: path.to_path_buf(), content })
+        Ok(Previous {
+            name,
+            path: path.to_path_buf(),
+            content,
+        })
     }
 
     /// Puts the file back byte for byte (or deletes it when there was none).
@@ -108,13 +142,20 @@ mod tests {
         let path = dir.path().join("f.conf");
         fs::write(&path, b"old\nbytes").expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
-        let prev = Previous::capture("t", &path, read_optional("t", &path).expect("read")).expect("capture");
+        let prev = Previous::capture("t", &path, read_optional("t", &path).expect("read"))
+            .expect("capture");
         write_atomic("t", &path, b"new\n").expect("write");
         assert_eq!(fs::read(&path).expect("read"), b"new\n");
-        assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o640
+        );
         prev.restore().expect("restore");
         assert_eq!(fs::read(&path).expect("read"), b"old\nbytes");
-        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
 
         let absent = dir.path().join("new.conf");
@@ -126,7 +167,17 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_a_clear_error() {
-        let err = write_atomic("nginx", Path::new("/nonexistent-cf-allow/conf.d/x.conf"), b"x").expect_err("no dir");
-        assert!(err.to_string().starts_with("nginx: cannot write /nonexistent-cf-allow/conf.d/.x.conf.cf-allow-tmp"), "{err}");
+        let err = write_atomic(
+            "nginx",
+            Path::new("/nonexistent-cf-allow/conf.d/x.conf"),
+            b"x",
+        )
+        .expect_err("no dir");
+        assert!(
+            err.to_string().starts_with(
+                "nginx: cannot write /nonexistent-cf-allow/conf.d/.x.conf.cf-allow-tmp"
+            ),
+            "{err}"
+        );
     }
 }

@@ -70,7 +70,14 @@ impl Kind {
         match self {
             Kind::Nginx => &["nginx", "-t"],
             Kind::Apache => &["apachectl", "-t"],
-            Kind::Caddy => &["caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+            Kind::Caddy => &[
+                "caddy",
+                "validate",
+                "--config",
+                "/etc/caddy/Caddyfile",
+                "--adapter",
+                "caddyfile",
+            ],
             Kind::Haproxy => &["haproxy", "-c", "-f", "/etc/haproxy/haproxy.cfg"],
             Kind::Fail2ban => &["fail2ban-client", "--test"],
         }
@@ -80,7 +87,14 @@ impl Kind {
         match self {
             Kind::Nginx => &["nginx", "-s", "reload"],
             Kind::Apache => &["apachectl", "graceful"],
-            Kind::Caddy => &["caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+            Kind::Caddy => &[
+                "caddy",
+                "reload",
+                "--config",
+                "/etc/caddy/Caddyfile",
+                "--adapter",
+                "caddyfile",
+            ],
             Kind::Haproxy => &["systemctl", "reload", "haproxy"],
             Kind::Fail2ban => &["fail2ban-client", "reload"],
         }
@@ -142,10 +156,17 @@ fn argv(given: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
 impl Settings {
     /// The configured outputs, in a fixed order (nginx, apache, caddy, haproxy, fail2ban).
     pub fn outputs(&self) -> Vec<Output> {
-        let timeout = self.timeout_secs.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-        let base = |kind: Kind, path: &Option<PathBuf>, test: &Option<Vec<String>>, reload: &Option<Vec<String>>| Output {
+        let timeout = self
+            .timeout_secs
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let base = |kind: Kind,
+                    path: &Option<PathBuf>,
+                    test: &Option<Vec<String>>,
+                    reload: &Option<Vec<String>>| Output {
             kind,
-            path: path.clone().unwrap_or_else(|| PathBuf::from(kind.default_path())),
+            path: path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(kind.default_path())),
             test: argv(test, kind.default_test()),
             reload: argv(reload, kind.default_reload()),
             link: None,
@@ -161,7 +182,9 @@ impl Settings {
             o.link = match &s.link {
                 Some(l) if l.as_os_str().is_empty() => None,
                 Some(l) => Some(l.clone()),
-                None => Some(PathBuf::from("/etc/apache2/conf-enabled/cf-allow-realip.conf")),
+                None => Some(PathBuf::from(
+                    "/etc/apache2/conf-enabled/cf-allow-realip.conf",
+                )),
             };
             all.push(o);
         }
@@ -173,7 +196,11 @@ impl Settings {
         }
         if let Some(s) = &self.fail2ban {
             let mut o = base(Kind::Fail2ban, &s.path, &s.test, &s.reload);
-            o.config_dir = Some(s.config_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/fail2ban")));
+            o.config_dir = Some(
+                s.config_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/etc/fail2ban")),
+            );
             all.push(o);
         }
         all
@@ -183,13 +210,18 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(t) = self.timeout_secs {
             if !(1..=3600).contains(&t) {
-                return Err(format!("outputs.timeout_secs: {t} is not a timeout in seconds (1-3600)"));
+                return Err(format!(
+                    "outputs.timeout_secs: {t} is not a timeout in seconds (1-3600)"
+                ));
             }
         }
         for o in self.outputs() {
             let name = o.kind.name();
             if o.path.as_os_str().is_empty() || !o.path.is_absolute() {
-                return Err(format!("outputs.{name}.path: {:?} is not an absolute path", o.path));
+                return Err(format!(
+                    "outputs.{name}.path: {:?} is not an absolute path",
+                    o.path
+                ));
             }
             for (role, v) in [("test", &o.test), ("reload", &o.reload)] {
                 if v.first().is_some_and(|p| p.is_empty()) {
@@ -215,7 +247,10 @@ impl Output {
             Kind::Caddy => render::caddy(ranges),
             Kind::Haproxy => render::haproxy(ranges),
             Kind::Fail2ban => {
-                let dir = self.config_dir.as_deref().unwrap_or(Path::new("/etc/fail2ban"));
+                let dir = self
+                    .config_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("/etc/fail2ban"));
                 let admin = fail2ban::AdminIgnore::read(dir, &self.path)?;
                 render::fail2ban(ranges, &admin)
             }
@@ -239,7 +274,11 @@ impl Output {
             self.programs_present()?;
             let previous = file::Previous::capture(self.name(), &self.path, before)?;
             file::write_atomic(self.name(), &self.path, want.as_bytes())?;
-            let linked = if link_missing { self.make_link()? } else { false };
+            let linked = if link_missing {
+                self.make_link()?
+            } else {
+                false
+            };
             self.test_and_reload(|| {
                 if linked {
                     self.drop_link();
@@ -403,10 +442,19 @@ impl Output {
                 let dump: Vec<String> = self
                     .test
                     .iter()
-                    .map(|a| if a == "-t" { "-T".to_string() } else { a.clone() })
+                    .map(|a| {
+                        if a == "-t" {
+                            "-T".to_string()
+                        } else {
+                            a.clone()
+                        }
+                    })
                     .collect();
                 match run_stdout(&dump, self.timeout) {
-                    Ok(text) => (Some(text.contains(&format!("# configuration file {path}:"))), None),
+                    Ok(text) => (
+                        Some(text.contains(&format!("# configuration file {path}:"))),
+                        None,
+                    ),
                     Err(e) => (None, Some(e)),
                 }
             }
@@ -418,7 +466,8 @@ impl Output {
                     Ok(text) => {
                         let included = text.lines().any(|l| {
                             let l = l.trim_end();
-                            l.ends_with(&format!(" {path}")) || link.as_ref().is_some_and(|k| l.ends_with(&format!(" {k}")))
+                            l.ends_with(&format!(" {path}"))
+                                || link.as_ref().is_some_and(|k| l.ends_with(&format!(" {k}")))
                         });
                         (Some(included), None)
                     }
@@ -434,13 +483,23 @@ impl Output {
                     Ok(Some(jails)) => {
                         let short: Vec<&str> = jails
                             .iter()
-                            .filter(|j| !ranges.iter().all(|r| j.ignoreip.iter().any(|e| e.contains(&r))))
+                            .filter(|j| {
+                                !ranges
+                                    .iter()
+                                    .all(|r| j.ignoreip.iter().any(|e| e.contains(&r)))
+                            })
                             .map(|j| j.name.as_str())
                             .collect();
                         if short.is_empty() {
                             (Some(true), None)
                         } else {
-                            (Some(false), Some(format!("jails not ignoring every range: {}", short.join(", "))))
+                            (
+                                Some(false),
+                                Some(format!(
+                                    "jails not ignoring every range: {}",
+                                    short.join(", ")
+                                )),
+                            )
                         }
                     }
                     Err(e) => (None, Some(e)),
@@ -487,11 +546,17 @@ fn run_stdout(argv: &[String], limit: Duration) -> Result<String, String> {
 
 /// `../conf-available/NAME` when `path` sits in a sibling directory of `link`, else `path`.
 fn relative_target(link: &Path, path: &Path) -> PathBuf {
-    match (link.parent().and_then(Path::parent), path.parent(), path.file_name()) {
-        (Some(grand), Some(dir), Some(name)) if dir.parent() == Some(grand) => match dir.file_name() {
-            Some(d) => Path::new("..").join(d).join(name),
-            None => path.to_path_buf(),
-        },
+    match (
+        link.parent().and_then(Path::parent),
+        path.parent(),
+        path.file_name(),
+    ) {
+        (Some(grand), Some(dir), Some(name)) if dir.parent() == Some(grand) => {
+            match dir.file_name() {
+                Some(d) => Path::new("..").join(d).join(name),
+                None => path.to_path_buf(),
+            }
+        }
         _ => path.to_path_buf(),
     }
 }

@@ -55,7 +55,9 @@ pub fn apache(ranges: &RangeSet) -> String {
 /// Caddy: lines for the global `servers { import … }` block.
 pub fn caddy(ranges: &RangeSet) -> String {
     let mut s = header(Kind::Caddy) + &counts(ranges);
-    s.push_str("# Import inside the global options' servers block: { servers { import <this file> } }\n");
+    s.push_str(
+        "# Import inside the global options' servers block: { servers { import <this file> } }\n",
+    );
     s.push_str("trusted_proxies static");
     for net in ranges.iter() {
         let _ = write!(s, " {net}");
@@ -78,7 +80,9 @@ pub fn haproxy(ranges: &RangeSet) -> String {
 /// its own, each the admin's entries followed by the ranges.
 pub fn fail2ban(ranges: &RangeSet, admin: &AdminIgnore) -> String {
     let mut s = header(Kind::Fail2ban) + &counts(ranges);
-    s.push_str("# ignoreip: the entries of the admin's own configuration, then Cloudflare's ranges.\n");
+    s.push_str(
+        "# ignoreip: the entries of the admin's own configuration, then Cloudflare's ranges.\n",
+    );
     let cf: Vec<String> = ranges.iter().map(|n| n.to_string()).collect();
     for (section, entries) in admin.sections() {
         let mut all: Vec<&str> = entries.iter().map(String::as_str).collect();

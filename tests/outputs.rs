@@ -1,0 +1,159 @@
+//! The outputs (issue 15) against the real servers from Debian, in the testkit's server
+//! sandbox with a veth client: nginx's realip module, Apache's mod_remoteip and fail2ban's
+//! ignoreip, written by `cf-allow sync` from a file:// feed, reloaded, restored, removed;
+//! and the doctor's fail2ban check on what the real fail2ban reports.
+
+mod common;
+
+// The doctor's fail2ban check (crates/doctor/src/fail2ban.rs) is wired into the doctor
+// crate at merge; until then it is compiled here, where `super::Check` is the doctor's.
+use cf_allow_doctor::{Check, Status};
+#[path = "../crates/doctor/src/fail2ban.rs"]
+#[allow(dead_code)]
+mod doctor_fail2ban;
+
+use std::ffi::OsStr;
+
+use cf_allow_diff::{IpNet, RangeSet};
+use cf_allow_testkit::server_sandbox::{self, Sections};
+use common::{Env, BIN};
+
+const FEED_1: [&str; 2] = ["198.51.100.0/24", "2001:db8:1::/64"];
+const FEED_2: [&str; 3] = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8:1::/64"];
+
+/// A config for the sandbox: the nftables backend guarding only port 9443 (so the servers'
+/// port 80 stays reachable from every client address), the feed `feed.txt`, then `outputs`.
+fn env_with(outputs: &str) -> Env {
+    let env = Env::new("");
+    let feed = env.feed("feed.txt", &FEED_1);
+    env.write_config(&format!(
+        "backend: nftables\nports: [9443]\nsources: [\"{feed}\"]\nguard:\n  allow_reserved: true\n  max_shrink_percent: 100\noutputs:\n{outputs}"
+    ));
+    std::fs::write(env.path("feed2.txt"), FEED_2.join("\n") + "\n").expect("feed 2");
+    env
+}
+
+fn run(env: &Env, script: &str) -> Sections {
+    let config = env.config();
+    let vars: [(&str, &OsStr); 2] = [("BIN", OsStr::new(BIN)), ("CONFIG", config.as_os_str())];
+    server_sandbox::run(env.dir.path(), &vars, script, String::new)
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// Shell helpers for the web-server scripts: `cfa ARGS…` runs cf-allow with the test's
+/// config; `req SRC` sends a request from the client address SRC with
+/// `CF-Connecting-IP: 203.0.113.9` and prints the line it left in the access log.
+const WEB: &str = r#"
+cfa() { "$BIN" --config "$CONFIG" "$@"; }
+req() {
+    : > "$LOG"
+    client curl -s -o /dev/null --interface "$1" -H 'CF-Connecting-IP: 203.0.113.9' http://198.51.100.1/
+    wait_for test -s "$LOG"; cat "$LOG"
+}
+mt() { stat -c %Y.%i "$1"; }
+# Waits until none of the server's workers is of generation $1 (a reload is asynchronous).
+settle() {
+    for _ in $(seq 150); do
+        w=$(workers); old=0
+        for p in $1; do case " $w " in *" $p "*) old=1 ;; esac; done
+        [ -n "$w" ] && [ $old = 0 ] && return 0
+        sleep 0.1
+    done
+    echo "settle: generation $1 still running" >&2
+}
+"#;
+
+/// The phases every web-server test runs, after its server is up; `$F` is the owned file,
+/// `workers` prints the server's worker PIDs (its generation), `$LOG` its access log.
+const PHASES: &str = r#"
+g0=$(workers)
+section sync1; cfa sync --json
+settle "$g0"
+section file1; cat "$F"
+section inside1; req 198.51.100.2
+section outside1; req 203.0.113.2
+m1=$(mt "$F"); g1=$(workers)
+section noop; cfa sync --json
+section noop_same; [ "$(mt "$F")" = "$m1" ] && echo mtime-same; [ "$(workers)" = "$g1" ] && echo workers-same
+cp "$W/feed2.txt" "$W/feed.txt"
+section sync2; cfa sync --json
+settle "$g1"
+section reloaded; [ "$(workers)" != "$g1" ] && echo new-generation
+section outside2; req 203.0.113.2
+cp "$F" "$W/before-fail"
+cp "$W/feed1.txt" "$W/feed.txt"
+cp "$CONFIG" "$W/config.good"; sed "$FAILING_TEST" "$W/config.good" > "$CONFIG"
+section fail; cfa sync 2>&1; echo "rc=$?"
+section fail_same; cmp "$F" "$W/before-fail" && echo identical
+section still_serving; req 198.51.100.2
+cp "$W/config.good" "$CONFIG"
+g3=$(workers)
+section remove; cfa remove --json
+settle "$g3"
+section removed; [ -e "$F" ] || echo gone
+section serving_after_remove; req 198.51.100.2
+"#;
+
+/// What every web-server test asserts about the sections of [`PHASES`].
+fn assert_phases(s: &Sections, name: &str, file_has: &str, file_new_range: &str, refused: &str) {
+    eprintln!("{s:#?}");
+    let sync1 = json(s.section("sync1"));
+    assert_eq!(sync1["outputs"][0]["name"], name, "{sync1}");
+    assert_eq!(sync1["outputs"][0]["changed"], true, "{sync1}");
+    assert!(s.section("file1").starts_with("# Managed by cf-allow"), "{}", s.section("file1"));
+    assert!(s.section("file1").contains(file_has), "{}", s.section("file1"));
+    assert!(!s.section("file1").contains(file_new_range));
+    assert_eq!(s.section("inside1").trim(), "203.0.113.9", "a peer in the list sets the visitor's address");
+    assert_eq!(s.section("outside1").trim(), "203.0.113.2", "a peer outside the list cannot");
+    let noop = json(s.section("noop"));
+    assert_eq!(noop["outputs"][0]["changed"], false, "{noop}");
+    assert_eq!(noop["changed"], false, "{noop}");
+    assert_eq!(s.section("noop_same"), "mtime-same\nworkers-same\n", "a no-op writes and reloads nothing");
+    let sync2 = json(s.section("sync2"));
+    assert_eq!(sync2["outputs"][0]["changed"], true, "{sync2}");
+    assert_eq!(s.section("reloaded").trim(), "new-generation", "the server was reloaded");
+    assert_eq!(s.section("outside2").trim(), "203.0.113.9", "the new range is honoured");
+    let fail = s.section("fail");
+    assert!(fail.contains("rc=1"), "{fail}");
+    assert!(fail.contains(refused), "the error names the test's output: {fail}");
+    assert_eq!(s.section("fail_same").trim(), "identical", "the previous file is back byte for byte");
+    assert_eq!(s.section("still_serving").trim(), "203.0.113.9", "the server still serves, with the old file");
+    let remove = json(s.section("remove"));
+    assert_eq!(remove["outputs"][0]["changed"], true, "{remove}");
+    assert_eq!(s.section("removed").trim(), "gone");
+    assert_eq!(s.section("serving_after_remove").trim(), "198.51.100.2", "after remove the header is not trusted");
+}
+
+#[test]
+fn nginx_trusts_exactly_the_list() {
+    if !server_sandbox::ready("nginx_trusts_exactly_the_list", &["nginx", "curl", "nft"]) {
+        return;
+    }
+    let env = env_with("  nginx: {}\n");
+    std::fs::write(env.path("feed1.txt"), FEED_1.join("\n") + "\n").expect("feed 1");
+    let script = format!(
+        r#"{WEB}
+F=/etc/nginx/conf.d/cf-allow-realip.conf LOG=/var/log/nginx/cfa-test.log
+FAILING_TEST='s|^  nginx: {{}}|  nginx: {{test: [sh, -c, "echo refused by the test override >\&2; exit 1"]}}|'
+echo "log_format cfa_test '\$remote_addr';" > /etc/nginx/conf.d/00-cfa-test-log.conf
+cat > /etc/nginx/sites-enabled/default <<'EOF'
+server {{ listen 80 default_server; access_log /var/log/nginx/cfa-test.log cfa_test; location / {{ return 200 "ok\n"; }} }}
+EOF
+workers() {{ ps -o pid= --ppid "$(cat /run/nginx.pid)" | sort | tr -d ' ' | tr '\n' ' '; }}
+nginx
+wait_for client curl -sf http://198.51.100.1/
+{PHASES}
+"#
+    );
+    let s = run(&env, &script);
+    assert_phases(
+        &s,
+        "nginx",
+        "set_real_ip_from 198.51.100.0/24;\nset_real_ip_from 2001:db8:1::/64;\nreal_ip_header CF-Connecting-IP;\n",
+        "203.0.113.0/24",
+        "refused by the test override",
+    );
+}
