@@ -67,7 +67,8 @@ settle() {
 "#;
 
 /// The phases every web-server test runs, after its server is up; `$F` is the owned file,
-/// `workers` prints the server's worker PIDs (its generation), `$LOG` its access log.
+/// `workers` prints the server's worker PIDs (its generation), `$LOG` its access log;
+/// `break_it` makes the next config test fail, `fix_it` undoes that.
 const PHASES: &str = r#"
 g0=$(workers)
 section sync1; cfa sync --json
@@ -85,13 +86,14 @@ section reloaded; [ "$(workers)" != "$g1" ] && echo new-generation
 section outside2; req 203.0.113.2
 cp "$F" "$W/before-fail"
 cp "$W/feed1.txt" "$W/feed.txt"
-cp "$CONFIG" "$W/config.good"; sed "$FAILING_TEST" "$W/config.good" > "$CONFIG"
+break_it
 section fail; cfa sync 2>&1; echo "rc=$?"
 section fail_same; cmp "$F" "$W/before-fail" && echo identical
 section still_serving; req 198.51.100.2
-cp "$W/config.good" "$CONFIG"
+fix_it
 g3=$(workers)
-section remove; cfa remove --json
+section remove; cfa remove --json 2>"$W/remove.err"
+section remove_err; cat "$W/remove.err"
 settle "$g3"
 section removed; [ -e "$F" ] || echo gone
 section serving_after_remove; req 198.51.100.2
@@ -122,6 +124,7 @@ fn assert_phases(s: &Sections, name: &str, file_has: &str, file_new_range: &str,
     assert_eq!(s.section("fail_same").trim(), "identical", "the previous file is back byte for byte");
     assert_eq!(s.section("still_serving").trim(), "203.0.113.9", "the server still serves, with the old file");
     let remove = json(s.section("remove"));
+    assert!(!s.section("remove_err").contains("error"), "{}", s.section("remove_err"));
     assert_eq!(remove["outputs"][0]["changed"], true, "{remove}");
     assert_eq!(s.section("removed").trim(), "gone");
     assert_eq!(s.section("serving_after_remove").trim(), "198.51.100.2", "after remove the header is not trusted");
@@ -137,7 +140,8 @@ fn nginx_trusts_exactly_the_list() {
     let script = format!(
         r#"{WEB}
 F=/etc/nginx/conf.d/cf-allow-realip.conf LOG=/var/log/nginx/cfa-test.log
-FAILING_TEST='s|^  nginx: {{}}|  nginx: {{test: [sh, -c, "echo refused by the test override >\&2; exit 1"]}}|'
+break_it() {{ cp "$CONFIG" "$W/config.good"; sed 's|^  nginx: {{}}|  nginx: {{test: [sh, -c, "echo refused by the test override >\&2; exit 1"]}}|' "$W/config.good" > "$CONFIG"; }}
+fix_it() {{ cp "$W/config.good" "$CONFIG"; }}
 echo "log_format cfa_test '\$remote_addr';" > /etc/nginx/conf.d/00-cfa-test-log.conf
 cat > /etc/nginx/sites-enabled/default <<'EOF'
 server {{ listen 80 default_server; access_log /var/log/nginx/cfa-test.log cfa_test; location / {{ return 200 "ok\n"; }} }}
@@ -156,4 +160,44 @@ wait_for client curl -sf http://198.51.100.1/
         "203.0.113.0/24",
         "refused by the test override",
     );
+}
+
+#[test]
+fn apache_trusts_exactly_the_list() {
+    if !server_sandbox::ready("apache_trusts_exactly_the_list", &["apachectl", "a2enmod", "curl", "nft"]) {
+        return;
+    }
+    let env = env_with("  apache: {}\n");
+    std::fs::write(env.path("feed1.txt"), FEED_1.join("\n") + "\n").expect("feed 1");
+    let script = format!(
+        r#"{WEB}
+F=/etc/apache2/conf-available/cf-allow-realip.conf LOG=/var/log/apache2/cfa-test.log
+a2enmod -q remoteip >/dev/null
+cat > /etc/apache2/sites-enabled/000-default.conf <<'EOF'
+<VirtualHost *:80>
+    LogFormat "%a" cfa_test
+    CustomLog /var/log/apache2/cfa-test.log cfa_test
+    DocumentRoot /var/www/html
+</VirtualHost>
+EOF
+echo ServerName cfa-test > /etc/apache2/conf-enabled/00-cfa-servername.conf
+# A broken include: the real `apachectl -t` refuses it.
+break_it() {{ echo 'CfAllowBrokenDirective on' > /etc/apache2/conf-enabled/zz-cfa-broken.conf; }}
+fix_it() {{ rm /etc/apache2/conf-enabled/zz-cfa-broken.conf; }}
+workers() {{ ps -o pid= --ppid "$(cat /run/apache2/apache2.pid)" | sort | tr -d ' ' | tr '\n' ' '; }}
+apachectl start
+wait_for client curl -sf http://198.51.100.1/
+{PHASES}
+section link; readlink /etc/apache2/conf-enabled/cf-allow-realip.conf || echo no-link
+"#
+    );
+    let s = run(&env, &script);
+    assert_phases(
+        &s,
+        "apache",
+        "RemoteIPHeader CF-Connecting-IP\nRemoteIPTrustedProxy 198.51.100.0/24\nRemoteIPTrustedProxy 2001:db8:1::/64\n",
+        "203.0.113.0/24",
+        "CfAllowBrokenDirective",
+    );
+    assert_eq!(s.section("link").trim(), "no-link", "remove deleted the enabling link too");
 }
