@@ -150,9 +150,29 @@ workers() {{ ps -o pid= --ppid "$(cat /run/nginx.pid)" | sort | tr -d ' ' | tr '
 nginx
 wait_for client curl -sf http://198.51.100.1/
 {PHASES}
+cfa sync >/dev/null 2>&1
+section status_ok; cfa status --json
+echo '# an edit' >> "$F"
+section status_drift; cfa status --json
+echo 'set_real_ip_from 192.0.2.0/24;' > "$F"; cp "$F" "$W/admin.conf"
+section not_owned; cfa sync 2>&1; echo "rc=$?"
+section not_owned_same; cmp "$F" "$W/admin.conf" && echo identical
+section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf" && echo identical
 "#
     );
     let s = run(&env, &script);
+    let ok = json(s.section("status_ok"));
+    assert_eq!(ok["outputs"][0]["file"], "in_sync", "{ok}");
+    assert_eq!(ok["outputs"][0]["loaded"], true, "nginx -T contains the file: {ok}");
+    assert_eq!(ok["in_sync"], true, "{ok}");
+    let drift = json(s.section("status_drift"));
+    assert_eq!(drift["outputs"][0]["file"], "drifted", "{drift}");
+    assert_eq!(drift["in_sync"], false, "{drift}");
+    let refused = s.section("not_owned");
+    assert!(refused.contains("is not managed by cf-allow") && refused.contains("rc=1"), "{refused}");
+    assert_eq!(s.section("not_owned_same").trim(), "identical");
+    let kept = s.section("remove_not_owned");
+    assert!(kept.contains("rc=1") && kept.contains("identical"), "{kept}");
     assert_phases(
         &s,
         "nginx",
