@@ -221,3 +221,118 @@ section link; readlink /etc/apache2/conf-enabled/cf-allow-realip.conf || echo no
     );
     assert_eq!(s.section("link").trim(), "no-link", "remove deleted the enabling link too");
 }
+
+/// Starts the real fail2ban with two jails on a dummy ban action: `cfa-web` inheriting the
+/// admin's `[DEFAULT]` ignoreip, `cfa-admin` with its own.
+const FAIL2BAN_UP: &str = r#"
+cfa() { "$BIN" --config "$CONFIG" "$@"; }
+rm -f /etc/fail2ban/jail.d/defaults-debian.conf
+cat > /etc/fail2ban/jail.local <<'EOF'
+[DEFAULT]
+ignoreip = 127.0.0.1/8 ::1 192.0.2.77
+banaction = dummy
+backend = polling
+
+[cfa-web]
+enabled = true
+filter = sshd
+logpath = /var/log/cfa-web.log
+port = http
+
+[cfa-admin]
+enabled = true
+filter = sshd
+logpath = /var/log/cfa-web.log
+port = http
+ignoreip = 127.0.0.1/8 192.0.2.88
+EOF
+touch /var/log/cfa-web.log
+mkdir -p /run/fail2ban
+fail2ban-client -x start >/dev/null
+wait_for fail2ban-client ping
+"#;
+
+#[test]
+fn fail2ban_ignores_the_list_and_keeps_the_admins_entries() {
+    if !server_sandbox::ready("fail2ban_ignores_the_list_and_keeps_the_admins_entries", &["fail2ban-client", "nft"]) {
+        return;
+    }
+    let env = env_with("  fail2ban: {}\n");
+    let script = format!(
+        r#"{FAIL2BAN_UP}
+section sync; cfa sync --json
+section web; fail2ban-client get cfa-web ignoreip
+section admin; fail2ban-client get cfa-admin ignoreip
+section file; cat /etc/fail2ban/jail.d/cf-allow.local
+section noop; cfa sync --json
+section status; cfa status --json
+section remove; cfa remove --json
+section web_after_remove; fail2ban-client get cfa-web ignoreip
+section jail_local; cat /etc/fail2ban/jail.local
+"#
+    );
+    let s = run(&env, &script);
+    eprintln!("{s:#?}");
+    assert_eq!(json(s.section("sync"))["outputs"][0]["changed"], true);
+    let nets = |name: &str| -> Vec<IpNet> {
+        cf_allow_outputs::fail2ban::listed_nets(s.section(name)).iter().map(IpNet::trunc).collect()
+    };
+    let net = |t: &str| t.parse::<IpNet>().expect("net").trunc();
+    for want in ["127.0.0.1/8", "::1/128", "192.0.2.77/32", "198.51.100.0/24", "2001:db8:1::/64"] {
+        assert!(nets("web").contains(&net(want)), "cfa-web ignores {want}: {}", s.section("web"));
+    }
+    for want in ["127.0.0.1/8", "192.0.2.88/32", "198.51.100.0/24", "2001:db8:1::/64"] {
+        assert!(nets("admin").contains(&net(want)), "cfa-admin ignores {want}: {}", s.section("admin"));
+    }
+    assert!(!nets("admin").contains(&net("192.0.2.77/32")), "cfa-admin keeps its own list");
+    assert!(s.section("file").contains("[DEFAULT]\nignoreip = 127.0.0.1/8 ::1 192.0.2.77 198.51.100.0/24 2001:db8:1::/64\n"), "{}", s.section("file"));
+    assert_eq!(json(s.section("noop"))["outputs"][0]["changed"], false);
+    let status = json(s.section("status"));
+    assert_eq!(status["outputs"][0]["file"], "in_sync", "{status}");
+    assert_eq!(status["outputs"][0]["loaded"], true, "{status}");
+    assert_eq!(json(s.section("remove"))["outputs"][0]["changed"], true);
+    assert!(!nets("web_after_remove").contains(&net("198.51.100.0/24")), "{}", s.section("web_after_remove"));
+    assert!(nets("web_after_remove").contains(&net("192.0.2.77/32")));
+    assert!(s.section("jail_local").contains("ignoreip = 127.0.0.1/8 ::1 192.0.2.77\n"), "the admin's file is untouched");
+}
+
+/// The doctor's check on what the real fail2ban reports for a jail.
+fn doctor_on(s: &Sections, jail: &str, ranges: &RangeSet) -> Vec<Check> {
+    use cf_allow_outputs::fail2ban::{jail_list, listed_nets};
+    assert!(jail_list(s.section("status")).contains(&jail.to_string()), "{}", s.section("status"));
+    let jails = [doctor_fail2ban::Jail {
+        name: jail.to_string(),
+        banned: listed_nets(s.section(&format!("{jail}_ban"))).iter().map(|n| n.addr()).collect(),
+        ignoreip: listed_nets(s.section(&format!("{jail}_ignore"))),
+    }];
+    doctor_fail2ban::check(Some(&jails), ranges)
+}
+
+#[test]
+fn doctor_fail2ban_finds_banned_edges_and_uncovered_jails() {
+    if !server_sandbox::ready("doctor_fail2ban_finds_banned_edges_and_uncovered_jails", &["fail2ban-client"]) {
+        return;
+    }
+    let env = env_with("  fail2ban: {}\n");
+    let script = format!(
+        r#"{FAIL2BAN_UP}
+fail2ban-client set cfa-web banip 198.51.100.7 >/dev/null
+section status; fail2ban-client status
+for j in cfa-web cfa-admin; do
+    section ${{j}}_ban; fail2ban-client get $j banip
+    section ${{j}}_ignore; fail2ban-client get $j ignoreip
+done
+"#
+    );
+    let s = run(&env, &script);
+    let ranges = RangeSet::exact(FEED_1.iter().map(|n| n.parse::<IpNet>().expect("net")));
+    let web = doctor_on(&s, "cfa-web", &ranges);
+    assert_eq!(web[0].status, Status::Fail, "{web:#?}\n{s:#?}");
+    assert_eq!(web[0].fix.as_deref(), Some("fail2ban-client set cfa-web unbanip 198.51.100.7"));
+    assert!(web[0].summary.contains("198.51.100.7 (in 198.51.100.0/24)"), "{}", web[0].summary);
+    assert_eq!(web[1].status, Status::Warn, "{web:#?}");
+    let admin = doctor_on(&s, "cfa-admin", &ranges);
+    assert_eq!(admin.len(), 1, "{admin:#?}");
+    assert_eq!(admin[0].status, Status::Warn);
+    assert!(admin[0].fix.as_deref().is_some_and(|f| f.contains("set_real_ip_from") && f.contains("RemoteIPTrustedProxy")), "{admin:#?}");
+}
