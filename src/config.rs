@@ -352,9 +352,18 @@ mod tests {
         assert_eq!(outputs[1].test, vec!["/bin/false"]);
         assert!(outputs[1].reload.is_empty());
         for (yaml, needle) in [
-            ("outputs:\n  nginx:\n    tset: [x]\n", "unknown field `tset`"),
-            ("outputs:\n  nginx:\n    test: \"nginx -t\"\n", "invalid type"),
-            ("outputs:\n  nginx:\n    path: conf.d/x\n", "is not an absolute path"),
+            (
+                "outputs:\n  nginx:\n    tset: [x]\n",
+                "unknown field `tset`",
+            ),
+            (
+                "outputs:\n  nginx:\n    test: \"nginx -t\"\n",
+                "invalid type",
+            ),
+            (
+                "outputs:\n  nginx:\n    path: conf.d/x\n",
+                "is not an absolute path",
+            ),
             ("outputs:\n  lighttpd: {}\n", "unknown field `lighttpd`"),
         ] {
             let msg = format!("{:#}", parse(yaml).expect_err(yaml));

@@ -105,29 +105,76 @@ fn assert_phases(s: &Sections, name: &str, file_has: &str, file_new_range: &str,
     let sync1 = json(s.section("sync1"));
     assert_eq!(sync1["outputs"][0]["name"], name, "{sync1}");
     assert_eq!(sync1["outputs"][0]["changed"], true, "{sync1}");
-    assert!(s.section("file1").starts_with("# Managed by cf-allow"), "{}", s.section("file1"));
-    assert!(s.section("file1").contains(file_has), "{}", s.section("file1"));
+    assert!(
+        s.section("file1").starts_with("# Managed by cf-allow"),
+        "{}",
+        s.section("file1")
+    );
+    assert!(
+        s.section("file1").contains(file_has),
+        "{}",
+        s.section("file1")
+    );
     assert!(!s.section("file1").contains(file_new_range));
-    assert_eq!(s.section("inside1").trim(), "203.0.113.9", "a peer in the list sets the visitor's address");
-    assert_eq!(s.section("outside1").trim(), "203.0.113.2", "a peer outside the list cannot");
+    assert_eq!(
+        s.section("inside1").trim(),
+        "203.0.113.9",
+        "a peer in the list sets the visitor's address"
+    );
+    assert_eq!(
+        s.section("outside1").trim(),
+        "203.0.113.2",
+        "a peer outside the list cannot"
+    );
     let noop = json(s.section("noop"));
     assert_eq!(noop["outputs"][0]["changed"], false, "{noop}");
     assert_eq!(noop["changed"], false, "{noop}");
-    assert_eq!(s.section("noop_same"), "mtime-same\nworkers-same\n", "a no-op writes and reloads nothing");
+    assert_eq!(
+        s.section("noop_same"),
+        "mtime-same\nworkers-same\n",
+        "a no-op writes and reloads nothing"
+    );
     let sync2 = json(s.section("sync2"));
     assert_eq!(sync2["outputs"][0]["changed"], true, "{sync2}");
-    assert_eq!(s.section("reloaded").trim(), "new-generation", "the server was reloaded");
-    assert_eq!(s.section("outside2").trim(), "203.0.113.9", "the new range is honoured");
+    assert_eq!(
+        s.section("reloaded").trim(),
+        "new-generation",
+        "the server was reloaded"
+    );
+    assert_eq!(
+        s.section("outside2").trim(),
+        "203.0.113.9",
+        "the new range is honoured"
+    );
     let fail = s.section("fail");
     assert!(fail.contains("rc=1"), "{fail}");
-    assert!(fail.contains(refused), "the error names the test's output: {fail}");
-    assert_eq!(s.section("fail_same").trim(), "identical", "the previous file is back byte for byte");
-    assert_eq!(s.section("still_serving").trim(), "203.0.113.9", "the server still serves, with the old file");
+    assert!(
+        fail.contains(refused),
+        "the error names the test's output: {fail}"
+    );
+    assert_eq!(
+        s.section("fail_same").trim(),
+        "identical",
+        "the previous file is back byte for byte"
+    );
+    assert_eq!(
+        s.section("still_serving").trim(),
+        "203.0.113.9",
+        "the server still serves, with the old file"
+    );
     let remove = json(s.section("remove"));
-    assert!(!s.section("remove_err").contains("error"), "{}", s.section("remove_err"));
+    assert!(
+        !s.section("remove_err").contains("error"),
+        "{}",
+        s.section("remove_err")
+    );
     assert_eq!(remove["outputs"][0]["changed"], true, "{remove}");
     assert_eq!(s.section("removed").trim(), "gone");
-    assert_eq!(s.section("serving_after_remove").trim(), "198.51.100.2", "after remove the header is not trusted");
+    assert_eq!(
+        s.section("serving_after_remove").trim(),
+        "198.51.100.2",
+        "after remove the header is not trusted"
+    );
 }
 
 #[test]
@@ -163,16 +210,25 @@ section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf
     let s = run(&env, &script);
     let ok = json(s.section("status_ok"));
     assert_eq!(ok["outputs"][0]["file"], "in_sync", "{ok}");
-    assert_eq!(ok["outputs"][0]["loaded"], true, "nginx -T contains the file: {ok}");
+    assert_eq!(
+        ok["outputs"][0]["loaded"], true,
+        "nginx -T contains the file: {ok}"
+    );
     assert_eq!(ok["in_sync"], true, "{ok}");
     let drift = json(s.section("status_drift"));
     assert_eq!(drift["outputs"][0]["file"], "drifted", "{drift}");
     assert_eq!(drift["in_sync"], false, "{drift}");
     let refused = s.section("not_owned");
-    assert!(refused.contains("is not managed by cf-allow") && refused.contains("rc=1"), "{refused}");
+    assert!(
+        refused.contains("is not managed by cf-allow") && refused.contains("rc=1"),
+        "{refused}"
+    );
     assert_eq!(s.section("not_owned_same").trim(), "identical");
     let kept = s.section("remove_not_owned");
-    assert!(kept.contains("rc=1") && kept.contains("identical"), "{kept}");
+    assert!(
+        kept.contains("rc=1") && kept.contains("identical"),
+        "{kept}"
+    );
     assert_phases(
         &s,
         "nginx",
@@ -184,7 +240,10 @@ section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf
 
 #[test]
 fn apache_trusts_exactly_the_list() {
-    if !server_sandbox::ready("apache_trusts_exactly_the_list", &["apachectl", "a2enmod", "curl", "nft"]) {
+    if !server_sandbox::ready(
+        "apache_trusts_exactly_the_list",
+        &["apachectl", "a2enmod", "curl", "nft"],
+    ) {
         return;
     }
     let env = env_with("  apache: {}\n");
@@ -219,7 +278,11 @@ section link; readlink /etc/apache2/conf-enabled/cf-allow-realip.conf || echo no
         "203.0.113.0/24",
         "CfAllowBrokenDirective",
     );
-    assert_eq!(s.section("link").trim(), "no-link", "remove deleted the enabling link too");
+    assert_eq!(
+        s.section("link").trim(),
+        "no-link",
+        "remove deleted the enabling link too"
+    );
 }
 
 /// Starts the real fail2ban with two jails on a dummy ban action: `cfa-web` inheriting the
@@ -254,7 +317,10 @@ wait_for fail2ban-client ping
 
 #[test]
 fn fail2ban_ignores_the_list_and_keeps_the_admins_entries() {
-    if !server_sandbox::ready("fail2ban_ignores_the_list_and_keeps_the_admins_entries", &["fail2ban-client", "nft"]) {
+    if !server_sandbox::ready(
+        "fail2ban_ignores_the_list_and_keeps_the_admins_entries",
+        &["fail2ban-client", "nft"],
+    ) {
         return;
     }
     let env = env_with("  fail2ban: {}\n");
@@ -275,34 +341,80 @@ section jail_local; cat /etc/fail2ban/jail.local
     eprintln!("{s:#?}");
     assert_eq!(json(s.section("sync"))["outputs"][0]["changed"], true);
     let nets = |name: &str| -> Vec<IpNet> {
-        cf_allow_outputs::fail2ban::listed_nets(s.section(name)).iter().map(IpNet::trunc).collect()
+        cf_allow_outputs::fail2ban::listed_nets(s.section(name))
+            .iter()
+            .map(IpNet::trunc)
+            .collect()
     };
     let net = |t: &str| t.parse::<IpNet>().expect("net").trunc();
-    for want in ["127.0.0.1/8", "::1/128", "192.0.2.77/32", "198.51.100.0/24", "2001:db8:1::/64"] {
-        assert!(nets("web").contains(&net(want)), "cfa-web ignores {want}: {}", s.section("web"));
+    for want in [
+        "127.0.0.1/8",
+        "::1/128",
+        "192.0.2.77/32",
+        "198.51.100.0/24",
+        "2001:db8:1::/64",
+    ] {
+        assert!(
+            nets("web").contains(&net(want)),
+            "cfa-web ignores {want}: {}",
+            s.section("web")
+        );
     }
-    for want in ["127.0.0.1/8", "192.0.2.88/32", "198.51.100.0/24", "2001:db8:1::/64"] {
-        assert!(nets("admin").contains(&net(want)), "cfa-admin ignores {want}: {}", s.section("admin"));
+    for want in [
+        "127.0.0.1/8",
+        "192.0.2.88/32",
+        "198.51.100.0/24",
+        "2001:db8:1::/64",
+    ] {
+        assert!(
+            nets("admin").contains(&net(want)),
+            "cfa-admin ignores {want}: {}",
+            s.section("admin")
+        );
     }
-    assert!(!nets("admin").contains(&net("192.0.2.77/32")), "cfa-admin keeps its own list");
-    assert!(s.section("file").contains("[DEFAULT]\nignoreip = 127.0.0.1/8 ::1 192.0.2.77 198.51.100.0/24 2001:db8:1::/64\n"), "{}", s.section("file"));
+    assert!(
+        !nets("admin").contains(&net("192.0.2.77/32")),
+        "cfa-admin keeps its own list"
+    );
+    assert!(
+        s.section("file").contains(
+            "[DEFAULT]\nignoreip = 127.0.0.1/8 ::1 192.0.2.77 198.51.100.0/24 2001:db8:1::/64\n"
+        ),
+        "{}",
+        s.section("file")
+    );
     assert_eq!(json(s.section("noop"))["outputs"][0]["changed"], false);
     let status = json(s.section("status"));
     assert_eq!(status["outputs"][0]["file"], "in_sync", "{status}");
     assert_eq!(status["outputs"][0]["loaded"], true, "{status}");
     assert_eq!(json(s.section("remove"))["outputs"][0]["changed"], true);
-    assert!(!nets("web_after_remove").contains(&net("198.51.100.0/24")), "{}", s.section("web_after_remove"));
+    assert!(
+        !nets("web_after_remove").contains(&net("198.51.100.0/24")),
+        "{}",
+        s.section("web_after_remove")
+    );
     assert!(nets("web_after_remove").contains(&net("192.0.2.77/32")));
-    assert!(s.section("jail_local").contains("ignoreip = 127.0.0.1/8 ::1 192.0.2.77\n"), "the admin's file is untouched");
+    assert!(
+        s.section("jail_local")
+            .contains("ignoreip = 127.0.0.1/8 ::1 192.0.2.77\n"),
+        "the admin's file is untouched"
+    );
 }
 
 /// The doctor's check on what the real fail2ban reports for a jail.
 fn doctor_on(s: &Sections, jail: &str, ranges: &RangeSet) -> Vec<Check> {
     use cf_allow_outputs::fail2ban::{jail_list, listed_nets};
-    assert!(jail_list(s.section("status")).contains(&jail.to_string()), "{}", s.section("status"));
+    assert!(
+        jail_list(s.section("status")).contains(&jail.to_string()),
+        "{}",
+        s.section("status")
+    );
     let jails = [doctor_fail2ban::Jail {
         name: jail.to_string(),
-        banned: listed_nets(s.section(&format!("{jail}_ban"))).iter().map(|n| n.addr()).collect(),
+        banned: listed_nets(s.section(&format!("{jail}_ban")))
+            .iter()
+            .map(|n| n.addr())
+            .collect(),
         ignoreip: listed_nets(s.section(&format!("{jail}_ignore"))),
     }];
     doctor_fail2ban::check(Some(&jails), ranges)
@@ -310,7 +422,10 @@ fn doctor_on(s: &Sections, jail: &str, ranges: &RangeSet) -> Vec<Check> {
 
 #[test]
 fn doctor_fail2ban_finds_banned_edges_and_uncovered_jails() {
-    if !server_sandbox::ready("doctor_fail2ban_finds_banned_edges_and_uncovered_jails", &["fail2ban-client"]) {
+    if !server_sandbox::ready(
+        "doctor_fail2ban_finds_banned_edges_and_uncovered_jails",
+        &["fail2ban-client"],
+    ) {
         return;
     }
     let env = env_with("  fail2ban: {}\n");
@@ -328,11 +443,24 @@ done
     let ranges = RangeSet::exact(FEED_1.iter().map(|n| n.parse::<IpNet>().expect("net")));
     let web = doctor_on(&s, "cfa-web", &ranges);
     assert_eq!(web[0].status, Status::Fail, "{web:#?}\n{s:#?}");
-    assert_eq!(web[0].fix.as_deref(), Some("fail2ban-client set cfa-web unbanip 198.51.100.7"));
-    assert!(web[0].summary.contains("198.51.100.7 (in 198.51.100.0/24)"), "{}", web[0].summary);
+    assert_eq!(
+        web[0].fix.as_deref(),
+        Some("fail2ban-client set cfa-web unbanip 198.51.100.7")
+    );
+    assert!(
+        web[0].summary.contains("198.51.100.7 (in 198.51.100.0/24)"),
+        "{}",
+        web[0].summary
+    );
     assert_eq!(web[1].status, Status::Warn, "{web:#?}");
     let admin = doctor_on(&s, "cfa-admin", &ranges);
     assert_eq!(admin.len(), 1, "{admin:#?}");
     assert_eq!(admin[0].status, Status::Warn);
-    assert!(admin[0].fix.as_deref().is_some_and(|f| f.contains("set_real_ip_from") && f.contains("RemoteIPTrustedProxy")), "{admin:#?}");
+    assert!(
+        admin[0]
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("set_real_ip_from") && f.contains("RemoteIPTrustedProxy")),
+        "{admin:#?}"
+    );
 }

@@ -89,7 +89,15 @@ pub fn print_states(states: &[State]) {
             "drifted" => "DRIFTED (run `cf-allow sync`)",
             _ => "NOT OWNED (no cf-allow header: left alone)",
         };
-        let detail = s.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-        println!("output:  {} {} {file}, {loaded}{detail}", s.name, s.path.display());
+        let detail = s
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        println!(
+            "output:  {} {} {file}, {loaded}{detail}",
+            s.name,
+            s.path.display()
+        );
     }
 }

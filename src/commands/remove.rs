@@ -26,7 +26,11 @@ pub fn run(config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Re
     let outputs = super::outputs::remove(&config, args.dry_run)?;
     let outputs_changed = super::outputs::any_changed(&outputs);
     if !args.json {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         super::outputs::print_changes(&outputs, verb, true);
     }
 

@@ -39,12 +39,7 @@ pub fn check(jails: Option<&[Jail]>, ranges: &RangeSet) -> Vec<Check> {
         let banned: Vec<(IpAddr, IpNet)> = jail
             .banned
             .iter()
-            .filter_map(|addr| {
-                ranges
-                    .iter()
-                    .find(|r| r.contains(addr))
-                    .map(|r| (*addr, r))
-            })
+            .filter_map(|addr| ranges.iter().find(|r| r.contains(addr)).map(|r| (*addr, r)))
             .collect();
         if !banned.is_empty() {
             let listed: Vec<String> = banned
@@ -110,7 +105,10 @@ mod tests {
         let jails = [
             Jail {
                 name: "sshd".into(),
-                banned: vec!["198.51.100.7".parse().expect("ip"), "192.0.2.1".parse().expect("ip")],
+                banned: vec![
+                    "198.51.100.7".parse().expect("ip"),
+                    "192.0.2.1".parse().expect("ip"),
+                ],
                 ignoreip: vec![net("127.0.0.0/8")],
             },
             Jail {
@@ -122,9 +120,18 @@ mod tests {
         let found = check(Some(&jails), &ranges);
         assert_eq!(found.len(), 2, "{found:#?}");
         assert_eq!(found[0].status, Status::Fail);
-        assert_eq!(found[0].fix.as_deref(), Some("fail2ban-client set sshd unbanip 198.51.100.7"));
+        assert_eq!(
+            found[0].fix.as_deref(),
+            Some("fail2ban-client set sshd unbanip 198.51.100.7")
+        );
         assert_eq!(found[1].status, Status::Warn);
-        assert!(found[1].summary.contains("does not cover 2 of Cloudflare's 2"), "{}", found[1].summary);
+        assert!(
+            found[1]
+                .summary
+                .contains("does not cover 2 of Cloudflare's 2"),
+            "{}",
+            found[1].summary
+        );
         assert_eq!(check(Some(&jails[1..]), &ranges)[0].status, Status::Ok);
         assert_eq!(check(None, &ranges)[0].status, Status::Skip);
     }

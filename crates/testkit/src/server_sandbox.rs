@@ -151,7 +151,11 @@ mod tests {
             String::new,
         );
         assert_eq!(s.section("etc"), "sandbox\n");
-        assert_eq!(s.section("http"), "sandbox\n", "the client reaches a server over the veth");
+        assert_eq!(
+            s.section("http"),
+            "sandbox\n",
+            "the client reaches a server over the veth"
+        );
         assert!(!Path::new("/etc/cf-allow-sandbox-probe").exists());
         assert!(!Path::new("/run/cf-allow-sandbox-probe").exists());
         let _ = std::fs::remove_dir(&work);
