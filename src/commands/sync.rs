@@ -51,6 +51,7 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
     if args.json {
         let mut doc = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
         doc["outputs"] = super::outputs::changes_json(&outputs);
+        doc["changed"] = json!(changed || outputs_changed);
         print_json(&doc)?;
     } else {
         if changed || !quiet {
