@@ -46,18 +46,27 @@ pub fn run(
     script: &str,
     failure_context: impl FnOnce() -> String,
 ) -> Sections {
-    let output = Command::new(path())
-        .arg("bash")
+    let mut cmd = Command::new(path());
+    cmd.arg("bash")
         .arg("-c")
         .arg(format!("{PRELUDE}\n{script}"))
         .envs(env.iter().copied())
-        .env("WORK", work)
-        .output()
-        .expect("run csf-sandbox");
+        .env("WORK", work);
+    sections_of(cmd, "csf-sandbox", failure_context)
+}
+
+/// Runs `cmd` (a sandbox named `what`) and splits its stdout into [`Sections`]; panics with
+/// its output (and `failure_context()`) when it fails.
+pub(crate) fn sections_of(
+    mut cmd: Command,
+    what: &str,
+    failure_context: impl FnOnce() -> String,
+) -> Sections {
+    let output = cmd.output().unwrap_or_else(|e| panic!("run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "csf-sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
+        "{what} failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
         failure_context()

@@ -16,6 +16,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
+use crate::csf_sandbox::sections_of;
 pub use crate::csf_sandbox::Sections;
 use crate::{require_programs, require_root};
 
@@ -93,37 +94,27 @@ pub fn run(
             .map(|l| l.display().to_string())
             .unwrap_or_else(|e| panic!("read /proc/self/ns/{ns}: {e}"))
     };
-    let output = Command::new("unshare")
-        .args([
-            "--mount",
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--propagation",
-            "private",
-            "--",
-            "bash",
-            "-c",
-            SETUP,
-            "server-sandbox",
-        ])
-        .arg(format!("{PRELUDE}\n{script}"))
-        .envs(env.iter().copied())
-        .env("WORK", work)
-        .env("SBX_HOST_NET", link("net"))
-        .env("SBX_HOST_MNT", link("mnt"))
-        .output()
-        .expect("run unshare");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "server sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        failure_context()
-    );
-    Sections::parse(&stdout)
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--net",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
+        "--",
+        "bash",
+        "-c",
+        SETUP,
+        "server-sandbox",
+    ])
+    .arg(format!("{PRELUDE}\n{script}"))
+    .envs(env.iter().copied())
+    .env("WORK", work)
+    .env("SBX_HOST_NET", link("net"))
+    .env("SBX_HOST_MNT", link("mnt"));
+    sections_of(cmd, "server sandbox", failure_context)
 }
 
 #[cfg(test)]
