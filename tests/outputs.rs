@@ -73,6 +73,7 @@ const PHASES: &str = r#"
 g0=$(workers)
 section sync1; cfa sync --json
 settle "$g0"
+section status1; cfa status --json
 section file1; cat "$F"
 section inside1; req 198.51.100.2
 section outside1; req 203.0.113.2
@@ -125,6 +126,12 @@ fn assert_phases(s: &Sections, name: &str, file_has: &str, file_new_range: &str,
         s.section("outside1").trim(),
         "203.0.113.2",
         "a peer outside the list cannot"
+    );
+    let status = json(s.section("status1"));
+    assert_eq!(status["outputs"][0]["file"], "in_sync", "{status}");
+    assert_eq!(
+        status["outputs"][0]["loaded"], true,
+        "the server's config dump includes the file: {status}"
     );
     let noop = json(s.section("noop"));
     assert_eq!(noop["outputs"][0]["changed"], false, "{noop}");
@@ -199,6 +206,7 @@ wait_for client curl -sf http://198.51.100.1/
 {PHASES}
 cfa sync >/dev/null 2>&1
 section status_ok; cfa status --json
+section status_text; cfa status
 echo '# an edit' >> "$F"
 section status_drift; cfa status --json
 echo 'set_real_ip_from 192.0.2.0/24;' > "$F"; cp "$F" "$W/admin.conf"
@@ -215,6 +223,13 @@ section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf
         "nginx -T contains the file: {ok}"
     );
     assert_eq!(ok["in_sync"], true, "{ok}");
+    assert!(
+        s.section("status_text").contains(
+            "output:  nginx /etc/nginx/conf.d/cf-allow-realip.conf in sync, loaded by the server\n"
+        ),
+        "{}",
+        s.section("status_text")
+    );
     let drift = json(s.section("status_drift"));
     assert_eq!(drift["outputs"][0]["file"], "drifted", "{drift}");
     assert_eq!(drift["in_sync"], false, "{drift}");

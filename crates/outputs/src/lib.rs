@@ -223,6 +223,11 @@ impl Settings {
                     o.path
                 ));
             }
+            if let Some(link) = o.link.as_ref().filter(|l| !l.is_absolute()) {
+                return Err(format!(
+                    "outputs.{name}.link: {link:?} is not an absolute path"
+                ));
+            }
             for (role, v) in [("test", &o.test), ("reload", &o.reload)] {
                 if v.first().is_some_and(|p| p.is_empty()) {
                     return Err(format!("outputs.{name}.{role}: the program name is empty"));
@@ -401,14 +406,20 @@ impl Output {
 
     /// True when the link exists and points at the owned file.
     fn link_is_ours(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| {
-            std::fs::read_link(l).is_ok_and(|target| {
-                let target = l.parent().map(|p| p.join(&target)).unwrap_or(target);
-                target == self.path
-                    || std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&self.path).ok()
-                        && target.file_name() == self.path.file_name()
-            })
-        })
+        let Some(link) = &self.link else {
+            return false;
+        };
+        let Ok(target) = std::fs::read_link(link) else {
+            return false;
+        };
+        let target = link
+            .parent()
+            .map_or(target.clone(), |dir| dir.join(&target));
+        target == self.path
+            || matches!(
+                (std::fs::canonicalize(&target), std::fs::canonicalize(&self.path)),
+                (Ok(a), Ok(b)) if a == b
+            )
     }
 
     /// Creates the link (relative, as a2enconf does when the file is in the sibling
