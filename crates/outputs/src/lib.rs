@@ -279,10 +279,13 @@ impl Output {
             self.programs_present()?;
             let previous = file::Previous::capture(self.name(), &self.path, before)?;
             file::write_atomic(self.name(), &self.path, want.as_bytes())?;
-            let linked = if link_missing {
-                self.make_link()?
-            } else {
-                false
+            let linked = match link_missing.then(|| self.make_link()) {
+                Some(Err(e)) => {
+                    previous.restore()?;
+                    return Err(e);
+                }
+                Some(Ok(made)) => made,
+                None => false,
             };
             self.test_and_reload(|| {
                 if linked {
