@@ -205,6 +205,11 @@ nginx
 wait_for client curl -sf http://198.51.100.1/
 {PHASES}
 cfa sync >/dev/null 2>&1
+cp "$F" "$W/before-bad"; cp "$W/feed.txt" "$W/feed.good"
+printf '131.0.72.0/222400:cb00::/32\n' > "$W/feed.txt"
+section bad_feed; cfa sync 2>&1; echo "rc=$?"
+section bad_feed_same; cmp "$F" "$W/before-bad" && echo identical
+cp "$W/feed.good" "$W/feed.txt"
 section status_ok; cfa status --json
 section status_text; cfa status
 echo '# an edit' >> "$F"
@@ -216,6 +221,8 @@ section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf
 "#
     );
     let s = run(&env, &script);
+    assert!(s.section("bad_feed").contains("rc=1"), "{}", s.section("bad_feed"));
+    assert_eq!(s.section("bad_feed_same").trim(), "identical", "a refused list writes nothing");
     let ok = json(s.section("status_ok"));
     assert_eq!(ok["outputs"][0]["file"], "in_sync", "{ok}");
     assert_eq!(
