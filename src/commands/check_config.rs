@@ -33,5 +33,8 @@ pub fn run(loaded: &Loaded) -> Result<()> {
     }
     println!("state_dir: {}", config.state_dir.display());
     println!("extra_cidrs: {} ranges", extra.len());
+    for output in config.outputs.outputs() {
+        println!("output: {} {}", output.name(), output.path.display());
+    }
     Ok(())
 }
