@@ -221,8 +221,16 @@ section remove_not_owned; cfa remove 2>&1; echo "rc=$?"; cmp "$F" "$W/admin.conf
 "#
     );
     let s = run(&env, &script);
-    assert!(s.section("bad_feed").contains("rc=1"), "{}", s.section("bad_feed"));
-    assert_eq!(s.section("bad_feed_same").trim(), "identical", "a refused list writes nothing");
+    assert!(
+        s.section("bad_feed").contains("rc=1"),
+        "{}",
+        s.section("bad_feed")
+    );
+    assert_eq!(
+        s.section("bad_feed_same").trim(),
+        "identical",
+        "a refused list writes nothing"
+    );
     let ok = json(s.section("status_ok"));
     assert_eq!(ok["outputs"][0]["file"], "in_sync", "{ok}");
     assert_eq!(
