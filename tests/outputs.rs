@@ -44,13 +44,14 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 /// Shell helpers for the web-server scripts: `cfa ARGS…` runs cf-allow with the test's
-/// config; `req SRC` sends a request from the client address SRC with
-/// `CF-Connecting-IP: 203.0.113.9` and prints the line it left in the access log.
+/// config; `req SRC [HOST]` sends a request from the client address SRC with
+/// `CF-Connecting-IP: 203.0.113.9` (to HOST, default 198.51.100.1) and prints the line it
+/// left in the access log.
 const WEB: &str = r#"
 cfa() { "$BIN" --config "$CONFIG" "$@"; }
 req() {
     : > "$LOG"
-    client curl -s -o /dev/null --interface "$1" -H 'CF-Connecting-IP: 203.0.113.9' http://198.51.100.1/
+    client curl -s -o /dev/null --interface "$1" -H 'CF-Connecting-IP: 203.0.113.9' "http://${2:-198.51.100.1}/"
     wait_for test -s "$LOG"; cat "$LOG"
 }
 mt() { stat -c %Y.%i "$1"; }
@@ -77,6 +78,7 @@ section status1; cfa status --json
 section file1; cat "$F"
 section inside1; req 198.51.100.2
 section outside1; req 203.0.113.2
+section inside6; req 2001:db8:1::2 '[2001:db8:1::1]'
 m1=$(mt "$F"); g1=$(workers)
 section noop; cfa sync --json
 section noop_same; [ "$(mt "$F")" = "$m1" ] && echo mtime-same; [ "$(workers)" = "$g1" ] && echo workers-same
@@ -198,7 +200,7 @@ break_it() {{ cp "$CONFIG" "$W/config.good"; sed 's|^  nginx: {{}}|  nginx: {{te
 fix_it() {{ cp "$W/config.good" "$CONFIG"; }}
 echo "log_format cfa_test '\$remote_addr';" > /etc/nginx/conf.d/00-cfa-test-log.conf
 cat > /etc/nginx/sites-enabled/default <<'EOF'
-server {{ listen 80 default_server; access_log /var/log/nginx/cfa-test.log cfa_test; location / {{ return 200 "ok\n"; }} }}
+server {{ listen 80 default_server; listen [::]:80 default_server; access_log /var/log/nginx/cfa-test.log cfa_test; location / {{ return 200 "ok\n"; }} }}
 EOF
 workers() {{ ps -o pid= --ppid "$(cat /run/nginx.pid)" | sort | tr -d ' ' | tr '\n' ' '; }}
 nginx
