@@ -46,14 +46,32 @@ impl TlsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-            .args(["-nodes", "-subj", "/CN=origin.test", "-days", &days.to_string(), "-keyout"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-subj",
+                "/CN=origin.test",
+                "-days",
+                &days.to_string(),
+                "-keyout",
+            ])
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .expect("openssl req");
-        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let child = ns
             .command("openssl")
             .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert"])
@@ -67,7 +85,10 @@ impl TlsServer {
             .expect("openssl s_server");
         let server = TlsServer { child, _dir: dir };
         for _ in 0..400 {
-            if ns.sh(&format!("ss -Hltn 'sport = :{port}'")).contains("LISTEN") {
+            if ns
+                .sh(&format!("ss -Hltn 'sport = :{port}'"))
+                .contains("LISTEN")
+            {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -112,7 +133,11 @@ impl Untouched {
     }
 
     fn assert_same(&self, ns: &Netns, env: &Env) {
-        assert_eq!(&Untouched::capture(ns, env), self, "doctor changed something");
+        assert_eq!(
+            &Untouched::capture(ns, env),
+            self,
+            "doctor changed something"
+        );
     }
 }
 
@@ -238,7 +263,9 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         assert_eq!(check(&doc, id)["status"], "ok", "{id}: {doc:#}");
     }
     assert_eq!(check(&doc, "dns")["status"], "skip");
-    let service = check(&doc, "service:443")["summary"].as_str().expect("summary");
+    let service = check(&doc, "service:443")["summary"]
+        .as_str()
+        .expect("summary");
     assert!(
         service.contains("192.0.2.5:443 completes a TLS handshake")
             && service.contains("[2001:db8::5]:443 completes a TLS handshake")
@@ -809,7 +836,9 @@ fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(
         got.iter().any(|(st, s)| st == "fail"
-            && s.starts_with("route `172.0.0.0/8 dev o1` sends Cloudflare's 172.64.0.0/13 elsewhere")),
+            && s.starts_with(
+                "route `172.0.0.0/8 dev o1` sends Cloudflare's 172.64.0.0/13 elsewhere"
+            )),
         "{got:#?}"
     );
     assert!(
@@ -818,11 +847,20 @@ fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
         "{got:#?}"
     );
     assert!(
-        got.iter().any(|(st, s)| st == "warn" && s.starts_with("no ipv6 default route")),
+        got.iter()
+            .any(|(st, s)| st == "warn" && s.starts_with("no ipv6 default route")),
         "{got:#?}"
     );
-    let fixes: Vec<&str> = checks(&doc, "route").iter().filter_map(|c| c["fix"].as_str()).collect();
-    assert!(fixes.iter().any(|f| f.contains("ip route del 172.0.0.0/8 dev o1")), "{fixes:?}");
+    let fixes: Vec<&str> = checks(&doc, "route")
+        .iter()
+        .filter_map(|c| c["fix"].as_str())
+        .collect();
+    assert!(
+        fixes
+            .iter()
+            .any(|f| f.contains("ip route del 172.0.0.0/8 dev o1")),
+        "{fixes:?}"
+    );
     untouched.assert_same(&ns, &env);
 
     // Routes fixed: one OK.
@@ -831,7 +869,10 @@ fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
     assert_eq!(
         summaries(&doc, "route"),
-        [("ok".to_string(), "all 22 Cloudflare ranges are routed by the default route of their family".to_string())]
+        [(
+            "ok".to_string(),
+            "all 22 Cloudflare ranges are routed by the default route of their family".to_string()
+        )]
     );
 }
 
@@ -841,7 +882,9 @@ fn doctor_ports_warns_about_a_port_cloudflare_never_proxies() {
         return;
     }
     let (ns, env, feed) = nft_env("doc-ports");
-    env.write_config(&format!("backend: nftables\nports: [443, 3000]\nsources: [{feed}]\n"));
+    env.write_config(&format!(
+        "backend: nftables\nports: [443, 3000]\nsources: [{feed}]\n"
+    ));
     sync(&ns, &env);
     origin_net(&ns, true);
     for addr in ["0.0.0.0:3000", "[::]:3000"] {
@@ -854,20 +897,29 @@ fn doctor_ports_warns_about_a_port_cloudflare_never_proxies() {
     let ports = check(&doc, "ports");
     assert_eq!(ports["status"], "warn");
     assert!(
-        ports["summary"].as_str().is_some_and(|s| s.starts_with("TCP 3000 is not among the ports Cloudflare proxies")),
+        ports["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TCP 3000 is not among the ports Cloudflare proxies")),
         "{ports}"
     );
     // 443 listens on IPv4 only, and the host has a global IPv6 address.
     let l443 = check(&doc, "listen:443");
     assert_eq!(l443["status"], "warn", "{l443}");
-    assert!(l443["summary"].as_str().is_some_and(|s| s.contains("but not on IPv6")), "{l443}");
+    assert!(
+        l443["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("but not on IPv6")),
+        "{l443}"
+    );
     assert_eq!(check(&doc, "listen:3000")["status"], "ok");
     // 3000 is a plain port: a TCP connect on both families is enough.
     let s3000 = check(&doc, "service:3000");
     assert_eq!(s3000["status"], "ok", "{s3000}");
     assert!(
-        s3000["summary"].as_str().is_some_and(|s| s.contains("192.0.2.5:3000 accepts connections")
-            && s.contains("[2001:db8::5]:3000 accepts connections")),
+        s3000["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("192.0.2.5:3000 accepts connections")
+                && s.contains("[2001:db8::5]:3000 accepts connections")),
         "{s3000}"
     );
     untouched.assert_same(&ns, &env);
@@ -879,7 +931,9 @@ fn doctor_service_warns_about_an_expiring_certificate_and_fails_without_tls() {
         return;
     }
     let (ns, env, feed) = nft_env("doc-service");
-    env.write_config(&format!("backend: nftables\nports: [443, 8443]\nsources: [{feed}]\n"));
+    env.write_config(&format!(
+        "backend: nftables\nports: [443, 8443]\nsources: [{feed}]\n"
+    ));
     sync(&ns, &env);
     origin_net(&ns, true);
     let mut tls = TlsServer::start(&ns, 443, 3);
@@ -893,14 +947,22 @@ fn doctor_service_warns_about_an_expiring_certificate_and_fails_without_tls() {
     let s443 = check(&doc, "service:443");
     assert_eq!(s443["status"], "warn", "{s443}");
     assert!(
-        s443["summary"].as_str().is_some_and(|s| s.contains("the certificate on 192.0.2.5:443 (CN=origin.test) expires in 2 days")),
+        s443["summary"]
+            .as_str()
+            .is_some_and(|s| s
+                .contains("the certificate on 192.0.2.5:443 (CN=origin.test) expires in 2 days")),
         "{s443}"
     );
-    assert!(s443["fix"].as_str().is_some_and(|f| f.contains("renew")), "{s443}");
+    assert!(
+        s443["fix"].as_str().is_some_and(|f| f.contains("renew")),
+        "{s443}"
+    );
     let s8443 = check(&doc, "service:8443");
     assert_eq!(s8443["status"], "fail", "{s8443}");
     assert!(
-        s8443["summary"].as_str().is_some_and(|s| s.contains("192.0.2.5:8443 connects but the TLS handshake fails")),
+        s8443["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("192.0.2.5:8443 connects but the TLS handshake fails")),
         "{s8443}"
     );
     untouched.assert_same(&ns, &env);
@@ -931,7 +993,9 @@ fn doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only() {
     let l443 = check(&doc, "listen:443");
     assert_eq!(l443["status"], "ok", "{l443}");
     assert!(
-        l443["summary"].as_str().is_some_and(|s| s.starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER")),
+        l443["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER")),
         "{l443}"
     );
     let docker = check(&doc, "docker");
@@ -940,8 +1004,16 @@ fn doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only() {
         docker["summary"].as_str().is_some_and(|s| s.starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER: published container ports are not covered")),
         "{docker}"
     );
-    assert!(docker["fix"].as_str().is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")), "{docker}");
-    assert!(!doc.to_string().contains("nothing listens on TCP 443"), "{doc:#}");
+    assert!(
+        docker["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")),
+        "{docker}"
+    );
+    assert!(
+        !doc.to_string().contains("nothing listens on TCP 443"),
+        "{doc:#}"
+    );
     untouched.assert_same(&ns, &env);
 }
 
@@ -959,14 +1031,18 @@ fn api_reply(api: &Api, req: &Request) -> Reply {
     let json = |body: Value| Reply::ok("application/json", body.to_string());
     let listed = |result: Value| {
         let count = result.as_array().map_or(0, Vec::len);
-        json(serde_json::json!({"success": true, "errors": [], "messages": [], "result": result,
-            "result_info": {"page": 1, "per_page": 20, "count": count, "total_count": count}}))
+        json(
+            serde_json::json!({"success": true, "errors": [], "messages": [], "result": result,
+            "result_info": {"page": 1, "per_page": 20, "count": count, "total_count": count}}),
+        )
     };
     if api.stall {
         return listed(Value::Array(Vec::new())).delayed(Duration::from_secs(4));
     }
     if let Some(status) = api.fail {
-        let mut reply = json(serde_json::json!({"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "messages": [], "result": null}));
+        let mut reply = json(
+            serde_json::json!({"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "messages": [], "result": null}),
+        );
         reply.status = status;
         return reply;
     }
@@ -1018,18 +1094,32 @@ fn doctor_dns_compares_cloudflares_records_with_this_host() {
     ));
     let untouched = Untouched::capture(&ns, &env);
     let set = |records: Value, fail: Option<u16>, stall: bool| {
-        *api.lock().expect("lock") = Api { records, fail, stall };
+        *api.lock().expect("lock") = Api {
+            records,
+            fail,
+            stall,
+        };
     };
     let dns = |expect_exit: i32| {
         let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
         run.expect_code(expect_exit);
-        assert!(!run.stdout.contains(token) && !run.stderr.contains(token), "the token leaked");
+        assert!(
+            !run.stdout.contains(token) && !run.stderr.contains(token),
+            "the token leaked"
+        );
         let c = check(&doc, "dns").clone();
-        (c["status"].as_str().unwrap_or_default().to_string(), c["summary"].as_str().unwrap_or_default().to_string())
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["summary"].as_str().unwrap_or_default().to_string(),
+        )
     };
 
     // A proxied CNAME to the apex, whose proxied A is this host's address.
-    set(serde_json::json!([{"id": "r1", "type": "CNAME", "name": "www.example.com", "content": "example.com", "proxied": true}]), None, false);
+    set(
+        serde_json::json!([{"id": "r1", "type": "CNAME", "name": "www.example.com", "content": "example.com", "proxied": true}]),
+        None,
+        false,
+    );
     let (status, summary) = dns(2);
     assert_eq!(status, "ok", "{summary}");
     assert!(summary.contains("example.com A 192.0.2.5"), "{summary}");
@@ -1044,7 +1134,9 @@ fn doctor_dns_compares_cloudflares_records_with_this_host() {
             "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?name=example.com",
         ]
     );
-    assert!(seen.iter().all(|r| r.header("authorization") == Some(&format!("Bearer {token}"))));
+    assert!(seen
+        .iter()
+        .all(|r| r.header("authorization") == Some(&format!("Bearer {token}"))));
 
     // A wrong A address.
     set(record("A", "198.51.100.9", true), None, false);
@@ -1059,17 +1151,27 @@ fn doctor_dns_compares_cloudflares_records_with_this_host() {
     set(record("AAAA", "2001:db8::7", true), None, false);
     let (status, summary) = dns(2);
     assert_eq!(status, "fail", "{summary}");
-    assert!(summary.contains("www.example.com AAAA 2001:db8::7 but this host has no global IPv6 address"), "{summary}");
+    assert!(
+        summary
+            .contains("www.example.com AAAA 2001:db8::7 but this host has no global IPv6 address"),
+        "{summary}"
+    );
 
     // Not proxied: Cloudflare is not in the path.
     set(record("A", "192.0.2.5", false), None, false);
     let (status, summary) = dns(2);
     assert_eq!(status, "warn");
-    assert!(summary.contains("www.example.com A 192.0.2.5 is not proxied"), "{summary}");
+    assert!(
+        summary.contains("www.example.com A 192.0.2.5 is not proxied"),
+        "{summary}"
+    );
 
     // API failures are warnings that name the reason.
     for (code, reason) in [
-        (401, "the API token is not valid (HTTP 401): Authentication error"),
+        (
+            401,
+            "the API token is not valid (HTTP 401): Authentication error",
+        ),
         (403, "lacks the Zone:Read and DNS:Read permissions"),
         (429, "rate-limits this token (HTTP 429)"),
         (500, "Cloudflare's API failed (HTTP 500)"),
@@ -1082,15 +1184,25 @@ fn doctor_dns_compares_cloudflares_records_with_this_host() {
     set(Value::Null, None, true);
     let (status, summary) = dns(2);
     assert_eq!(status, "warn");
-    assert!(summary.contains("the API did not answer in time"), "{summary}");
+    assert!(
+        summary.contains("the API did not answer in time"),
+        "{summary}"
+    );
 
     // A token file others can read is refused before any request.
     mode(0o644);
     let before = server.requests().len();
     let (status, summary) = dns(2);
     assert_eq!(status, "warn");
-    assert!(summary.contains("is refused: its mode is 0644; it must be 0600"), "{summary}");
-    assert_eq!(server.requests().len(), before, "a request was sent with a refused token");
+    assert!(
+        summary.contains("is refused: its mode is 0644; it must be 0600"),
+        "{summary}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "a request was sent with a refused token"
+    );
     mode(0o600);
     untouched.assert_same(&ns, &env);
 }

@@ -77,7 +77,13 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     let listens = listen::checks(&ports, &facts, forwarded, ipv6_allowed);
     checks.extend(listens.iter().cloned());
     checks.extend(service_checks(
-        &ports, &listens, &facts, &lookups, ipv6_allowed, &config, timeout,
+        &ports,
+        &listens,
+        &facts,
+        &lookups,
+        ipv6_allowed,
+        &config,
+        timeout,
     ));
     let origin = dns_origin(&facts, &listens, &config, ipv6_allowed);
     checks.extend(route::checks(&allowed, &facts, &lookups));
@@ -293,11 +299,7 @@ fn dns_origin(
     ipv6_allowed: bool,
 ) -> dns::Origin {
     let addresses = match &facts.addresses {
-        Ok(addrs) => addrs
-            .iter()
-            .filter(|a| a.global)
-            .map(|a| a.addr)
-            .collect(),
+        Ok(addrs) => addrs.iter().filter(|a| a.global).map(|a| a.addr).collect(),
         Err(_) => Vec::new(),
     };
     let v6_listener = |port: Option<u16>| {

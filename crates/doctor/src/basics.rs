@@ -47,10 +47,16 @@ pub fn backend_check(backend: &Backend) -> Check {
             e.clone(),
             "install nftables or iptables (or CSF), or set `backend:` in the config",
         ),
-        Backend::Chosen { name, how, missing: None } => {
-            Check::ok("backend", format!("{name} ({how}) is available"))
-        }
-        Backend::Chosen { name, how, missing: Some(missing) } => Check::fail(
+        Backend::Chosen {
+            name,
+            how,
+            missing: None,
+        } => Check::ok("backend", format!("{name} ({how}) is available")),
+        Backend::Chosen {
+            name,
+            how,
+            missing: Some(missing),
+        } => Check::fail(
             "backend",
             format!("{name} ({how}) is not available: {missing}"),
             "run as root, install the backend, or choose another with `backend:` / --backend",
@@ -64,7 +70,11 @@ pub fn sources_check(probes: Option<&[Result<String, String>]>) -> Check {
     let Some(probes) = probes else {
         return Check::skip("sources", "--offline: the sources were not probed");
     };
-    let failures: Vec<&str> = probes.iter().filter_map(|p| p.as_ref().err()).map(String::as_str).collect();
+    let failures: Vec<&str> = probes
+        .iter()
+        .filter_map(|p| p.as_ref().err())
+        .map(String::as_str)
+        .collect();
     if failures.is_empty() {
         Check::ok(
             "sources",
@@ -103,11 +113,18 @@ pub struct CachedList {
 }
 
 /// The `list` check: `Err` = the cache cannot be read, `None` = nothing cached.
-pub fn list_check(state_dir: &std::path::Path, cached: &Result<Option<CachedList>, String>) -> Check {
+pub fn list_check(
+    state_dir: &std::path::Path,
+    cached: &Result<Option<CachedList>, String>,
+) -> Check {
     let sync_hint = "run `cf-allow sync`, and make sure the timer runs it \
                      (`systemctl enable --now cf-allow.timer`, or the cron file)";
     match cached {
-        Err(e) => Check::warn("list", format!("cannot read the cached list: {e}"), sync_hint),
+        Err(e) => Check::warn(
+            "list",
+            format!("cannot read the cached list: {e}"),
+            sync_hint,
+        ),
         Ok(None) => Check::warn(
             "list",
             format!(
@@ -119,10 +136,7 @@ pub fn list_check(state_dir: &std::path::Path, cached: &Result<Option<CachedList
         Ok(Some(list)) => {
             let what = format!(
                 "{} ranges from {}, fetched {} ({} ago)",
-                list.ranges,
-                list.source,
-                list.fetched_at,
-                list.age_text
+                list.ranges, list.source, list.fetched_at, list.age_text
             );
             if list.age > STALE_AFTER {
                 Check::warn(
@@ -186,7 +200,10 @@ pub fn firewall_checks(
     } else if !plan.is_empty() {
         let mut pending: Vec<String> = plan.repairs.clone();
         if !plan.remove.is_empty() {
-            pending.push(format!("{} ranges no longer in the list", plan.remove.len()));
+            pending.push(format!(
+                "{} ranges no longer in the list",
+                plan.remove.len()
+            ));
         }
         Check::warn(
             "firewall",
@@ -200,7 +217,10 @@ pub fn firewall_checks(
     } else {
         Check::ok(
             "firewall",
-            format!("{name} allows all {} ranges of {which} plus extra_cidrs", expected.len()),
+            format!(
+                "{name} allows all {} ranges of {which} plus extra_cidrs",
+                expected.len()
+            ),
         )
     }];
     for warning in held.warnings {
@@ -220,7 +240,10 @@ pub fn firewall_checks(
 pub fn split_advice(warning: &str) -> (String, Option<String>) {
     for verb in ["set ", "run ", "add ", "use ", "enable "] {
         if let Some(at) = warning.rfind(&format!("; {verb}")) {
-            return (warning[..at].to_string(), Some(warning[at + 2..].to_string()));
+            return (
+                warning[..at].to_string(),
+                Some(warning[at + 2..].to_string()),
+            );
         }
     }
     (warning.to_string(), None)
@@ -236,7 +259,10 @@ mod tests {
         let (problem, fix) =
             split_advice("chain inet filter input drops; set nftables.into: {family: inet} to fix");
         assert_eq!(problem, "chain inet filter input drops");
-        assert_eq!(fix.as_deref(), Some("set nftables.into: {family: inet} to fix"));
+        assert_eq!(
+            fix.as_deref(),
+            Some("set nftables.into: {family: inet} to fix")
+        );
         assert_eq!(split_advice("CSF is disabled").1, None);
     }
 
@@ -244,7 +270,12 @@ mod tests {
     fn firewall_check_follows_the_plan() {
         let nets = |s: &[&str]| RangeSet::aggregated(s.iter().map(|n| n.parse().expect("net")));
         let want = nets(&["104.16.0.0/13", "172.64.0.0/13"]);
-        let held = |r| Held { name: "nftables", ranges: r, repairs: Vec::new(), warnings: &[] };
+        let held = |r| Held {
+            name: "nftables",
+            ranges: r,
+            repairs: Vec::new(),
+            warnings: &[],
+        };
         let label = |n: &str, w: &str| format!("{n}: {w}");
         let half = nets(&["104.16.0.0/13"]);
         let got = firewall_checks(&want, "the last good list", Ok(held(&half)), label);
@@ -253,12 +284,23 @@ mod tests {
         let got = firewall_checks(&want, "the last good list", Ok(held(&want)), label);
         assert_eq!(got[0].status, Status::Ok);
         let warnings = ["policy drop; set nftables.into: x".to_string()];
-        let h = Held { name: "nftables", ranges: &want, repairs: vec!["x".into()], warnings: &warnings };
+        let h = Held {
+            name: "nftables",
+            ranges: &want,
+            repairs: vec!["x".into()],
+            warnings: &warnings,
+        };
         let got = firewall_checks(&want, "l", Ok(h), label);
         assert_eq!((got[0].status, got[1].status), (Status::Warn, Status::Warn));
         assert_eq!(got[1].summary, "nftables: policy drop");
-        assert_eq!(list_check(std::path::Path::new("/s"), &Ok(None)).status, Status::Warn);
+        assert_eq!(
+            list_check(std::path::Path::new("/s"), &Ok(None)).status,
+            Status::Warn
+        );
         assert_eq!(sources_check(None).status, Status::Skip);
-        assert_eq!(sources_check(Some(&[Ok("a".into()), Err("b".into())])).status, Status::Warn);
+        assert_eq!(
+            sources_check(Some(&[Ok("a".into()), Err("b".into())])).status,
+            Status::Warn
+        );
     }
 }

@@ -108,9 +108,12 @@ pub struct Origin {
 /// Reads the token file: it must be owned by root and readable by nobody else, else it is
 /// refused. The error never contains the token.
 pub fn read_token(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    token_file_allowed(meta.uid(), meta.mode()).map_err(|why| format!("{} is refused: {why}", path.display()))?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    token_file_allowed(meta.uid(), meta.mode())
+        .map_err(|why| format!("{} is refused: {why}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let token = text.trim().to_string();
     if token.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -124,7 +127,10 @@ pub fn token_file_allowed(uid: u32, mode: u32) -> Result<(), String> {
         return Err(format!("it is owned by uid {uid}, not root"));
     }
     if mode & 0o077 != 0 {
-        return Err(format!("its mode is {:04o}; it must be 0600", mode & 0o7777));
+        return Err(format!(
+            "its mode is {:04o}; it must be 0600",
+            mode & 0o7777
+        ));
     }
     Ok(())
 }
@@ -143,7 +149,12 @@ impl Api {
         let loopback = url::Url::parse(base)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
-            .is_some_and(|h| h == "localhost" || h.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|a| a.is_loopback()));
+            .is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<IpAddr>()
+                        .is_ok_and(|a| a.is_loopback())
+            });
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -214,7 +225,11 @@ impl Api {
         let Some((id, zone)) = zone else {
             return Ok(None);
         };
-        let mut out = Resolution { zone: zone.clone(), records: Vec::new(), outside: None };
+        let mut out = Resolution {
+            zone: zone.clone(),
+            records: Vec::new(),
+            outside: None,
+        };
         let mut name = hostname.clone();
         for _ in 0..MAX_CHAIN {
             let records: Vec<Record> = self
@@ -259,10 +274,18 @@ fn classify(e: reqwest::Error) -> ApiError {
 }
 
 /// The `dns` check of one hostname.
-pub fn evaluate(hostname: &str, answer: &Result<Option<Resolution>, ApiError>, origin: &Origin) -> Check {
+pub fn evaluate(
+    hostname: &str,
+    answer: &Result<Option<Resolution>, ApiError>,
+    origin: &Origin,
+) -> Check {
     let res = match answer {
         Err(e) => {
-            return Check::warn(ID, format!("{hostname}: cannot check its DNS records: {}", e.reason()), e.fix())
+            return Check::warn(
+                ID,
+                format!("{hostname}: cannot check its DNS records: {}", e.reason()),
+                e.fix(),
+            )
         }
         Ok(None) => {
             return Check::warn(
@@ -284,12 +307,20 @@ pub fn evaluate(hostname: &str, answer: &Result<Option<Resolution>, ApiError>, o
     let proxied = first.proxied;
     let list = |addrs: &[IpAddr]| match addrs.is_empty() {
         true => "none".to_string(),
-        false => addrs.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", "),
+        false => addrs
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let mut fails = Vec::new();
     let mut warns = Vec::new();
     let mut oks = Vec::new();
-    for record in res.records.iter().filter(|r| r.kind == "A" || r.kind == "AAAA") {
+    for record in res
+        .records
+        .iter()
+        .filter(|r| r.kind == "A" || r.kind == "AAAA")
+    {
         let Ok(addr) = record.content.parse::<IpAddr>() else {
             warns.push(format!("{} is not an address", record.describe()));
             continue;
@@ -315,12 +346,24 @@ pub fn evaluate(hostname: &str, answer: &Result<Option<Resolution>, ApiError>, o
         }
     }
     if let Some(outside) = &res.outside {
-        warns.push(format!("{hostname} is a CNAME to {outside}, outside zone {}: not followed", res.zone));
+        warns.push(format!(
+            "{hostname} is a CNAME to {outside}, outside zone {}: not followed",
+            res.zone
+        ));
     }
     if fails.is_empty() && warns.is_empty() && oks.is_empty() {
-        warns.push(format!("{hostname}: zone {} has no A or AAAA record for it", res.zone));
+        warns.push(format!(
+            "{hostname}: zone {} has no A or AAAA record for it",
+            res.zone
+        ));
     }
-    let status = if !fails.is_empty() { Status::Fail } else if !warns.is_empty() { Status::Warn } else { Status::Ok };
+    let status = if !fails.is_empty() {
+        Status::Fail
+    } else if !warns.is_empty() {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
     let summary = fails.iter().chain(&warns).cloned().collect::<Vec<_>>();
     match status {
         Status::Fail => Check::fail(
@@ -340,7 +383,10 @@ pub fn evaluate(hostname: &str, answer: &Result<Option<Resolution>, ApiError>, o
 /// The `dns` checks: skipped without hostnames; refused without a usable token file.
 pub fn checks(settings: &Settings, origin: &Origin, timeout: Duration) -> Vec<Check> {
     if settings.hostnames.is_empty() {
-        return vec![Check::skip(ID, "doctor.hostnames is empty: DNS records are not checked")];
+        return vec![Check::skip(
+            ID,
+            "doctor.hostnames is empty: DNS records are not checked",
+        )];
     }
     let Some(path) = &settings.cloudflare_api_token_file else {
         return vec![Check::warn(
@@ -361,12 +407,21 @@ pub fn checks(settings: &Settings, origin: &Origin, timeout: Duration) -> Vec<Ch
     };
     let api = match Api::new(&settings.cloudflare_api, token, timeout) {
         Ok(api) => api,
-        Err(e) => return vec![Check::warn(ID, format!("cannot build an HTTP client: {e}"), "report this as a bug")],
+        Err(e) => {
+            return vec![Check::warn(
+                ID,
+                format!("cannot build an HTTP client: {e}"),
+                "report this as a bug",
+            )]
+        }
     };
     let mut out = Vec::new();
     for hostname in &settings.hostnames {
         let answer = api.resolve(hostname);
-        let failed_hard = matches!(&answer, Err(ApiError::Timeout | ApiError::Status(401 | 403, _)));
+        let failed_hard = matches!(
+            &answer,
+            Err(ApiError::Timeout | ApiError::Status(401 | 403, _))
+        );
         out.push(evaluate(hostname, &answer, origin));
         if failed_hard {
             // The same token and API answer the same for every other name.
@@ -381,7 +436,12 @@ mod tests {
     use super::*;
 
     fn rec(kind: &str, name: &str, content: &str, proxied: bool) -> Record {
-        Record { kind: kind.into(), name: name.into(), content: content.into(), proxied }
+        Record {
+            kind: kind.into(),
+            name: name.into(),
+            content: content.into(),
+            proxied,
+        }
     }
 
     fn origin() -> Origin {
@@ -394,32 +454,64 @@ mod tests {
     }
 
     fn res(records: Vec<Record>) -> Result<Option<Resolution>, ApiError> {
-        Ok(Some(Resolution { zone: "example.com".into(), records, outside: None }))
+        Ok(Some(Resolution {
+            zone: "example.com".into(),
+            records,
+            outside: None,
+        }))
     }
 
     #[test]
     fn verdicts_for_records() {
-        let ok = evaluate("www.example.com", &res(vec![rec("CNAME", "www.example.com", "example.com", true), rec("A", "example.com", "203.0.113.7", true)]), &origin());
+        let ok = evaluate(
+            "www.example.com",
+            &res(vec![
+                rec("CNAME", "www.example.com", "example.com", true),
+                rec("A", "example.com", "203.0.113.7", true),
+            ]),
+            &origin(),
+        );
         assert_eq!(ok.status, Status::Ok, "{ok:?}");
-        let wrong = evaluate("example.com", &res(vec![rec("A", "example.com", "198.51.100.9", true)]), &origin());
+        let wrong = evaluate(
+            "example.com",
+            &res(vec![rec("A", "example.com", "198.51.100.9", true)]),
+            &origin(),
+        );
         assert_eq!(wrong.status, Status::Fail);
         assert!(wrong.summary.contains("198.51.100.9 points at an address that is neither on this host (192.0.2.5) nor in doctor.public_addresses (203.0.113.7)"), "{wrong:?}");
         let mut v6 = origin();
         v6.public.push("2001:db8::7".parse().expect("a"));
-        let trap = evaluate("example.com", &res(vec![rec("AAAA", "example.com", "2001:db8::7", true)]), &v6);
+        let trap = evaluate(
+            "example.com",
+            &res(vec![rec("AAAA", "example.com", "2001:db8::7", true)]),
+            &v6,
+        );
         assert_eq!(trap.status, Status::Fail);
         assert!(trap.summary.contains("no global IPv6"), "{trap:?}");
-        let grey = evaluate("example.com", &res(vec![rec("A", "example.com", "192.0.2.5", false)]), &origin());
+        let grey = evaluate(
+            "example.com",
+            &res(vec![rec("A", "example.com", "192.0.2.5", false)]),
+            &origin(),
+        );
         assert_eq!(grey.status, Status::Warn);
         assert!(grey.summary.contains("not proxied"));
-        assert_eq!(evaluate("x.example.com", &res(Vec::new()), &origin()).status, Status::Warn);
-        assert_eq!(evaluate("x.example.com", &Ok(None), &origin()).status, Status::Warn);
+        assert_eq!(
+            evaluate("x.example.com", &res(Vec::new()), &origin()).status,
+            Status::Warn
+        );
+        assert_eq!(
+            evaluate("x.example.com", &Ok(None), &origin()).status,
+            Status::Warn
+        );
     }
 
     #[test]
     fn api_failures_are_warnings_naming_the_reason() {
         for (err, text) in [
-            (ApiError::Status(401, "Invalid API Token".into()), "HTTP 401"),
+            (
+                ApiError::Status(401, "Invalid API Token".into()),
+                "HTTP 401",
+            ),
             (ApiError::Status(403, String::new()), "Zone:Read"),
             (ApiError::Status(429, String::new()), "rate-limits"),
             (ApiError::Status(502, String::new()), "HTTP 502"),
@@ -435,7 +527,10 @@ mod tests {
     fn token_files_must_be_roots_and_private() {
         assert!(token_file_allowed(0, 0o100600).is_ok());
         assert!(token_file_allowed(0, 0o100400).is_ok());
-        assert_eq!(token_file_allowed(0, 0o100644), Err("its mode is 0644; it must be 0600".to_string()));
+        assert_eq!(
+            token_file_allowed(0, 0o100644),
+            Err("its mode is 0644; it must be 0600".to_string())
+        );
         assert!(token_file_allowed(1000, 0o100600).is_err());
     }
 }

@@ -98,7 +98,11 @@ pub fn check(
         Ok(rules) => {
             let mut found = Vec::new();
             for rule in rules {
-                let mut ps: Vec<u16> = ports.iter().copied().filter(|p| rule.forwards(*p)).collect();
+                let mut ps: Vec<u16> = ports
+                    .iter()
+                    .copied()
+                    .filter(|p| rule.forwards(*p))
+                    .collect();
                 if ports.is_empty() {
                     ps.extend(rule.dports.map(|(lo, _)| lo));
                 }
@@ -164,10 +168,16 @@ COMMIT
     fn parses_dockers_dnat_rules() {
         let rules = parse_nat(NAT);
         assert_eq!(rules.len(), 2, "{rules:?}");
-        assert_eq!(rules[0].describe(443), "443 is forwarded to 172.17.0.2:8443 by nat DOCKER");
+        assert_eq!(
+            rules[0].describe(443),
+            "443 is forwarded to 172.17.0.2:8443 by nat DOCKER"
+        );
         assert!(rules[0].forwards(443) && !rules[0].forwards(80));
         assert!(rules[1].forwards(8005));
-        assert_eq!(rules[1].describe(8005), "8005 is forwarded to 192.0.2.9:8005 by nat PREROUTING");
+        assert_eq!(
+            rules[1].describe(8005),
+            "8005 is forwarded to 192.0.2.9:8005 by nat PREROUTING"
+        );
     }
 
     #[test]
@@ -175,11 +185,27 @@ COMMIT
         let rules = Ok(parse_nat(NAT));
         let c = check(&rules, &Ok(true), false, &[80, 443]);
         assert_eq!(c.status, Status::Warn);
-        assert!(c.summary.starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER:"), "{c:?}");
-        assert!(c.fix.as_deref().is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")));
+        assert!(
+            c.summary
+                .starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER:"),
+            "{c:?}"
+        );
+        assert!(c
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")));
         assert_eq!(check(&rules, &Ok(true), true, &[443]).status, Status::Ok);
-        assert_eq!(check(&Ok(Vec::new()), &Ok(false), false, &[443]).status, Status::Ok);
-        assert_eq!(check(&Ok(Vec::new()), &Ok(true), false, &[443]).status, Status::Warn);
-        assert_eq!(check(&Err("x".into()), &Err("x".into()), false, &[443]).status, Status::Skip);
+        assert_eq!(
+            check(&Ok(Vec::new()), &Ok(false), false, &[443]).status,
+            Status::Ok
+        );
+        assert_eq!(
+            check(&Ok(Vec::new()), &Ok(true), false, &[443]).status,
+            Status::Warn
+        );
+        assert_eq!(
+            check(&Err("x".into()), &Err("x".into()), false, &[443]).status,
+            Status::Skip
+        );
     }
 }

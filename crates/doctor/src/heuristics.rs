@@ -181,10 +181,7 @@ fn ipset_checks(cloudflare: &RangeSet, tables: &[TableRead], shadow: &Shadow) ->
         }
     };
     let mut checks = Vec::new();
-    for set in sets
-        .iter()
-        .filter(|s| !crate::ipset::is_allow_set(&s.name))
-    {
+    for set in sets.iter().filter(|s| !crate::ipset::is_allow_set(&s.name)) {
         let hits: Vec<(&str, IpNet)> = set
             .entries
             .iter()
@@ -380,10 +377,7 @@ fn csf_checks(cloudflare: &RangeSet, csf_dir: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
     for (file, unblock) in [
         (csf_dir.join("csf.deny"), "csf -dr"),
-        (
-            PathBuf::from(crate::csf::TEMPBAN_FILE),
-            "csf -tr",
-        ),
+        (PathBuf::from(crate::csf::TEMPBAN_FILE), "csf -tr"),
     ] {
         let entries = match crate::csf::read_deny_file(&file) {
             Ok(entries) => entries,
@@ -418,4 +412,3 @@ fn csf_checks(cloudflare: &RangeSet, csf_dir: &Path) -> Vec<Check> {
     }
     checks
 }
-

@@ -218,7 +218,10 @@ mod tests {
         assert!(routes[1].discards());
         assert_eq!(routes[1].describe(), "blackhole 104.16.0.0/13");
         assert_eq!(routes[2].describe(), "172.0.0.0/8 dev d0");
-        assert_eq!(routes[4].describe(), "local 192.0.2.5/32 dev d0 table local");
+        assert_eq!(
+            routes[4].describe(),
+            "local 192.0.2.5/32 dev d0 table local"
+        );
         assert!(parse_routes("nope", false).is_err());
     }
 
@@ -231,7 +234,10 @@ mod tests {
             routes: parse_routes(ROUTES, false).map_err(|e| e.to_string()),
             listeners: Ok(Vec::new()),
         };
-        assert_eq!(facts.global_addresses(false), [IpAddr::from([192, 0, 2, 5])]);
+        assert_eq!(
+            facts.global_addresses(false),
+            [IpAddr::from([192, 0, 2, 5])]
+        );
         assert!(facts.global_addresses(true).is_empty());
         assert_eq!(facts.default_routes(false).len(), 1);
         assert!(facts.default_routes(true).is_empty());

@@ -207,19 +207,28 @@ mod tests {
         use crate::Status;
         let v4: Vec<Listener> = parse_proc_net_tcp(TCP).expect("tcp");
         let facts = |listeners: Vec<Listener>| HostFacts {
-            addresses: Ok(vec![HostAddr { ifname: "d0".into(), addr: "2001:db8::5".parse().expect("addr"), global: true }]),
+            addresses: Ok(vec![HostAddr {
+                ifname: "d0".into(),
+                addr: "2001:db8::5".parse().expect("addr"),
+                global: true,
+            }]),
             routes: Ok(Vec::new()),
             listeners: Ok(listeners),
         };
         let dnat = crate::docker::parse_nat("*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:8443\nCOMMIT\n");
         let got = checks(&[80, 443, 8080], &facts(v4.clone()), &dnat, true);
-        let show: Vec<(Status, &str)> = got.iter().map(|c| (c.status, c.summary.as_str())).collect();
+        let show: Vec<(Status, &str)> =
+            got.iter().map(|c| (c.status, c.summary.as_str())).collect();
         assert_eq!(show[0].0, Status::Warn, "{show:?}");
         assert!(show[0].1.contains("not on IPv6"), "{show:?}");
         assert_eq!(show[1], (Status::Ok, "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: the container (or host) behind it answers Cloudflare"));
         assert_eq!(show[2].0, Status::Fail);
         let got = checks(&[80], &facts(v4), &[], false);
-        assert_eq!(got[0].status, Status::Ok, "IPv6 not allowed: IPv4 is enough");
+        assert_eq!(
+            got[0].status,
+            Status::Ok,
+            "IPv6 not allowed: IPv4 is enough"
+        );
     }
 
     #[test]

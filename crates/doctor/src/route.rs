@@ -102,18 +102,32 @@ pub fn checks(cloudflare: &RangeSet, facts: &HostFacts, lookups: &Lookups) -> Ve
             if explained || defaults.is_empty() {
                 continue;
             }
-            let what = lookups.iter().find(|(net, _)| *net == range).map(|(_, r)| r);
+            let what = lookups
+                .iter()
+                .find(|(net, _)| *net == range)
+                .map(|(_, r)| r);
             let offending = match what {
-                Some(Err(e)) => Some((format!("the kernel's lookup toward {} ({e})", range.network()), true)),
+                Some(Err(e)) => Some((
+                    format!("the kernel's lookup toward {} ({e})", range.network()),
+                    true,
+                )),
                 Some(Ok(r)) if r.discards() => Some((r.describe(), true)),
                 Some(Ok(r)) if !same_way(r, &defaults) => Some((
-                    format!("the kernel's lookup toward {} ({}, a policy rule or another table)", range.network(), r.describe()),
+                    format!(
+                        "the kernel's lookup toward {} ({}, a policy rule or another table)",
+                        range.network(),
+                        r.describe()
+                    ),
                     false,
                 )),
                 _ => None,
             };
             if let Some((text, discards)) = offending {
-                caught.entry(text).or_insert((discards, Vec::new())).1.push(range);
+                caught
+                    .entry(text)
+                    .or_insert((discards, Vec::new()))
+                    .1
+                    .push(range);
             }
         }
     }
@@ -185,12 +199,28 @@ mod tests {
 
     #[test]
     fn names_the_broad_route_the_blackhole_and_the_missing_default() {
-        let cf = list(&["104.16.0.0/13", "172.64.0.0/13", "173.245.48.0/20", "2400:cb00::/32"]);
+        let cf = list(&[
+            "104.16.0.0/13",
+            "172.64.0.0/13",
+            "173.245.48.0/20",
+            "2400:cb00::/32",
+        ]);
         let got = checks(&cf, &facts(V4, "[]"), &Vec::new());
-        let text: Vec<String> = got.iter().map(|c| format!("{:?} {}", c.status, c.summary)).collect();
+        let text: Vec<String> = got
+            .iter()
+            .map(|c| format!("{:?} {}", c.status, c.summary))
+            .collect();
         assert_eq!(got.len(), 3, "{text:#?}");
-        assert!(text[0].starts_with("Warn no ipv6 default route"), "{text:#?}");
-        assert!(text.iter().any(|t| t.starts_with("Fail route `172.0.0.0/8 dev d1` sends Cloudflare's 172.64.0.0/13 elsewhere")), "{text:#?}");
+        assert!(
+            text[0].starts_with("Warn no ipv6 default route"),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|t| t.starts_with(
+                "Fail route `172.0.0.0/8 dev d1` sends Cloudflare's 172.64.0.0/13 elsewhere"
+            )),
+            "{text:#?}"
+        );
         assert!(text.iter().any(|t| t.starts_with("Fail route `blackhole 104.16.0.0/13` discards what is sent to Cloudflare's 104.16.0.0/13")), "{text:#?}");
         assert!(!text.iter().any(|t| t.contains("173.245.48.0/20")));
     }
@@ -206,17 +236,32 @@ mod tests {
         // A policy rule sends one range elsewhere: only the kernel's lookup shows it.
         let lookups: Lookups = vec![(
             "2400:cb00::/32".parse().expect("net"),
-            Ok(Route { kind: "unicast".into(), dst: None, gateway: None, dev: Some("wg0".into()), table: None, prefsrc: None, v6: true }),
+            Ok(Route {
+                kind: "unicast".into(),
+                dst: None,
+                gateway: None,
+                dev: Some("wg0".into()),
+                table: None,
+                prefsrc: None,
+                v6: true,
+            }),
         )];
         let got = checks(&cf, &facts(v4, v6), &lookups);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, crate::Status::Fail);
-        assert!(got[0].summary.contains("2400:cb00::/32") && got[0].summary.contains("dev wg0"), "{got:?}");
+        assert!(
+            got[0].summary.contains("2400:cb00::/32") && got[0].summary.contains("dev wg0"),
+            "{got:?}"
+        );
     }
 
     #[test]
     fn unreadable_routes_are_a_warning() {
-        let f = HostFacts { addresses: Ok(Vec::new()), routes: Err("ip is not installed".into()), listeners: Ok(Vec::new()) };
+        let f = HostFacts {
+            addresses: Ok(Vec::new()),
+            routes: Err("ip is not installed".into()),
+            listeners: Ok(Vec::new()),
+        };
         let got = checks(&list(&["104.16.0.0/13"]), &f, &Vec::new());
         assert_eq!(got[0].status, crate::Status::Warn);
     }

@@ -55,7 +55,11 @@ pub fn probe(addr: SocketAddr, https: bool, sni: Option<&str>, timeout: Duration
     }
 }
 
-fn handshake<S: Read + Write>(sock: &mut S, ip: IpAddr, sni: Option<&str>) -> Result<Probe, String> {
+fn handshake<S: Read + Write>(
+    sock: &mut S,
+    ip: IpAddr,
+    sni: Option<&str>,
+) -> Result<Probe, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -67,7 +71,8 @@ fn handshake<S: Read + Write>(sock: &mut S, ip: IpAddr, sni: Option<&str>) -> Re
         Some(Ok(name)) => name,
         _ => ServerName::IpAddress(ip.into()),
     };
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
         conn.complete_io(sock).map_err(|e| e.to_string())?;
     }
@@ -104,7 +109,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -113,7 +123,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -146,14 +161,20 @@ pub fn evaluate(port: u16, probes: &[(SocketAddr, Probe)], now: i64) -> Check {
     for (addr, probe) in probes {
         match probe {
             Probe::Connected => oks.push(format!("{addr} accepts connections")),
-            Probe::ConnectFailed(e) => fails.push(format!("TCP connect to {addr} fails ({e}): Error 521/522")),
-            Probe::HandshakeFailed(e) => fails.push(format!("TCP {addr} connects but the TLS handshake fails ({e}): Error 525")),
+            Probe::ConnectFailed(e) => {
+                fails.push(format!("TCP connect to {addr} fails ({e}): Error 521/522"))
+            }
+            Probe::HandshakeFailed(e) => fails.push(format!(
+                "TCP {addr} connects but the TLS handshake fails ({e}): Error 525"
+            )),
             Probe::Tls { subject, not_after } => {
                 let days = (not_after - now) / 86_400;
                 if *not_after <= now {
                     fails.push(format!("the certificate on {addr} ({subject}) has expired: Error 526 in Full (strict) mode"));
                 } else if not_after - now < EXPIRY_WARNING.as_secs() as i64 {
-                    warns.push(format!("the certificate on {addr} ({subject}) expires in {days} days"));
+                    warns.push(format!(
+                        "the certificate on {addr} ({subject}) expires in {days} days"
+                    ));
                 } else {
                     oks.push(format!("{addr} completes a TLS handshake (certificate {subject}, {days} days left)"));
                 }
@@ -188,13 +209,32 @@ mod tests {
     #[test]
     fn verdicts_for_each_probe() {
         let now = 1_800_000_000;
-        let tls = |days: i64| Probe::Tls { subject: "CN=origin".into(), not_after: now + days * 86_400 };
-        assert_eq!(evaluate(443, &[(at("192.0.2.5:443"), tls(90))], now).status, Status::Ok);
+        let tls = |days: i64| Probe::Tls {
+            subject: "CN=origin".into(),
+            not_after: now + days * 86_400,
+        };
+        assert_eq!(
+            evaluate(443, &[(at("192.0.2.5:443"), tls(90))], now).status,
+            Status::Ok
+        );
         let soon = evaluate(443, &[(at("192.0.2.5:443"), tls(3))], now);
         assert_eq!(soon.status, Status::Warn);
         assert!(soon.summary.contains("expires in 3 days"), "{soon:?}");
-        assert_eq!(evaluate(443, &[(at("192.0.2.5:443"), tls(-1))], now).status, Status::Fail);
-        let refused = evaluate(80, &[(at("192.0.2.5:80"), Probe::Connected), (at("[2001:db8::5]:80"), Probe::ConnectFailed("refused".into()))], now);
+        assert_eq!(
+            evaluate(443, &[(at("192.0.2.5:443"), tls(-1))], now).status,
+            Status::Fail
+        );
+        let refused = evaluate(
+            80,
+            &[
+                (at("192.0.2.5:80"), Probe::Connected),
+                (
+                    at("[2001:db8::5]:80"),
+                    Probe::ConnectFailed("refused".into()),
+                ),
+            ],
+            now,
+        );
         assert_eq!(refused.status, Status::Fail);
         assert!(refused.summary.contains("[2001:db8::5]:80"), "{refused:?}");
         assert_eq!(evaluate(80, &[], now).status, Status::Warn);
@@ -210,11 +250,20 @@ mod tests {
                 let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
             }
         });
-        assert_eq!(probe(addr, false, None, Duration::from_secs(5)), Probe::Connected);
-        assert!(matches!(probe(addr, true, None, Duration::from_secs(5)), Probe::HandshakeFailed(_)));
+        assert_eq!(
+            probe(addr, false, None, Duration::from_secs(5)),
+            Probe::Connected
+        );
+        assert!(matches!(
+            probe(addr, true, None, Duration::from_secs(5)),
+            Probe::HandshakeFailed(_)
+        ));
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let gone = closed.local_addr().expect("addr");
         drop(closed);
-        assert!(matches!(probe(gone, false, None, Duration::from_secs(5)), Probe::ConnectFailed(_)));
+        assert!(matches!(
+            probe(gone, false, None, Duration::from_secs(5)),
+            Probe::ConnectFailed(_)
+        ));
     }
 }
