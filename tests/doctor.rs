@@ -708,7 +708,9 @@ fn doctor_reads_legacy_tables_next_to_the_nft_ones() {
     ));
     sync(&ns, &env);
     listen_web(&ns);
+    let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     assert!(checks(&doc, "iptables (legacy)").is_empty(), "{doc:#}");
 
     // An IPv4 drop that only iptables-legacy shows: cf-allow's nf_tables jump does not cover it.
@@ -747,7 +749,9 @@ fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
     listen_web(&ns);
 
     ns.sh(&format!("{program} -A INPUT -s 104.16.0.0/13 -j DROP"));
+    let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     let v4 = check(&doc, "iptables");
     assert_eq!(v4["status"], "warn", "{doc:#}");
     assert!(
@@ -793,7 +797,9 @@ fn doctor_reports_an_unavailable_backend_as_a_failure() {
         "sources: [{feed}]\ncsf:\n  dir: {}\n",
         csf.display()
     ));
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--backend", "csf", "--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let backend = check(&doc, "backend");
     assert_eq!(backend["status"], "fail");
