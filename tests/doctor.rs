@@ -114,12 +114,12 @@ impl Drop for TlsServer {
     }
 }
 
-/// What doctor must never change: the ruleset (nft and iptables views) and every file of
-/// the test's directory (config, feeds, token, state dir with the cache).
-#[derive(Debug, PartialEq)]
+/// What doctor must never change: the ruleset (nft and iptables views), the IPv4 routes and
+/// policy rules, and every file of the test's directory (config, feeds, token, state dir with the cache).
 struct Untouched {
     nft: String,
     iptables: String,
+    routes: String,
     files: Vec<(PathBuf, Vec<u8>)>,
 }
 
@@ -128,16 +128,25 @@ impl Untouched {
         Untouched {
             nft: ns.sh("nft list ruleset"),
             iptables: ns.sh("{ iptables-save; ip6tables-save; } | grep -v '^#' || true"),
+            routes: ns.sh("ip -4 route show table all; ip -4 rule; ip -6 rule"),
             files: snapshot(env.dir.path()),
         }
     }
 
     fn assert_same(&self, ns: &Netns, env: &Env) {
+        let now = Untouched::capture(ns, env);
+        assert_eq!(now.nft, self.nft, "doctor changed the nftables ruleset");
         assert_eq!(
-            &Untouched::capture(ns, env),
-            self,
-            "doctor changed something"
+            now.iptables, self.iptables,
+            "doctor changed the iptables rules"
         );
+        assert_eq!(
+            now.routes, self.routes,
+            "doctor changed the routes or rules"
+        );
+        let names = |u: &Untouched| u.files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&now), names(self), "doctor created or deleted a file");
+        assert!(now.files == self.files, "doctor changed a file's bytes");
     }
 }
 
@@ -845,12 +854,22 @@ fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
     // An AWS-style 172.0.0.0/8 on another interface, a blackhole for one Cloudflare range,
     // no IPv6 default route.
     ns.sh("ip route add 172.0.0.0/8 dev o1 && ip route add blackhole 104.16.0.0/13");
+    // A policy rule sending one range to a table that has no way out: only the kernel's
+    // lookup shows it.
+    ns.sh(
+        "ip rule add to 198.41.128.0/17 lookup 100 && ip route add unreachable default table 100",
+    );
     let untouched = Untouched::capture(&ns, &env);
 
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
     run.expect_code(2);
     let got = summaries(&doc, "route");
-    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got.iter().any(|(st, s)| st == "fail"
+            && s.starts_with("the kernel finds no way out toward Cloudflare's 198.41.128.0/17")),
+        "{got:#?}"
+    );
     assert!(
         got.iter().any(|(st, s)| st == "fail"
             && s.starts_with(
@@ -882,6 +901,7 @@ fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
 
     // Routes fixed: one OK.
     ns.sh("ip route del 172.0.0.0/8 dev o1 && ip route del blackhole 104.16.0.0/13");
+    ns.sh("ip rule del to 198.41.128.0/17 lookup 100");
     ns.sh("ip -6 addr add 2001:db8::5/64 dev o0 nodad && ip -6 route add default via 2001:db8::1 dev o0");
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
     assert_eq!(

@@ -30,6 +30,19 @@ pub fn lookups(ranges: &RangeSet) -> Lookups {
         .collect()
 }
 
+/// What sends Cloudflare ranges the wrong way.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Catcher {
+    /// A table route that discards (`blackhole 104.16.0.0/13`).
+    Discards(String),
+    /// A table route leaving another way than the default route.
+    Elsewhere(String),
+    /// The kernel's lookup fails (its answer) or hits a discarding route.
+    LookupFails(String),
+    /// The kernel's lookup leaves another way (`via … dev …`).
+    LookupElsewhere(String),
+}
+
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -63,8 +76,8 @@ pub fn checks(cloudflare: &RangeSet, facts: &HostFacts, lookups: &Lookups) -> Ve
         }
     };
     let mut out = Vec::new();
-    // Route text → the Cloudflare ranges it catches, and whether it discards.
-    let mut caught: BTreeMap<String, (bool, Vec<IpNet>)> = BTreeMap::new();
+    // What catches Cloudflare ranges → the ranges it catches.
+    let mut caught: BTreeMap<Catcher, Vec<IpNet>> = BTreeMap::new();
     for (family, v6) in [(Family::Ipv4, false), (Family::Ipv6, true)] {
         if cloudflare.len_of(family) == 0 {
             continue;
@@ -93,10 +106,11 @@ pub fn checks(cloudflare: &RangeSet, facts: &HostFacts, lookups: &Lookups) -> Ve
                 }
                 if route.discards() || (!defaults.is_empty() && !same_way(route, &defaults)) {
                     explained = true;
-                    let entry = caught
-                        .entry(route.describe())
-                        .or_insert((route.discards(), Vec::new()));
-                    entry.1.push(range);
+                    let catcher = match route.discards() {
+                        true => Catcher::Discards(route.describe()),
+                        false => Catcher::Elsewhere(route.describe()),
+                    };
+                    caught.entry(catcher).or_default().push(range);
                 }
             }
             if explained || defaults.is_empty() {
@@ -107,52 +121,54 @@ pub fn checks(cloudflare: &RangeSet, facts: &HostFacts, lookups: &Lookups) -> Ve
                 .find(|(net, _)| *net == range)
                 .map(|(_, r)| r);
             let offending = match what {
-                Some(Err(e)) => Some((
-                    format!("the kernel's lookup toward {} ({e})", range.network()),
-                    true,
-                )),
-                Some(Ok(r)) if r.discards() => Some((r.describe(), true)),
-                Some(Ok(r)) if !same_way(r, &defaults) => Some((
-                    format!(
-                        "the kernel's lookup toward {} ({}, a policy rule or another table)",
-                        range.network(),
-                        r.describe()
-                    ),
-                    false,
-                )),
+                Some(Err(e)) => Some(Catcher::LookupFails(e.clone())),
+                Some(Ok(r)) if r.discards() => Some(Catcher::LookupFails(r.kind.clone())),
+                Some(Ok(r)) if !same_way(r, &defaults) => {
+                    let via = Route {
+                        dst: None,
+                        ..r.clone()
+                    }
+                    .describe();
+                    Some(Catcher::LookupElsewhere(
+                        via.trim_start_matches("default ").to_string(),
+                    ))
+                }
                 _ => None,
             };
-            if let Some((text, discards)) = offending {
-                caught
-                    .entry(text)
-                    .or_insert((discards, Vec::new()))
-                    .1
-                    .push(range);
+            if let Some(catcher) = offending {
+                caught.entry(catcher).or_default().push(range);
             }
         }
     }
-    for (route, (discards, ranges)) in &caught {
-        let list: Vec<String> = ranges.iter().map(IpNet::to_string).collect();
-        let summary = if *discards {
-            format!(
-                "route `{route}` discards what is sent to Cloudflare's {}: the answers to Cloudflare's connections never leave (Error 522/523)",
-                list.join(", ")
-            )
-        } else {
-            format!(
-                "route `{route}` sends Cloudflare's {} elsewhere, not by the default route: the answers to Cloudflare's connections are lost (Error 522/523)",
-                list.join(", ")
-            )
-        };
-        let del = route.trim_start_matches("the kernel's lookup toward ");
-        out.push(Check::fail(
-            ID,
-            summary,
-            format!(
-                "delete or narrow that route (`ip route del {del}`, or split it so it no longer covers {}) so Cloudflare's ranges leave by the default route",
-                list.join(", ")
+    for (catcher, ranges) in &caught {
+        let list = ranges
+            .iter()
+            .map(IpNet::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let policy_fix = format!(
+            "find the policy rule or table that catches them (`ip rule`, `ip route get {}`) and remove or narrow it so Cloudflare's ranges leave by the default route",
+            ranges.first().map(|r| r.network().to_string()).unwrap_or_default()
+        );
+        let (summary, fix) = match catcher {
+            Catcher::Discards(route) => (
+                format!("route `{route}` discards what is sent to Cloudflare's {list}: the answers to Cloudflare's connections never leave (Error 522/523)"),
+                format!("delete that route (`ip route del {route}`) so Cloudflare's ranges leave by the default route"),
             ),
-        ));
+            Catcher::Elsewhere(route) => (
+                format!("route `{route}` sends Cloudflare's {list} elsewhere, not by the default route: the answers to Cloudflare's connections are lost (Error 522/523)"),
+                format!("delete or narrow that route (`ip route del {route}`, or split it so it no longer covers {list}) so Cloudflare's ranges leave by the default route"),
+            ),
+            Catcher::LookupFails(why) => (
+                format!("the kernel finds no way out toward Cloudflare's {list} ({why}) although a default route exists: a policy rule or another table discards the answers (Error 522/523)"),
+                policy_fix,
+            ),
+            Catcher::LookupElsewhere(via) => (
+                format!("the kernel routes Cloudflare's {list} by `{via}` (a policy rule or another table), not by the default route: the answers to Cloudflare's connections are lost (Error 522/523)"),
+                policy_fix,
+            ),
+        };
+        out.push(Check::fail(ID, summary, fix));
     }
     if out.is_empty() {
         out.push(Check::ok(
@@ -249,8 +265,12 @@ mod tests {
         let got = checks(&cf, &facts(v4, v6), &lookups);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, crate::Status::Fail);
+        assert_eq!(got[0].summary, "the kernel routes Cloudflare's 2400:cb00::/32 by `dev wg0` (a policy rule or another table), not by the default route: the answers to Cloudflare's connections are lost (Error 522/523)");
         assert!(
-            got[0].summary.contains("2400:cb00::/32") && got[0].summary.contains("dev wg0"),
+            got[0]
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.contains("ip route get 2400:cb00::")),
             "{got:?}"
         );
     }
