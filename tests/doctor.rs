@@ -931,14 +931,14 @@ fn doctor_ports_warns_about_a_port_cloudflare_never_proxies() {
     let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
     run.expect_code(2);
-    let ports = expect_check(
+    expect_check(
         &doc,
         "ports",
         "warn",
         "TCP 3000 is not among the ports Cloudflare proxies",
     );
     // 443 listens on IPv4 only, and the host has a global IPv6 address.
-    let l443 = expect_check(&doc, "listen:443", "warn", "but not on IPv6");
+    expect_check(&doc, "listen:443", "warn", "but not on IPv6");
     assert_eq!(check(&doc, "listen:3000")["status"], "ok");
     // 3000 is a plain port: a TCP connect on both families is enough.
     let s3000 = check(&doc, "service:3000");
@@ -985,7 +985,7 @@ fn doctor_service_warns_about_an_expiring_certificate_and_fails_without_tls() {
         s443["fix"].as_str().is_some_and(|f| f.contains("renew")),
         "{s443}"
     );
-    let s8443 = expect_check(
+    expect_check(
         &doc,
         "service:8443",
         "fail",
@@ -1016,7 +1016,7 @@ fn doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only() {
     let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
     run.expect_code(2);
-    let l443 = expect_check(
+    expect_check(
         &doc,
         "listen:443",
         "ok",
@@ -1032,6 +1032,21 @@ fn doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only() {
     assert!(
         !doc.to_string().contains("nothing listens on TCP 443"),
         "{doc:#}"
+    );
+    untouched.assert_same(&ns, &env);
+
+    // With lockdown on, an uncovered published port is open to everyone: a failure.
+    let feed = env.cloudflare_feed();
+    env.write_config(&format!(
+        "backend: nftables\nsources: [{feed}]\nnftables: {{lockdown: true}}\n"
+    ));
+    let untouched = Untouched::capture(&ns, &env);
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    expect_check(
+        &doc,
+        "docker",
+        "fail",
+        "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: lockdown is on",
     );
     untouched.assert_same(&ns, &env);
 }

@@ -116,7 +116,18 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     };
     let covered = kind == Some(BackendKind::Iptables)
         && config.iptables.hooks.iter().any(|h| h == "DOCKER-USER");
-    checks.push(docker::check(&dnat, &docker_user, covered, &ports));
+    let lockdown = match kind {
+        Some(BackendKind::Nftables) => config.nftables.lockdown,
+        Some(BackendKind::Iptables) => config.iptables.lockdown,
+        _ => false,
+    };
+    checks.push(docker::check(
+        &dnat,
+        &docker_user,
+        covered,
+        &ports,
+        lockdown,
+    ));
 
     let findings = checks.iter().any(|c| c.status.is_finding());
     if args.json {

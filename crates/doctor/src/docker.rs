@@ -85,12 +85,14 @@ pub fn parse_nat(text: &str) -> Vec<Dnat> {
 
 /// The `docker` check. `dnat`: the nat tables' DNAT rules; `docker_user`: whether the filter
 /// table has a DOCKER-USER chain; `covered`: cf-allow's iptables backend hooks DOCKER-USER;
-/// `ports`: the configured ports (empty = all).
+/// `ports`: the configured ports (empty = all); `lockdown`: the backend in use drops every
+/// other source on those ports, which forwarded ports then escape.
 pub fn check(
     dnat: &Result<Vec<Dnat>, String>,
     docker_user: &Result<bool, String>,
     covered: bool,
     ports: &[u16],
+    lockdown: bool,
 ) -> Check {
     const ID: &str = "docker";
     const FIX: &str = "use `backend: iptables` with `iptables: {hooks: [INPUT, DOCKER-USER]}` so published container ports get the same allowlist";
@@ -116,6 +118,16 @@ pub fn check(
         return Check::ok(
             ID,
             "DOCKER-USER is one of iptables.hooks: published container ports are covered",
+        );
+    }
+    if !published.is_empty() && lockdown {
+        return Check::fail(
+            ID,
+            format!(
+                "{}: lockdown is on, but published container ports are not covered by cf-allow: every source reaches them, not only Cloudflare",
+                published.join(", ")
+            ),
+            FIX,
         );
     }
     if !published.is_empty() {
@@ -183,7 +195,7 @@ COMMIT
     #[test]
     fn published_ports_outside_the_hooks_are_a_warning() {
         let rules = Ok(parse_nat(NAT));
-        let c = check(&rules, &Ok(true), false, &[80, 443]);
+        let c = check(&rules, &Ok(true), false, &[80, 443], false);
         assert_eq!(c.status, Status::Warn);
         assert!(
             c.summary
@@ -194,17 +206,23 @@ COMMIT
             .fix
             .as_deref()
             .is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")));
-        assert_eq!(check(&rules, &Ok(true), true, &[443]).status, Status::Ok);
         assert_eq!(
-            check(&Ok(Vec::new()), &Ok(false), false, &[443]).status,
+            check(&rules, &Ok(true), true, &[443], true).status,
+            Status::Ok
+        );
+        let locked = check(&rules, &Ok(true), false, &[443], true);
+        assert_eq!(locked.status, Status::Fail);
+        assert!(locked.summary.contains("lockdown is on"), "{locked:?}");
+        assert_eq!(
+            check(&Ok(Vec::new()), &Ok(false), false, &[443], true).status,
             Status::Ok
         );
         assert_eq!(
-            check(&Ok(Vec::new()), &Ok(true), false, &[443]).status,
+            check(&Ok(Vec::new()), &Ok(true), false, &[443], false).status,
             Status::Warn
         );
         assert_eq!(
-            check(&Err("x".into()), &Err("x".into()), false, &[443]).status,
+            check(&Err("x".into()), &Err("x".into()), false, &[443], false).status,
             Status::Skip
         );
     }
