@@ -37,6 +37,8 @@ pub struct Route {
     pub prefsrc: Option<IpAddr>,
     /// An IPv6 route.
     pub v6: bool,
+    /// The next hops of a multipath route (gateway, interface).
+    pub nexthops: Vec<(Option<IpAddr>, Option<String>)>,
 }
 
 impl Route {
@@ -197,6 +199,17 @@ pub fn parse_routes(text: &str, v6: bool) -> Result<Vec<Route>, Error> {
             table: text("table").filter(|t| t != "main"),
             prefsrc: r["prefsrc"].as_str().and_then(|s| s.parse().ok()),
             v6,
+            nexthops: r["nexthops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    (
+                        h["gateway"].as_str().and_then(|s| s.parse().ok()),
+                        h["dev"].as_str().map(str::to_string),
+                    )
+                })
+                .collect(),
         });
     }
     Ok(out)
@@ -223,6 +236,17 @@ mod tests {
             "local 192.0.2.5/32 dev d0 table local"
         );
         assert!(parse_routes("nope", false).is_err());
+        // A multipath default route, as iproute2 prints it.
+        let multi = r#"[{"dst":"default","protocol":"static","flags":[],"nexthops":[{"gateway":"192.0.2.1","dev":"d0","weight":1,"flags":[]},{"gateway":"198.51.100.1","dev":"d1","weight":1,"flags":[]}]}]"#;
+        let routes = parse_routes(multi, false).expect("multipath");
+        assert_eq!(routes[0].dev, None);
+        assert_eq!(
+            routes[0].nexthops[1],
+            (
+                Some(IpAddr::from([198, 51, 100, 1])),
+                Some("d1".to_string())
+            )
+        );
     }
 
     #[test]

@@ -57,9 +57,15 @@ fn is_forwarding(route: &Route) -> bool {
 
 /// True when `route` leaves the way a default route of its family does.
 fn same_way(route: &Route, defaults: &[&Route]) -> bool {
-    defaults
-        .iter()
-        .any(|d| d.dev == route.dev && (route.gateway.is_none() || d.gateway == route.gateway))
+    defaults.iter().any(|d| {
+        std::iter::once((d.gateway, d.dev.clone()))
+            .chain(d.nexthops.iter().cloned())
+            .any(|(gateway, dev)| {
+                dev.is_some()
+                    && dev == route.dev
+                    && (route.gateway.is_none() || gateway == route.gateway)
+            })
+    })
 }
 
 /// The `route` checks for `cloudflare` (the ranges cf-allow allows), from the routing tables
@@ -260,6 +266,7 @@ mod tests {
                 table: None,
                 prefsrc: None,
                 v6: true,
+                nexthops: Vec::new(),
             }),
         )];
         let got = checks(&cf, &facts(v4, v6), &lookups);
@@ -273,6 +280,31 @@ mod tests {
                 .is_some_and(|f| f.contains("ip route get 2400:cb00::")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_multipath_default_route_covers_each_of_its_next_hops() {
+        let v4 = r#"[{"dst":"default","nexthops":[{"gateway":"192.0.2.1","dev":"d0"},{"gateway":"198.51.100.1","dev":"d1"}]}]"#;
+        let cf = list(&["104.16.0.0/13"]);
+        let via = |gw: [u8; 4], dev: &str| -> Lookups {
+            vec![(
+                "104.16.0.0/13".parse().expect("net"),
+                Ok(Route {
+                    kind: "unicast".into(),
+                    dst: None,
+                    gateway: Some(IpAddr::from(gw)),
+                    dev: Some(dev.into()),
+                    table: None,
+                    prefsrc: None,
+                    v6: false,
+                    nexthops: Vec::new(),
+                }),
+            )]
+        };
+        let ok = checks(&cf, &facts(v4, "[]"), &via([198, 51, 100, 1], "d1"));
+        assert_eq!(ok[0].status, crate::Status::Ok, "{ok:?}");
+        let bad = checks(&cf, &facts(v4, "[]"), &via([203, 0, 113, 1], "d2"));
+        assert_eq!(bad[0].status, crate::Status::Fail, "{bad:?}");
     }
 
     #[test]
