@@ -85,7 +85,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         &config,
         timeout,
     ));
-    let origin = dns_origin(&facts, &listens, &config, ipv6_allowed);
+    let origin = dns_origin(&facts, &listens, &config);
     checks.extend(route::checks(&allowed, &facts, &lookups));
     checks.extend(dns::checks(&config.doctor, &origin, timeout));
     // The `fail2ban` check goes here (cf_allow_doctor::fail2ban).
@@ -303,12 +303,7 @@ fn service_checks(
 }
 
 /// What the `dns` check compares the records with.
-fn dns_origin(
-    facts: &HostFacts,
-    listens: &[Check],
-    config: &Config,
-    ipv6_allowed: bool,
-) -> dns::Origin {
+fn dns_origin(facts: &HostFacts, listens: &[Check], config: &Config) -> dns::Origin {
     let addresses = match &facts.addresses {
         Ok(addrs) => addrs.iter().filter(|a| a.global).map(|a| a.addr).collect(),
         Err(_) => Vec::new(),
@@ -333,7 +328,7 @@ fn dns_origin(
     dns::Origin {
         addresses,
         public: config.doctor.public_addresses.clone(),
-        has_global_v6: ipv6_allowed && !facts.global_addresses(true).is_empty(),
+        has_global_v6: !facts.global_addresses(true).is_empty(),
         listens_v6,
     }
 }
