@@ -70,8 +70,9 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     let tables = heuristics::read_iptables(&config.iptables.variant);
     let dnat = read_dnat(config.iptables.variant);
     let forwarded: &[Dnat] = dnat.as_deref().unwrap_or(&[]);
-    let ipv6_allowed = allowed.len_of(Family::Ipv6) > 0;
-    let lookups = route::lookups(&allowed);
+    // Cloudflare's ranges only: extra_cidrs (an office, a VPN) may well be routed elsewhere.
+    let ipv6_allowed = cloudflare.len_of(Family::Ipv6) > 0;
+    let lookups = route::lookups(&cloudflare);
 
     checks.push(ports::check(&ports));
     let listens = listen::checks(&ports, &facts, forwarded, ipv6_allowed);
@@ -86,7 +87,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         timeout,
     ));
     let origin = dns_origin(&facts, &listens, &config);
-    checks.extend(route::checks(&allowed, &facts, &lookups));
+    checks.extend(route::checks(&cloudflare, &facts, &lookups));
     checks.extend(dns::checks(&config.doctor, &origin, timeout));
     // The `fail2ban` check goes here (cf_allow_doctor::fail2ban).
 
