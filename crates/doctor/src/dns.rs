@@ -395,6 +395,21 @@ pub fn checks(settings: &Settings, origin: &Origin, timeout: Duration) -> Vec<Ch
             "put an API token with Zone:Read and DNS:Read in a root-owned 0600 file and name it in `doctor.cloudflare_api_token_file`",
         )];
     };
+    let scheme_ok = url::Url::parse(&settings.cloudflare_api)
+        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+    if !scheme_ok {
+        return vec![Check::warn(
+            ID,
+            format!(
+                "doctor.cloudflare_api {:?} is not an https:// URL: DNS records are not checked",
+                settings.cloudflare_api
+            ),
+            format!(
+                "set `doctor.cloudflare_api: {}` (or remove it)",
+                crate::DEFAULT_API
+            ),
+        )];
+    }
     let token = match read_token(path) {
         Ok(t) => t,
         Err(why) => {
@@ -521,6 +536,30 @@ mod tests {
             assert_eq!(c.status, Status::Warn);
             assert!(c.summary.contains(text), "{c:?}");
         }
+    }
+
+    #[test]
+    fn no_request_without_hostnames_a_token_file_or_a_usable_api_url() {
+        let mut settings = Settings::default();
+        assert_eq!(
+            checks(&settings, &origin(), Duration::from_secs(1))[0].status,
+            Status::Skip
+        );
+        settings.hostnames = vec!["www.example.com".into()];
+        assert_eq!(
+            checks(&settings, &origin(), Duration::from_secs(1))[0].status,
+            Status::Warn
+        );
+        settings.cloudflare_api_token_file = Some("/nonexistent/token".into());
+        settings.cloudflare_api = "ftp://api.example".into();
+        let c = &checks(&settings, &origin(), Duration::from_secs(1))[0];
+        assert!(c.summary.contains("is not an https:// URL"), "{c:?}");
+        settings.cloudflare_api = crate::DEFAULT_API.into();
+        let c = &checks(&settings, &origin(), Duration::from_secs(1))[0];
+        assert!(
+            c.summary.contains("cannot read /nonexistent/token"),
+            "{c:?}"
+        );
     }
 
     #[test]
