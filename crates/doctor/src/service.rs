@@ -186,7 +186,10 @@ pub fn evaluate(port: u16, probes: &[(SocketAddr, Probe)], now: i64) -> Check {
         let fix = if fails.iter().any(|f| f.contains("certificate")) {
             cert_fix.to_string()
         } else {
-            format!("start the web server on port {port} for that address (and check its TLS setup), then try `curl -vk https://ADDRESS:{port}/`")
+            match crate::ports::is_https(port) {
+                true => format!("make the web server listen on port {port} for that address with TLS configured, then try `curl -vk https://ADDRESS:{port}/` from this host"),
+                false => format!("make the web server listen on port {port} for that address, then try `curl -v http://ADDRESS:{port}/` from this host"),
+            }
         };
         fails.extend(warns);
         return Check::fail(id, fails.join("; "), fix);
