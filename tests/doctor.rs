@@ -351,6 +351,14 @@ fn doctor_fails_when_nothing_listens_and_exit_code_follows_the_flag() {
             .is_some_and(|s| s.contains("listens only on 127.0.0.1")),
         "{c80}"
     );
+    // No service probe where nothing (reachable) listens.
+    expect_check(
+        &doc,
+        "service:443",
+        "skip",
+        "nothing to connect to (see listen:443)",
+    );
+    expect_check(&doc, "service:80", "skip", "see listen:80");
 
     // Findings are not errors: exit 0 without --exit-code.
     let text = env.run(Some(&ns), &["doctor"]);
