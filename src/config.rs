@@ -40,6 +40,8 @@ pub struct Config {
     pub csf: cf_allow_csf::Settings,
     /// Web-server real-IP trust and fail2ban's ignoreip, from the same list (after the firewall).
     pub outputs: cf_allow_outputs::Settings,
+    /// `doctor:` settings (the optional `dns` check).
+    pub doctor: cf_allow_doctor::Settings,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             iptables: Default::default(),
             csf: Default::default(),
             outputs: Default::default(),
+            doctor: Default::default(),
         }
     }
 }

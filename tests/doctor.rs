@@ -3,14 +3,151 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use cf_allow_testkit::{require_programs, require_root, Netns};
+use cf_allow_testkit::{require_programs, require_root, Netns, Reply, Request, Server};
 use common::{Env, Run};
 use serde_json::Value;
 
 fn ready(test: &str) -> bool {
     require_root(test) && require_programs(test, &["nft", "ip", "iptables", "ipset"])
+}
+
+/// [`ready`], plus `openssl` (certificates and a TLS server) and `ss`.
+fn ready_tls(test: &str) -> bool {
+    ready(test) && require_programs(test, &["openssl", "ss"])
+}
+
+/// Gives the namespace an origin's network: veth `o0` (192.0.2.5/24, and 2001:db8::5/64
+/// with `v6`) with its peer `o1`, default routes via 192.0.2.1 (and 2001:db8::1).
+fn origin_net(ns: &Netns, v6: bool) {
+    ns.sh(
+        "ip link add o0 type veth peer name o1 && ip link set o0 up && ip link set o1 up \
+         && ip addr add 192.0.2.5/24 dev o0 && ip route add default via 192.0.2.1",
+    );
+    if v6 {
+        ns.sh("ip -6 addr add 2001:db8::5/64 dev o0 nodad && ip -6 route add default via 2001:db8::1 dev o0");
+    }
+}
+
+/// `openssl s_server` inside a namespace with a fresh self-signed certificate.
+struct TlsServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    /// Serves TLS on `port` (both families) with a certificate valid for `days` days.
+    fn start(ns: &Netns, port: u16, days: u32) -> TlsServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-subj",
+                "/CN=origin.test",
+                "-days",
+                &days.to_string(),
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl req");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let child = ns
+            .command("openssl")
+            .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let server = TlsServer { child, _dir: dir };
+        for _ in 0..400 {
+            if ns
+                .sh(&format!("ss -Hltn 'sport = :{port}'"))
+                .contains("LISTEN")
+            {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("openssl s_server did not start listening on {port}");
+    }
+
+    /// Stops the server; returns the application data it received (beyond handshakes).
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let mut received = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut received);
+        }
+        let _ = self.child.wait();
+        received
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What doctor must never change: the ruleset (nft and iptables views), the IPv4 routes and
+/// policy rules, and every file of the test's directory (config, feeds, token, state dir with the cache).
+struct Untouched {
+    nft: String,
+    iptables: String,
+    routes: String,
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Untouched {
+    fn capture(ns: &Netns, env: &Env) -> Untouched {
+        Untouched {
+            nft: ns.sh("nft list ruleset"),
+            iptables: ns.sh("{ iptables-save; ip6tables-save; } | grep -v '^#' || true"),
+            routes: ns.sh("ip -4 route show table all; ip -4 rule; ip -6 rule"),
+            files: snapshot(env.dir.path()),
+        }
+    }
+
+    fn assert_same(&self, ns: &Netns, env: &Env) {
+        let now = Untouched::capture(ns, env);
+        assert_eq!(now.nft, self.nft, "doctor changed the nftables ruleset");
+        assert_eq!(
+            now.iptables, self.iptables,
+            "doctor changed the iptables rules"
+        );
+        assert_eq!(
+            now.routes, self.routes,
+            "doctor changed the routes or rules"
+        );
+        let names = |u: &Untouched| u.files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&now), names(self), "doctor created or deleted a file");
+        assert!(now.files == self.files, "doctor changed a file's bytes");
+    }
 }
 
 /// A namespace and an env whose config uses the nftables backend and a Cloudflare feed file.
@@ -59,6 +196,17 @@ fn check<'a>(doc: &'a Value, id: &str) -> &'a Value {
     found[0]
 }
 
+/// Asserts that the one check `id` has `status` and a summary containing `needle`.
+fn expect_check<'a>(doc: &'a Value, id: &str, status: &str, needle: &str) -> &'a Value {
+    let c = check(doc, id);
+    assert_eq!(c["status"], status, "{c}");
+    assert!(
+        c["summary"].as_str().is_some_and(|s| s.contains(needle)),
+        "{id}: {needle:?} not in {c}"
+    );
+    c
+}
+
 /// `ipset save` without the remaining timeouts, which count down.
 fn set_members(save: &str) -> Vec<String> {
     save.lines()
@@ -89,14 +237,16 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
-    if !ready("doctor_healthy_host_is_all_ok_and_changes_nothing") {
+    if !ready_tls("doctor_healthy_host_is_all_ok_and_changes_nothing") {
         return;
     }
     let (ns, env, _) = nft_env("doc-healthy");
     sync(&ns, &env);
-    listen_web(&ns);
-    let ruleset = ns.sh("nft list ruleset");
-    let state = snapshot(&env.state_dir());
+    origin_net(&ns, true);
+    ns.tcp_listen("0.0.0.0:80");
+    ns.tcp_listen("[::]:80");
+    let mut tls = TlsServer::start(&ns, 443, 90);
+    let untouched = Untouched::capture(&ns, &env);
 
     let (run, doc) = doctor_json(&ns, &env, &["--exit-code"]);
     run.expect_code(0);
@@ -123,9 +273,23 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         "ip6tables",
         "nftables-sets",
         "docker",
+        "ports",
+        "route",
+        "service:80",
+        "service:443",
     ] {
         assert_eq!(check(&doc, id)["status"], "ok", "{id}: {doc:#}");
     }
+    assert_eq!(check(&doc, "dns")["status"], "skip");
+    let service = check(&doc, "service:443")["summary"]
+        .as_str()
+        .expect("summary");
+    assert!(
+        service.contains("192.0.2.5:443 completes a TLS handshake")
+            && service.contains("[2001:db8::5]:443 completes a TLS handshake")
+            && service.contains("CN=origin.test"),
+        "{service}"
+    );
     assert_eq!(check(&doc, "csf-deny")["status"], "skip");
     assert!(checks(&doc, "backend-warning").is_empty());
     let firewall = check(&doc, "firewall")["summary"]
@@ -154,16 +318,8 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         .last()
         .is_some_and(|l| l.contains("0 warnings, 0 failures")));
 
-    assert_eq!(
-        ns.sh("nft list ruleset"),
-        ruleset,
-        "doctor changed the ruleset"
-    );
-    assert_eq!(
-        snapshot(&env.state_dir()),
-        state,
-        "doctor changed the state dir"
-    );
+    untouched.assert_same(&ns, &env);
+    assert_eq!(tls.stop(), "", "doctor sent data beyond the TLS handshake");
 }
 
 #[test]
@@ -175,7 +331,9 @@ fn doctor_fails_when_nothing_listens_and_exit_code_follows_the_flag() {
     sync(&ns, &env);
     ns.tcp_listen("127.0.0.1:80");
 
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     assert_eq!(doc["ok"], false);
     let c443 = check(&doc, "listen:443");
@@ -193,6 +351,14 @@ fn doctor_fails_when_nothing_listens_and_exit_code_follows_the_flag() {
             .is_some_and(|s| s.contains("listens only on 127.0.0.1")),
         "{c80}"
     );
+    // No service probe where nothing (reachable) listens.
+    expect_check(
+        &doc,
+        "service:443",
+        "skip",
+        "nothing to connect to (see listen:443)",
+    );
+    expect_check(&doc, "service:80", "skip", "see listen:80");
 
     // Findings are not errors: exit 0 without --exit-code.
     let text = env.run(Some(&ns), &["doctor"]);
@@ -227,7 +393,9 @@ fn doctor_warns_when_never_synced_or_stale_and_fails_on_missing_ranges() {
     listen_web(&ns);
 
     // Never synced: no cache, nothing on the firewall.
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let list = check(&doc, "list");
     assert_eq!(list["status"], "warn");
@@ -325,7 +493,9 @@ fn doctor_finds_cloudflare_in_ipsets_iptables_rules_and_csf_deny() {
     let ruleset = ns.sh("nft list ruleset");
     let sets = ns.sh("ipset save");
 
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let ipset = checks(&doc, "ipset");
     assert_eq!(ipset.len(), 1, "only f2b-sshd is a block list: {doc:#}");
@@ -398,7 +568,9 @@ fn doctor_warns_about_a_foreign_nft_set_holding_cloudflare() {
            set other { type ipv4_addr; elements = { 203.0.113.1 } }\n\
          }\n",
     );
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(0);
     let sets = checks(&doc, "nftables-sets");
     assert_eq!(sets.len(), 1, "{doc:#}");
@@ -431,7 +603,9 @@ fn doctor_warns_about_a_foreign_drop_policy_chain_with_the_into_hint() {
     );
     sync(&ns, &env);
     listen_web(&ns);
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let warning = check(&doc, "backend-warning");
     assert_eq!(warning["status"], "warn");
@@ -457,7 +631,9 @@ fn doctor_warns_when_docker_ports_are_not_covered() {
     }
     let (ns, env, feed) = nft_env("doc-docker");
     ns.sh("iptables -N DOCKER-USER && iptables -A DOCKER-USER -j RETURN");
+    let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     let docker = check(&doc, "docker");
     assert_eq!(docker["status"], "warn");
     assert!(
@@ -549,7 +725,9 @@ fn doctor_reads_legacy_tables_next_to_the_nft_ones() {
     ));
     sync(&ns, &env);
     listen_web(&ns);
+    let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     assert!(checks(&doc, "iptables (legacy)").is_empty(), "{doc:#}");
 
     // An IPv4 drop that only iptables-legacy shows: cf-allow's nf_tables jump does not cover it.
@@ -588,7 +766,9 @@ fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
     listen_web(&ns);
 
     ns.sh(&format!("{program} -A INPUT -s 104.16.0.0/13 -j DROP"));
+    let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    untouched.assert_same(&ns, &env);
     let v4 = check(&doc, "iptables");
     assert_eq!(v4["status"], "warn", "{doc:#}");
     assert!(
@@ -634,7 +814,9 @@ fn doctor_reports_an_unavailable_backend_as_a_failure() {
         "sources: [{feed}]\ncsf:\n  dir: {}\n",
         csf.display()
     ));
+    let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--backend", "csf", "--exit-code"]);
+    untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let backend = check(&doc, "backend");
     assert_eq!(backend["status"], "fail");
@@ -653,4 +835,416 @@ fn doctor_reports_an_unavailable_backend_as_a_failure() {
         "{firewall}"
     );
     assert_eq!(check(&doc, "csf-deny")["status"], "skip");
+}
+
+/// The summaries of the checks with this id.
+fn summaries(doc: &Value, id: &str) -> Vec<(String, String)> {
+    checks(doc, id)
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["summary"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default() {
+    if !ready("doctor_route_names_a_broad_route_a_blackhole_and_a_missing_default") {
+        return;
+    }
+    let (ns, env, _) = nft_env("doc-route");
+    sync(&ns, &env);
+    origin_net(&ns, false);
+    listen_web(&ns);
+    // An AWS-style 172.0.0.0/8 on another interface, a blackhole for one Cloudflare range,
+    // no IPv6 default route.
+    ns.sh("ip route add 172.0.0.0/8 dev o1 && ip route add blackhole 104.16.0.0/13");
+    // A policy rule sending one range to a table that has no way out: only the kernel's
+    // lookup shows it.
+    ns.sh(
+        "ip rule add to 198.41.128.0/17 lookup 100 && ip route add unreachable default table 100",
+    );
+    let untouched = Untouched::capture(&ns, &env);
+
+    let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    run.expect_code(2);
+    let got = summaries(&doc, "route");
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got.iter().any(|(st, s)| st == "fail"
+            && s.starts_with("the kernel finds no way out toward Cloudflare's 198.41.128.0/17")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|(st, s)| st == "fail"
+            && s.starts_with(
+                "route `172.0.0.0/8 dev o1` sends Cloudflare's 172.64.0.0/13 elsewhere"
+            )),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|(st, s)| st == "fail"
+            && s.starts_with("route `blackhole 104.16.0.0/13` discards what is sent to Cloudflare's 104.16.0.0/13")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(st, s)| st == "warn" && s.starts_with("no ipv6 default route")),
+        "{got:#?}"
+    );
+    let fixes: Vec<&str> = checks(&doc, "route")
+        .iter()
+        .filter_map(|c| c["fix"].as_str())
+        .collect();
+    assert!(
+        fixes
+            .iter()
+            .any(|f| f.contains("ip route del 172.0.0.0/8 dev o1")),
+        "{fixes:?}"
+    );
+    untouched.assert_same(&ns, &env);
+
+    // Routes fixed: one OK.
+    ns.sh("ip route del 172.0.0.0/8 dev o1 && ip route del blackhole 104.16.0.0/13");
+    ns.sh("ip rule del to 198.41.128.0/17 lookup 100");
+    ns.sh("ip -6 addr add 2001:db8::5/64 dev o0 nodad && ip -6 route add default via 2001:db8::1 dev o0");
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    assert_eq!(
+        summaries(&doc, "route"),
+        [(
+            "ok".to_string(),
+            "all 22 Cloudflare ranges are routed by the default route of their family".to_string()
+        )]
+    );
+}
+
+#[test]
+fn doctor_ports_warns_about_a_port_cloudflare_never_proxies() {
+    if !ready("doctor_ports_warns_about_a_port_cloudflare_never_proxies") {
+        return;
+    }
+    let (ns, env, feed) = nft_env("doc-ports");
+    env.write_config(&format!(
+        "backend: nftables\nports: [443, 3000]\nsources: [{feed}]\n"
+    ));
+    sync(&ns, &env);
+    origin_net(&ns, true);
+    for addr in ["0.0.0.0:3000", "[::]:3000"] {
+        ns.tcp_listen(addr);
+    }
+    ns.tcp_listen("0.0.0.0:443");
+    let untouched = Untouched::capture(&ns, &env);
+    let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    run.expect_code(2);
+    expect_check(
+        &doc,
+        "ports",
+        "warn",
+        "TCP 3000 is not among the ports Cloudflare proxies",
+    );
+    // 443 listens on IPv4 only, and the host has a global IPv6 address.
+    expect_check(&doc, "listen:443", "warn", "but not on IPv6");
+    assert_eq!(check(&doc, "listen:3000")["status"], "ok");
+    // 3000 is a plain port: a TCP connect on both families is enough.
+    let s3000 = check(&doc, "service:3000");
+    assert_eq!(s3000["status"], "ok", "{s3000}");
+    assert!(
+        s3000["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("192.0.2.5:3000 accepts connections")
+                && s.contains("[2001:db8::5]:3000 accepts connections")),
+        "{s3000}"
+    );
+    untouched.assert_same(&ns, &env);
+}
+
+#[test]
+fn doctor_service_warns_about_an_expiring_certificate_and_fails_without_tls() {
+    if !ready_tls("doctor_service_warns_about_an_expiring_certificate_and_fails_without_tls") {
+        return;
+    }
+    let (ns, env, feed) = nft_env("doc-service");
+    env.write_config(&format!(
+        "backend: nftables\nports: [443, 8443]\nsources: [{feed}]\n"
+    ));
+    sync(&ns, &env);
+    origin_net(&ns, true);
+    let mut tls = TlsServer::start(&ns, 443, 3);
+    // 8443 accepts TCP but speaks no TLS.
+    for addr in ["0.0.0.0:8443", "[::]:8443"] {
+        ns.tcp_listen(addr);
+    }
+    let untouched = Untouched::capture(&ns, &env);
+    let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    run.expect_code(2);
+    let s443 = check(&doc, "service:443");
+    assert_eq!(s443["status"], "warn", "{s443}");
+    assert!(
+        s443["summary"]
+            .as_str()
+            .is_some_and(|s| s
+                .contains("the certificate on 192.0.2.5:443 (CN=origin.test) expires in 2 days")),
+        "{s443}"
+    );
+    assert!(
+        s443["fix"].as_str().is_some_and(|f| f.contains("renew")),
+        "{s443}"
+    );
+    expect_check(
+        &doc,
+        "service:8443",
+        "fail",
+        "192.0.2.5:8443 connects but the TLS handshake fails",
+    );
+    untouched.assert_same(&ns, &env);
+    assert_eq!(tls.stop(), "", "doctor sent data beyond the TLS handshake");
+}
+
+#[test]
+fn doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only() {
+    if !ready("doctor_docker_reports_a_dnat_port_as_forwarded_and_warns_about_input_only") {
+        return;
+    }
+    let (ns, env, _) = nft_env("doc-dnat");
+    sync(&ns, &env);
+    origin_net(&ns, true);
+    ns.tcp_listen("0.0.0.0:80");
+    ns.tcp_listen("[::]:80");
+    // Docker's shape with iptables-nft: nat PREROUTING → DOCKER → DNAT to a container.
+    ns.sh(
+        "iptables -t nat -N DOCKER \
+         && iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER \
+         && iptables -t nat -A DOCKER -i docker0 -j RETURN \
+         && iptables -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:8443 \
+         && iptables -N DOCKER-USER && iptables -A DOCKER-USER -j RETURN",
+    );
+    let untouched = Untouched::capture(&ns, &env);
+    let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    run.expect_code(2);
+    expect_check(
+        &doc,
+        "listen:443",
+        "ok",
+        "443 is forwarded to 172.17.0.2:8443 by nat DOCKER",
+    );
+    let docker = expect_check(&doc, "docker", "warn", "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: published container ports are not covered");
+    assert!(
+        docker["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")),
+        "{docker}"
+    );
+    assert!(
+        !doc.to_string().contains("nothing listens on TCP 443"),
+        "{doc:#}"
+    );
+    untouched.assert_same(&ns, &env);
+
+    // With lockdown on, an uncovered published port is open to everyone: a failure.
+    let feed = env.cloudflare_feed();
+    env.write_config(&format!(
+        "backend: nftables\nsources: [{feed}]\nnftables: {{lockdown: true}}\n"
+    ));
+    let untouched = Untouched::capture(&ns, &env);
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    expect_check(
+        &doc,
+        "docker",
+        "fail",
+        "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: lockdown is on",
+    );
+    untouched.assert_same(&ns, &env);
+}
+
+/// A loopback server inside `ns` speaking Cloudflare's API shapes for zone `example.com`:
+/// `records` is what `dns_records?name=www.example.com` returns, `fail` a status to answer
+/// every request with, `stall` a delay.
+#[derive(Clone, Default)]
+struct Api {
+    records: Value,
+    fail: Option<u16>,
+    stall: bool,
+}
+
+fn api_reply(api: &Api, req: &Request) -> Reply {
+    let json = |body: Value| Reply::ok("application/json", body.to_string());
+    let listed = |result: Value| {
+        let count = result.as_array().map_or(0, Vec::len);
+        json(
+            serde_json::json!({"success": true, "errors": [], "messages": [], "result": result,
+            "result_info": {"page": 1, "per_page": 20, "count": count, "total_count": count}}),
+        )
+    };
+    if api.stall {
+        return listed(Value::Array(Vec::new())).delayed(Duration::from_secs(4));
+    }
+    if let Some(status) = api.fail {
+        let mut reply = json(
+            serde_json::json!({"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "messages": [], "result": null}),
+        );
+        reply.status = status;
+        return reply;
+    }
+    match req.path.as_str() {
+        "/client/v4/zones?name=example.com" => listed(serde_json::json!([{"id": "023e105f4ecef8ad9ca31a8372d0c353", "name": "example.com", "status": "active"}])),
+        p if p.starts_with("/client/v4/zones?name=") => listed(serde_json::json!([])),
+        "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?name=www.example.com" => listed(api.records.clone()),
+        "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?name=example.com" => listed(serde_json::json!([
+            {"id": "r2", "type": "A", "name": "example.com", "content": "192.0.2.5", "proxied": true, "ttl": 1}
+        ])),
+        _ => json(serde_json::json!({"success": false, "errors": [{"code": 7003, "message": "No route for that URI"}], "result": null})).header("X-Test", "unknown path"),
+    }
+}
+
+fn record(kind: &str, content: &str, proxied: bool) -> Value {
+    serde_json::json!([{"id": "r1", "type": kind, "name": "www.example.com", "content": content, "proxied": proxied, "ttl": 1}])
+}
+
+#[test]
+fn doctor_dns_compares_cloudflares_records_with_this_host() {
+    if !ready("doctor_dns_compares_cloudflares_records_with_this_host") {
+        return;
+    }
+    let (ns, env, feed) = nft_env("doc-dns");
+    sync(&ns, &env);
+    // IPv4 only: no global IPv6 address.
+    origin_net(&ns, false);
+    listen_web(&ns);
+    let api = Arc::new(Mutex::new(Api::default()));
+    let shared = Arc::clone(&api);
+    let server = ns.run_in(move || {
+        Server::start(move |req| {
+            let api = shared.lock().map(|a| a.clone()).unwrap_or_default();
+            api_reply(&api, req)
+        })
+    });
+    let token = "cf-test-token-Zx81qPL0v";
+    let token_file = env.path("cloudflare-token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token");
+    let mode = |m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    mode(0o600);
+    env.write_config(&format!(
+        "backend: nftables\nsources: [{feed}]\ntimeout_secs: 1\ndoctor:\n  hostnames: [www.example.com]\n  cloudflare_api_token_file: {}\n  cloudflare_api: {}\n  public_addresses: [2001:db8::7]\n",
+        token_file.display(),
+        server.url("/client/v4")
+    ));
+    let untouched = Untouched::capture(&ns, &env);
+    let set = |records: Value, fail: Option<u16>, stall: bool| {
+        *api.lock().expect("lock") = Api {
+            records,
+            fail,
+            stall,
+        };
+    };
+    let dns = |expect_exit: i32| {
+        let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+        run.expect_code(expect_exit);
+        assert!(
+            !run.stdout.contains(token) && !run.stderr.contains(token),
+            "the token leaked"
+        );
+        let c = check(&doc, "dns").clone();
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["summary"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+
+    // A proxied CNAME to the apex, whose proxied A is this host's address.
+    set(
+        serde_json::json!([{"id": "r1", "type": "CNAME", "name": "www.example.com", "content": "example.com", "proxied": true}]),
+        None,
+        false,
+    );
+    let (status, summary) = dns(2);
+    assert_eq!(status, "ok", "{summary}");
+    assert!(summary.contains("example.com A 192.0.2.5"), "{summary}");
+    let seen = server.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/client/v4/zones?name=www.example.com",
+            "/client/v4/zones?name=example.com",
+            "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?name=www.example.com",
+            "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?name=example.com",
+        ]
+    );
+    assert!(seen
+        .iter()
+        .all(|r| r.header("authorization") == Some(&format!("Bearer {token}"))));
+
+    // A wrong A address.
+    set(record("A", "198.51.100.9", true), None, false);
+    let (status, summary) = dns(2);
+    assert_eq!(status, "fail", "{summary}");
+    assert!(
+        summary.contains("proxied www.example.com A 198.51.100.9 points at an address that is neither on this host (192.0.2.5) nor in doctor.public_addresses (2001:db8::7)"),
+        "{summary}"
+    );
+
+    // A proxied AAAA (the public address NAT hides) on a host without global IPv6.
+    set(record("AAAA", "2001:db8::7", true), None, false);
+    let (status, summary) = dns(2);
+    assert_eq!(status, "fail", "{summary}");
+    assert!(
+        summary
+            .contains("www.example.com AAAA 2001:db8::7 but this host has no global IPv6 address"),
+        "{summary}"
+    );
+
+    // Not proxied: Cloudflare is not in the path.
+    set(record("A", "192.0.2.5", false), None, false);
+    let (status, summary) = dns(2);
+    assert_eq!(status, "warn");
+    assert!(
+        summary.contains("www.example.com A 192.0.2.5 is not proxied"),
+        "{summary}"
+    );
+
+    // API failures are warnings that name the reason.
+    for (code, reason) in [
+        (
+            401,
+            "the API token is not valid (HTTP 401): Authentication error",
+        ),
+        (403, "lacks the Zone:Read and DNS:Read permissions"),
+        (429, "rate-limits this token (HTTP 429)"),
+        (500, "Cloudflare's API failed (HTTP 500)"),
+    ] {
+        set(Value::Null, Some(code), false);
+        let (status, summary) = dns(2);
+        assert_eq!(status, "warn", "{code}: {summary}");
+        assert!(summary.contains(reason), "{code}: {summary}");
+    }
+    set(Value::Null, None, true);
+    let (status, summary) = dns(2);
+    assert_eq!(status, "warn");
+    assert!(
+        summary.contains("the API did not answer in time"),
+        "{summary}"
+    );
+
+    // A token file others can read is refused before any request.
+    mode(0o644);
+    let before = server.requests().len();
+    let (status, summary) = dns(2);
+    assert_eq!(status, "warn");
+    assert!(
+        summary.contains("is refused: its mode is 0644; it must be 0600"),
+        "{summary}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "a request was sent with a refused token"
+    );
+    mode(0o600);
+    untouched.assert_same(&ns, &env);
 }

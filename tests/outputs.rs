@@ -5,12 +5,8 @@
 
 mod common;
 
-// The doctor's fail2ban check (crates/doctor/src/fail2ban.rs) is wired into the doctor
-// crate at merge; until then it is compiled here, where `super::Check` is the doctor's.
+use cf_allow_doctor::fail2ban as doctor_fail2ban;
 use cf_allow_doctor::{Check, Status};
-#[path = "../crates/doctor/src/fail2ban.rs"]
-#[allow(dead_code)]
-mod doctor_fail2ban;
 
 use std::ffi::OsStr;
 

@@ -15,16 +15,8 @@ use super::Check;
 /// The check's stable id.
 pub const ID: &str = "fail2ban";
 
-/// One running jail.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Jail {
-    /// Its name.
-    pub name: String,
-    /// Addresses it has banned now.
-    pub banned: Vec<IpAddr>,
-    /// Its `ignoreip` entries that are addresses or networks.
-    pub ignoreip: Vec<IpNet>,
-}
+/// One running jail, as cf-allow-outputs' `fail2ban::probe` reads it.
+pub use cf_allow_outputs::fail2ban::Jail;
 
 /// What to do when a jail's `ignoreip` does not cover the ranges.
 pub const REAL_IP_FIX: &str = "fail2ban sees Cloudflare's address when the web server logs the TCP peer: set the web server's real-IP setting (nginx `set_real_ip_from` + `real_ip_header CF-Connecting-IP`, Apache mod_remoteip `RemoteIPHeader CF-Connecting-IP` + `RemoteIPTrustedProxy`; cf-allow writes them with outputs.nginx / outputs.apache), and add outputs.fail2ban so every jail's ignoreip holds Cloudflare's ranges";

@@ -181,7 +181,7 @@ fn parse_rule(line: &str) -> Option<Rule> {
 }
 
 /// Splits a save line into words; double-quoted words keep their spaces.
-fn split_words(line: &str) -> Vec<String> {
+pub(crate) fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
     let (mut quoted, mut escaped, mut any) = (false, false, false);

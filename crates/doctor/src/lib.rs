@@ -1,23 +1,38 @@
 //! cf-allow's doctor: read-only probes of the host that find the usual causes of Cloudflare
-//! Error 521/523 on an origin (nothing listening, Cloudflare's addresses blocked by fail2ban,
-//! CSF, crowdsec or a hand-written rule, Docker ports outside the allowlist), and the check
-//! model the `doctor` command reports with.
+//! Errors 521/522/523 on an origin, and the checks that judge what they found. Every check
+//! takes plain inputs (config values, the list, [`HostFacts`] read once) and returns
+//! [`Check`]s; the `cf-allow doctor` command only wires them.
 //!
-//! Every probe only reads: `/proc/net/tcp*`, `ipset save`, `iptables-save`, `nft -j list
-//! ruleset`, CSF's deny files, and TCP connects to the list sources. Nothing is written.
+//! Every probe only reads: `/proc/net/tcp*`, `ip -j addr|route`, `ipset save`,
+//! `iptables-save`, `nft -j list ruleset`, CSF's deny files, TCP connects (and TLS
+//! handshakes) to the list sources and the local listeners, and `GET`s to Cloudflare's API
+//! for the optional `dns` check. Nothing is written.
+#![forbid(unsafe_code)]
 
+pub mod basics;
 mod check;
 pub mod csf;
+pub mod dns;
+pub mod docker;
 mod error;
+pub mod fail2ban;
+pub mod heuristics;
+pub mod host;
 pub mod ipset;
 pub mod iptables;
 pub mod listen;
 mod nets;
 pub mod nft;
+pub mod ports;
 mod program;
+pub mod route;
+pub mod service;
+mod settings;
 pub mod sources;
 
 pub use check::{Check, Status};
 pub use error::Error;
+pub use host::HostFacts;
 pub use nets::{cloudflare_overlap, AddrRange};
 use program::run_program;
+pub use settings::{Settings, DEFAULT_API};

@@ -84,6 +84,83 @@ fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
     }
 }
 
+/// The `listen:PORT` checks. `dnat`: ports forwarded to containers or other hosts (never
+/// "nothing listens" for those); `ipv6_allowed`: Cloudflare's IPv6 ranges are allowed, so a
+/// port must listen on IPv6 too when the host has a global IPv6 address.
+pub fn checks(
+    ports: &[u16],
+    facts: &crate::host::HostFacts,
+    dnat: &[crate::docker::Dnat],
+    ipv6_allowed: bool,
+) -> Vec<crate::Check> {
+    use crate::Check;
+    if ports.is_empty() {
+        return vec![Check::skip(
+            "listen",
+            "ports: [] (all ports are opened to Cloudflare): no particular port to check",
+        )];
+    }
+    let listeners = match &facts.listeners {
+        Ok(l) => l,
+        Err(e) => {
+            return vec![Check::warn(
+                "listen",
+                format!("cannot list the TCP listeners: {e}"),
+                "check that /proc is mounted",
+            )]
+        }
+    };
+    let has_global_v6 = !facts.global_addresses(true).is_empty();
+    let mut out = Vec::new();
+    for &port in ports {
+        let id = format!("listen:{port}");
+        let on_port: Vec<_> = listeners.iter().filter(|l| l.port == port).collect();
+        let mut addrs: Vec<String> = on_port.iter().map(|l| l.addr.to_string()).collect();
+        addrs.dedup();
+        let forwarded: Vec<String> = dnat
+            .iter()
+            .filter(|d| d.forwards(port))
+            .map(|d| d.describe(port))
+            .collect();
+        let on_v6 = on_port
+            .iter()
+            .any(|l| l.addr.is_ipv6() && !l.is_loopback_only());
+        out.push(if on_port.is_empty() && !forwarded.is_empty() {
+            Check::ok(
+                id,
+                format!("{}: the container (or host) behind it answers Cloudflare", forwarded.join(", ")),
+            )
+        } else if on_port.is_empty() {
+            Check::fail(
+                id,
+                format!("nothing listens on TCP {port}: Cloudflare's connections are refused (Error 521/523)"),
+                format!("start the web server (or proxy) on port {port}, or remove {port} from `ports:`"),
+            )
+        } else if on_port.iter().all(|l| l.is_loopback_only()) {
+            Check::fail(
+                id,
+                format!(
+                    "TCP {port} listens only on {}: Cloudflare cannot reach it (Error 521/523)",
+                    addrs.join(", ")
+                ),
+                "make the server listen on 0.0.0.0 and :: (or the public addresses)",
+            )
+        } else if ipv6_allowed && has_global_v6 && !on_v6 && forwarded.is_empty() {
+            Check::warn(
+                id,
+                format!(
+                    "TCP {port} listens on {} but not on IPv6, although this host has a global IPv6 address and Cloudflare's IPv6 ranges are allowed: a proxied AAAA record fails (Error 521/523)",
+                    addrs.join(", ")
+                ),
+                format!("make the server listen on [::]:{port} too, or remove the AAAA records of this origin"),
+            )
+        } else {
+            Check::ok(id, format!("TCP {port} is listening on {}", addrs.join(", ")))
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +199,36 @@ mod tests {
     fn garbage_is_an_error_and_a_header_alone_is_empty() {
         assert!(parse_proc_net_tcp("header\n   0: zz:0050 00000000:0000 0A\n").is_err());
         assert!(parse_proc_net_tcp("header\n").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn listen_checks_know_forwarded_ports_and_ipv6() {
+        use crate::host::{HostAddr, HostFacts};
+        use crate::Status;
+        let v4: Vec<Listener> = parse_proc_net_tcp(TCP).expect("tcp");
+        let facts = |listeners: Vec<Listener>| HostFacts {
+            addresses: Ok(vec![HostAddr {
+                ifname: "d0".into(),
+                addr: "2001:db8::5".parse().expect("addr"),
+                global: true,
+            }]),
+            routes: Ok(Vec::new()),
+            listeners: Ok(listeners),
+        };
+        let dnat = crate::docker::parse_nat("*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:8443\nCOMMIT\n");
+        let got = checks(&[80, 443, 8080], &facts(v4.clone()), &dnat, true);
+        let show: Vec<(Status, &str)> =
+            got.iter().map(|c| (c.status, c.summary.as_str())).collect();
+        assert_eq!(show[0].0, Status::Warn, "{show:?}");
+        assert!(show[0].1.contains("not on IPv6"), "{show:?}");
+        assert_eq!(show[1], (Status::Ok, "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: the container (or host) behind it answers Cloudflare"));
+        assert_eq!(show[2].0, Status::Fail);
+        let got = checks(&[80], &facts(v4), &[], false);
+        assert_eq!(
+            got[0].status,
+            Status::Ok,
+            "IPv6 not allowed: IPv4 is enough"
+        );
     }
 
     #[test]
