@@ -38,6 +38,15 @@ pub struct Config {
     pub iptables: cf_allow_iptables::Settings,
     /// CSF backend settings.
     pub csf: cf_allow_csf::Settings,
+    // --- metrics and hooks (issue 16) ---
+    /// Write node_exporter textfile metrics here at the end of every sync.
+    pub metrics_file: Option<PathBuf>,
+    /// Program and arguments run (no shell) after a sync that changed something.
+    pub on_change: Option<Vec<String>>,
+    /// Program and arguments run (no shell) after a failed sync.
+    pub on_failure: Option<Vec<String>>,
+    /// How long a hook may run before it is killed.
+    pub hook_timeout_secs: Seconds,
 }
 
 impl Default for Config {
@@ -61,6 +70,10 @@ impl Default for Config {
             nftables: Default::default(),
             iptables: Default::default(),
             csf: Default::default(),
+            metrics_file: None,
+            on_change: None,
+            on_failure: None,
+            hook_timeout_secs: Seconds(30),
         }
     }
 }
@@ -267,6 +280,17 @@ pub fn parse(text: &str) -> Result<Config> {
         .any(|alt| matches!(alt, SourceAlternative::Merged(v) if v.is_empty()))
     {
         bail!("sources: an alternative lists no URL");
+    }
+    for (key, hook) in [
+        ("on_change", &config.on_change),
+        ("on_failure", &config.on_failure),
+    ] {
+        if hook
+            .as_ref()
+            .is_some_and(|argv| argv.first().is_none_or(String::is_empty))
+        {
+            bail!("{key}: give the program and its arguments as a list, e.g. [/usr/local/bin/notify, --quiet]");
+        }
     }
     Ok(config)
 }

@@ -9,10 +9,26 @@ use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::list::{self, Desired};
+use crate::report::{Facts, Reporter};
 
-/// Runs `sync`.
+/// Runs `sync`, then writes the metrics file and runs the hooks (issue 16), failed runs
+/// included.
 pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+    let mut reporter = Reporter::new(&config, args.dry_run);
+    let result = sync(config, args, wait_secs, quiet, &mut reporter);
+    reporter.finish(&result);
+    result
+}
+
+fn sync(
+    config: Config,
+    args: &SyncArgs,
+    wait_secs: u64,
+    quiet: bool,
+    reporter: &mut Reporter,
+) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
+    reporter.backend(kind.as_str());
     let _lock = super::lock(&config.state_dir, wait_secs)?;
     let desired = list::desired(&config, &args.source)?;
     let max_shrink = config.guard.max_shrink_percent.0;
@@ -44,17 +60,27 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
         );
     }
 
+    let document = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
     if args.json {
-        print_json(&plan_json(
-            name,
-            args.dry_run,
-            &plan,
-            &desired,
-            &found.warnings,
-        ))?;
+        print_json(&document)?;
     } else if changed || !quiet {
         print_plan(name, args.dry_run, &plan);
     }
+    // --- metrics and hooks (issue 16) ---
+    reporter.succeeded(Facts {
+        document,
+        changed,
+        ranges: [
+            desired.ranges.len_of(Family::Ipv4),
+            desired.ranges.len_of(Family::Ipv6),
+        ],
+        added: plan.add.len(),
+        removed: plan.remove.len(),
+        list_age: desired.list.age(),
+        // The reachability verdict goes here once it lands: Some(reachable) for
+        // `cf_allow_reachable`; None leaves the metric out.
+        reachable: None,
+    });
     Ok(Outcome { changed })
 }
 
