@@ -255,9 +255,7 @@ fn hooks_get_the_run_document_and_never_change_the_exit_code() {
 
     // A failing hook is logged and changes nothing about the run.
     let other = env.feed("other.txt", &["198.41.128.0/17", "2400:cb00::/32"]);
-    env.write_config(&format!(
-        "ports: [443]\nguard: {{max_shrink_percent: 100}}\non_change: [\"false\"]\n"
-    ));
+    env.write_config("ports: [443]\nguard: {max_shrink_percent: 100}\non_change: [\"false\"]\n");
     let run = env.run(
         Some(&ns),
         &[
