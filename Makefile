@@ -34,9 +34,15 @@ run: release
 	@printf 'state_dir: %s/state\n' "$(CURDIR)/$(RUN_DIR)" > $(RUN_DIR)/config.yaml
 	./target/release/cf-allow --config $(RUN_DIR)/config.yaml sync --dry-run
 
+## The Prometheus project's exposition parser (PyPI prometheus_client) for the metrics tests.
+PROM_VENV := target/prometheus-venv
+$(PROM_VENV)/bin/python:
+	python3 -m venv $(PROM_VENV)
+	$(PROM_VENV)/bin/pip install -q prometheus_client
+
 ## Every test: unit, property, fetcher, kernel (network namespaces), CSF sandbox, packaging,
 ## the Ansible module.
-test: deps
+test: deps $(PROM_VENV)/bin/python
 	$(CARGO) build --locked --workspace --examples   # the CSF sandbox tests run crates/csf's csf-driver
 	$(CARGO) test --locked --workspace --all-targets --no-fail-fast
 	$(CARGO) test --locked --workspace --doc

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks: wall time and peak memory of cf-allow against the real Cloudflare list (22
-# ranges) and a long list (2,000 ranges), per backend, each in a fresh private network
-# namespace; plus the per-rule shell loop cf-allow replaces, for comparison. Prints a table.
-# Needs root (network namespaces). Run: make bench
+# Benchmarks, needs root (network namespaces). Run: make bench
+# 1. bench/bench.py: nftables and ipset at 1k, 10k and 100k ranges against `nft -f` /
+#    `ipset restore` of the same sets: first sync, one-range delta, no-op, peak RSS, as one
+#    table of ratios (SIZES and RUNS override the sizes and repetitions).
+# 2. Below: wall time and peak memory of every backend against the real Cloudflare list (22
+#    ranges), each in a fresh private network namespace, and the per-rule shell loop cf-allow
+#    replaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -14,18 +17,12 @@ ns=cfa-bench-$$
 cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Feeds: Cloudflare's 22 ranges, and 1,000 + 1,000 documentation-free synthetic ranges.
+BIN="$BIN" RUNS="${BENCH_RUNS:-7}" python3 bench/bench.py
+echo
+
+# Feeds: Cloudflare's 22 ranges.
 printf 'state_dir: %s/s0\n' "$work" >"$work/c0.yaml"
 "$BIN" --config "$work/c0.yaml" ranges --offline 2>/dev/null >"$work/cf.txt"
-python3 - "$work/long.txt" <<'PY'
-import sys
-with open(sys.argv[1], "w") as f:
-    for i in range(1000):
-        f.write(f"{45 + i // 250}.{(i % 250)}.{(i * 7) % 256}.0/24\n")
-    for i in range(1000):
-        f.write(f"2a0{(i // 4096) % 10}:{i % 4096:x}::/32\n")
-PY
-
 now_ms() { date +%s%N | awk '{printf "%.3f", $1/1e6}'; }
 
 # measure NAME BACKEND FEED EXTRA_YAML: prints "first_ms noop_ms maxrss_kb"
@@ -69,7 +66,7 @@ shell_loop() {
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
 printf '%-28s %-8s %14s %16s %14s\n' backend list "first sync ms" "no-op sync ms" "peak RSS KiB"
 printf '%-28s %-8s %14s %16s %14s\n' ---------------------------- -------- -------------- ---------------- --------------
-for list in cf long; do
+for list in cf; do
   feed=$work/$list.txt
   for variant in "nftables|" "iptables|iptables: {variant: nft}" "iptables (legacy)|iptables: {variant: legacy}" "iptables ipset|iptables: {ipset: true}"; do
     name=${variant%%|*}; extra=${variant#*|}

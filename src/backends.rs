@@ -79,14 +79,28 @@ impl<B: Backend> Firewall for B {
     }
 }
 
-/// Builds the backend of `kind` from the config.
+/// Builds the backend of `kind` from the config. Read-only commands (doctor) use this:
+/// nftables' generation record in `state_dir` is used, never written.
 pub fn open(kind: BackendKind, config: &Config) -> Result<Box<dyn Firewall>> {
+    build(kind, config, false)
+}
+
+/// Like [`open`], and nftables also records the ruleset generation it read or committed in
+/// `state_dir`, so the next run can skip the set-element dump (sync, status).
+pub fn open_recording(kind: BackendKind, config: &Config) -> Result<Box<dyn Firewall>> {
+    build(kind, config, true)
+}
+
+/// The file of nftables' generation record.
+const NFTABLES_GENERATION_FILE: &str = "nftables-generation";
+
+fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Firewall>> {
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
     let backend: Box<dyn Firewall> = match kind {
-        BackendKind::Nftables => Box::new(cf_allow_nftables::NftablesBackend::new(
-            config.nftables.clone(),
-            ports,
-        )?),
+        BackendKind::Nftables => Box::new(
+            cf_allow_nftables::NftablesBackend::new(config.nftables.clone(), ports)?
+                .with_memory(config.state_dir.join(NFTABLES_GENERATION_FILE), record),
+        ),
         BackendKind::Iptables => Box::new(cf_allow_iptables::IptablesBackend::new(
             config.iptables.clone(),
             ports,

@@ -42,6 +42,15 @@ pub struct Config {
     pub outputs: cf_allow_outputs::Settings,
     /// `doctor:` settings (the optional `dns` check).
     pub doctor: cf_allow_doctor::Settings,
+    // --- metrics and hooks (issue 16) ---
+    /// Write node_exporter textfile metrics here at the end of every sync.
+    pub metrics_file: Option<PathBuf>,
+    /// Program and arguments run (no shell) after a sync that changed something.
+    pub on_change: Option<Vec<String>>,
+    /// Program and arguments run (no shell) after a failed sync.
+    pub on_failure: Option<Vec<String>>,
+    /// How long a hook may run before it is killed.
+    pub hook_timeout_secs: Seconds,
 }
 
 impl Default for Config {
@@ -67,6 +76,10 @@ impl Default for Config {
             csf: Default::default(),
             outputs: Default::default(),
             doctor: Default::default(),
+            metrics_file: None,
+            on_change: None,
+            on_failure: None,
+            hook_timeout_secs: Seconds(30),
         }
     }
 }
@@ -275,6 +288,17 @@ pub fn parse(text: &str) -> Result<Config> {
         bail!("sources: an alternative lists no URL");
     }
     config.outputs.validate().map_err(anyhow::Error::msg)?;
+    for (key, hook) in [
+        ("on_change", &config.on_change),
+        ("on_failure", &config.on_failure),
+    ] {
+        if hook
+            .as_ref()
+            .is_some_and(|argv| argv.first().is_none_or(String::is_empty))
+        {
+            bail!("{key}: give the program and its arguments as a list, e.g. [/usr/local/bin/notify, --quiet]");
+        }
+    }
     Ok(config)
 }
 

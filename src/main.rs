@@ -10,6 +10,7 @@ mod config;
 mod list;
 mod lock;
 mod logging;
+mod report;
 mod time;
 
 use std::process::ExitCode;

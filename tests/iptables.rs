@@ -201,9 +201,12 @@ fn big_feed(env: &Env, name: &str, v4_nets: [&str; 2], v6_from: u32) -> String {
 }
 
 /// SIGKILLs `cf-allow sync` (and its iptables-restore / ipset children) at growing delays;
-/// after each kill every family (its ruleset and, in ipset mode, its set) is exactly the old or
-/// exactly the new one. Families are separate transactions (iptables-restore and ip6tables-restore;
-/// one `ipset swap` each), so a kill between them may leave IPv4 new and IPv6 old.
+/// after each kill every family's ruleset is exactly the old or exactly the new one. Families
+/// are separate transactions (iptables-restore and ip6tables-restore), so a kill between them
+/// may leave IPv4 new and IPv6 old. In ipset mode the sets are updated in place, additions
+/// before deletions, so after a kill each set holds every member the old and the new list
+/// share, nothing outside the two lists, and no old-only member is missing unless every
+/// new-only member is already there; the next sync completes it.
 fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
     let ns = Netns::new(&format!("e2e-ipt-kill-{variant}"));
     let extra = if ipset { "  ipset: true\n" } else { "" };
@@ -259,7 +262,10 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         // kill at a growing delay after the start, whatever it is doing then.
         if round % 2 == 0 {
             wait_for_restore_child(child.id(), Duration::from_secs(5));
-            std::thread::sleep(Duration::from_micros((round / 2) * 200));
+            // An in-place `ipset restore` applies its lines one after the other over tens
+            // of milliseconds: spread the kills across it.
+            let step = if ipset { 3000 } else { 200 };
+            std::thread::sleep(Duration::from_micros((round / 2) * step));
         } else {
             std::thread::sleep(Duration::from_millis(round * 2));
         }
@@ -271,6 +277,17 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         let now = state();
         for (family, is) in now.iter().enumerate() {
             let (was, will) = (&old_state[family], &new_state[family]);
+            if ipset {
+                assert!(
+                    is.0 == was.0 || is.0 == will.0,
+                    "round {round}: family {family}: rules neither old nor new:\n{}",
+                    is.0
+                );
+                if let Err(why) = in_place_step(&was.1, &will.1, &is.1) {
+                    panic!("round {round}: family {family}: {why}");
+                }
+                continue;
+            }
             assert!(
                 is == was || is == will,
                 "round {round}: family {family} is neither the old nor the new state \
@@ -306,9 +323,32 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         }
     }
     eprintln!(
-        "killed syncs: {} left the old state, {} the new, {} one family old and one new",
+        "killed syncs: {} left the old state, {} the new, {} in between (one family old and one new; with ipset, a set part-way through its update)",
         outcomes[0], outcomes[1], outcomes[2]
     );
+}
+
+/// Whether `now` is a state an in-place update from `old` to `new` passes through:
+/// additions first, then deletions.
+fn in_place_step(old: &[String], new: &[String], now: &[String]) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    let (old, new, now): (BTreeSet<_>, BTreeSet<_>, BTreeSet<_>) = (
+        old.iter().collect(),
+        new.iter().collect(),
+        now.iter().collect(),
+    );
+    if let Some(missing) = old.intersection(&new).find(|m| !now.contains(*m)) {
+        return Err(format!("{missing} is in both lists but missing"));
+    }
+    if let Some(stray) = now.iter().find(|m| !old.contains(*m) && !new.contains(*m)) {
+        return Err(format!("{stray} is in neither list"));
+    }
+    let deleting = old.difference(&new).any(|m| !now.contains(*m));
+    let adds_done = new.difference(&old).all(|m| now.contains(*m));
+    if deleting && !adds_done {
+        return Err("a member was deleted before every addition was made".to_string());
+    }
+    Ok(())
 }
 
 /// Waits until no process of the group `pgid` is left running (a killed child may still be

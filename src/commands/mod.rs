@@ -66,7 +66,7 @@ pub fn open_and_inspect(
     kind: BackendKind,
     config: &Config,
 ) -> Result<(Box<dyn Firewall>, Inspection)> {
-    let mut backend = backends::open(kind, config)?;
+    let mut backend = backends::open_recording(kind, config)?;
     let name = backend.name();
     let found = backend
         .inspect()

@@ -9,10 +9,26 @@ use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::list::{self, Desired};
+use crate::report::{Facts, Reporter};
 
-/// Runs `sync`.
+/// Runs `sync`, then writes the metrics file and runs the hooks (issue 16), failed runs
+/// included.
 pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+    let mut reporter = Reporter::new(&config, args.dry_run);
+    let result = sync(config, args, wait_secs, quiet, &mut reporter);
+    reporter.finish(&result);
+    result
+}
+
+fn sync(
+    config: Config,
+    args: &SyncArgs,
+    wait_secs: u64,
+    quiet: bool,
+    reporter: &mut Reporter,
+) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
+    reporter.backend(kind.as_str());
     let _lock = super::lock(&config.state_dir, wait_secs)?;
     let desired = list::desired(&config, &args.source)?;
     let max_shrink = config.guard.max_shrink_percent.0;
@@ -47,12 +63,13 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
     // outputs: after the firewall, from the same validated list.
     let outputs = super::outputs::sync(&config, &desired.ranges, args.dry_run)?;
     let outputs_changed = super::outputs::any_changed(&outputs);
+    let changed_any = changed || outputs_changed;
 
+    let mut document = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
+    document["outputs"] = super::outputs::changes_json(&outputs);
+    document["changed"] = json!(changed_any);
     if args.json {
-        let mut doc = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
-        doc["outputs"] = super::outputs::changes_json(&outputs);
-        doc["changed"] = json!(changed || outputs_changed);
-        print_json(&doc)?;
+        print_json(&document)?;
     } else {
         if changed || !quiet {
             print_plan(name, args.dry_run, &plan);
@@ -60,8 +77,23 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
         let verb = if args.dry_run { "would write" } else { "wrote" };
         super::outputs::print_changes(&outputs, verb, quiet);
     }
+    // --- metrics and hooks (issue 16) ---
+    reporter.succeeded(Facts {
+        document,
+        changed: changed_any,
+        ranges: [
+            desired.ranges.len_of(Family::Ipv4),
+            desired.ranges.len_of(Family::Ipv6),
+        ],
+        added: plan.add.len(),
+        removed: plan.remove.len(),
+        list_age: desired.list.age(),
+        // The reachability verdict goes here once it lands: Some(reachable) for
+        // `cf_allow_reachable`; None leaves the metric out.
+        reachable: None,
+    });
     Ok(Outcome {
-        changed: changed || outputs_changed,
+        changed: changed_any,
     })
 }
 

@@ -1,6 +1,8 @@
 //! [`IptablesBackend`]: reads both families' filter tables (and cf-allow's ipsets) from the
 //! kernel, and changes them with one `iptables-restore --noflush` transaction per family.
 
+use std::collections::BTreeSet;
+
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
@@ -62,6 +64,8 @@ struct SetChanges {
     created: Vec<&'static str>,
     /// Families whose tmp set was swapped with the live one (tmp now holds the old members).
     swapped: Vec<Family>,
+    /// `ipset restore` lines that undo the in-place additions and deletions, in order.
+    undo: Vec<String>,
 }
 
 impl IptablesBackend {
@@ -251,7 +255,11 @@ impl IptablesBackend {
         }
     }
 
-    /// Builds new set contents in tmp sets and swaps them in, in one `ipset restore`.
+    /// Brings the live sets to `desired` in one `ipset restore`: a set that exists is
+    /// updated in place (the missing members added first, then the unwanted ones deleted,
+    /// so a member that stays wanted is never missing, and the work is proportional to the
+    /// change); a missing set is created and filled; a set too small for the new list
+    /// (`maxelem`) is rebuilt in a tmp set and swapped in.
     fn update_sets(&self, snapshot: &Snapshot, desired: &RangeSet) -> Result<SetChanges, Error> {
         let mut changes = SetChanges::default();
         let mut lines: Vec<String> = Vec::new();
@@ -263,6 +271,8 @@ impl IptablesBackend {
             }
         }
         let mut planned_swaps = Vec::new();
+        let mut deletes: Vec<String> = Vec::new();
+        let (mut added, mut deleted) = (0usize, 0usize);
         for family in Family::ALL {
             let live = set_name(family);
             let mut want: Vec<IpNet> = desired.iter_family(family).collect();
@@ -274,18 +284,37 @@ impl IptablesBackend {
                     changes.created.push(live);
                 }
                 Some(current) => {
-                    let mut have = current.clone();
-                    have.sort();
-                    have.dedup();
-                    if have != want {
+                    let have: BTreeSet<&IpNet> = current.iter().collect();
+                    let wanted: BTreeSet<&IpNet> = want.iter().collect();
+                    let fits = snapshot
+                        .set(live)
+                        .and_then(SetHeader::maxelem)
+                        .is_some_and(|max| want.len() <= max);
+                    if have == wanted {
+                        continue;
+                    }
+                    if !fits {
                         let tmp = tmp_set_name(family);
                         lines.push(create_line(tmp, family, want.len()));
                         lines.extend(want.iter().map(|net| format!("add {tmp} {net}")));
                         planned_swaps.push(family);
+                        continue;
+                    }
+                    for net in wanted.difference(&have) {
+                        lines.push(format!("add {live} {net}"));
+                        changes.undo.push(format!("del {live} {net}"));
+                        added += 1;
+                    }
+                    for net in have.difference(&wanted) {
+                        deletes.push(format!("del {live} {net}"));
+                        changes.undo.push(format!("add {live} {net}"));
+                        deleted += 1;
                     }
                 }
             }
         }
+        // Every family's additions before any deletion.
+        lines.extend(deletes);
         for family in planned_swaps {
             lines.push(format!(
                 "swap {} {}",
@@ -302,8 +331,20 @@ impl IptablesBackend {
             Ok(()) => {
                 changes.swapped = swaps.into_iter().map(|(_, f)| f).collect();
                 info!(
-                    "ipset: updated {} set(s) atomically (tmp set + swap)",
-                    changes.swapped.len() + changes.created.len()
+                    "ipset: updated the sets in place (+{added} -{deleted} members){}{}",
+                    if changes.created.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", created {}", changes.created.join(", "))
+                    },
+                    if changes.swapped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", rebuilt {} set(s) too small for the list (tmp set + swap)",
+                            changes.swapped.len()
+                        )
+                    }
                 );
                 Ok(changes)
             }
@@ -319,11 +360,13 @@ impl IptablesBackend {
         }
     }
 
-    /// Undoes [`Self::update_sets`]: swaps old members back and destroys what it created.
+    /// Undoes [`Self::update_sets`]: takes back in-place additions and deletions (in
+    /// reverse, so re-added members come back before added ones go), swaps old members back
+    /// and destroys what it created.
     fn roll_back_sets(&self, changes: &SetChanges) {
         let ipset = Ipset::new();
         let existing = ipset.list().unwrap_or_default();
-        let mut lines = Vec::new();
+        let mut lines: Vec<String> = changes.undo.iter().rev().cloned().collect();
         for family in &changes.swapped {
             lines.push(format!(
                 "swap {} {}",
@@ -341,7 +384,8 @@ impl IptablesBackend {
         if lines.is_empty() {
             return;
         }
-        if let Err((err, _)) = ipset.restore(&(lines.join("\n") + "\n")) {
+        // -exist: an in-place step the failed restore never reached is not an error.
+        if let Err((err, _)) = ipset.restore_ignoring_existing(&(lines.join("\n") + "\n")) {
             error!("ipset: could not roll back the sets: {err}");
         }
     }

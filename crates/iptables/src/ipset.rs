@@ -39,7 +39,17 @@ impl Ipset {
 
     /// Runs `ipset restore` with `script`. On failure, also returns the line it stopped at.
     pub fn restore(&self, script: &str) -> Result<(), (Error, Option<usize>)> {
-        match self.program.run(&["restore"], Some(script), 0) {
+        self.restore_with(&["restore"], script)
+    }
+
+    /// `ipset -exist restore`: adding a member that is there or deleting one that is not
+    /// is not an error (for undoing steps a failed restore may not have reached).
+    pub fn restore_ignoring_existing(&self, script: &str) -> Result<(), (Error, Option<usize>)> {
+        self.restore_with(&["-exist", "restore"], script)
+    }
+
+    fn restore_with(&self, args: &[&str], script: &str) -> Result<(), (Error, Option<usize>)> {
+        match self.program.run(args, Some(script), 0) {
             Ok(_) => Ok(()),
             Err(err) => {
                 let line = failed_line(&err.to_string());
@@ -58,9 +68,16 @@ pub(crate) struct SetHeader {
     references: Option<usize>,
     /// `Number of entries:`.
     entries: Option<usize>,
+    /// `maxelem` of the `Header:` line.
+    maxelem: Option<usize>,
 }
 
 impl SetHeader {
+    /// How many members the set can hold.
+    pub fn maxelem(&self) -> Option<usize> {
+        self.maxelem
+    }
+
     /// How many iptables rules use the set, and how many entries it holds.
     pub fn counts(&self) -> Result<(usize, usize), Error> {
         let field = |value: Option<usize>, key: &str| {
@@ -95,6 +112,12 @@ fn parse_headers(text: &str) -> Vec<SetHeader> {
             set.references = Some(n);
         } else if let Some(n) = number("Number of entries:") {
             set.entries = Some(n);
+        } else if let Some(header) = line.strip_prefix("Header:") {
+            let words: Vec<&str> = header.split_whitespace().collect();
+            set.maxelem = words
+                .windows(2)
+                .find(|w| w[0] == "maxelem")
+                .and_then(|w| w[1].parse().ok());
         }
     }
     sets
@@ -217,6 +240,8 @@ mod tests {
         let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["f2b-sshd", "cf-allow-v4", "odd"]);
         assert_eq!(sets[0].counts().expect("counts"), (1, 3));
+        assert_eq!(sets[0].maxelem(), Some(65536));
+        assert_eq!(sets[1].maxelem(), None);
         assert_eq!(sets[1].counts().expect("counts"), (0, 15));
         assert_eq!(
             sets[2].counts().expect_err("no counts").to_string(),

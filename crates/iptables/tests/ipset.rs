@@ -1,5 +1,5 @@
-//! ipset mode: `hash:net` sets `cf-allow-v4` / `cf-allow-v6` with one rule each, updated by
-//! building a tmp set and swapping it in.
+//! ipset mode: `hash:net` sets `cf-allow-v4` / `cf-allow-v6` with one rule each, updated in
+//! place (additions before deletions); a set too small for the list is rebuilt and swapped.
 
 mod common;
 
@@ -41,9 +41,16 @@ fn ipset_mode(variant: Variant) {
     assert!(plan.is_empty(), "{plan:?}");
     assert_eq!(save_both(&ns, variant), (v4.clone(), v6.clone()));
 
-    // A changed list swaps new contents in; rules are untouched, no tmp set is left.
+    // A changed list is applied in place: the same kernel sets (their random `initval`
+    // stays), rules untouched, no tmp set.
+    let headers = set_headers(&ns);
     let second = ranges(&["192.0.2.0/24", "203.0.113.0/24", "2001:db8:2::/48"]);
     let (_, plan) = sync(&ns, &s, &PORTS, &second);
+    assert_eq!(
+        set_headers(&ns),
+        headers,
+        "the sets were rebuilt, not updated in place"
+    );
     assert_eq!(plan.add, ranges(&["203.0.113.0/24", "2001:db8:2::/48"]));
     assert_eq!(
         set_members(&ns, "cf-allow-v4"),
@@ -103,6 +110,55 @@ fn ipset_mode(variant: Variant) {
     );
     assert!(set_names(&ns).is_empty());
     assert!(!save(&ns, variant, false).contains("CF-ALLOW"));
+}
+
+/// The `create` lines of cf-allow's sets (they carry each set's random `initval`).
+fn set_headers(ns: &Netns) -> Vec<String> {
+    ["cf-allow-v4", "cf-allow-v6"]
+        .iter()
+        .map(|name| {
+            ns.sh(&format!("ipset save {name}"))
+                .lines()
+                .find(|l| l.starts_with("create "))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_set_too_small_for_the_list_is_rebuilt_and_swapped_in() {
+    if !ready("a_set_too_small_for_the_list_is_rebuilt_and_swapped_in") {
+        return;
+    }
+    let ns = Netns::new("ipt-ipset-small");
+    let s = settings(Variant::Nft, |s| s.ipset = true);
+    sync(
+        &ns,
+        &s,
+        &PORTS,
+        &ranges(&["192.0.2.0/24", "2001:db8:1::/48"]),
+    );
+    // Someone re-created the live set with room for two members only.
+    ns.sh("ipset create cf-allow-v4-small hash:net family inet maxelem 2 && ipset add cf-allow-v4-small 192.0.2.0/24 && ipset swap cf-allow-v4-small cf-allow-v4 && ipset destroy cf-allow-v4-small");
+    let three = ranges(&[
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "2001:db8:1::/48",
+    ]);
+    let (_, plan) = sync(&ns, &s, &PORTS, &three);
+    assert_eq!(plan.add, ranges(&["198.51.100.0/24", "203.0.113.0/24"]));
+    assert_eq!(
+        set_members(&ns, "cf-allow-v4"),
+        ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+    );
+    assert!(
+        set_headers(&ns)[0].contains("maxelem 65536"),
+        "{:?}",
+        set_headers(&ns)
+    );
+    assert_eq!(set_names(&ns), ["cf-allow-v4", "cf-allow-v6"]);
 }
 
 variant_tests!(

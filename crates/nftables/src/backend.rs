@@ -1,13 +1,15 @@
 //! [`NftablesBackend`]: reads what cf-allow manages from the kernel and applies plans as one
 //! netlink batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
 
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
 
 use crate::error::Error;
 use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
 use crate::layout::{self, OWN_CHAIN, SET_V4, SET_V6};
+use crate::memory::{self, Memory, Record, Stamp};
 use crate::model::{
     family_name, ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo,
     FAMILY_INET, FAMILY_IP, FAMILY_IP6, TAG,
@@ -31,6 +33,11 @@ const NAME_MAX: usize = 255;
 pub struct NftablesBackend {
     settings: Settings,
     ports: Vec<u16>,
+    /// The generation record (see [`NftablesBackend::with_memory`]).
+    memory: Option<Memory>,
+    /// What the last `inspect` read, for the `apply` that follows it (used when the
+    /// generation has not moved in between).
+    last: Option<State>,
 }
 
 /// Where cf-allow's sets and rules live.
@@ -67,6 +74,14 @@ struct State {
     /// The rules are exactly the expected ones, in place.
     rules_ok: bool,
     warnings: Vec<String>,
+    /// The ruleset generation the read started at.
+    generation: u32,
+    /// Boot and network namespace (`None`: cannot be told apart, nothing is recorded).
+    host: Option<String>,
+    /// The set elements came from the generation record, not from a dump.
+    recalled: bool,
+    /// The generation did not move during the read: the state is exact for `generation`.
+    consistent: bool,
 }
 
 impl NftablesBackend {
@@ -101,7 +116,84 @@ impl NftablesBackend {
         let mut ports = ports;
         ports.sort_unstable();
         ports.dedup();
-        Ok(NftablesBackend { settings, ports })
+        Ok(NftablesBackend {
+            settings,
+            ports,
+            memory: None,
+            last: None,
+        })
+    }
+
+    /// Keeps a generation record in `path` (in `state_dir`): after cf-allow's own commit,
+    /// or a full read during which nothing else committed, the elements of its sets with
+    /// the nf_tables generation id, the boot id and the network namespace's cookie. While
+    /// all three are unchanged nothing in this ruleset changed, and `inspect` takes the
+    /// elements from the record instead of dumping the sets (whose cost grows with the
+    /// list). Any other commit changes the id, and the sets are read again. With
+    /// `writable: false` (read-only commands) the record is used but never written.
+    pub fn with_memory(mut self, path: PathBuf, writable: bool) -> Self {
+        self.memory = Some(Memory::new(path, writable));
+        self
+    }
+
+    /// What identifies the sets' location in a record.
+    fn target_key(&self) -> String {
+        let target = self.target();
+        format!(
+            "{} {}",
+            if target.into { "into" } else { "own" },
+            target.table
+        )
+    }
+
+    /// The record for this boot, namespace, generation and target, if there is one.
+    fn recall(&self, host: Option<&str>, generation: u32) -> Option<Record> {
+        let record = self.memory.as_ref()?.load()?;
+        (Some(record.stamp.host.as_str()) == host
+            && record.stamp.generation == generation
+            && record.target == self.target_key())
+        .then_some(record)
+    }
+
+    /// Records `v4` / `v6` as the sets' elements at `generation`.
+    fn remember(
+        &self,
+        host: &Option<String>,
+        generation: u32,
+        v4: Option<Vec<Element>>,
+        v6: Option<Vec<Element>>,
+    ) {
+        let (Some(memory), Some(host)) = (&self.memory, host) else {
+            return;
+        };
+        memory.store(&Record {
+            stamp: Stamp {
+                host: host.clone(),
+                generation,
+            },
+            target: self.target_key(),
+            v4,
+            v6,
+        });
+        tracing::debug!(generation, "nftables: recorded the ruleset generation");
+    }
+
+    /// Records a state read in full at one generation.
+    fn remember_read(&self, state: &State) {
+        if state.recalled || !state.consistent {
+            return;
+        }
+        let elements = |ranges: &Option<Vec<StoredRange>>| {
+            ranges
+                .as_ref()
+                .map(|r| r.iter().flat_map(|r| r.elements.iter().cloned()).collect())
+        };
+        self.remember(
+            &state.host,
+            state.generation,
+            elements(&state.v4),
+            elements(&state.v6),
+        );
     }
 
     fn target(&self) -> Target<'_> {
@@ -126,11 +218,25 @@ impl NftablesBackend {
     /// Reads the ruleset: cf-allow's table, sets, elements and rules, and foreign chains
     /// that matter.
     fn read(&self, nl: &mut Netlink) -> Result<State, Error> {
-        nl.generation()?;
+        let generation = nl.generation()?;
+        let host = memory::host_identity(nl.netns_cookie());
+        let recalled = self.recall(host.as_deref(), generation);
+        match &recalled {
+            Some(_) => tracing::debug!(
+                generation,
+                "nftables: ruleset generation unchanged since cf-allow recorded it; set elements not dumped"
+            ),
+            None => tracing::debug!(generation, "nftables: ruleset generation not recorded; dumping the set elements"),
+        }
         let target = self.target();
         let tables = nl.tables()?;
         let chains = nl.chains()?;
-        let mut state = State::default();
+        let mut state = State {
+            generation,
+            host,
+            recalled: recalled.is_some(),
+            ..State::default()
+        };
 
         // cf-allow's own table: must be cf-allow's in own-table mode; in into mode a
         // leftover one is deleted.
@@ -173,8 +279,12 @@ impl NftablesBackend {
                 Some(sets) => sets,
                 None => nl.sets(FAMILY_INET, target.table)?,
             };
-            state.v4 = self.read_set(nl, target, &sets, SET_V4, KeyKind::Ipv4)?;
-            state.v6 = self.read_set(nl, target, &sets, SET_V6, KeyKind::Ipv6)?;
+            let (v4, v6) = match recalled {
+                Some(record) => (Some(record.v4), Some(record.v6)),
+                None => (None, None),
+            };
+            state.v4 = self.read_set(nl, target, &sets, SET_V4, KeyKind::Ipv4, v4)?;
+            state.v6 = self.read_set(nl, target, &sets, SET_V6, KeyKind::Ipv6, v6)?;
             if state.chain.is_some() {
                 let mut rules = nl.rules(FAMILY_INET, target.table, target.chain)?;
                 // Into mode: only the tagged rules are cf-allow's, and they must come first.
@@ -194,6 +304,7 @@ impl NftablesBackend {
             }
         }
         state.warnings = self.warnings(target, &chains);
+        state.consistent = state.recalled || nl.generation()? == generation;
         Ok(state)
     }
 
@@ -216,6 +327,8 @@ impl NftablesBackend {
     }
 
     /// Reads one of cf-allow's sets; errors when a set of that name is not cf-allow's.
+    /// `recalled`: the elements from the generation record (`Some(None)`: the record says
+    /// the set did not exist), used instead of a dump.
     fn read_set(
         &self,
         nl: &mut Netlink,
@@ -223,6 +336,7 @@ impl NftablesBackend {
         sets: &[SetInfo],
         name: &str,
         key: KeyKind,
+        recalled: Option<Option<Vec<Element>>>,
     ) -> Result<Option<Vec<StoredRange>>, Error> {
         let Some(set) = sets.iter().find(|s| s.name == name) else {
             return Ok(None);
@@ -243,7 +357,10 @@ impl NftablesBackend {
                 }
             )));
         }
-        let elements = nl.elements(FAMILY_INET, target.table, name)?;
+        let elements = match recalled {
+            Some(Some(elements)) => elements,
+            _ => nl.elements(FAMILY_INET, target.table, name)?,
+        };
         Ok(Some(ranges_from_elements(elements, key.len() as usize)))
     }
 
@@ -416,6 +533,7 @@ impl Backend for NftablesBackend {
     fn inspect(&mut self) -> Result<Inspection, Error> {
         let mut nl = Netlink::open()?;
         let state = self.read(&mut nl)?;
+        self.remember_read(&state);
         let (_, _, repairs) = self.structure(&state);
         let ranges = RangeSet::exact(
             state
@@ -429,18 +547,35 @@ impl Backend for NftablesBackend {
         } else {
             state.own_table
         };
-        Ok(Inspection {
+        let inspection = Inspection {
             ranges,
             present,
             repairs,
-            warnings: state.warnings,
-        })
+            warnings: state.warnings.clone(),
+        };
+        self.last = Some(state);
+        Ok(inspection)
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
         let mut nl = Netlink::open()?;
-        let state = self.read(&mut nl)?;
+        // What inspect read is still exact when nothing committed since: no second read.
+        let state = match self.last.take() {
+            Some(state) if state.consistent && nl.generation()? == state.generation => {
+                tracing::debug!(
+                    generation = state.generation,
+                    "nftables: ruleset unchanged since inspect; not read again"
+                );
+                state
+            }
+            _ => {
+                let state = self.read(&mut nl)?;
+                self.remember_read(&state);
+                state
+            }
+        };
         let (mut changes, rules, repairs) = self.structure(&state);
+        let mut after: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
         let table = self.target().table;
         let mut added = 0usize;
         let mut removed = 0usize;
@@ -452,6 +587,7 @@ impl Backend for NftablesBackend {
             let delta = element_delta(stored, &plan.add, &plan.remove, family);
             added += delta.added;
             removed += delta.removed;
+            after[usize::from(family == Family::Ipv6)] = elements_after(stored, &delta);
             if !delta.delete.is_empty() {
                 changes.push(Change::DelElements {
                     family: FAMILY_INET,
@@ -478,6 +614,15 @@ impl Backend for NftablesBackend {
             tracing::debug!(%change, "nftables batch message");
         }
         nl.commit(&changes)?;
+        // Only this batch committed since the read: the sets now hold exactly `after`.
+        let next = match state.generation.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        if state.consistent && nl.generation()? == next {
+            let [v4, v6] = after;
+            self.remember(&state.host, next, Some(v4), Some(v6));
+        }
         for repair in &repairs {
             tracing::debug!(repair = %repair, "nftables: repaired");
         }
@@ -491,6 +636,7 @@ impl Backend for NftablesBackend {
     }
 
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
+        self.last = None;
         let mut nl = Netlink::open()?;
         nl.generation()?;
         let tables = nl.tables()?;
@@ -602,6 +748,18 @@ fn element_delta(
         delta.insert.extend(elements_of(&prefix));
     }
     delta
+}
+
+/// The elements a set holds after `delta` is applied to `stored`.
+fn elements_after(stored: &[StoredRange], delta: &ElementDelta) -> Vec<Element> {
+    let deleted: HashSet<&Element> = delta.delete.iter().collect();
+    stored
+        .iter()
+        .flat_map(|r| r.elements.iter())
+        .filter(|e| !deleted.contains(e))
+        .chain(delta.insert.iter())
+        .cloned()
+        .collect()
 }
 
 /// Replaces lookups into anonymous sets by the ports those sets hold.

@@ -11,6 +11,7 @@ mod backend;
 mod error;
 mod intervals;
 mod layout;
+mod memory;
 mod model;
 mod netlink;
 mod settings;
@@ -23,6 +24,6 @@ pub use settings::{IntoTarget, Settings, TableFamily};
 /// has CAP_NET_ADMIN). Used by backend auto-detection; never errors.
 pub fn available() -> bool {
     netlink::Netlink::open()
-        .and_then(|mut nl| nl.generation())
+        .and_then(|mut nl| nl.generation().map(drop))
         .is_ok()
 }

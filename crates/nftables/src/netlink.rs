@@ -37,6 +37,8 @@ const ELEM_F_INTERVAL_OPEN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 /// Size of the receive buffer for one `recv` call.
 const RECV_BUFFER_BYTES: usize = 1 << 17;
+/// `SO_NETNS_COOKIE` (asm-generic/socket.h).
+const SO_NETNS_COOKIE: i32 = 71;
 /// How long to wait for an answer from the kernel.
 const RECV_TIMEOUT_SECS: libc::time_t = 30;
 
@@ -85,9 +87,10 @@ impl Netlink {
         Ok(netlink)
     }
 
-    /// Asks for the ruleset generation: a cheap query that proves nf_tables answers.
-    /// (nfnetlink answers EINVAL for a subsystem it does not have, i.e. no nf_tables.)
-    pub fn generation(&mut self) -> Result<(), Error> {
+    /// The ruleset generation id (`NFT_MSG_GETGEN`): a cheap query that also proves
+    /// nf_tables answers (nfnetlink answers EINVAL for a subsystem it does not have, i.e.
+    /// no nf_tables). Every commit of a non-empty batch, by anyone, changes the id.
+    pub fn generation(&mut self) -> Result<u32, Error> {
         let seq = self.next_seq();
         let request = request(
             libc::NFT_MSG_GETGEN,
@@ -96,21 +99,51 @@ impl Netlink {
             seq,
             |_| {},
         );
-        self.query(&request, seq, "the ruleset generation", |_| Ok(()))
-            .map_err(|e| match e {
-                Error::Query { source, .. }
-                    if matches!(
-                        source.raw_os_error(),
-                        Some(libc::EINVAL)
-                            | Some(libc::EOPNOTSUPP)
-                            | Some(libc::ENOENT)
-                            | Some(libc::EPROTONOSUPPORT)
-                    ) =>
-                {
-                    Error::Unsupported(source.to_string())
-                }
-                other => other,
-            })
+        let mut id = None;
+        self.query(&request, seq, "the ruleset generation", |header| {
+            let gen = OwnedGen::alloc().map_err(|_| parse_error("generation"))?;
+            // SAFETY: header is a complete message from the kernel; gen is valid.
+            if unsafe { sys::nftnl_gen_nlmsg_parse(header, gen.ptr.as_ptr()) } < 0 {
+                return Err(parse_error("generation"));
+            }
+            // SAFETY: gen is a valid parsed generation object.
+            id =
+                Some(unsafe { sys::nftnl_gen_get_u32(gen.ptr.as_ptr(), sys::NFTNL_GEN_ID as u16) });
+            Ok(())
+        })
+        .map_err(|e| match e {
+            Error::Query { source, .. }
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::EINVAL)
+                        | Some(libc::EOPNOTSUPP)
+                        | Some(libc::ENOENT)
+                        | Some(libc::EPROTONOSUPPORT)
+                ) =>
+            {
+                Error::Unsupported(source.to_string())
+            }
+            other => other,
+        })?;
+        id.ok_or_else(|| Error::Socket("the kernel sent no ruleset generation".to_owned()))
+    }
+
+    /// The network namespace's cookie (`SO_NETNS_COOKIE`, Linux 5.14+): unique for the
+    /// namespace's lifetime and never reused until reboot. `None` on older kernels.
+    pub fn netns_cookie(&self) -> Option<u64> {
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: a valid fd and a pointer to a u64 of the given size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast::<c_void>(),
+                &mut len,
+            )
+        };
+        (rc == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
     }
 
     /// Every table of every family.
@@ -618,6 +651,12 @@ owned_object!(
     sys::nftnl_set,
     sys::nftnl_set_alloc,
     sys::nftnl_set_free
+);
+owned_object!(
+    OwnedGen,
+    sys::nftnl_gen,
+    sys::nftnl_gen_alloc,
+    sys::nftnl_gen_free
 );
 owned_object!(
     OwnedRule,
