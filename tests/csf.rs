@@ -233,14 +233,14 @@ fn csf_restart_mode_reload_failure_and_bad_dir_exit_1_and_change_nothing() {
     fs::write(
         w.join("good.yaml"),
         config(
-            "touch $WORK/reloaded && csf -ra >/dev/null 2>&1",
+            "sh -c 'touch $WORK/reloaded && csf -ra >/dev/null 2>&1'",
             "/etc/csf",
         ),
     )
     .expect("config");
     fs::write(
         w.join("failing.yaml"),
-        config("echo boom >&2; exit 3", "/etc/csf"),
+        config("sh -c 'echo boom >&2; exit 3'", "/etc/csf"),
     )
     .expect("config");
     fs::write(
@@ -274,7 +274,7 @@ section status; cfa status --backend csf
         "{failing}\n{stderr}"
     );
     assert!(
-        stderr.contains("the reload command `echo boom >&2; exit 3` failed (exit status: 3: boom); CSF's files were restored as they were"),
+        stderr.contains("the reload command `sh -c 'echo boom >&2; exit 3'` failed (exit status 3: boom); CSF's files were restored as they were"),
         "{stderr}"
     );
     assert_eq!(s.section("failing_files").trim(), "unchanged");

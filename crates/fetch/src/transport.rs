@@ -108,7 +108,7 @@ impl Transport {
         let parsed = Url::parse(url)
             .map_err(|e| Failure::problem(Problem::UnsupportedUrl(e.to_string())))?;
         match parsed.scheme() {
-            "file" => return read_file(&parsed, self.max_body_bytes),
+            "file" => return read_file_within(&parsed, self.max_body_bytes, self.timeout),
             "http" | "https" => {}
             other => {
                 return Err(Failure::problem(Problem::UnsupportedUrl(format!(
@@ -277,6 +277,23 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// [`read_file`] bounded by `timeout`: a FIFO nobody writes to, or a hung network file
+/// system, ends as a timeout instead of holding the run lock forever. (The reading thread
+/// stays blocked until the process exits; nothing else waits for it.)
+fn read_file_within(url: &Url, limit: u64, timeout: Duration) -> Result<Answer, Failure> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = url.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_file(&owned, limit));
+    });
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(Failure::problem(Problem::Unreadable(format!(
+            "nothing could be read within timeout_secs ({}); is it a FIFO or on a hung file system?",
+            format_duration(timeout)
+        ))))
+    })
 }
 
 fn read_file(url: &Url, limit: u64) -> Result<Answer, Failure> {
