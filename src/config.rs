@@ -233,7 +233,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
     let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+        Ok(t) => {
+            check_trusted(&path)?;
+            t
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
             return Ok(Loaded {
                 config: Config::default(),
@@ -247,6 +250,36 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
         config,
         path: Some(path),
     })
+}
+
+/// StrictModes: when running as root, the config file and its directory must be owned by
+/// root and not writable by group or others (the config names a command run as root).
+fn check_trusted(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !cf_allow_exec::files::running_as_root() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    for p in [path, dir] {
+        let meta =
+            std::fs::metadata(p).with_context(|| format!("cannot read config {}", p.display()))?;
+        let owner = cf_allow_exec::files::Owner {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        };
+        // A sticky world-writable directory (/tmp) only lets its owners replace files.
+        let sticky = p == dir && owner.mode & 0o1000 != 0 && owner.uid == 0;
+        if let Some(reason) = cf_allow_exec::files::untrusted_reason(p, &owner) {
+            if !sticky {
+                bail!("refusing the config: {reason}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses YAML text; an empty document means all defaults.

@@ -1,0 +1,181 @@
+//! Hardening (issue 13): what an unprivileged user plants, names or races must not make
+//! cf-allow clobber, delete or run anything. The real binary; kernel tests each in their own
+//! network namespace.
+
+mod common;
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+use cf_allow_testkit::{iptables, Netns};
+use common::*;
+
+fn root_ready(test: &str, programs: &[&str]) -> bool {
+    cf_allow_testkit::require_root(test) && cf_allow_testkit::require_programs(test, programs)
+}
+
+/// Item 3: 20 racing syncs from two configs whose state_dirs differ (and whose lists
+/// differ) leave one jump per family and a chain that matches one of the two lists exactly.
+#[test]
+fn racing_syncs_with_two_state_dirs_leave_a_consistent_ruleset() {
+    if !root_ready(
+        "racing_syncs_with_two_state_dirs_leave_a_consistent_ruleset",
+        &["ip", "iptables-nft-save", "ip6tables-nft-save"],
+    ) {
+        return;
+    }
+    let ns = Netns::new("harden-race");
+    let config = "ports: [443]\nguard: {allow_reserved: true, max_shrink_percent: 100}\niptables:\n  variant: nft\n";
+    let a = Env::new(config);
+    let b = Env::new(config);
+    // Lists long enough that a run's read-then-restore window overlaps the others'.
+    let list = |v4: &str, v6: &str| -> Vec<String> {
+        (0..120)
+            .map(|i| format!("{v4}.{}/32", i * 2 % 256))
+            .chain((0..120).map(|i| format!("{v6}:{:x}/128", (i + 1) * 2)))
+            .collect()
+    };
+    let list_a = list("192.0.2", "2001:db8:a:");
+    let list_b = list("198.51.100", "2001:db8:b:");
+    let (list_a, list_b) = (refs(&list_a), refs(&list_b));
+    let feed_a = a.feed("a.txt", &list_a);
+    let feed_b = b.feed("b.txt", &list_b);
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let (env, feed) = if i % 2 == 0 { (&a, &feed_a) } else { (&b, &feed_b) };
+            env.cmd(
+                Some(&ns),
+                &[
+                    "--wait", "300", "sync", "--backend", "iptables", "--source", feed,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        Run::of(child.wait_with_output().expect("wait")).expect_code(0);
+    }
+    let v4 = iptables::filter_table(&ns, "iptables-nft-save");
+    let v6 = iptables::filter_table(&ns, "ip6tables-nft-save");
+    assert_eq!(iptables::chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"], "{v4}");
+    assert_eq!(iptables::chain_rules(&v6, "INPUT"), ["-j CF-ALLOW"], "{v6}");
+    let sources = |save: &str| {
+        let mut nets: Vec<String> = iptables::chain_rules(save, "CF-ALLOW")
+            .iter()
+            .filter_map(|r| r.strip_prefix("-s ").and_then(|r| r.split(' ').next()).map(str::to_string))
+            .collect();
+        nets.sort();
+        nets
+    };
+    let mut got = sources(&v4);
+    got.extend(sources(&v6));
+    let sorted = |l: &[&str]| {
+        let mut v4: Vec<String> = l.iter().filter(|n| !n.contains(':')).map(|s| s.to_string()).collect();
+        let mut v6: Vec<String> = l.iter().filter(|n| n.contains(':')).map(|s| s.to_string()).collect();
+        v4.sort();
+        v6.sort();
+        v4.extend(v6);
+        v4
+    };
+    assert!(
+        got == sorted(&list_a) || got == sorted(&list_b),
+        "a chain that matches neither list: {got:?}\n{v4}{v6}"
+    );
+}
+
+fn refs(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}
+
+/// Item 1: links planted as state_dir/lock, state_dir/last-good.json and the old
+/// predictable temp names are neither followed nor created through.
+#[test]
+fn planted_links_in_state_dir_are_not_followed() {
+    let env = Env::new("guard: {allow_reserved: true}\n");
+    let state = env.state_dir();
+    std::fs::create_dir_all(&state).expect("state_dir");
+    let nologin = env.path("nologin");
+    let victim = env.path("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    symlink(&nologin, state.join("lock")).expect("plant lock");
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
+    // The lock: the sync refuses, names the link, and the link's target is not created.
+    let run = env.run(
+        None,
+        &["sync", "--dry-run", "--backend", "nftables", "--source", &feed],
+    );
+    run.expect_code(1);
+    assert!(run.error_line().contains("symbolic link"), "{}", run.stderr);
+    assert!(!nologin.exists(), "the lock's target was created");
+    std::fs::remove_file(state.join("lock")).expect("unplant");
+
+    // The cache: `ranges` stores it, replacing the link (temp names: exec's unit tests).
+    symlink(&victim, state.join("last-good.json")).expect("plant cache");
+    let run = env.run(None, &["ranges", "--source", &feed]);
+    run.expect_code(0);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    let meta = std::fs::symlink_metadata(state.join("last-good.json")).expect("cache");
+    assert!(meta.is_file(), "the cache is a new file, not the link");
+    assert_eq!(meta.mode() & 0o777, 0o600, "the cache is 0600");
+}
+
+/// Item 6: a FIFO as `file://` source ends after timeout_secs instead of hanging.
+#[test]
+fn a_fifo_source_is_bounded_by_timeout_secs() {
+    let env = Env::new("timeout_secs: 1\n");
+    let fifo = env.path("feed.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let run = env.run(None, &["ranges", "--source", &file_url(&fifo)]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("timeout_secs"), "{}", run.stderr);
+}
+
+/// Item 2: as root, a config file, a config directory or a state_dir that another user owns
+/// or that group/others may write is refused with one line naming path, owner and mode.
+#[test]
+fn unsafe_owners_and_modes_are_refused_as_root() {
+    if !cf_allow_testkit::require_root("unsafe_owners_and_modes_are_refused_as_root") {
+        return;
+    }
+    let env = Env::new("guard: {allow_reserved: true}\n");
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
+    let sync = ["sync", "--dry-run", "--backend", "nftables", "--source", feed.as_str()];
+    let ns = Netns::new("harden-modes");
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    env.run(Some(&ns), &sync).expect_code(0);
+
+    chmod(&env.config(), 0o666);
+    let run = env.run(Some(&ns), &sync);
+    run.expect_code(1);
+    let line = run.error_line();
+    assert!(line.contains(&env.config().display().to_string()) && line.contains("0666"), "{line}");
+    chmod(&env.config(), 0o644);
+
+    std::os::unix::fs::chown(&env.config(), Some(65534), None).expect("chown");
+    let run = env.run(Some(&ns), &["check-config"]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("uid 65534"), "{}", run.stderr);
+    std::os::unix::fs::chown(&env.config(), Some(0), None).expect("chown back");
+
+    chmod(env.dir.path(), 0o777);
+    let run = env.run(Some(&ns), &sync);
+    run.expect_code(1);
+    assert!(run.error_line().contains("0777"), "{}", run.stderr);
+    chmod(env.dir.path(), 0o700);
+
+    chmod(&env.state_dir(), 0o757);
+    let run = env.run(Some(&ns), &sync);
+    run.expect_code(1);
+    let line = run.error_line();
+    assert!(line.contains("state_dir") && line.contains("0757"), "{line}");
+    chmod(&env.state_dir(), 0o755);
+    env.run(Some(&ns), &sync).expect_code(0);
+}
