@@ -68,7 +68,7 @@ pub enum Command {
     /// Look for the usual causes of Cloudflare Error 521/523 on this host (read-only)
     Doctor(DoctorArgs),
     /// Check the configuration file and print the effective settings' summary
-    CheckConfig,
+    CheckConfig(CheckConfigArgs),
     /// Print shell completions for SHELL to stdout
     Completions {
         /// The shell
@@ -183,4 +183,12 @@ pub struct DoctorArgs {
     /// Exit 2 when any check is a warning or a failure
     #[arg(long)]
     pub exit_code: bool,
+}
+
+/// `check-config` flags.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,6 +10,7 @@ mod config;
 mod list;
 mod lock;
 mod logging;
+mod output;
 mod time;
 
 use std::process::ExitCode;
@@ -31,13 +32,54 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
+    let json = wants_json(&cli.command);
+    output::install_panic_hook();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(cli).and_then(|code| {
+            output::flush_stdout()?;
+            Ok(code)
+        })
+    }));
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             tracing::debug!("error chain: {e:?}");
-            eprintln!("cf-allow: error: {}", one_line(&e));
-            ExitCode::from(1)
+            if let Some(lost) = e.downcast_ref::<output::OutputError>() {
+                return ExitCode::from(output::output_failed(&lost.0.to_string()));
+            }
+            let line = one_line(&e);
+            output::error_line(&line);
+            if json {
+                let document = output::error_json(&line);
+                let text = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
+                if let Err(lost) = output::write_stdout(text.as_bytes()) {
+                    tracing::debug!("{lost}");
+                }
+            }
+            if output::applied() {
+                ExitCode::from(output::EXIT_CHANGED_OUTPUT_FAILED)
+            } else {
+                ExitCode::from(1)
+            }
         }
+        // `println!` panics when stdout is closed or full: the report is lost, not the run.
+        Err(payload) => match output::stdout_panic(payload.as_ref()) {
+            Some(reason) => ExitCode::from(output::output_failed(&reason)),
+            None => std::panic::resume_unwind(payload),
+        },
+    }
+}
+
+/// True when the command was asked for `--json`.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Sync(a) => a.json,
+        Command::Ranges(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::Remove(a) => a.json,
+        Command::Doctor(a) => a.json,
+        Command::CheckConfig(a) => a.json,
+        Command::Completions { .. } | Command::Man => false,
     }
 }
 
@@ -45,21 +87,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || config::load(cli.config.as_deref());
     let (exit_code_flag, outcome) = match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "cf-allow",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cf-allow", &mut script);
+            output::write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            output::write_stdout(&page)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::CheckConfig => {
+        Command::CheckConfig(args) => {
             let loaded = load()?;
-            commands::check_config::run(&loaded)?;
+            commands::check_config::run(&loaded, args)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Ranges(args) => {

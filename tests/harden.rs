@@ -179,3 +179,141 @@ fn unsafe_owners_and_modes_are_refused_as_root() {
     chmod(&env.state_dir(), 0o755);
     env.run(Some(&ns), &sync).expect_code(0);
 }
+
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+}
+
+/// A stdout whose reader is already gone.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer
+}
+
+/// Item 7: a full or closed stdout never panics (exit 101); after a change the exit code
+/// and stderr say the firewall was changed.
+#[test]
+fn a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged() {
+    if !root_ready(
+        "a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let ns = Netns::new("harden-stdout");
+    let env = Env::new("guard: {allow_reserved: true}\n");
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
+    let sync = ["sync", "--backend", "nftables", "--source", feed.as_str(), "--json"];
+    let run = Run::of(
+        env.cmd(Some(&ns), &sync)
+            .stdout(dev_full())
+            .output()
+            .expect("run"),
+    );
+    run.expect_code(4);
+    assert!(run.error_line().contains("the firewall WAS changed"), "{}", run.stderr);
+    assert!(ns.sh("nft list ruleset").contains("192.0.2.0/24"));
+
+    // Nothing to change: the lost report is an error that says so, exit 1.
+    let run = Run::of(
+        env.cmd(Some(&ns), &sync[..5])
+            .stdout(closed_pipe())
+            .output()
+            .expect("run"),
+    );
+    run.expect_code(1);
+    assert!(run.error_line().contains("the firewall was not changed"), "{}", run.stderr);
+
+    for args in [
+        &["status", "--backend", "nftables"][..],
+        &["ranges", "--source", feed.as_str()][..],
+        &["completions", "bash"][..],
+        &["man"][..],
+    ] {
+        for closed in [false, true] {
+            let mut cmd = env.cmd(Some(&ns), args);
+            if closed {
+                cmd.stdout(closed_pipe());
+            } else {
+                cmd.stdout(dev_full());
+            }
+            let run = Run::of(cmd.output().expect("run"));
+            run.expect_code(1);
+            assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+            assert!(run.error_line().contains("cannot write to stdout"), "{args:?}: {}", run.stderr);
+        }
+    }
+}
+
+/// Item 8: `--json` prints one JSON document with an `error` key on failure, exit code 1.
+#[test]
+fn json_failures_print_one_document_with_an_error_key() {
+    let env = Env::new("");
+    let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
+    // A refused feed (documentation ranges without guard.allow_reserved).
+    let run = env.run(
+        None,
+        &["sync", "--dry-run", "--backend", "nftables", "--source", &feed, "--json"],
+    );
+    run.expect_code(1);
+    let json = run.json();
+    assert!(
+        json["error"].as_str().is_some_and(|e| e.contains("documentation range")),
+        "{json}"
+    );
+    assert_eq!(json["backend"], "nftables");
+    assert_eq!(json["changed"], false);
+    let run = env.run(None, &["ranges", "--source", &feed, "--json"]);
+    run.expect_code(1);
+    assert!(run.json()["error"].is_string());
+
+    // check-config --json: a bad config, then a good one.
+    env.write_config("ports: [0]\n");
+    let run = env.run(None, &["check-config", "--json"]);
+    run.expect_code(1);
+    assert!(
+        run.json()["error"].as_str().is_some_and(|e| e.contains("port 0")),
+        "{}",
+        run.stdout
+    );
+    env.write_config("ports: [443]\n");
+    let run = env.run(None, &["check-config", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["ok"], true);
+    assert_eq!(run.json()["ports"], serde_json::json!([443]));
+}
+
+/// Item 17: credentials in a source URL appear in no message, log line, cache or JSON.
+#[test]
+fn source_credentials_are_redacted_everywhere() {
+    let server = cf_allow_testkit::Server::start(|_| {
+        cf_allow_testkit::Reply::ok("text/plain", "192.0.2.0/24\n2001:db8::/32\n")
+            .header("ETag", "\"v1\"")
+    });
+    let url = server.url("/ips").replacen("http://", "http://user:s3cr3t@", 1);
+    let env = Env::new(&format!(
+        "guard: {{allow_reserved: true}}\nsources:\n  - {url}\n"
+    ));
+    let ranges = env.run(None, &["-v", "ranges", "--json"]);
+    ranges.expect_code(0);
+    let check = env.run(None, &["check-config"]);
+    check.expect_code(0);
+    let check_json = env.run(None, &["check-config", "--json"]);
+    check_json.expect_code(0);
+    let cache = std::fs::read_to_string(env.state_dir().join("last-good.json")).expect("cache");
+    for (what, text) in [
+        ("ranges stdout", &ranges.stdout),
+        ("ranges stderr", &ranges.stderr),
+        ("check-config", &check.stdout),
+        ("check-config --json", &check_json.stdout),
+        ("cache", &cache),
+    ] {
+        assert!(!text.contains("s3cr3t"), "{what} leaks the password:\n{text}");
+    }
+    assert!(check.stdout.contains("http://***@127.0.0.1"), "{}", check.stdout);
+    assert!(cache.contains("***@127.0.0.1"), "{cache}");
+}

@@ -137,6 +137,20 @@ fn age_since(t: SystemTime) -> Duration {
     Duration::from_secs(age.as_secs())
 }
 
+/// `url` with the user name and password (`user:secret@`) replaced by `***@`, for every
+/// message, log line, cache entry and JSON document.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// A duration for people: `40 s`, `12 min`, `3 h`, `4 d`.
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
@@ -267,16 +281,18 @@ async fn try_alternative(
     let mut etags = Vec::new();
     let mut all_not_modified = true;
     for url in urls {
+        // Credentials in the URL never reach a message, a log line or the cache.
+        let shown = redact_url(url);
         let invalid = |problem| FetchError::Invalid {
-            url: url.clone(),
+            url: shown.clone(),
             problem,
         };
-        let cached = cache.and_then(|c| c.urls.get(url));
+        let cached = cache.and_then(|c| c.urls.get(&shown));
         let if_none_match = cached.and_then(|r| r.etag.as_deref());
         let answer = transport
             .get(url, if_none_match)
             .await
-            .map_err(|f| f.into_error(url))?;
+            .map_err(|f| f.into_error(&shown))?;
         let (bytes, context, http_etag, mut not_modified) = match answer {
             Answer::Body {
                 bytes,
@@ -314,7 +330,7 @@ async fn try_alternative(
         if can_revalidate && context.status.is_some() {
             if let Ok(body) = String::from_utf8(bytes) {
                 records.push((
-                    url.clone(),
+                    shown.clone(),
                     UrlRecord {
                         etag: http_etag,
                         api_etag: parsed.api_etag,
@@ -324,7 +340,11 @@ async fn try_alternative(
             }
         }
     }
-    let source = urls.join(", ");
+    let source = urls
+        .iter()
+        .map(|u| redact_url(u))
+        .collect::<Vec<_>>()
+        .join(", ");
     validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
         url: source.clone(),
         problem,
@@ -376,5 +396,22 @@ fn persist(
             "cannot write the cache {}: {e}; without network the next run falls back to an older list",
             cache_path(&opts.state_dir).display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn userinfo_is_redacted_and_nothing_else() {
+        assert_eq!(
+            redact_url("http://user:secret@host:8080/ips?x=1"),
+            "http://***@host:8080/ips?x=1"
+        );
+        assert_eq!(redact_url("https://a@b@host/x@y"), "https://***@host/x@y");
+        assert_eq!(redact_url("https://host/p@th"), "https://host/p@th");
+        assert_eq!(redact_url("file:///etc/x"), "file:///etc/x");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

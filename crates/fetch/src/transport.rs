@@ -126,7 +126,8 @@ impl Transport {
                         Failure::Answered { problem, .. } => problem.to_string(),
                     };
                     tracing::info!(
-                        "source {url}: {reason}; retrying in {}",
+                        "source {}: {reason}; retrying in {}",
+                        crate::redact_url(url),
                         format_duration(wait)
                     );
                     tokio::time::sleep(wait).await;
@@ -149,15 +150,16 @@ impl Transport {
         if let Some(tag) = if_none_match {
             request = request.header(IF_NONE_MATCH, tag);
         }
+        let shown = crate::redact_url(url.as_str());
         tracing::debug!(
-            "GET {url}{}",
+            "GET {shown}{}",
             if_none_match
                 .map(|t| format!(" (If-None-Match: {t})"))
                 .unwrap_or_default()
         );
         let mut response = request.send().await.map_err(|e| self.classify(&e))?;
         let status = response.status();
-        tracing::debug!("{url}: HTTP {}", status.as_u16());
+        tracing::debug!("{shown}: HTTP {}", status.as_u16());
         if status == StatusCode::NOT_MODIFIED {
             return Ok(Answer::NotModified);
         }
@@ -206,7 +208,7 @@ impl Transport {
             }
             bytes.extend_from_slice(&chunk);
         }
-        tracing::debug!("{url}: {} bytes", bytes.len());
+        tracing::debug!("{}: {} bytes", crate::redact_url(url.as_str()), bytes.len());
         Ok(Answer::Body {
             bytes,
             context: Context {
