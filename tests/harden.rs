@@ -317,3 +317,55 @@ fn source_credentials_are_redacted_everywhere() {
     assert!(check.stdout.contains("http://***@127.0.0.1"), "{}", check.stdout);
     assert!(cache.contains("***@127.0.0.1"), "{cache}");
 }
+
+/// Items 12–16 and 19 through the binary: what check-config and the commands accept.
+#[test]
+fn validation_of_config_and_feeds() {
+    let env = Env::new("extra_cidrs: [10.20.0.0/16]\n");
+    // 14: the admin's own private range passes without guard.allow_reserved...
+    env.run(None, &["check-config"]).expect_code(0);
+    // ...the feed's does not; 16: leading zeros; 15: duplicate keys.
+    let private = env.feed("private.txt", &["10.0.0.0/8", "2001:db8::/32"]);
+    let run = env.run(None, &["ranges", "--source", &private]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("10.0.0.0/8"), "{}", run.stderr);
+    env.write_config("guard: {allow_reserved: true}\n");
+    let zeros = env.feed("zeros.txt", &["010.0.0.0/8", "2001:db8::/32"]);
+    let run = env.run(None, &["ranges", "--source", &zeros]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("leading zero"), "{}", run.stderr);
+    let dup = env.path("dup.json");
+    std::fs::write(
+        &dup,
+        r#"{"success": false, "success": true, "errors": [], "messages": [],
+            "result": {"ipv4_cidrs": ["192.0.2.0/24"], "ipv6_cidrs": ["2001:db8::/32"]}}"#,
+    )
+    .expect("write");
+    let run = env.run(None, &["ranges", "--source", &file_url(&dup)]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("appears twice"), "{}", run.stderr);
+
+    // 19: --offline with --source is an error, not a silently ignored flag.
+    let run = env.run(None, &["ranges", "--offline", "--source", &zeros]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("--offline"), "{}", run.stderr);
+
+    // 13: a BOM; 12: a relative state_dir (checked before anything is written).
+    std::fs::write(env.config(), "\u{feff}---\nports: [443]\n").expect("BOM config");
+    env.run(None, &["check-config"]).expect_code(0);
+    std::fs::write(env.config(), "state_dir: state\n").expect("relative");
+    let run = env.run(None, &["ranges", "--offline"]);
+    run.expect_code(1);
+    assert!(run.error_line().contains("not an absolute path"), "{}", run.stderr);
+
+    // 19: a state_dir that is a file says so.
+    let file = env.path("a-file");
+    std::fs::write(&file, "").expect("file");
+    std::fs::write(env.config(), format!("state_dir: {}\n", file.display())).expect("config");
+    let run = env.run(
+        None,
+        &["sync", "--offline", "--dry-run", "--backend", "nftables"],
+    );
+    run.expect_code(1);
+    assert!(run.error_line().contains("exists and is not a directory"), "{}", run.stderr);
+}

@@ -56,19 +56,13 @@ impl Settings {
     }
 
     /// Everything `sync` would refuse later, as one line: a reload command that cannot be
-    /// run without a shell, a zero or over-an-hour timeout, a relative directory.
+    /// run without a shell, a zero or over-an-hour timeout.
     pub fn validate(&self) -> Result<(), String> {
         self.reload_words()?;
         if !(1..=3600).contains(&self.reload_timeout_secs) {
             return Err(format!(
                 "csf.reload_timeout_secs: {} is not a timeout in seconds (1-3600)",
                 self.reload_timeout_secs
-            ));
-        }
-        if !self.dir.is_absolute() {
-            return Err(format!(
-                "csf.dir {:?} is not an absolute path",
-                self.dir.display().to_string()
             ));
         }
         Ok(())

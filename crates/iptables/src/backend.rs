@@ -301,10 +301,10 @@ impl IptablesBackend {
         match Ipset::new().restore(&script) {
             Ok(()) => {
                 changes.swapped = swaps.into_iter().map(|(_, f)| f).collect();
-                info!(
-                    "ipset: updated {} set(s) atomically (tmp set + swap)",
-                    changes.swapped.len() + changes.created.len()
-                );
+                let updated = changes.swapped.len() + changes.created.len();
+                if updated > 0 {
+                    info!("ipset: updated {updated} set(s) atomically (tmp set + swap)");
+                }
                 Ok(changes)
             }
             Err((err, failed_at)) => {
