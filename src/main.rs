@@ -10,11 +10,13 @@ mod config;
 mod list;
 mod lock;
 mod logging;
+mod manpage;
 mod output;
 mod time;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
@@ -79,7 +81,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Remove(a) => a.json,
         Command::Doctor(a) => a.json,
         Command::CheckConfig(a) => a.json,
-        Command::Completions { .. } | Command::Man => false,
+        Command::Completions { .. } | Command::Man { .. } => false,
     }
 }
 
@@ -92,10 +94,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output::write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            output::write_stdout(&page)?;
+        Command::Man { dir: None } => {
+            output::write_stdout(&manpage::render(None)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir: Some(dir) } => {
+            let written = manpage::write_all(dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            for file in written {
+                println!("{}", file.display());
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Command::CheckConfig(args) => {

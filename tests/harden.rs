@@ -369,3 +369,29 @@ fn validation_of_config_and_feeds() {
     run.expect_code(1);
     assert!(run.error_line().contains("exists and is not a directory"), "{}", run.stderr);
 }
+
+/// Item 18: one man page per subcommand, each with EXIT STATUS (and FILES and the config keys
+/// for the commands that read the config); every page cf-allow(1) points to exists.
+#[test]
+fn man_pages_exist_for_every_subcommand_they_name() {
+    let env = Env::new("");
+    let dir = env.path("man");
+    let run = env.run(None, &["man", "--dir", dir.to_str().expect("utf-8 path")]);
+    run.expect_code(0);
+    let top = std::fs::read_to_string(dir.join("cf-allow.1")).expect("cf-allow.1");
+    let mut named = 0;
+    for part in top.split("\\fBcf\\-allow\\-").skip(1) {
+        let name = part.split("\\fR").next().expect("name").replace("\\-", "-");
+        let page = std::fs::read_to_string(dir.join(format!("cf-allow-{name}.1")))
+            .unwrap_or_else(|e| panic!("cf-allow-{name}(1) is named but missing: {e}"));
+        assert!(page.contains(".SH \"EXIT STATUS\""), "{name}");
+        named += 1;
+    }
+    assert!(named >= 7, "{named} pages named:\n{top}");
+    let sync = std::fs::read_to_string(dir.join("cf-allow-sync.1")).expect("sync page");
+    for needle in [".TH cf-allow-sync 1", ".SH FILES", ".SH CONFIGURATION", "csf.reload", "\\fB4\\fR", "\\-\\-dry\\-run"] {
+        assert!(sync.contains(needle), "{needle} missing:\n{sync}");
+    }
+    // The page on stdout is the top-level one, byte for byte.
+    assert_eq!(env.run(None, &["man"]).stdout, top);
+}
