@@ -7,6 +7,8 @@ mod backends;
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod list;
 mod lock;
 mod logging;

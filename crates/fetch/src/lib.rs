@@ -10,6 +10,8 @@
 //! list, and the cache is left untouched.
 
 mod cache;
+#[cfg(test)]
+mod fuzz;
 mod embedded;
 mod error;
 mod parse;
