@@ -199,30 +199,49 @@ pub fn command_line(program: &Path, args: &[&str]) -> String {
         .join(" ")
 }
 
+/// Runs `program args…` like [`run`] but at most `timeout` (killed with its process group
+/// after it); returns the output whatever the exit status, for callers that read the error
+/// output themselves. Missing program, spawn failure and timeout are [`ExecError`]s.
+pub fn run_bounded(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, ExecError> {
+    let command = || command_line(program, args);
+    match run_within(program, args, stdin, Some(timeout)) {
+        Ok(output) => Ok(output),
+        Err(Ended::Io(e)) if e.kind() == io::ErrorKind::NotFound => Err(ExecError::Missing {
+            program: program.to_string_lossy().into_owned(),
+        }),
+        Err(Ended::Io(source)) => Err(ExecError::Spawn {
+            command: command(),
+            source,
+        }),
+        Err(Ended::TimedOut) => Err(ExecError::TimedOut {
+            command: command(),
+            secs: timeout.as_secs(),
+        }),
+    }
+}
+
 /// Runs `program args…` like [`run`] but at most `timeout` (killed after it), and turns a
-/// non-zero exit into [`ExecError::Failed`] (its first `max_lines` stderr lines).
+/// non-zero exit into [`ExecError::Failed`] (its first 3 stderr lines).
 pub fn run_checked(
     program: &Path,
     args: &[&str],
     stdin: Option<&str>,
     timeout: Duration,
 ) -> Result<Output, ExecError> {
-    let command = command_line(program, args);
-    match run_within(program, args, stdin, Some(timeout)) {
-        Ok(output) if output.status.success() => Ok(output),
-        Ok(output) => Err(ExecError::Failed {
-            command,
+    let output = run_bounded(program, args, stdin, timeout)?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(ExecError::Failed {
+            command: command_line(program, args),
             detail: stderr_summary(&output, 3),
             code: output.status.code(),
-        }),
-        Err(Ended::Io(e)) if e.kind() == io::ErrorKind::NotFound => Err(ExecError::Missing {
-            program: program.to_string_lossy().into_owned(),
-        }),
-        Err(Ended::Io(source)) => Err(ExecError::Spawn { command, source }),
-        Err(Ended::TimedOut) => Err(ExecError::TimedOut {
-            command,
-            secs: timeout.as_secs(),
-        }),
+        })
     }
 }
 
