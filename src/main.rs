@@ -19,7 +19,7 @@ mod time;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 
@@ -27,8 +27,20 @@ use cli::{Cli, Command};
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| {
+            let cli = Cli::from_arg_matches(&matches)?;
+            Ok((cli, matches))
+        });
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            if let Some(line) = wait_without_lock(&cli, &matches) {
+                output::error_line(&line);
+                return ExitCode::from(EXIT_USAGE);
+            }
+            cli
+        }
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
@@ -72,6 +84,22 @@ fn main() -> ExitCode {
             None => std::panic::resume_unwind(payload),
         },
     }
+}
+
+/// `--wait` given to a command that takes no lock (only `sync` and `remove` do): a usage
+/// error rather than a flag that silently does nothing.
+fn wait_without_lock(cli: &Cli, matches: &clap::ArgMatches) -> Option<String> {
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("wait") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let explicit = given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub));
+    let locks = matches!(cli.command, Command::Sync(_) | Command::Remove(_));
+    (explicit && !locks).then(|| {
+        format!(
+            "--wait applies only to sync and remove, which take the run lock; {} takes none",
+            matches.subcommand_name().unwrap_or("this command")
+        )
+    })
 }
 
 /// True when the command was asked for `--json`.

@@ -358,6 +358,13 @@ fn validation_of_config_and_feeds() {
     run.expect_code(1);
     assert!(run.error_line().contains("not an absolute path"), "{}", run.stderr);
 
+    // 19: --wait is refused where it does nothing (no lock), before or after the command.
+    for args in [&["--wait", "5", "ranges", "--offline"][..], &["status", "--wait", "5"][..]] {
+        let run = env.run(None, args);
+        run.expect_code(64);
+        assert!(run.error_line().contains("--wait applies only to sync and remove"), "{}", run.stderr);
+    }
+
     // 19: a state_dir that is a file says so.
     let file = env.path("a-file");
     std::fs::write(&file, "").expect("file");
