@@ -23,9 +23,14 @@ pub struct RunLock {
 pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock> {
     let start = Instant::now();
     let dir = state_dir_checked(state_dir)?;
-    let state = FileLock::acquire(&dir, "lock", wait).map_err(|e| busy(e, "another cf-allow run"))?;
-    let netns = NetnsLock::acquire(wait.saturating_sub(start.elapsed()))
-        .map_err(|e| busy(e, "another cf-allow run (with another config) changing this firewall"))?;
+    let state =
+        FileLock::acquire(&dir, "lock", wait).map_err(|e| busy(e, "another cf-allow run"))?;
+    let netns = NetnsLock::acquire(wait.saturating_sub(start.elapsed())).map_err(|e| {
+        busy(
+            e,
+            "another cf-allow run (with another config) changing this firewall",
+        )
+    })?;
     Ok(RunLock {
         _state: state,
         _netns: netns,
@@ -44,7 +49,11 @@ pub fn state_dir_checked(state_dir: &Path) -> Result<Dir> {
 
 fn busy(e: LockError, who: &str) -> anyhow::Error {
     match e {
-        LockError::Busy { what, waited, holder } => anyhow::anyhow!(
+        LockError::Busy {
+            what,
+            waited,
+            holder,
+        } => anyhow::anyhow!(
             "{who} holds {what} (waited {waited} s{holder}); try again when it has finished"
         ),
         e => anyhow::Error::new(e),

@@ -27,12 +27,10 @@ use cli::{Cli, Command};
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|matches| {
-            let cli = Cli::from_arg_matches(&matches)?;
-            Ok((cli, matches))
-        });
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let cli = Cli::from_arg_matches(&matches)?;
+        Ok((cli, matches))
+    });
     let cli = match parsed {
         Ok((cli, matches)) => {
             if let Some(line) = wait_without_lock(&cli, &matches) {

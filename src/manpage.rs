@@ -128,7 +128,12 @@ fn see_also(root_or_sub: &clap::Command, subcommand: Option<&str>) -> String {
     let names: Vec<String> = match subcommand {
         None => root_or_sub
             .get_subcommands()
-            .map(|s| format!("\\fBcf\\-allow\\-{}\\fR(1)", s.get_name().replace('-', "\\-")))
+            .map(|s| {
+                format!(
+                    "\\fBcf\\-allow\\-{}\\fR(1)",
+                    s.get_name().replace('-', "\\-")
+                )
+            })
             .collect(),
         Some(_) => vec!["\\fBcf\\-allow\\fR(1)".to_string()],
     };

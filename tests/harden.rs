@@ -41,11 +41,21 @@ fn racing_syncs_with_two_state_dirs_leave_a_consistent_ruleset() {
     let feed_b = b.feed("b.txt", &list_b);
     let children: Vec<_> = (0..20)
         .map(|i| {
-            let (env, feed) = if i % 2 == 0 { (&a, &feed_a) } else { (&b, &feed_b) };
+            let (env, feed) = if i % 2 == 0 {
+                (&a, &feed_a)
+            } else {
+                (&b, &feed_b)
+            };
             env.cmd(
                 Some(&ns),
                 &[
-                    "--wait", "300", "sync", "--backend", "iptables", "--source", feed,
+                    "--wait",
+                    "300",
+                    "sync",
+                    "--backend",
+                    "iptables",
+                    "--source",
+                    feed,
                 ],
             )
             .stdout(std::process::Stdio::piped())
@@ -64,7 +74,11 @@ fn racing_syncs_with_two_state_dirs_leave_a_consistent_ruleset() {
     let sources = |save: &str| {
         let mut nets: Vec<String> = iptables::chain_rules(save, "CF-ALLOW")
             .iter()
-            .filter_map(|r| r.strip_prefix("-s ").and_then(|r| r.split(' ').next()).map(str::to_string))
+            .filter_map(|r| {
+                r.strip_prefix("-s ")
+                    .and_then(|r| r.split(' ').next())
+                    .map(str::to_string)
+            })
             .collect();
         nets.sort();
         nets
@@ -72,8 +86,16 @@ fn racing_syncs_with_two_state_dirs_leave_a_consistent_ruleset() {
     let mut got = sources(&v4);
     got.extend(sources(&v6));
     let sorted = |l: &[&str]| {
-        let mut v4: Vec<String> = l.iter().filter(|n| !n.contains(':')).map(|s| s.to_string()).collect();
-        let mut v6: Vec<String> = l.iter().filter(|n| n.contains(':')).map(|s| s.to_string()).collect();
+        let mut v4: Vec<String> = l
+            .iter()
+            .filter(|n| !n.contains(':'))
+            .map(|s| s.to_string())
+            .collect();
+        let mut v6: Vec<String> = l
+            .iter()
+            .filter(|n| n.contains(':'))
+            .map(|s| s.to_string())
+            .collect();
         v4.sort();
         v6.sort();
         v4.extend(v6);
@@ -104,7 +126,14 @@ fn planted_links_in_state_dir_are_not_followed() {
     // The lock: the sync refuses, names the link, and the link's target is not created.
     let run = env.run(
         None,
-        &["sync", "--dry-run", "--backend", "nftables", "--source", &feed],
+        &[
+            "sync",
+            "--dry-run",
+            "--backend",
+            "nftables",
+            "--source",
+            &feed,
+        ],
     );
     run.expect_code(1);
     assert!(run.error_line().contains("symbolic link"), "{}", run.stderr);
@@ -115,7 +144,10 @@ fn planted_links_in_state_dir_are_not_followed() {
     symlink(&victim, state.join("last-good.json")).expect("plant cache");
     let run = env.run(None, &["ranges", "--source", &feed]);
     run.expect_code(0);
-    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
     let meta = std::fs::symlink_metadata(state.join("last-good.json")).expect("cache");
     assert!(meta.is_file(), "the cache is a new file, not the link");
     assert_eq!(meta.mode() & 0o777, 0o600, "the cache is 0600");
@@ -145,7 +177,14 @@ fn unsafe_owners_and_modes_are_refused_as_root() {
     }
     let env = Env::new("guard: {allow_reserved: true}\n");
     let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
-    let sync = ["sync", "--dry-run", "--backend", "nftables", "--source", feed.as_str()];
+    let sync = [
+        "sync",
+        "--dry-run",
+        "--backend",
+        "nftables",
+        "--source",
+        feed.as_str(),
+    ];
     let ns = Netns::new("harden-modes");
     let chmod = |path: &std::path::Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
@@ -156,14 +195,17 @@ fn unsafe_owners_and_modes_are_refused_as_root() {
     let run = env.run(Some(&ns), &sync);
     run.expect_code(1);
     let line = run.error_line();
-    assert!(line.contains(&env.config().display().to_string()) && line.contains("0666"), "{line}");
+    assert!(
+        line.contains(&env.config().display().to_string()) && line.contains("0666"),
+        "{line}"
+    );
     chmod(&env.config(), 0o644);
 
-    std::os::unix::fs::chown(&env.config(), Some(65534), None).expect("chown");
+    std::os::unix::fs::chown(env.config(), Some(65534), None).expect("chown");
     let run = env.run(Some(&ns), &["check-config"]);
     run.expect_code(1);
     assert!(run.error_line().contains("uid 65534"), "{}", run.stderr);
-    std::os::unix::fs::chown(&env.config(), Some(0), None).expect("chown back");
+    std::os::unix::fs::chown(env.config(), Some(0), None).expect("chown back");
 
     chmod(env.dir.path(), 0o777);
     let run = env.run(Some(&ns), &sync);
@@ -175,7 +217,10 @@ fn unsafe_owners_and_modes_are_refused_as_root() {
     let run = env.run(Some(&ns), &sync);
     run.expect_code(1);
     let line = run.error_line();
-    assert!(line.contains("state_dir") && line.contains("0757"), "{line}");
+    assert!(
+        line.contains("state_dir") && line.contains("0757"),
+        "{line}"
+    );
     chmod(&env.state_dir(), 0o755);
     env.run(Some(&ns), &sync).expect_code(0);
 }
@@ -207,7 +252,14 @@ fn a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged() {
     let ns = Netns::new("harden-stdout");
     let env = Env::new("guard: {allow_reserved: true}\n");
     let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8::/32"]);
-    let sync = ["sync", "--backend", "nftables", "--source", feed.as_str(), "--json"];
+    let sync = [
+        "sync",
+        "--backend",
+        "nftables",
+        "--source",
+        feed.as_str(),
+        "--json",
+    ];
     let run = Run::of(
         env.cmd(Some(&ns), &sync)
             .stdout(dev_full())
@@ -215,7 +267,11 @@ fn a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged() {
             .expect("run"),
     );
     run.expect_code(4);
-    assert!(run.error_line().contains("the firewall WAS changed"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("the firewall WAS changed"),
+        "{}",
+        run.stderr
+    );
     assert!(ns.sh("nft list ruleset").contains("192.0.2.0/24"));
 
     // Nothing to change: the lost report is an error that says so, exit 1.
@@ -226,7 +282,11 @@ fn a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged() {
             .expect("run"),
     );
     run.expect_code(1);
-    assert!(run.error_line().contains("the firewall was not changed"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("the firewall was not changed"),
+        "{}",
+        run.stderr
+    );
 
     for args in [
         &["status", "--backend", "nftables"][..],
@@ -244,7 +304,11 @@ fn a_closed_or_full_stdout_does_not_panic_and_does_not_claim_unchanged() {
             let run = Run::of(cmd.output().expect("run"));
             run.expect_code(1);
             assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
-            assert!(run.error_line().contains("cannot write to stdout"), "{args:?}: {}", run.stderr);
+            assert!(
+                run.error_line().contains("cannot write to stdout"),
+                "{args:?}: {}",
+                run.stderr
+            );
         }
     }
 }
@@ -257,12 +321,22 @@ fn json_failures_print_one_document_with_an_error_key() {
     // A refused feed (documentation ranges without guard.allow_reserved).
     let run = env.run(
         None,
-        &["sync", "--dry-run", "--backend", "nftables", "--source", &feed, "--json"],
+        &[
+            "sync",
+            "--dry-run",
+            "--backend",
+            "nftables",
+            "--source",
+            &feed,
+            "--json",
+        ],
     );
     run.expect_code(1);
     let json = run.json();
     assert!(
-        json["error"].as_str().is_some_and(|e| e.contains("documentation range")),
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("documentation range")),
         "{json}"
     );
     assert_eq!(json["backend"], "nftables");
@@ -276,7 +350,9 @@ fn json_failures_print_one_document_with_an_error_key() {
     let run = env.run(None, &["check-config", "--json"]);
     run.expect_code(1);
     assert!(
-        run.json()["error"].as_str().is_some_and(|e| e.contains("port 0")),
+        run.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("port 0")),
         "{}",
         run.stdout
     );
@@ -294,7 +370,9 @@ fn source_credentials_are_redacted_everywhere() {
         cf_allow_testkit::Reply::ok("text/plain", "192.0.2.0/24\n2001:db8::/32\n")
             .header("ETag", "\"v1\"")
     });
-    let url = server.url("/ips").replacen("http://", "http://user:s3cr3t@", 1);
+    let url = server
+        .url("/ips")
+        .replacen("http://", "http://user:s3cr3t@", 1);
     let env = Env::new(&format!(
         "guard: {{allow_reserved: true}}\nsources:\n  - {url}\n"
     ));
@@ -312,9 +390,16 @@ fn source_credentials_are_redacted_everywhere() {
         ("check-config --json", &check_json.stdout),
         ("cache", &cache),
     ] {
-        assert!(!text.contains("s3cr3t"), "{what} leaks the password:\n{text}");
+        assert!(
+            !text.contains("s3cr3t"),
+            "{what} leaks the password:\n{text}"
+        );
     }
-    assert!(check.stdout.contains("http://***@127.0.0.1"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("http://***@127.0.0.1"),
+        "{}",
+        check.stdout
+    );
     assert!(cache.contains("***@127.0.0.1"), "{cache}");
 }
 
@@ -356,13 +441,25 @@ fn validation_of_config_and_feeds() {
     std::fs::write(env.config(), "state_dir: state\n").expect("relative");
     let run = env.run(None, &["ranges", "--offline"]);
     run.expect_code(1);
-    assert!(run.error_line().contains("not an absolute path"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("not an absolute path"),
+        "{}",
+        run.stderr
+    );
 
     // 19: --wait is refused where it does nothing (no lock), before or after the command.
-    for args in [&["--wait", "5", "ranges", "--offline"][..], &["status", "--wait", "5"][..]] {
+    for args in [
+        &["--wait", "5", "ranges", "--offline"][..],
+        &["status", "--wait", "5"][..],
+    ] {
         let run = env.run(None, args);
         run.expect_code(64);
-        assert!(run.error_line().contains("--wait applies only to sync and remove"), "{}", run.stderr);
+        assert!(
+            run.error_line()
+                .contains("--wait applies only to sync and remove"),
+            "{}",
+            run.stderr
+        );
     }
 
     // 19: a state_dir that is a file says so.
@@ -374,7 +471,11 @@ fn validation_of_config_and_feeds() {
         &["sync", "--offline", "--dry-run", "--backend", "nftables"],
     );
     run.expect_code(1);
-    assert!(run.error_line().contains("exists and is not a directory"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("exists and is not a directory"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Item 18: one man page per subcommand, each with EXIT STATUS (and FILES and the config keys
@@ -396,7 +497,14 @@ fn man_pages_exist_for_every_subcommand_they_name() {
     }
     assert!(named >= 7, "{named} pages named:\n{top}");
     let sync = std::fs::read_to_string(dir.join("cf-allow-sync.1")).expect("sync page");
-    for needle in [".TH cf-allow-sync 1", ".SH FILES", ".SH CONFIGURATION", "csf.reload", "\\fB4\\fR", "\\-\\-dry\\-run"] {
+    for needle in [
+        ".TH cf-allow-sync 1",
+        ".SH FILES",
+        ".SH CONFIGURATION",
+        "csf.reload",
+        "\\fB4\\fR",
+        "\\-\\-dry\\-run",
+    ] {
         assert!(sync.contains(needle), "{needle} missing:\n{sync}");
     }
     // The page on stdout is the top-level one, byte for byte.

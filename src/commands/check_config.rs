@@ -15,7 +15,12 @@ pub fn run(loaded: &Loaded, args: &CheckConfigArgs) -> Result<()> {
     let sources: Vec<Vec<String>> = config
         .sources
         .iter()
-        .map(|alt| alt.urls().iter().map(|u| cf_allow_fetch::redact_url(u)).collect())
+        .map(|alt| {
+            alt.urls()
+                .iter()
+                .map(|u| cf_allow_fetch::redact_url(u))
+                .collect()
+        })
         .collect();
     let backend = config.backend.map_or("detect", |b| b.as_str());
     if args.json {

@@ -544,12 +544,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("ran");
         // With `sh -c` this ran `touch`; without a shell it is refused before anything runs.
-        let err = run_reload(&format!("true; touch {}", marker.display()), Duration::from_secs(5))
-            .expect_err("shell syntax");
+        let err = run_reload(
+            &format!("true; touch {}", marker.display()),
+            Duration::from_secs(5),
+        )
+        .expect_err("shell syntax");
         assert!(err.contains("without a shell"), "{err}");
         assert!(!marker.exists());
-        run_reload(&format!("touch '{}'", marker.display()), Duration::from_secs(60))
-            .expect("an argument vector runs");
+        run_reload(
+            &format!("touch '{}'", marker.display()),
+            Duration::from_secs(60),
+        )
+        .expect("an argument vector runs");
         assert!(marker.exists());
         let err = run_reload("sh -c 'echo boom >&2; exit 3'", Duration::from_secs(60))
             .expect_err("exit 3");

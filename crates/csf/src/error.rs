@@ -82,4 +82,3 @@ pub enum Error {
         restore: Box<Error>,
     },
 }
-

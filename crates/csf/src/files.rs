@@ -162,17 +162,25 @@ mod tests {
         let csf = dir.path().join("csf");
         fs::create_dir(&csf).expect("mkdir");
         let pid = std::process::id();
-        std::os::unix::fs::symlink(&victim, csf.join(format!(".cf-allow.ignore.cf-allow-{pid}.tmp")))
-            .expect("plant the old temp name");
+        std::os::unix::fs::symlink(
+            &victim,
+            csf.join(format!(".cf-allow.ignore.cf-allow-{pid}.tmp")),
+        )
+        .expect("plant the old temp name");
         std::os::unix::fs::symlink(&victim, csf.join("cf-allow.allow")).expect("plant a link");
         let mut txn = FileTxn::new();
-        assert!(txn.write(&csf.join("cf-allow.ignore"), b"new\n").expect("write"));
+        assert!(txn
+            .write(&csf.join("cf-allow.ignore"), b"new\n")
+            .expect("write"));
         let err = txn
             .write(&csf.join("cf-allow.allow"), b"new\n")
             .expect_err("a link in place of our file");
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");
-        assert_eq!(fs::read(csf.join("cf-allow.ignore")).expect("ours"), b"new\n");
+        assert_eq!(
+            fs::read(csf.join("cf-allow.ignore")).expect("ours"),
+            b"new\n"
+        );
     }
 
     #[test]

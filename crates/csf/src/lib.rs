@@ -34,4 +34,3 @@ pub const IGNORE_FILE: &str = "cf-allow.ignore";
 pub(crate) const CSF_LOCK: &str = "/var/lib/csf/csf.lock";
 /// Where lfd writes its pid.
 pub(crate) const LFD_PID_FILES: [&str; 2] = ["/var/run/lfd.pid", "/run/lfd.pid"];
-

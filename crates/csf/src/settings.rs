@@ -44,7 +44,6 @@ impl Default for Settings {
     }
 }
 
-
 /// The default of `csf.reload_timeout_secs`: a `csf -ra` with large ipsets takes minutes.
 pub const DEFAULT_RELOAD_TIMEOUT_SECS: u64 = 300;
 

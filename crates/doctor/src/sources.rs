@@ -121,10 +121,16 @@ mod tests {
         assert!(err.contains("cannot connect to 127.0.0.1"), "{err}");
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
         assert!(made.success());
-        let err = probe(&format!("file://{}", fifo.display()), Duration::from_secs(1))
-            .expect_err("a FIFO hung doctor before");
+        let err = probe(
+            &format!("file://{}", fifo.display()),
+            Duration::from_secs(1),
+        )
+        .expect_err("a FIFO hung doctor before");
         assert!(err.contains("is not a regular file"), "{err}");
         let err = probe("file:///nonexistent/cf.txt", Duration::from_secs(1)).expect_err("no file");
         assert!(err.contains("cannot read /nonexistent/cf.txt"), "{err}");

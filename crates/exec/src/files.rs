@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Uid, Gid, CWD};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid, CWD};
 
 /// The owner, group and permission bits of a file or directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +185,8 @@ impl Dir {
         };
         ensure_regular(&fd, &path)?;
         // Back to blocking reads for a regular file (O_NONBLOCK only mattered for open).
-        rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| with_path(e.into(), "open", &path))?;
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+            .map_err(|e| with_path(e.into(), "open", &path))?;
         Ok(Some(File::from(fd)))
     }
 
@@ -217,12 +218,8 @@ impl Dir {
             rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
                 .map_err(|e| with_path(e.into(), "set the mode of", &tmp_path))?;
             if let Some((uid, gid)) = owner {
-                rustix::fs::fchown(
-                    &file,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                )
-                .map_err(|e| with_path(e.into(), "set the owner of", &tmp_path))?;
+                rustix::fs::fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                    .map_err(|e| with_path(e.into(), "set the owner of", &tmp_path))?;
             }
             let mut file = File::from(file);
             file.write_all(bytes)
@@ -432,7 +429,10 @@ mod tests {
         let file = tmp.path().join("state");
         std::fs::write(&file, b"").expect("seed");
         let err = Dir::create_all(&file, 0o755).expect_err("a file");
-        assert!(err.to_string().contains("exists and is not a directory"), "{err}");
+        assert!(
+            err.to_string().contains("exists and is not a directory"),
+            "{err}"
+        );
         let made = Dir::create_all(&tmp.path().join("a/b"), 0o700).expect("mkdir -p");
         assert!(made.path().is_dir());
         assert!(made.remove("nothing").is_ok_and(|existed| !existed));
@@ -440,13 +440,26 @@ mod tests {
 
     #[test]
     fn untrusted_owners_and_modes_are_named() {
-        let root = Owner { mode: 0o755, uid: 0, gid: 0 };
+        let root = Owner {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
         assert_eq!(untrusted_reason(Path::new("/x"), &root), None);
-        let group = Owner { mode: 0o775, ..root };
+        let group = Owner {
+            mode: 0o775,
+            ..root
+        };
         let reason = untrusted_reason(Path::new("/x"), &group).expect("group-writable");
-        assert!(reason.contains("/x") && reason.contains("0775") && reason.contains("uid 0"), "{reason}");
+        assert!(
+            reason.contains("/x") && reason.contains("0775") && reason.contains("uid 0"),
+            "{reason}"
+        );
         let user = Owner { uid: 1000, ..root };
         let reason = untrusted_reason(Path::new("/x"), &user).expect("not root's");
-        assert!(reason.contains("uid 1000") && reason.contains("0755"), "{reason}");
+        assert!(
+            reason.contains("uid 1000") && reason.contains("0755"),
+            "{reason}"
+        );
     }
 }

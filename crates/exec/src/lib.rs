@@ -356,18 +356,41 @@ mod tests {
 
     #[test]
     fn checked_runs_name_each_failure() {
-        let ok = run_checked(Path::new("/bin/sh"), &["-c", "echo hi"], None, Duration::from_secs(60))
-            .expect("ok");
+        let ok = run_checked(
+            Path::new("/bin/sh"),
+            &["-c", "echo hi"],
+            None,
+            Duration::from_secs(60),
+        )
+        .expect("ok");
         assert_eq!(ok.stdout, b"hi\n");
-        let failed = run_checked(Path::new("/bin/sh"), &["-c", "echo nope >&2; exit 3"], None, Duration::from_secs(60))
-            .expect_err("exit 3");
-        assert!(matches!(failed, ExecError::Failed { code: Some(3), .. }), "{failed}");
+        let failed = run_checked(
+            Path::new("/bin/sh"),
+            &["-c", "echo nope >&2; exit 3"],
+            None,
+            Duration::from_secs(60),
+        )
+        .expect_err("exit 3");
+        assert!(
+            matches!(failed, ExecError::Failed { code: Some(3), .. }),
+            "{failed}"
+        );
         assert!(failed.to_string().ends_with("failed: nope"), "{failed}");
-        let missing = run_program("cf-allow-exec-no-such-program", &[], None, Duration::from_secs(1))
-            .expect_err("missing");
+        let missing = run_program(
+            "cf-allow-exec-no-such-program",
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .expect_err("missing");
         assert!(matches!(missing, ExecError::Missing { .. }), "{missing}");
-        let missing = run_checked(Path::new("/nonexistent/x"), &[], None, Duration::from_secs(1))
-            .expect_err("missing");
+        let missing = run_checked(
+            Path::new("/nonexistent/x"),
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .expect_err("missing");
         assert!(matches!(missing, ExecError::Missing { .. }), "{missing}");
     }
 
@@ -379,7 +402,16 @@ mod tests {
             ["/usr/sbin/csf", "a b", "c\"d", "e f"]
         );
         assert_eq!(split_words("x ''").expect("empty word"), ["x", ""]);
-        for bad in ["csf -r; rm -rf /", "csf -r | tee", "$(id)", "a > b", "", "  ", "'open", "x \\"] {
+        for bad in [
+            "csf -r; rm -rf /",
+            "csf -r | tee",
+            "$(id)",
+            "a > b",
+            "",
+            "  ",
+            "'open",
+            "x \\",
+        ] {
             assert!(split_words(bad).is_err(), "{bad}");
         }
     }

@@ -64,7 +64,10 @@ fn poll<T>(
             tracing::info!("waiting for {what}");
             announced = true;
         }
-        std::thread::sleep(POLL.min(wait.saturating_sub(start.elapsed())).max(Duration::from_millis(1)));
+        std::thread::sleep(
+            POLL.min(wait.saturating_sub(start.elapsed()))
+                .max(Duration::from_millis(1)),
+        );
     }
 }
 
@@ -121,12 +124,11 @@ impl NetnsLock {
     /// Takes the lock named `name` (normally [`NETNS_LOCK_NAME`]), waiting up to `wait`.
     pub fn acquire_named(name: &str, wait: Duration) -> Result<NetnsLock, LockError> {
         let what = format!("the firewall lock of this network namespace (@{name})");
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|source| {
-            LockError::Io {
+        let addr =
+            SocketAddr::from_abstract_name(name.as_bytes()).map_err(|source| LockError::Io {
                 what: what.clone(),
                 source,
-            }
-        })?;
+            })?;
         let listener = poll(
             &what,
             wait,
@@ -196,10 +198,12 @@ mod tests {
     fn the_netns_lock_is_exclusive_and_names_its_holder() {
         let name = format!("cf-allow-test/{}", std::process::id());
         let first = NetnsLock::acquire_named(&name, Duration::ZERO).expect("first");
-        let err =
-            NetnsLock::acquire_named(&name, Duration::from_millis(120)).expect_err("held");
+        let err = NetnsLock::acquire_named(&name, Duration::from_millis(120)).expect_err("held");
         let text = err.to_string();
-        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
         drop(first);
         NetnsLock::acquire_named(&name, Duration::ZERO).expect("free again");
     }

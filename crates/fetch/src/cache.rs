@@ -180,8 +180,11 @@ mod tests {
         let state = dir.path().join("state");
         fs::create_dir(&state).expect("mkdir");
         symlink(&victim, cache_path(&state)).expect("link the cache");
-        symlink(&victim, state.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id())))
-            .expect("link the old temp name");
+        symlink(
+            &victim,
+            state.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id())),
+        )
+        .expect("link the old temp name");
         assert!(load(&state).is_err(), "a linked cache is not read");
         let cache = Cache::new(CachedList {
             source: "file:///x".into(),

@@ -25,7 +25,13 @@ fn run_feed(bytes: &[u8], content_type: Option<&str>) {
         content_type: content_type.map(str::to_string),
     };
     if let Ok(parsed) = parse_body(bytes, &ctx) {
-        for v in [Validation::default(), Validation { allow_reserved: true, max_entries: 3 }] {
+        for v in [
+            Validation::default(),
+            Validation {
+                allow_reserved: true,
+                max_entries: 3,
+            },
+        ] {
             if let Ok(nets) = check_entries(&parsed.entries, &v) {
                 let _ = check_list(&nets, &v);
             }

@@ -10,10 +10,10 @@
 //! list, and the cache is left untouched.
 
 mod cache;
-#[cfg(test)]
-mod fuzz;
 mod embedded;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod parse;
 mod transport;
 mod validate;

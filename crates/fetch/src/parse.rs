@@ -257,11 +257,17 @@ impl<'de> Deserialize<'de> for UniqueKeys {
             fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
                 Ok(UniqueKeys)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueKeys, A::Error> {
                 while seq.next_element::<UniqueKeys>()?.is_some() {}
                 Ok(UniqueKeys)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
                 let mut seen = std::collections::HashSet::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if !seen.insert(key.clone()) {
@@ -289,8 +295,13 @@ mod unique_key_tests {
             r#"{"result": {"ipv4_cidrs": []}, "result": {"ipv4_cidrs": ["192.0.2.0/24"]}}"#,
             r#"{"a": [{"x": 1, "x": 2}]}"#,
         ] {
-            let err = serde_json::from_str::<UniqueKeys>(text).err().map(|e| e.to_string());
-            assert!(err.as_deref().is_some_and(|e| e.contains("appears twice")), "{text}: {err:?}");
+            let err = serde_json::from_str::<UniqueKeys>(text)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("appears twice")),
+                "{text}: {err:?}"
+            );
         }
         assert!(serde_json::from_str::<UniqueKeys>(r#"{"a": {"x": 1}, "b": {"x": 2}}"#).is_ok());
     }

@@ -155,7 +155,9 @@ fn leading_zero(text: &str) -> Option<String> {
         return None;
     }
     text.split(['.', '/'])
-        .find(|part| part.len() > 1 && part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit()))
+        .find(|part| {
+            part.len() > 1 && part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit())
+        })
         .map(|part| {
             let digits = part.trim_start_matches('0');
             let fixed = if digits.is_empty() { "0" } else { digits };
@@ -306,7 +308,9 @@ mod tests {
     #[test]
     fn leading_zeros_in_ipv4_are_refused() {
         for text in ["010.0.0.0/8", "192.0.02.0/24", "10.0.0.0/08", "00.0.0.0/8"] {
-            let err = check_entry(text, None, &strict()).expect_err(text).to_string();
+            let err = check_entry(text, None, &strict())
+                .expect_err(text)
+                .to_string();
             assert!(err.contains("leading zero"), "{text}: {err}");
         }
         assert!(check_entry("104.16.0.0/13", None, &strict()).is_ok());

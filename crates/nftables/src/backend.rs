@@ -706,7 +706,15 @@ mod tests {
 
     #[test]
     fn names_that_are_not_identifiers_are_refused() {
-        for bad in ["", "x { } ; flush ruleset ; table inet y", "a b", "1x", "-x", "x\"", &"t".repeat(300)] {
+        for bad in [
+            "",
+            "x { } ; flush ruleset ; table inet y",
+            "a b",
+            "1x",
+            "-x",
+            "x\"",
+            &"t".repeat(300),
+        ] {
             assert!(check_name("nftables.table", bad).is_err(), "{bad:?}");
         }
         for good in ["cf_allow", "filter", "_x", "a-b.c9"] {

@@ -64,7 +64,12 @@ pub fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 /// One of `seeds` with up to 8 random edits (a byte replaced, inserted or removed, or a
 /// slice duplicated), or arbitrary bytes (one input in four).
 pub fn mutated(seeds: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
-    let edit = (any::<u8>(), any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0u8..4);
+    let edit = (
+        any::<u8>(),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        0u8..4,
+    );
     let edited = (
         prop::sample::select(seeds),
         proptest::collection::vec(edit, 0..8),
