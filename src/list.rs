@@ -37,7 +37,15 @@ fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
     options.timeout = Duration::from_secs(config.timeout_secs.0);
     options.offline = args.offline;
     options.validation = validation(config);
+    options.max_body_bytes = body_limit(config.guard.max_entries);
     options
+}
+
+/// The body-size limit: 1 MiB, or room for `max_entries` entries of the longest form
+/// (an IPv6 CIDR in JSON quotes with a comma, under 64 bytes) when that is more, so that
+/// raising `guard.max_entries` is all a large list needs.
+pub fn body_limit(max_entries: usize) -> u64 {
+    (max_entries as u64).saturating_mul(64).max(1024 * 1024)
 }
 
 /// The config's `extra_cidrs`, validated like a feed except that one family may be absent

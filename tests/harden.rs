@@ -510,3 +510,69 @@ fn man_pages_exist_for_every_subcommand_they_name() {
     // The page on stdout is the top-level one, byte for byte.
     assert_eq!(env.run(None, &["man"]).stdout, top);
 }
+
+/// Issue 16 item 1: the body limit follows guard.max_entries, so a 100,000-entry list loads
+/// (the fixed 1 MiB limit refused it).
+#[test]
+fn a_large_list_fits_when_max_entries_allows_it() {
+    let env = Env::new("guard: {allow_reserved: true, max_entries: 100000}\n");
+    let mut lines: Vec<String> = (0..99_999u32)
+        .map(|i| {
+            let n = i * 2;
+            format!("10.{}.{}.{}/32", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+        })
+        .collect();
+    lines.push("2001:db8::/32".into());
+    let feed = env.feed(
+        "big.txt",
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(std::fs::metadata(env.path("big.txt")).expect("feed").len() > 1 << 20);
+    let run = env.run(None, &["ranges", "--source", &feed, "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["list"]["ipv4"], 99_999, "{}", run.stderr);
+}
+
+/// Issue 16 item 4: an unchanged list (HTTP 304) rewrites nothing: the cache keeps its inode
+/// and bytes (the check time is its modification time).
+#[test]
+fn an_unchanged_list_does_not_rewrite_the_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let server = cf_allow_testkit::Server::start(|request| {
+        if request.header("If-None-Match") == Some("\"v1\"") {
+            cf_allow_testkit::Reply::status(304)
+        } else {
+            cf_allow_testkit::Reply::ok("text/plain", "192.0.2.0/24\n2001:db8::/32\n")
+                .header("ETag", "\"v1\"")
+        }
+    });
+    let env = Env::new(&format!(
+        "guard: {{allow_reserved: true}}\nsources:\n  - {}\n",
+        server.url("/ips")
+    ));
+    env.run(None, &["ranges"]).expect_code(0);
+    let cache = env.state_dir().join("last-good.json");
+    let (before, inode) = (
+        std::fs::read(&cache).expect("cache"),
+        std::fs::metadata(&cache).expect("meta").ino(),
+    );
+    let run = env.run(None, &["ranges", "--json"]);
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["list"]["origin"],
+        "not-modified",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::metadata(&cache).expect("meta").ino(),
+        inode,
+        "the cache was replaced"
+    );
+    assert_eq!(std::fs::read(&cache).expect("cache"), before);
+    let names: Vec<_> = std::fs::read_dir(env.state_dir())
+        .expect("state_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["last-good.json"], "no temp file");
+}

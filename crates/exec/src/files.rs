@@ -159,6 +159,36 @@ impl Dir {
         }
     }
 
+    /// When `name` itself (a link is not followed) was last modified; `None` when absent.
+    pub fn modified(&self, name: &str) -> io::Result<Option<std::time::SystemTime>> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(stat.st_mtime).unwrap_or(0)),
+            )),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(with_path(e.into(), "stat", &self.join(name))),
+        }
+    }
+
+    /// Sets the modification time of `name` (never through a link) to now, without writing
+    /// or fsyncing its contents.
+    pub fn touch(&self, name: &str) -> io::Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let at = rustix::fs::Timespec {
+            tv_sec: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: now.subsec_nanos().into(),
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: at,
+            last_modification: at,
+        };
+        rustix::fs::utimensat(&self.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| with_path(e.into(), "touch", &self.join(name)))
+    }
+
     /// Opens the regular file `name` for reading; `None` when it does not exist. A symbolic
     /// link, FIFO, device or directory there is an error (and is never opened in a way that
     /// blocks).

@@ -100,7 +100,18 @@ pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
         }
     };
     match serde_json::from_slice::<Cache>(&bytes) {
-        Ok(cache) if cache.format == FORMAT => Ok(Some(cache)),
+        Ok(mut cache) if cache.format == FORMAT => {
+            // An unchanged list is confirmed by touching the file (see [`confirm`]).
+            let touched = Dir::open(state_dir)
+                .and_then(|d| d.modified(CACHE_FILE))
+                .ok()
+                .flatten()
+                .map(unix_secs);
+            if let Some(touched) = touched {
+                cache.list.fetched_at = cache.list.fetched_at.max(touched);
+            }
+            Ok(Some(cache))
+        }
         Ok(cache) => {
             tracing::warn!(
                 "ignoring the cache {}: unknown format {}",
@@ -122,6 +133,12 @@ pub(crate) fn load_or_warn(state_dir: &Path) -> Option<Cache> {
         tracing::warn!("{e}; going on without it");
         None
     })
+}
+
+/// Records that the cached list was confirmed now, without rewriting or fsyncing the cache:
+/// its modification time is the check time ([`load`] reads it back as `fetched_at`).
+pub(crate) fn confirm(state_dir: &Path) -> io::Result<()> {
+    Dir::open(state_dir)?.touch(CACHE_FILE)
 }
 
 /// The cache's permissions: it may hold what a source answered, so only root reads it.

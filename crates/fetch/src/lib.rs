@@ -376,6 +376,7 @@ fn persist(
     list: &FetchedList,
     records: Vec<(String, UrlRecord)>,
 ) {
+    let old_copy = old.clone();
     let mut cache = Cache::new(CachedList {
         source: list.source.clone(),
         etag: list.etag.clone(),
@@ -383,7 +384,13 @@ fn persist(
         ipv4: list.ranges.ipv4.clone(),
         ipv6: list.ranges.ipv6.clone(),
     });
-    let configured: BTreeSet<&String> = opts.alternatives.iter().flatten().collect();
+    // The cache keys URLs with their credentials redacted.
+    let configured: BTreeSet<String> = opts
+        .alternatives
+        .iter()
+        .flatten()
+        .map(|u| redact_url(u))
+        .collect();
     if let Some(old) = old {
         cache.urls = old
             .urls
@@ -392,6 +399,17 @@ fn persist(
             .collect();
     }
     cache.urls.extend(records);
+    // Unchanged (a 304, the same ETag, the same body): write and fsync nothing, only record
+    // the check time.
+    if let Some(old) = &old_copy {
+        if same_content(old, &cache) {
+            match cache::confirm(&opts.state_dir) {
+                Ok(()) => tracing::debug!("the cached list is unchanged; recorded the check time"),
+                Err(e) => tracing::debug!("cannot record the check time: {e}"),
+            }
+            return;
+        }
+    }
     match cache::store(&opts.state_dir, &cache) {
         Ok(()) => tracing::debug!("cached the list in {}", cache_path(&opts.state_dir).display()),
         Err(e) => tracing::warn!(
@@ -399,6 +417,16 @@ fn persist(
             cache_path(&opts.state_dir).display()
         ),
     }
+}
+
+/// True when two caches differ at most in `fetched_at`.
+fn same_content(old: &Cache, new: &Cache) -> bool {
+    old.format == new.format
+        && old.urls == new.urls
+        && old.list.source == new.list.source
+        && old.list.etag == new.list.etag
+        && old.list.ipv4 == new.list.ipv4
+        && old.list.ipv6 == new.list.ipv6
 }
 
 #[cfg(test)]
