@@ -574,5 +574,16 @@ fn an_unchanged_list_does_not_rewrite_the_cache() {
         .expect("state_dir")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names, ["last-good.json"], "no temp file");
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["last-check", "last-good.json"], "no temp file");
+    assert_eq!(
+        std::fs::metadata(env.state_dir().join("last-check"))
+            .expect("check")
+            .len(),
+        0
+    );
 }

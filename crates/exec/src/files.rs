@@ -164,16 +164,24 @@ impl Dir {
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => Ok(Some(
                 std::time::UNIX_EPOCH
-                    + std::time::Duration::from_secs(u64::try_from(stat.st_mtime).unwrap_or(0)),
+                    + std::time::Duration::new(
+                        u64::try_from(stat.st_mtime).unwrap_or(0),
+                        u32::try_from(stat.st_mtime_nsec)
+                            .unwrap_or(0)
+                            .min(999_999_999),
+                    ),
             )),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(with_path(e.into(), "stat", &self.join(name))),
         }
     }
 
-    /// Sets the modification time of `name` (never through a link) to now, without writing
-    /// or fsyncing its contents.
+    /// Sets the modification time of `name` (never through a link) to now, creating it
+    /// empty (0600) when missing; nothing is written or fsynced.
     pub fn touch(&self, name: &str) -> io::Result<()> {
+        if self.owner_of(name)?.is_none() {
+            drop(self.open_lock_file(name)?);
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

@@ -101,14 +101,8 @@ pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
     };
     match serde_json::from_slice::<Cache>(&bytes) {
         Ok(mut cache) if cache.format == FORMAT => {
-            // An unchanged list is confirmed by touching the file (see [`confirm`]).
-            let touched = Dir::open(state_dir)
-                .and_then(|d| d.modified(CACHE_FILE))
-                .ok()
-                .flatten()
-                .map(unix_secs);
-            if let Some(touched) = touched {
-                cache.list.fetched_at = cache.list.fetched_at.max(touched);
+            if let Some(checked) = confirmed_at(state_dir) {
+                cache.list.fetched_at = cache.list.fetched_at.max(checked);
             }
             Ok(Some(cache))
         }
@@ -135,10 +129,22 @@ pub(crate) fn load_or_warn(state_dir: &Path) -> Option<Cache> {
     })
 }
 
+/// The file whose modification time records when an unchanged list was last confirmed.
+pub const CHECK_FILE: &str = "last-check";
+
 /// Records that the cached list was confirmed now, without rewriting or fsyncing the cache:
-/// its modification time is the check time ([`load`] reads it back as `fetched_at`).
+/// touches [`CHECK_FILE`] ([`load`] reads its time back as `fetched_at`).
 pub(crate) fn confirm(state_dir: &Path) -> io::Result<()> {
-    Dir::open(state_dir)?.touch(CACHE_FILE)
+    Dir::open(state_dir)?.touch(CHECK_FILE)
+}
+
+/// When the cached list was last confirmed by [`confirm`]: only a touch after the cache's
+/// last write counts (a rewritten cache carries its own `fetched_at`).
+fn confirmed_at(state_dir: &Path) -> Option<u64> {
+    let dir = Dir::open(state_dir).ok()?;
+    let written = dir.modified(CACHE_FILE).ok()??;
+    let checked = dir.modified(CHECK_FILE).ok()??;
+    (checked > written).then(|| unix_secs(checked))
 }
 
 /// The cache's permissions: it may hold what a source answered, so only root reads it.
