@@ -10,7 +10,7 @@ DEB_PACKAGES := nftables iptables ipset libnftnl-dev libmnl-dev pkg-config perl 
                 nginx apache2 fail2ban curl procps openssl
 RUN_DIR := target/run
 
-.PHONY: run test deps build release fmt lint bench package clean
+.PHONY: run test deps build release fmt lint bench package clean fuzz
 
 ## Install the Debian packages that building and testing need, when they are missing.
 deps:
@@ -46,6 +46,7 @@ test: deps $(PROM_VENV)/bin/python
 	$(CARGO) build --locked --workspace --examples   # the CSF sandbox tests run crates/csf's csf-driver
 	$(CARGO) test --locked --workspace --all-targets --no-fail-fast
 	$(CARGO) test --locked --workspace --doc
+	@$(MAKE) --no-print-directory fuzz FUZZ_CASES=1000
 	packaging/test.sh
 	packaging/ansible/tests/run.sh
 
@@ -62,6 +63,15 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+## Fuzz targets (proptest on stable): feed parser (JSON, text), cache reader, config loader,
+## the iptables-save / ipset save / nft readers. Prints the inputs run per target; failing
+## inputs are kept in <target>.regressions files and replayed first on every run.
+FUZZ_CASES ?= 100000
+fuzz:
+	@set -o pipefail; CF_ALLOW_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --workspace --all-targets fuzz_ -- --nocapture 2>&1 \
+	  | grep -E '^fuzz |panicked|minimal failing input|test result: FAILED'; status=$${PIPESTATUS[0]}; \
+	  [ $$status = 0 ] && echo "fuzz: all targets passed ($(FUZZ_CASES) inputs each)"; exit $$status
 
 ## Wall time and peak memory per backend, printed as a table (root).
 bench: release

@@ -59,13 +59,14 @@ log "building cf-allow ($profile profile)"
 # Generated from the clap definitions by the binary itself, never written by hand.
 assets="$root/target/assets"
 rm -rf "$assets"
-mkdir -p "$assets/completions"
-"$bin" man > "$assets/cf-allow.1"
-gzip -9nf "$assets/cf-allow.1"
+mkdir -p "$assets/completions" "$assets/man"
+# cf-allow.1 and one cf-allow-COMMAND.1 per subcommand.
+"$bin" man --dir "$assets/man" >/dev/null
+gzip -9nf "$assets"/man/*.1
 "$bin" completions bash > "$assets/completions/cf-allow"
 "$bin" completions zsh > "$assets/completions/_cf-allow"
 "$bin" completions fish > "$assets/completions/cf-allow.fish"
-for f in cf-allow.1.gz completions/cf-allow completions/_cf-allow completions/cf-allow.fish; do
+for f in man/cf-allow.1.gz man/cf-allow-sync.1.gz completions/cf-allow completions/_cf-allow completions/cf-allow.fish; do
     [ -s "$assets/$f" ] || { log "generated $f is empty"; exit 1; }
 done
 

@@ -86,6 +86,8 @@ for file in \
     etc/cf-allow/config.yaml \
     etc/cron.d/cf-allow \
     usr/share/man/man1/cf-allow.1.gz \
+    usr/share/man/man1/cf-allow-sync.1.gz \
+    usr/share/man/man1/cf-allow-remove.1.gz \
     usr/share/bash-completion/completions/cf-allow \
     usr/share/zsh/vendor-completions/_cf-allow \
     usr/share/fish/vendor_completions.d/cf-allow.fish \
@@ -104,6 +106,8 @@ check "the man page is the one the binary generates (clap_mangen)" \
     cmp -s <(gzip -dc "$root/usr/share/man/man1/cf-allow.1.gz") <("$bin" man)
 check "the man page has a NAME section for cf-allow(1)" \
     bash -c "gzip -dc '$root/usr/share/man/man1/cf-allow.1.gz' | grep -q '^\.TH cf-allow 1'"
+check "cf-allow-sync(1) has EXIT STATUS, FILES and CONFIGURATION sections" \
+    bash -c "gzip -dc '$root/usr/share/man/man1/cf-allow-sync.1.gz' | grep -c '^\.SH \"\\?\(EXIT STATUS\|FILES\|CONFIGURATION\)' | grep -qx 3"
 check "the bash completion is the generated one" \
     cmp -s "$root/usr/share/bash-completion/completions/cf-allow" <("$bin" completions bash)
 check "the zsh completion is the generated one" \

@@ -35,7 +35,7 @@ impl BackendKind {
 /// installed, else nftables when the kernel speaks nf_tables, else iptables.
 pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind> {
     if let Some(kind) = flag.or(config.backend) {
-        return Ok(kind);
+        return Ok(crate::output::chosen(kind));
     }
     let detected = if cf_allow_csf::available() {
         BackendKind::Csf
@@ -49,7 +49,7 @@ pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind>
         ));
     };
     tracing::info!("detected backend {}", detected.as_str());
-    Ok(detected)
+    Ok(crate::output::chosen(detected))
 }
 
 /// A backend behind one object-safe interface whose errors are already reported in words.
@@ -72,10 +72,16 @@ impl<B: Backend> Firewall for B {
         Backend::inspect(self).map_err(anyhow::Error::new)
     }
     fn apply(&mut self, plan: &Plan) -> Result<()> {
-        Backend::apply(self, plan).map_err(anyhow::Error::new)
+        Backend::apply(self, plan).map_err(anyhow::Error::new)?;
+        crate::output::mark_applied();
+        Ok(())
     }
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>> {
-        Backend::remove(self, dry_run).map_err(anyhow::Error::new)
+        let removed = Backend::remove(self, dry_run).map_err(anyhow::Error::new)?;
+        if !dry_run && !removed.is_empty() {
+            crate::output::mark_applied();
+        }
+        Ok(removed)
     }
 }
 

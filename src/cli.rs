@@ -68,15 +68,19 @@ pub enum Command {
     /// Look for the usual causes of Cloudflare Error 521/523 on this host (read-only)
     Doctor(DoctorArgs),
     /// Check the configuration file and print the effective settings' summary
-    CheckConfig,
+    CheckConfig(CheckConfigArgs),
     /// Print shell completions for SHELL to stdout
     Completions {
         /// The shell
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command into a directory
+    Man {
+        /// Write cf-allow.1 and cf-allow-COMMAND.1 for every command into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where the list comes from.
@@ -183,4 +187,12 @@ pub struct DoctorArgs {
     /// Exit 2 when any check is a warning or a failure
     #[arg(long)]
     pub exit_code: bool,
+}
+
+/// `check-config` flags.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
 }

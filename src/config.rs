@@ -161,6 +161,14 @@ impl SourceUrl {
             s.len() > scheme.len()
                 && s.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
         });
+        if ok && s.len() >= 7 && s.as_bytes()[..7].eq_ignore_ascii_case(b"file://") {
+            let rest = &s[7..];
+            if !rest.starts_with('/') && !rest.to_ascii_lowercase().starts_with("localhost/") {
+                return Err(format!(
+                    "source {s:?}: a file URL names a local absolute path, e.g. file:///etc/cf-allow/ips.txt (three slashes)"
+                ));
+            }
+        }
         if ok {
             Ok(SourceUrl(s.to_string()))
         } else {
@@ -252,7 +260,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
     let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+        Ok(t) => {
+            check_trusted(&path)?;
+            t
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
             return Ok(Loaded {
                 config: Config::default(),
@@ -268,8 +279,40 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded> {
     })
 }
 
+/// StrictModes: when running as root, the config file and its directory must be owned by
+/// root and not writable by group or others (the config names a command run as root).
+fn check_trusted(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !cf_allow_exec::files::running_as_root() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    for p in [path, dir] {
+        let meta =
+            std::fs::metadata(p).with_context(|| format!("cannot read config {}", p.display()))?;
+        let owner = cf_allow_exec::files::Owner {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        };
+        // A sticky world-writable directory (/tmp) only lets its owners replace files.
+        let sticky = p == dir && owner.mode & 0o1000 != 0 && owner.uid == 0;
+        if let Some(reason) = cf_allow_exec::files::untrusted_reason(p, &owner) {
+            if !sticky {
+                bail!("refusing the config: {reason}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses YAML text; an empty document means all defaults.
 pub fn parse(text: &str) -> Result<Config> {
+    // Editors on Windows save UTF-8 with a byte-order mark; it is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -287,6 +330,30 @@ pub fn parse(text: &str) -> Result<Config> {
     {
         bail!("sources: an alternative lists no URL");
     }
+    validate(&config)?;
+    Ok(config)
+}
+
+/// Everything any command would refuse later, checked once for every command (and
+/// `check-config`): the backends' own settings checks (all three, whichever is used), an
+/// absolute `state_dir`, `file://` URLs without a host, a positive `guard.max_entries`.
+pub fn validate(config: &Config) -> Result<()> {
+    if !config.state_dir.is_absolute() {
+        bail!(
+            "state_dir {:?} is not an absolute path (e.g. /var/lib/cf-allow)",
+            config.state_dir.display().to_string()
+        );
+    }
+    if config.guard.max_entries == 0 {
+        bail!("guard: max_entries must be at least 1");
+    }
+    for url in config.sources.iter().flat_map(|alt| alt.urls()) {
+        SourceUrl::parse(&url).map_err(anyhow::Error::msg)?;
+    }
+    let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
+    cf_allow_nftables::NftablesBackend::new(config.nftables.clone(), ports.clone())?;
+    cf_allow_iptables::IptablesBackend::new(config.iptables.clone(), ports)?;
+    config.csf.validate().map_err(anyhow::Error::msg)?;
     config.outputs.validate().map_err(anyhow::Error::msg)?;
     for (key, hook) in [
         ("on_change", &config.on_change),
@@ -299,7 +366,7 @@ pub fn parse(text: &str) -> Result<Config> {
             bail!("{key}: give the program and its arguments as a list, e.g. [/usr/local/bin/notify, --quiet]");
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 /// Deserializes with the failing key's path in the message, and its line even where the YAML
@@ -396,6 +463,52 @@ mod tests {
             let msg = format!("{:#}", parse(yaml).expect_err(yaml));
             assert!(msg.contains(needle), "{yaml}: {msg}");
         }
+    }
+
+    #[test]
+    fn one_validation_refuses_what_sync_would_refuse() {
+        for (yaml, needle) in [
+            ("iptables:\n  chain: INPUT\n", "built-in"),
+            ("iptables:\n  chain: \"-F\"\n", "must not start"),
+            ("iptables:\n  chain: \"X -j DROP\"\n", "contains ` `"),
+            (
+                "iptables:\n  chain: ABCDEFGHIJKLMNOPQRSTUVWXYZABCDE\n",
+                "at most",
+            ),
+            ("iptables:\n  hooks: []\n", "hooks is empty"),
+            (
+                "iptables:\n  hooks: [OUTPUT]\n  lockdown: true\n",
+                "input path",
+            ),
+            (
+                "nftables:\n  into: {family: ip, table: filter, chain: input}\n",
+                "inet",
+            ),
+            ("ports: []\nnftables:\n  lockdown: true\n", "lockdown"),
+            ("nftables:\n  table: \"\"\n", "nft identifier"),
+            (
+                "nftables:\n  table: \"x { } ; flush ruleset ; table inet y\"\n",
+                "nft identifier",
+            ),
+            ("sources: [\"file://host/x\"]\n", "three slashes"),
+            ("guard:\n  max_entries: 0\n", "max_entries"),
+            ("state_dir: \"\"\n", "not an absolute path"),
+            ("state_dir: state\n", "not an absolute path"),
+            ("csf:\n  reload: \"csf -r; rm -rf /\"\n", "without a shell"),
+        ] {
+            let msg = format!("{:#}", parse(yaml).expect_err(yaml));
+            assert!(msg.contains(needle), "{yaml}: {msg}");
+        }
+        let long = format!("nftables:\n  table: {}\n", "t".repeat(300));
+        assert!(parse(&long).is_err());
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_accepted() {
+        let c = parse("\u{feff}---\nports: [443]\n").expect("BOM");
+        assert_eq!(c.ports, vec![Port(443)]);
+        let c = parse("\u{feff}# comment\n").expect("BOM, comments only");
+        assert_eq!(c.ports, vec![Port(80), Port(443)]);
     }
 
     #[test]

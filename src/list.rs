@@ -37,17 +37,33 @@ fn fetch_options(config: &Config, args: &SourceArgs) -> FetchOptions {
     options.timeout = Duration::from_secs(config.timeout_secs.0);
     options.offline = args.offline;
     options.validation = validation(config);
+    options.max_body_bytes = body_limit(config.guard.max_entries);
     options
 }
 
-/// The config's `extra_cidrs`, validated like a feed (except that one family may be absent).
+/// The body-size limit: 1 MiB, or room for `max_entries` entries of the longest form
+/// (an IPv6 CIDR in JSON quotes with a comma, under 64 bytes) when that is more, so that
+/// raising `guard.max_entries` is all a large list needs.
+pub fn body_limit(max_entries: usize) -> u64 {
+    (max_entries as u64).saturating_mul(64).max(1024 * 1024)
+}
+
+/// The config's `extra_cidrs`, validated like a feed except that one family may be absent
+/// and reserved ranges (an internal load balancer in 10.0.0.0/8) are the admin's own choice:
+/// still syntax-checked and never wider than a feed may be.
 pub fn extra_cidrs(config: &Config) -> Result<RangeSet> {
-    cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &validation(config))
-        .context("config")
+    let own = Validation {
+        allow_reserved: true,
+        ..validation(config)
+    };
+    cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &own).context("config")
 }
 
 /// Fetches and validates the list, then adds `extra_cidrs`.
 pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
+    if args.offline && !args.sources.is_empty() {
+        bail!("--offline uses no source: drop --source, or drop --offline to fetch from it");
+    }
     for url in &args.sources {
         crate::config::SourceUrl::parse(url).map_err(anyhow::Error::msg)?;
     }

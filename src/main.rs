@@ -7,15 +7,20 @@ mod backends;
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod list;
 mod lock;
 mod logging;
 mod report;
+mod manpage;
+mod output;
 mod time;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 
@@ -23,8 +28,18 @@ use cli::{Cli, Command};
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let cli = Cli::from_arg_matches(&matches)?;
+        Ok((cli, matches))
+    });
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            if let Some(line) = wait_without_lock(&cli, &matches) {
+                output::error_line(&line);
+                return ExitCode::from(EXIT_USAGE);
+            }
+            cli
+        }
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
@@ -32,13 +47,70 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
+    let json = wants_json(&cli.command);
+    output::install_panic_hook();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(cli).and_then(|code| {
+            output::flush_stdout()?;
+            Ok(code)
+        })
+    }));
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             tracing::debug!("error chain: {e:?}");
-            eprintln!("cf-allow: error: {}", one_line(&e));
-            ExitCode::from(1)
+            if let Some(lost) = e.downcast_ref::<output::OutputError>() {
+                return ExitCode::from(output::output_failed(&lost.0.to_string()));
+            }
+            let line = one_line(&e);
+            output::error_line(&line);
+            if json {
+                let document = output::error_json(&line);
+                let text = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
+                if let Err(lost) = output::write_stdout(text.as_bytes()) {
+                    tracing::debug!("{lost}");
+                }
+            }
+            if output::applied() {
+                ExitCode::from(output::EXIT_CHANGED_OUTPUT_FAILED)
+            } else {
+                ExitCode::from(1)
+            }
         }
+        // `println!` panics when stdout is closed or full: the report is lost, not the run.
+        Err(payload) => match output::stdout_panic(payload.as_ref()) {
+            Some(reason) => ExitCode::from(output::output_failed(&reason)),
+            None => std::panic::resume_unwind(payload),
+        },
+    }
+}
+
+/// `--wait` given to a command that takes no lock (only `sync` and `remove` do): a usage
+/// error rather than a flag that silently does nothing.
+fn wait_without_lock(cli: &Cli, matches: &clap::ArgMatches) -> Option<String> {
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("wait") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let explicit = given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub));
+    let locks = matches!(cli.command, Command::Sync(_) | Command::Remove(_));
+    (explicit && !locks).then(|| {
+        format!(
+            "--wait applies only to sync and remove, which take the run lock; {} takes none",
+            matches.subcommand_name().unwrap_or("this command")
+        )
+    })
+}
+
+/// True when the command was asked for `--json`.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Sync(a) => a.json,
+        Command::Ranges(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::Remove(a) => a.json,
+        Command::Doctor(a) => a.json,
+        Command::CheckConfig(a) => a.json,
+        Command::Completions { .. } | Command::Man { .. } => false,
     }
 }
 
@@ -46,21 +118,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || config::load(cli.config.as_deref());
     let (exit_code_flag, outcome) = match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "cf-allow",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cf-allow", &mut script);
+            output::write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir: None } => {
+            output::write_stdout(&manpage::render(None)?)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::CheckConfig => {
+        Command::Man { dir: Some(dir) } => {
+            let written = manpage::write_all(dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            for file in written {
+                println!("{}", file.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::CheckConfig(args) => {
             let loaded = load()?;
-            commands::check_config::run(&loaded)?;
+            commands::check_config::run(&loaded, args)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Ranges(args) => {

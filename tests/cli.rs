@@ -156,16 +156,20 @@ fn a_bad_source_flag_is_refused() {
 
 #[test]
 fn check_config_accepts_defaults_and_rejects_bad_extra_cidrs() {
-    let env = Env::new("extra_cidrs: [203.0.113.0/24]\n");
+    let env = Env::new("extra_cidrs: [203.0.113.7/24]\n");
     let run = env.run(None, &["check-config"]);
     run.expect_code(1);
     assert!(
-        run.error_line().contains("203.0.113.0/24"),
+        run.error_line().contains("203.0.113.7/24"),
         "{}",
         run.stderr
     );
-    env.write_config("extra_cidrs: [203.0.113.0/24]\nguard:\n  allow_reserved: true\n");
+    // Reserved ranges are the admin's own choice in extra_cidrs (issue 13 item 14)...
+    env.write_config("extra_cidrs: [203.0.113.0/24]\n");
     env.run(None, &["check-config"]).expect_code(0);
+    // ...but never a /0-like width.
+    env.write_config("extra_cidrs: [0.0.0.0/1]\nguard:\n  allow_reserved: true\n");
+    env.run(None, &["check-config"]).expect_code(1);
 }
 
 #[test]

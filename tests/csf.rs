@@ -233,14 +233,14 @@ fn csf_restart_mode_reload_failure_and_bad_dir_exit_1_and_change_nothing() {
     fs::write(
         w.join("good.yaml"),
         config(
-            "touch $WORK/reloaded && csf -ra >/dev/null 2>&1",
+            "sh -c 'touch $WORK/reloaded && csf -ra >/dev/null 2>&1'",
             "/etc/csf",
         ),
     )
     .expect("config");
     fs::write(
         w.join("failing.yaml"),
-        config("echo boom >&2; exit 3", "/etc/csf"),
+        config("sh -c 'echo boom >&2; exit 3'", "/etc/csf"),
     )
     .expect("config");
     fs::write(
@@ -274,7 +274,7 @@ section status; cfa status --backend csf
         "{failing}\n{stderr}"
     );
     assert!(
-        stderr.contains("the reload command `echo boom >&2; exit 3` failed (exit status: 3: boom); CSF's files were restored as they were"),
+        stderr.contains("the reload command `sh -c 'echo boom >&2; exit 3'` failed (exit status 3: boom); CSF's files were restored as they were"),
         "{stderr}"
     );
     assert_eq!(s.section("failing_files").trim(), "unchanged");
@@ -302,4 +302,36 @@ section status; cfa status --backend csf
         ),
         "{status}"
     );
+}
+
+/// Issue 13 item 20: the `IPV6 = "0"` warning shows on `--dry-run` and on the first sync,
+/// before cf-allow.allow holds any IPv6 range (it used to appear from the second sync on).
+#[test]
+fn csf_ipv6_off_warns_on_dry_run_and_first_sync() {
+    if !csf_sandbox::ready("csf_ipv6_off_warns_on_dry_run_and_first_sync") {
+        return;
+    }
+    let env = Env::new("");
+    let w = env.dir.path();
+    let feed = env.feed("feed.txt", &cloudflare());
+    env.write_config(&format!(
+        "backend: csf\nports: [443]\nsources:\n  - {feed}\nguard:\n  allow_reserved: true\ncsf:\n  dir: /etc/csf\n"
+    ));
+    let s = run(
+        w,
+        r#"
+csf -r >/dev/null 2>&1
+section dry; cfa sync --dry-run --json
+section first; cfa sync --json
+"#,
+    );
+    for name in ["dry", "first"] {
+        let (doc, exit) = json(&s, name);
+        assert_eq!(exit, 0, "{name}: {doc}");
+        let warnings = doc["warnings"].to_string();
+        assert!(
+            warnings.contains("csf.conf has IPV6 = \\\"0\\\""),
+            "{name}: {warnings}"
+        );
+    }
 }

@@ -671,7 +671,13 @@ fn doctor_with_a_bad_config_exits_1_with_one_error_line() {
     let run = env.run(None, &["doctor", "--offline", "--json"]);
     run.expect_code(1);
     assert!(run.error_line().contains("not-a-cidr"), "{}", run.stderr);
-    assert!(run.stdout.is_empty());
+    // --json: one document with the error (issue 13 item 8).
+    let error = run.json()["error"].as_str().map(str::to_string);
+    assert!(
+        error.is_some_and(|e| e.contains("not-a-cidr")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

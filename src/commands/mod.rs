@@ -49,9 +49,13 @@ pub fn list_json(list: &FetchedList) -> Value {
     })
 }
 
-/// Prints one JSON document on stdout.
+/// Prints one JSON document on stdout (a failed write is an [`OutputError`]).
+///
+/// [`OutputError`]: crate::output::OutputError
 pub fn print_json(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    crate::output::write_stdout(text.as_bytes())?;
     Ok(())
 }
 

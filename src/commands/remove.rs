@@ -53,7 +53,13 @@ pub fn run(config: Config, args: &RemoveArgs, wait_secs: u64, quiet: bool) -> Re
             "removed"
         };
         for line in &removed {
-            println!("{name}: {verb} {line}");
+            // A line with its own subject (`ip6tables: the jump …`) keeps it in front.
+            match line.split_once(": ") {
+                Some((subject, rest)) if !subject.is_empty() && !subject.contains(' ') => {
+                    println!("{subject}: {verb} {rest}")
+                }
+                _ => println!("{name}: {verb} {line}"),
+            }
         }
     }
     Ok(Outcome {

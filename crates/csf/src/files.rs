@@ -2,10 +2,11 @@
 //! same directory, is fsynced and renamed over the target; the first change to a path
 //! records its original bytes and owner so that [`FileTxn::rollback`] puts them back.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use cf_allow_exec::files::{self, Dir, Owner};
 
 use crate::Error;
 
@@ -24,81 +25,45 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Owner {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-}
-
-fn owner_of(path: &Path) -> Option<Owner> {
-    fs::metadata(path).ok().map(|m| Owner {
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
-    })
-}
-
 fn io_err(what: String) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-/// Replaces `path` with `bytes`: temporary file, fsync, rename, fsync of the directory.
-/// Keeps the mode and owner of the file it replaces.
-fn write_atomic(path: &Path, bytes: &[u8], owner: Option<Owner>) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.cf-allow-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mode = owner.map_or(NEW_FILE_MODE, |o| o.mode);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err(format!("create {}", tmp.display())))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(format!("set the mode of {}", tmp.display())))?;
-        if let Some(o) = owner {
-            std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
-                .map_err(io_err(format!("set the owner of {}", tmp.display())))?;
-        }
-        file.write_all(bytes)
-            .map_err(io_err(format!("write {}", tmp.display())))?;
-        file.sync_all()
-            .map_err(io_err(format!("fsync {}", tmp.display())))?;
-        fs::rename(&tmp, path).map_err(io_err(format!(
-            "rename {} to {}",
-            tmp.display(),
-            path.display()
-        )))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+/// The directory of `path` (opened under a descriptor, see [`Dir`]) and the file's name.
+fn locate(path: &Path) -> Result<(Dir, String), Error> {
+    let (dir, name) = files::split(path).map_err(io_err(format!("write {}", path.display())))?;
+    let dir = Dir::open(dir).map_err(io_err(format!("open {}", dir.display())))?;
+    Ok((dir, name.to_string()))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("fsync {}", dir.display())))
+/// Replaces `path` with `bytes` atomically ([`Dir::write_atomic`]: exclusive temp file with
+/// an unpredictable name, no link followed, fsync, rename, fsync of the directory). Keeps the
+/// mode and owner of the file it replaces; a new file is 0600.
+fn write_atomic(path: &Path, bytes: &[u8], owner: Option<Owner>) -> Result<(), Error> {
+    let (dir, name) = locate(path)?;
+    let mode = owner.map_or(NEW_FILE_MODE, |o| o.mode);
+    dir.write_atomic(&name, bytes, mode, owner.map(|o| (o.uid, o.gid)))
+        .map_err(io_err(format!("replace {}", path.display())))
 }
 
 fn delete(path: &Path) -> Result<(), Error> {
-    match fs::remove_file(path) {
-        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io {
-            what: format!("delete {}", path.display()),
-            source,
-        }),
-    }
+    let (dir, name) = locate(path)?;
+    dir.remove(&name)
+        .map(|_| ())
+        .map_err(io_err(format!("delete {}", path.display())))
+}
+
+/// The bytes and owner of `path` itself (a link is refused, not followed).
+fn original(path: &Path) -> Result<(Option<Vec<u8>>, Option<Owner>), Error> {
+    let (dir, name) = locate(path)?;
+    let what = || format!("read {}", path.display());
+    let bytes = dir.read(&name).map_err(io_err(what()))?;
+    let owner = dir.owner_of(&name).map_err(io_err(what()))?;
+    Ok((bytes, owner))
+}
+
+fn original_bytes(path: &Path) -> Option<Vec<u8>> {
+    original(path).ok().and_then(|(bytes, _)| bytes)
 }
 
 struct Original {
@@ -125,12 +90,12 @@ impl FileTxn {
         let index = match self.originals.iter().position(|o| o.path == path) {
             Some(index) => index,
             None => {
-                let bytes = read_optional(path)?;
+                let (bytes, owner) = original(path)?;
                 self.originals.push(Original {
                     path: path.to_path_buf(),
                     current: bytes.clone(),
                     bytes,
-                    owner: owner_of(path),
+                    owner,
                 });
                 self.originals.len() - 1
             }
@@ -167,7 +132,7 @@ impl FileTxn {
     pub fn rollback(self) -> Result<(), Error> {
         let mut first = None;
         for original in self.originals.into_iter().rev() {
-            let now = read_optional(&original.path).ok().flatten();
+            let now = original_bytes(&original.path);
             if now == original.bytes {
                 continue;
             }
@@ -187,6 +152,36 @@ impl FileTxn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn planted_links_and_temp_names_in_the_csf_directory_are_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious\n").expect("seed");
+        let csf = dir.path().join("csf");
+        fs::create_dir(&csf).expect("mkdir");
+        let pid = std::process::id();
+        std::os::unix::fs::symlink(
+            &victim,
+            csf.join(format!(".cf-allow.ignore.cf-allow-{pid}.tmp")),
+        )
+        .expect("plant the old temp name");
+        std::os::unix::fs::symlink(&victim, csf.join("cf-allow.allow")).expect("plant a link");
+        let mut txn = FileTxn::new();
+        assert!(txn
+            .write(&csf.join("cf-allow.ignore"), b"new\n")
+            .expect("write"));
+        let err = txn
+            .write(&csf.join("cf-allow.allow"), b"new\n")
+            .expect_err("a link in place of our file");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");
+        assert_eq!(
+            fs::read(csf.join("cf-allow.ignore")).expect("ours"),
+            b"new\n"
+        );
+    }
 
     #[test]
     fn writes_atomically_and_rolls_back_byte_for_byte() {

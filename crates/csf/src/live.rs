@@ -282,23 +282,13 @@ impl Programs {
 }
 
 /// Runs `program args` with `input` on stdin; returns stdout, or an error with stderr.
+/// The bound on iptables-save/-restore, ipset and `csf --lfd restart`.
+pub const PROGRAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `program args…` (bounded by [`PROGRAM_TIMEOUT`]) and returns its stdout.
 pub fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String, Error> {
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    tracing::debug!(command = %shown, "running");
-    let output = cf_allow_exec::run(program, args, input).map_err(|e| Error::Command {
-        command: shown.clone(),
-        detail: e.to_string(),
-    })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(Error::Command {
-            command: shown,
-            detail: cf_allow_exec::summary(
-                cf_allow_exec::stderr_lines(&stderr),
-                output.status.code(),
-            ),
-        });
-    }
+    tracing::debug!(command = %cf_allow_exec::command_line(program, args), "running");
+    let output = cf_allow_exec::run_checked(program, args, input, PROGRAM_TIMEOUT)?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 

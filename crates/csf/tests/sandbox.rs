@@ -393,7 +393,7 @@ section stopped_chains; iptables-save | grep -c ':ALLOWIN'
 csf -s >/dev/null 2>&1
 section started_rules; allow_rules | grep -c 'dport'
 section ipv6_status; $D /etc/csf 80,443 live status
-export CSF_DRIVER_RELOAD="touch $W/reloaded && csf -ra >/dev/null 2>&1"
+export CSF_DRIVER_RELOAD="sh -c 'touch $W/reloaded && csf -ra >/dev/null 2>&1'"
 section r_sync; $D /etc/csf 80,443 restart sync "$W/list2.txt"
 section r_reloaded; [ -e "$W/reloaded" ] && echo yes || echo no
 rm -f "$W/reloaded"
@@ -401,7 +401,7 @@ section r_sync_again; $D /etc/csf 80,443 restart sync "$W/list2.txt"
 section r_not_reloaded; [ -e "$W/reloaded" ] && echo reloaded || echo no
 section r_rules; allow_rules | grep -c 'dport'
 for f in csf.allow csf.ignore cf-allow.allow cf-allow.ignore; do cp /etc/csf/$f "$W/pre.$f"; done
-section r_fail; CSF_DRIVER_RELOAD='echo boom >&2; exit 3' $D /etc/csf 80,443 restart sync "$W/list1.txt"
+section r_fail; CSF_DRIVER_RELOAD="sh -c 'echo boom >&2; exit 3'" $D /etc/csf 80,443 restart sync "$W/list1.txt"
 section r_fail_files; for f in csf.allow csf.ignore cf-allow.allow cf-allow.ignore; do cmp -s /etc/csf/$f "$W/pre.$f" && echo "$f same" || echo "$f changed"; done
 section bad_dir; $D /nonexistent/csf 80 live status
 mkdir -p /etc/csf-bad /etc/csf-dir/csf.conf
@@ -445,7 +445,7 @@ section ignore_allow; $D /etc/csf 80,443 live status | grep -c IGNORE_ALLOW
 
     let fail = s.section("r_fail");
     assert!(
-        fail.contains("error: the reload command `echo boom >&2; exit 3` failed (exit status: 3: boom); CSF's files were restored as they were"),
+        fail.contains("error: the reload command `sh -c 'echo boom >&2; exit 3'` failed (exit status 3: boom); CSF's files were restored as they were"),
         "{fail}"
     );
     assert_eq!(

@@ -11,14 +11,9 @@ pub enum Error {
         /// The program's name.
         program: String,
     },
-    /// The program could not be started.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program's name.
-        program: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The program could not be started, or did not finish in time.
+    #[error(transparent)]
+    Exec(#[from] cf_allow_exec::ExecError),
     /// The program ran and failed.
     #[error("{program} failed: {detail}")]
     Command {

@@ -6,6 +6,9 @@ use std::process::Output;
 
 use cf_allow_exec::find_program;
 
+/// How long one probe program may run.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `program args…` (stdin closed, `LC_ALL=C`) and returns its stdout when it exits 0.
 pub fn run_program(program: &str, args: &[&str]) -> Result<String, Error> {
     let output = run_program_output(program, args)?;
@@ -18,10 +21,8 @@ pub(crate) fn run_program_output(program: &str, args: &[&str]) -> Result<Output,
         program: program.to_string(),
     })?;
     tracing::debug!(program, ?args, "run");
-    let output = cf_allow_exec::run(&path, args, None).map_err(|source| Error::Spawn {
-        program: program.to_string(),
-        source,
-    })?;
+    // Read-only probes: bounded so that a hung program cannot hang doctor.
+    let output = cf_allow_exec::run_bounded(&path, args, None, PROBE_TIMEOUT)?;
     if output.status.success() {
         return Ok(output);
     }

@@ -47,9 +47,13 @@ pub fn endpoint(url: &str) -> Option<Endpoint> {
 pub fn probe(url: &str, timeout: Duration) -> Result<String, String> {
     match endpoint(url) {
         None => Err(format!("{url} is not an https://, http:// or file:// URL")),
-        Some(Endpoint::File(path)) => std::fs::File::open(&path)
-            .map(|_| format!("{path} is readable"))
-            .map_err(|e| format!("cannot read {path}: {e}")),
+        // A FIFO would block the open forever: only a regular file is opened.
+        Some(Endpoint::File(path)) => match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() => Err(format!("{path} is not a regular file")),
+            _ => std::fs::File::open(&path)
+                .map(|_| format!("{path} is readable"))
+                .map_err(|e| format!("cannot read {path}: {e}")),
+        },
         Some(Endpoint::Tcp { host, port }) => {
             let addrs: Vec<SocketAddr> = (host.as_str(), port)
                 .to_socket_addrs()
@@ -115,6 +119,19 @@ mod tests {
         drop(listener);
         let err = probe(&url, Duration::from_secs(2)).expect_err("closed");
         assert!(err.contains("cannot connect to 127.0.0.1"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let err = probe(
+            &format!("file://{}", fifo.display()),
+            Duration::from_secs(1),
+        )
+        .expect_err("a FIFO hung doctor before");
+        assert!(err.contains("is not a regular file"), "{err}");
         let err = probe("file:///nonexistent/cf.txt", Duration::from_secs(1)).expect_err("no file");
         assert!(err.contains("cannot read /nonexistent/cf.txt"), "{err}");
     }

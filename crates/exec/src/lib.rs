@@ -1,12 +1,18 @@
 //! Finding and running the external programs cf-allow drives (iptables, ipset, nft, csf…).
 //!
-//! The backends keep their own typed errors; this crate only finds programs, runs them and
-//! condenses their error output into one line.
+//! The backends keep their own typed errors and embed [`ExecError`] (program missing, spawn
+//! failed, exited non-zero, timed out) for running programs. [`files`] writes files
+//! atomically without following links, [`lock`] holds the run locks.
+
+#![forbid(unsafe_code)]
+
+pub mod files;
+pub mod lock;
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +53,29 @@ pub fn is_executable(path: &Path) -> bool {
 /// program exits 0 without having read all its input, the write error is returned, as
 /// `writing its input: <OS error>`.
 pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> io::Result<Output> {
-    let mut child = Command::new(program)
+    match run_within(program, args, stdin, None) {
+        Ok(output) => Ok(output),
+        Err(Ended::Io(e)) => Err(e),
+        Err(Ended::TimedOut) => Err(io::Error::from(io::ErrorKind::TimedOut)),
+    }
+}
+
+/// Why [`run_within`] returned no output.
+enum Ended {
+    Io(io::Error),
+    TimedOut,
+}
+
+/// [`run`], killing the program (and everything it started, its process group) when it has
+/// not finished after `timeout`.
+fn run_within(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<Output, Ended> {
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env("LC_ALL", "C")
         .stdin(if stdin.is_some() {
@@ -56,8 +84,12 @@ pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> io::Result<Out
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    if timeout.is_some() {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(Ended::Io)?;
     let pipe = child.stdin.take();
     let (output, written) = std::thread::scope(|scope| {
         let writer = match (stdin, pipe) {
@@ -66,7 +98,10 @@ pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> io::Result<Out
             }
             _ => None,
         };
-        let output = child.wait_with_output();
+        let output = match timeout {
+            None => child.wait_with_output().map_err(Ended::Io),
+            Some(limit) => wait_bounded(child, limit),
+        };
         let written = match writer.map(|w| w.join()) {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(e),
@@ -76,47 +111,51 @@ pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> io::Result<Out
     });
     let output = output?;
     match written {
-        Err(e) if output.status.success() => {
-            Err(io::Error::new(e.kind(), format!("writing its input: {e}")))
-        }
+        Err(e) if output.status.success() => Err(Ended::Io(io::Error::new(
+            e.kind(),
+            format!("writing its input: {e}"),
+        ))),
         _ => Ok(output),
     }
 }
 
-/// Runs `program args…` (no stdin, `LC_ALL=C`) for at most `limit`: a program still running
-/// then is killed and the result is an [`io::ErrorKind::TimedOut`] error naming the limit.
+/// Waits for `child` at most `limit`, reading its output meanwhile; kills its process group
+/// when the time is up.
 ///
-/// Output is read from threads; a daemon the program leaves behind holding its pipes (a
+/// Output is read from threads. A daemon the program leaves behind holding its pipes (a
 /// reload that starts a server) does not block the caller: once the program has exited,
 /// output not yet at end-of-file within a short grace period is left unread.
-pub fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> io::Result<Output> {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().map(reader);
-    let stderr = child.stderr.take().map(reader);
+fn wait_bounded(mut child: Child, limit: Duration) -> Result<Output, Ended> {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let group = rustix::process::Pid::from_child(&child);
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Ended::TimedOut);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(Ended::Io(e)),
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("still running after {} s: killed", limit.as_secs()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     };
-    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
-        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(2)).ok())
-            .unwrap_or_default()
+    let collect = |rx: mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     };
     Ok(Output {
         status,
@@ -125,15 +164,148 @@ pub fn run_bounded(program: &Path, args: &[&str], limit: Duration) -> io::Result
     })
 }
 
-/// Reads `pipe` to its end on a thread; the bytes arrive on the returned channel.
-fn reader(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        let _ = tx.send(bytes);
-    });
-    rx
+/// Running a program failed: the one error every backend embeds (`#[from]`).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The program is not installed.
+    #[error("{program} is not installed (not found on PATH or in /usr/local/sbin, /usr/sbin, /sbin, /usr/bin)")]
+    Missing {
+        /// The program's name.
+        program: String,
+    },
+    /// The program could not be started (or its input not written).
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The program exited non-zero or was killed by a signal.
+    #[error("`{command}` failed: {detail}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Its first error lines, or its exit status.
+        detail: String,
+        /// Its exit code (`None`: killed by a signal).
+        code: Option<i32>,
+    },
+    /// The program did not finish in time and was killed.
+    #[error("`{command}` did not finish within {secs} s and was killed")]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// The limit.
+        secs: u64,
+    },
+}
+
+/// `program args…` as one line, for messages.
+pub fn command_line(program: &Path, args: &[&str]) -> String {
+    std::iter::once(program.to_string_lossy().into_owned())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `program args…` like [`run`] but at most `timeout` (killed with its process group
+/// after it); returns the output whatever the exit status, for callers that read the error
+/// output themselves. Missing program, spawn failure and timeout are [`ExecError`]s.
+pub fn run_bounded(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, ExecError> {
+    let command = || command_line(program, args);
+    match run_within(program, args, stdin, Some(timeout)) {
+        Ok(output) => Ok(output),
+        Err(Ended::Io(e)) if e.kind() == io::ErrorKind::NotFound => Err(ExecError::Missing {
+            program: program.to_string_lossy().into_owned(),
+        }),
+        Err(Ended::Io(source)) => Err(ExecError::Spawn {
+            command: command(),
+            source,
+        }),
+        Err(Ended::TimedOut) => Err(ExecError::TimedOut {
+            command: command(),
+            secs: timeout.as_secs(),
+        }),
+    }
+}
+
+/// Runs `program args…` like [`run`] but at most `timeout` (killed after it), and turns a
+/// non-zero exit into [`ExecError::Failed`] (its first 3 stderr lines).
+pub fn run_checked(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, ExecError> {
+    let output = run_bounded(program, args, stdin, timeout)?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(ExecError::Failed {
+            command: command_line(program, args),
+            detail: stderr_summary(&output, 3),
+            code: output.status.code(),
+        })
+    }
+}
+
+/// Finds `name` ([`find_program`]) and runs it with [`run_checked`].
+pub fn run_program(
+    name: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, ExecError> {
+    let program = find_program(name).ok_or_else(|| ExecError::Missing {
+        program: name.to_string(),
+    })?;
+    run_checked(&program, args, stdin, timeout)
+}
+
+/// Splits a command line into its words: whitespace separates, single and double quotes
+/// group, a backslash escapes the next character. No variables, globbing, pipes or
+/// redirections: the words are run as an argument vector, never by a shell. `Err` names
+/// what is not supported.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') | (None, '\\') => {
+                let next = chars.next().ok_or("a trailing backslash")?;
+                word.get_or_insert_with(String::new).push(next);
+            }
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, '|' | '&' | ';' | '<' | '>' | '$' | '`' | '*' | '?' | '(' | ')' | '#' | '~') => {
+                return Err(format!(
+                    "`{c}` is shell syntax; the command is run without a shell (write a script and name it)"
+                ))
+            }
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("an unclosed quote".into());
+    }
+    words.extend(word);
+    if words.is_empty() {
+        return Err("the command is empty".into());
+    }
+    Ok(words)
 }
 
 /// The trimmed, non-empty lines of a program's error output.
@@ -174,6 +346,84 @@ mod tests {
 
     fn sh(script: &str, stdin: Option<&str>) -> Output {
         run(Path::new("/bin/sh"), &["-c", script], stdin).expect("run sh")
+    }
+
+    #[test]
+    fn a_command_that_outlives_its_bound_is_killed_with_its_children() {
+        let started = Instant::now();
+        let err = run_checked(
+            Path::new("/bin/sh"),
+            &["-c", "sleep 1000 & sleep 1000"],
+            None,
+            Duration::from_millis(300),
+        )
+        .expect_err("timed out");
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        // The background sleep held the output pipes: the group was killed or this waited.
+        assert!(started.elapsed() < Duration::from_secs(100));
+    }
+
+    #[test]
+    fn checked_runs_name_each_failure() {
+        let ok = run_checked(
+            Path::new("/bin/sh"),
+            &["-c", "echo hi"],
+            None,
+            Duration::from_secs(60),
+        )
+        .expect("ok");
+        assert_eq!(ok.stdout, b"hi\n");
+        let failed = run_checked(
+            Path::new("/bin/sh"),
+            &["-c", "echo nope >&2; exit 3"],
+            None,
+            Duration::from_secs(60),
+        )
+        .expect_err("exit 3");
+        assert!(
+            matches!(failed, ExecError::Failed { code: Some(3), .. }),
+            "{failed}"
+        );
+        assert!(failed.to_string().ends_with("failed: nope"), "{failed}");
+        let missing = run_program(
+            "cf-allow-exec-no-such-program",
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .expect_err("missing");
+        assert!(matches!(missing, ExecError::Missing { .. }), "{missing}");
+        let missing = run_checked(
+            Path::new("/nonexistent/x"),
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .expect_err("missing");
+        assert!(matches!(missing, ExecError::Missing { .. }), "{missing}");
+    }
+
+    #[test]
+    fn command_lines_split_without_a_shell() {
+        assert_eq!(split_words("csf -ra").expect("plain"), ["csf", "-ra"]);
+        assert_eq!(
+            split_words(" /usr/sbin/csf  'a b' \"c\\\"d\" e\\ f ").expect("quotes"),
+            ["/usr/sbin/csf", "a b", "c\"d", "e f"]
+        );
+        assert_eq!(split_words("x ''").expect("empty word"), ["x", ""]);
+        for bad in [
+            "csf -r; rm -rf /",
+            "csf -r | tee",
+            "$(id)",
+            "a > b",
+            "",
+            "  ",
+            "'open",
+            "x \\",
+        ] {
+            assert!(split_words(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -311,6 +561,7 @@ mod tests {
         let out = run_bounded(
             Path::new("/bin/sh"),
             &["-c", "echo out; echo err >&2; exit 3"],
+            None,
             Duration::from_secs(30),
         )
         .expect("run");
@@ -324,10 +575,11 @@ mod tests {
         let err = run_bounded(
             Path::new("/bin/sh"),
             &["-c", "sleep 30"],
+            None,
             Duration::from_millis(200),
         )
         .expect_err("killed");
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
         assert!(err.to_string().contains("killed"), "{err}");
     }
 
@@ -336,6 +588,7 @@ mod tests {
         let out = run_bounded(
             Path::new("/bin/sh"),
             &["-c", "echo started; (sleep 20 &) ; exit 0"],
+            None,
             Duration::from_secs(15),
         )
         .expect("run");

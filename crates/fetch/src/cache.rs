@@ -2,14 +2,14 @@
 //! `304 Not Modified` can be answered from it. Written atomically, only after validation.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cf_allow_diff::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
+
+use cf_allow_exec::files::Dir;
 
 use crate::error::FetchError;
 
@@ -84,9 +84,14 @@ pub(crate) fn unix_secs(t: SystemTime) -> u64 {
 /// `Err` only when the file exists and cannot be read.
 pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
     let path = cache_path(state_dir);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    let read = match Dir::open(state_dir) {
+        Ok(dir) => dir.read(CACHE_FILE),
+        Err(_) if !state_dir.exists() => Ok(None),
+        Err(e) => Err(e),
+    };
+    let bytes = match read {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
         Err(e) => {
             return Err(FetchError::CacheRead {
                 path,
@@ -95,7 +100,12 @@ pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
         }
     };
     match serde_json::from_slice::<Cache>(&bytes) {
-        Ok(cache) if cache.format == FORMAT => Ok(Some(cache)),
+        Ok(mut cache) if cache.format == FORMAT => {
+            if let Some(checked) = confirmed_at(state_dir) {
+                cache.list.fetched_at = cache.list.fetched_at.max(checked);
+            }
+            Ok(Some(cache))
+        }
         Ok(cache) => {
             tracing::warn!(
                 "ignoring the cache {}: unknown format {}",
@@ -119,37 +129,39 @@ pub(crate) fn load_or_warn(state_dir: &Path) -> Option<Cache> {
     })
 }
 
-/// Writes the cache atomically: temp file, fsync, rename, fsync the directory.
+/// The file whose modification time records when an unchanged list was last confirmed.
+pub const CHECK_FILE: &str = "last-check";
+
+/// Records that the cached list was confirmed now, without rewriting or fsyncing the cache:
+/// touches [`CHECK_FILE`] ([`load`] reads its time back as `fetched_at`).
+pub(crate) fn confirm(state_dir: &Path) -> io::Result<()> {
+    Dir::open(state_dir)?.touch(CHECK_FILE)
+}
+
+/// When the cached list was last confirmed by [`confirm`]: only a touch after the cache's
+/// last write counts (a rewritten cache carries its own `fetched_at`).
+fn confirmed_at(state_dir: &Path) -> Option<u64> {
+    let dir = Dir::open(state_dir).ok()?;
+    let written = dir.modified(CACHE_FILE).ok()??;
+    let checked = dir.modified(CHECK_FILE).ok()??;
+    (checked > written).then(|| unix_secs(checked))
+}
+
+/// The cache's permissions: it may hold what a source answered, so only root reads it.
+pub const CACHE_MODE: u32 = 0o600;
+
+/// Writes the cache atomically with [`Dir::write_atomic`] (exclusive temp file with an
+/// unpredictable name, no link followed, fsync, rename, fsync of the directory), mode 0600.
 pub(crate) fn store(state_dir: &Path, cache: &Cache) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(cache).map_err(io::Error::other)?;
     json.push(b'\n');
-    write_atomic(state_dir, CACHE_FILE, &json)
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dir.join(name))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    File::open(dir)?.sync_all()
+    Dir::create_all(state_dir, 0o755)?.write_atomic(CACHE_FILE, &json, CACHE_MODE, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn store_then_load_round_trips_and_creates_the_directory() {
@@ -180,6 +192,36 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, [CACHE_FILE], "no temp files left behind");
+    }
+
+    #[test]
+    fn planted_links_are_never_written_through() {
+        use std::os::unix::fs::{symlink, MetadataExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious\n").expect("seed");
+        let state = dir.path().join("state");
+        fs::create_dir(&state).expect("mkdir");
+        symlink(&victim, cache_path(&state)).expect("link the cache");
+        symlink(
+            &victim,
+            state.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id())),
+        )
+        .expect("link the old temp name");
+        assert!(load(&state).is_err(), "a linked cache is not read");
+        let cache = Cache::new(CachedList {
+            source: "file:///x".into(),
+            etag: None,
+            fetched_at: 1,
+            ipv4: vec![],
+            ipv6: vec![],
+        });
+        store(&state, &cache).expect("store");
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");
+        let meta = fs::symlink_metadata(cache_path(&state)).expect("meta");
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o777, 0o600, "the cache is 0600");
+        assert!(load(&state).expect("readable").is_some());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 mod cache;
 mod embedded;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod parse;
 mod transport;
 mod validate;
@@ -135,6 +137,20 @@ impl FetchedList {
 fn age_since(t: SystemTime) -> Duration {
     let age = SystemTime::now().duration_since(t).unwrap_or_default();
     Duration::from_secs(age.as_secs())
+}
+
+/// `url` with the user name and password (`user:secret@`) replaced by `***@`, for every
+/// message, log line, cache entry and JSON document.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// A duration for people: `40 s`, `12 min`, `3 h`, `4 d`.
@@ -267,16 +283,18 @@ async fn try_alternative(
     let mut etags = Vec::new();
     let mut all_not_modified = true;
     for url in urls {
+        // Credentials in the URL never reach a message, a log line or the cache.
+        let shown = redact_url(url);
         let invalid = |problem| FetchError::Invalid {
-            url: url.clone(),
+            url: shown.clone(),
             problem,
         };
-        let cached = cache.and_then(|c| c.urls.get(url));
+        let cached = cache.and_then(|c| c.urls.get(&shown));
         let if_none_match = cached.and_then(|r| r.etag.as_deref());
         let answer = transport
             .get(url, if_none_match)
             .await
-            .map_err(|f| f.into_error(url))?;
+            .map_err(|f| f.into_error(&shown))?;
         let (bytes, context, http_etag, mut not_modified) = match answer {
             Answer::Body {
                 bytes,
@@ -314,7 +332,7 @@ async fn try_alternative(
         if can_revalidate && context.status.is_some() {
             if let Ok(body) = String::from_utf8(bytes) {
                 records.push((
-                    url.clone(),
+                    shown.clone(),
                     UrlRecord {
                         etag: http_etag,
                         api_etag: parsed.api_etag,
@@ -324,7 +342,11 @@ async fn try_alternative(
             }
         }
     }
-    let source = urls.join(", ");
+    let source = urls
+        .iter()
+        .map(|u| redact_url(u))
+        .collect::<Vec<_>>()
+        .join(", ");
     validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
         url: source.clone(),
         problem,
@@ -354,6 +376,7 @@ fn persist(
     list: &FetchedList,
     records: Vec<(String, UrlRecord)>,
 ) {
+    let old_copy = old.clone();
     let mut cache = Cache::new(CachedList {
         source: list.source.clone(),
         etag: list.etag.clone(),
@@ -361,7 +384,13 @@ fn persist(
         ipv4: list.ranges.ipv4.clone(),
         ipv6: list.ranges.ipv6.clone(),
     });
-    let configured: BTreeSet<&String> = opts.alternatives.iter().flatten().collect();
+    // The cache keys URLs with their credentials redacted.
+    let configured: BTreeSet<String> = opts
+        .alternatives
+        .iter()
+        .flatten()
+        .map(|u| redact_url(u))
+        .collect();
     if let Some(old) = old {
         cache.urls = old
             .urls
@@ -370,11 +399,49 @@ fn persist(
             .collect();
     }
     cache.urls.extend(records);
+    // Unchanged (a 304, the same ETag, the same body): write and fsync nothing, only record
+    // the check time.
+    if let Some(old) = &old_copy {
+        if same_content(old, &cache) {
+            match cache::confirm(&opts.state_dir) {
+                Ok(()) => tracing::debug!("the cached list is unchanged; recorded the check time"),
+                Err(e) => tracing::debug!("cannot record the check time: {e}"),
+            }
+            return;
+        }
+    }
     match cache::store(&opts.state_dir, &cache) {
         Ok(()) => tracing::debug!("cached the list in {}", cache_path(&opts.state_dir).display()),
         Err(e) => tracing::warn!(
             "cannot write the cache {}: {e}; without network the next run falls back to an older list",
             cache_path(&opts.state_dir).display()
         ),
+    }
+}
+
+/// True when two caches differ at most in `fetched_at`.
+fn same_content(old: &Cache, new: &Cache) -> bool {
+    old.format == new.format
+        && old.urls == new.urls
+        && old.list.source == new.list.source
+        && old.list.etag == new.list.etag
+        && old.list.ipv4 == new.list.ipv4
+        && old.list.ipv6 == new.list.ipv6
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn userinfo_is_redacted_and_nothing_else() {
+        assert_eq!(
+            redact_url("http://user:secret@host:8080/ips?x=1"),
+            "http://***@host:8080/ips?x=1"
+        );
+        assert_eq!(redact_url("https://a@b@host/x@y"), "https://***@host/x@y");
+        assert_eq!(redact_url("https://host/p@th"), "https://host/p@th");
+        assert_eq!(redact_url("file:///etc/x"), "file:///etc/x");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -95,6 +95,8 @@ struct ApiResult {
 
 /// Cloudflare's `{"result":{…},"success":true,"errors":[],"messages":[]}`.
 fn parse_api_json(text: &str) -> Result<Parsed, Problem> {
+    // Duplicate keys are ambiguous (serde_json keeps the last one): refuse them.
+    serde_json::from_str::<UniqueKeys>(text).map_err(|e| Problem::BadJson(e.to_string()))?;
     let doc: Value = serde_json::from_str(text).map_err(|e| Problem::BadJson(e.to_string()))?;
     let Value::Object(doc) = doc else {
         return Err(Problem::NotIpList("not a JSON object".into()));
@@ -223,5 +225,84 @@ mod tests {
             failed.to_string(),
             "reported an API failure (success: false; errors: 10000 Authentication error)"
         );
+    }
+}
+
+/// A JSON document in which no object repeats a key (`"success": false, "success": true`).
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                while seq.next_element::<UniqueKeys>()?.is_some() {}
+                Ok(UniqueKeys)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the key {key:?} appears twice in one object (ambiguous)"
+                        )));
+                    }
+                    map.next_value::<UniqueKeys>()?;
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod unique_key_tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for text in [
+            r#"{"success": false, "success": true}"#,
+            r#"{"result": {"ipv4_cidrs": []}, "result": {"ipv4_cidrs": ["192.0.2.0/24"]}}"#,
+            r#"{"a": [{"x": 1, "x": 2}]}"#,
+        ] {
+            let err = serde_json::from_str::<UniqueKeys>(text)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains("appears twice")),
+                "{text}: {err:?}"
+            );
+        }
+        assert!(serde_json::from_str::<UniqueKeys>(r#"{"a": {"x": 1}, "b": {"x": 2}}"#).is_ok());
     }
 }

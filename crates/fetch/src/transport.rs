@@ -108,7 +108,7 @@ impl Transport {
         let parsed = Url::parse(url)
             .map_err(|e| Failure::problem(Problem::UnsupportedUrl(e.to_string())))?;
         match parsed.scheme() {
-            "file" => return read_file(&parsed, self.max_body_bytes),
+            "file" => return read_file_within(&parsed, self.max_body_bytes, self.timeout),
             "http" | "https" => {}
             other => {
                 return Err(Failure::problem(Problem::UnsupportedUrl(format!(
@@ -126,7 +126,8 @@ impl Transport {
                         Failure::Answered { problem, .. } => problem.to_string(),
                     };
                     tracing::info!(
-                        "source {url}: {reason}; retrying in {}",
+                        "source {}: {reason}; retrying in {}",
+                        crate::redact_url(url),
                         format_duration(wait)
                     );
                     tokio::time::sleep(wait).await;
@@ -149,15 +150,16 @@ impl Transport {
         if let Some(tag) = if_none_match {
             request = request.header(IF_NONE_MATCH, tag);
         }
+        let shown = crate::redact_url(url.as_str());
         tracing::debug!(
-            "GET {url}{}",
+            "GET {shown}{}",
             if_none_match
                 .map(|t| format!(" (If-None-Match: {t})"))
                 .unwrap_or_default()
         );
         let mut response = request.send().await.map_err(|e| self.classify(&e))?;
         let status = response.status();
-        tracing::debug!("{url}: HTTP {}", status.as_u16());
+        tracing::debug!("{shown}: HTTP {}", status.as_u16());
         if status == StatusCode::NOT_MODIFIED {
             return Ok(Answer::NotModified);
         }
@@ -206,7 +208,7 @@ impl Transport {
             }
             bytes.extend_from_slice(&chunk);
         }
-        tracing::debug!("{url}: {} bytes", bytes.len());
+        tracing::debug!("{}: {} bytes", crate::redact_url(url.as_str()), bytes.len());
         Ok(Answer::Body {
             bytes,
             context: Context {
@@ -277,6 +279,23 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
         last = next;
     }
     last.to_string()
+}
+
+/// [`read_file`] bounded by `timeout`: a FIFO nobody writes to, or a hung network file
+/// system, ends as a timeout instead of holding the run lock forever. (The reading thread
+/// stays blocked until the process exits; nothing else waits for it.)
+fn read_file_within(url: &Url, limit: u64, timeout: Duration) -> Result<Answer, Failure> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = url.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_file(&owned, limit));
+    });
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(Failure::problem(Problem::Unreadable(format!(
+            "nothing could be read within timeout_secs ({}); is it a FIFO or on a hung file system?",
+            format_duration(timeout)
+        ))))
+    })
 }
 
 fn read_file(url: &Url, limit: u64) -> Result<Answer, Failure> {

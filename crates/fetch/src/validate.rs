@@ -134,6 +134,9 @@ pub(crate) fn check_entry(
     expected: Option<Family>,
     v: &Validation,
 ) -> Result<IpNet, EntryIssue> {
+    if let Some(hint) = leading_zero(text) {
+        return Err(EntryIssue::NotCidr { hint });
+    }
     let net: IpNet = text.parse().map_err(|_| EntryIssue::NotCidr {
         hint: not_cidr_hint(text),
     })?;
@@ -143,6 +146,23 @@ pub(crate) fn check_entry(
         }
     }
     check_net(net, v)
+}
+
+/// A number with a leading zero in an IPv4 entry (`010.0.0.0/8`, `10.0.0.0/08`): ipnet reads
+/// it as decimal, `inet_aton` as octal; refused as ambiguous.
+fn leading_zero(text: &str) -> Option<String> {
+    if text.contains(':') {
+        return None;
+    }
+    text.split(['.', '/'])
+        .find(|part| {
+            part.len() > 1 && part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(|part| {
+            let digits = part.trim_start_matches('0');
+            let fixed = if digits.is_empty() { "0" } else { digits };
+            format!("`{part}` has a leading zero, which some tools read as octal; write {fixed}")
+        })
 }
 
 /// Checks a parsed network: no host bits, not too wide, not reserved (unless allowed).
@@ -283,6 +303,18 @@ mod tests {
             Ok(net) => format!("ok {net}"),
             Err(issue) => issue.to_string(),
         }
+    }
+
+    #[test]
+    fn leading_zeros_in_ipv4_are_refused() {
+        for text in ["010.0.0.0/8", "192.0.02.0/24", "10.0.0.0/08", "00.0.0.0/8"] {
+            let err = check_entry(text, None, &strict())
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains("leading zero"), "{text}: {err}");
+        }
+        assert!(check_entry("104.16.0.0/13", None, &strict()).is_ok());
+        assert!(check_entry("2400:cb00::/32", None, &strict()).is_ok());
     }
 
     #[test]

@@ -61,12 +61,7 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
-    /// Running a program failed at the OS level.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// Running a program failed (not started, timed out): crates/exec's one error type.
+    #[error(transparent)]
+    Exec(#[from] cf_allow_exec::ExecError),
 }

@@ -9,6 +9,9 @@ use crate::Error;
 
 pub(crate) use cf_allow_exec::find_program;
 
+/// How long a program may run beyond the xtables lock wait before it is killed.
+pub(crate) const PROGRAM_TIMEOUT_SECS: u64 = 120;
+
 /// A program to run and the package that provides it.
 #[derive(Clone, Debug)]
 pub(crate) struct Program {
@@ -36,10 +39,9 @@ impl Program {
     pub fn run(&self, args: &[&str], stdin: Option<&str>, lock_wait: u32) -> Result<Output, Error> {
         let path = self.resolve()?;
         debug!(program = %self.name, ?args, stdin_bytes = stdin.map_or(0, str::len), "run");
-        let output = cf_allow_exec::run(&path, args, stdin).map_err(|source| Error::Spawn {
-            program: self.name.clone(),
-            source,
-        })?;
+        // Bounded: the xtables lock wait plus generous time for the work itself.
+        let bound = std::time::Duration::from_secs(u64::from(lock_wait) + PROGRAM_TIMEOUT_SECS);
+        let output = cf_allow_exec::run_bounded(&path, args, stdin, bound)?;
         if output.status.success() {
             Ok(output)
         } else {

@@ -94,7 +94,7 @@ impl SetHeader {
 }
 
 /// The headers of `ipset list -t`, one per `Name:` line.
-fn parse_headers(text: &str) -> Vec<SetHeader> {
+pub(crate) fn parse_headers(text: &str) -> Vec<SetHeader> {
     let mut sets: Vec<SetHeader> = Vec::new();
     for line in text.lines() {
         if let Some(name) = line.strip_prefix("Name:") {
@@ -142,7 +142,7 @@ pub(crate) fn owned_names() -> [&'static str; 4] {
     ]
 }
 
-fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
+pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
     let mut members = Vec::new();
     let mut header_ok = false;
     for line in text.lines() {

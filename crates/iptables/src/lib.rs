@@ -8,6 +8,8 @@ mod backend;
 mod edit;
 mod error;
 mod exec;
+#[cfg(test)]
+mod fuzz;
 mod ipset;
 mod rules;
 mod saved;

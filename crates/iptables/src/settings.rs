@@ -157,6 +157,11 @@ impl Layout {
                     "iptables.hooks contains `{hook}`, which is cf-allow's own chain"
                 )));
             }
+            if hook == "OUTPUT" {
+                return Err(Error::Settings(
+                    "iptables.hooks contains `OUTPUT`: cf-allow's chain matches packets coming from Cloudflare, so it belongs on the input path (INPUT, FORWARD, DOCKER-USER or a chain they jump to); with lockdown it would drop the host's own outgoing traffic".to_string(),
+                ));
+            }
             if matches!(hook.as_str(), "PREROUTING" | "POSTROUTING") {
                 return Err(Error::Settings(format!(
                     "iptables.hooks contains `{hook}`, which the filter table does not have"
@@ -243,6 +248,8 @@ mod tests {
         )
         .expect_err("too long with docker");
         assert!(err.to_string().contains("at most 21"), "{err}");
+        let err = Layout::new(&settings("CF-ALLOW", &["OUTPUT"]), &[443]).expect_err("OUTPUT");
+        assert!(err.to_string().contains("input path"), "{err}");
         let err = Layout::new(&settings("CF-ALLOW", &[]), &[443]).expect_err("no hooks");
         assert!(err.to_string().contains("hooks is empty"), "{err}");
         let err = Layout::new(&settings("CF-ALLOW", &["INPUT"]), &[0]).expect_err("port 0");

@@ -829,10 +829,20 @@ fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> 
     None
 }
 
-fn check_name(key: &str, name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > NAME_MAX || name.contains('\0') {
+/// A table, chain or set name nft accepts as a bare identifier (a letter or `_`, then
+/// letters, digits, `_`, `-` and `.`), at most [`NAME_MAX`] bytes: a name that needs quoting
+/// would be printed unquoted by `nft list ruleset` and run as commands by `nft -f`.
+pub fn check_name(key: &str, name: &str) -> Result<(), Error> {
+    let identifier = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if name.is_empty() || name.len() > NAME_MAX || !identifier {
         return Err(Error::Settings(format!(
-            "{key} must be a name of 1 to {NAME_MAX} bytes without NUL, got {name:?}"
+            "{key} must be an nft identifier of 1 to {NAME_MAX} characters (a letter or `_`, then letters, digits, `_`, `-`, `.`), got {name:?}"
         )));
     }
     Ok(())
@@ -850,6 +860,24 @@ mod tests {
     fn stored(nets: &[&str]) -> Vec<StoredRange> {
         let elements = nets.iter().flat_map(|n| elements_of(&net(n))).collect();
         ranges_from_elements(elements, 4)
+    }
+
+    #[test]
+    fn names_that_are_not_identifiers_are_refused() {
+        for bad in [
+            "",
+            "x { } ; flush ruleset ; table inet y",
+            "a b",
+            "1x",
+            "-x",
+            "x\"",
+            &"t".repeat(300),
+        ] {
+            assert!(check_name("nftables.table", bad).is_err(), "{bad:?}");
+        }
+        for good in ["cf_allow", "filter", "_x", "a-b.c9"] {
+            assert!(check_name("nftables.table", good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub fn listed_nets(text: &str) -> Vec<IpNet> {
 /// `None` when it does not answer (not running).
 pub fn probe(client: &Path, limit: Duration) -> Result<Option<Vec<Jail>>, String> {
     let ask = |args: &[&str]| -> Result<String, String> {
-        let out = cf_allow_exec::run_bounded(client, args, limit)
+        let out = cf_allow_exec::run_bounded(client, args, None, limit)
             .map_err(|e| format!("{} {}: {e}", client.display(), args.join(" ")))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())

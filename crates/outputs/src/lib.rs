@@ -545,7 +545,7 @@ fn run_stdout(argv: &[String], limit: Duration) -> Result<String, String> {
     };
     let path = resolve(program).ok_or_else(|| format!("{program} is not installed"))?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = cf_allow_exec::run_bounded(&path, &args, limit).map_err(|e| e.to_string())?;
+    let out = cf_allow_exec::run_bounded(&path, &args, None, limit).map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         return Ok(stdout);

@@ -7,6 +7,7 @@
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
 
 pub mod csf_sandbox;
+pub mod fuzz;
 mod http;
 pub mod iptables;
 pub mod lab;
