@@ -1,0 +1,282 @@
+//! Reading the host: the programs run, their outputs, and building the model from them.
+
+use std::net::IpAddr;
+
+use cf_allow_diff::Family;
+use serde_json::Value;
+
+use crate::model::{Cond, Interface, Layer, Rhs, TFam, Table};
+use crate::{ipt, nft, HostModel};
+
+/// How to read the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `reachability.interfaces`: the inbound interfaces, instead of those of the default
+    /// routes (or every non-loopback interface that is up when there is none).
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// The captured outputs the model is built from. `Err` holds why a program could not be
+/// run or failed; `None` means not installed / not needed.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// `nft -j list ruleset`.
+    pub nft: Result<String, String>,
+    /// `iptables-nft-save` (read when an `ip` table holds iptables compat expressions).
+    pub iptables_nft_v4: Option<Result<String, String>>,
+    /// `ip6tables-nft-save` (same, for `ip6` tables).
+    pub iptables_nft_v6: Option<Result<String, String>>,
+    /// `iptables-legacy-save`.
+    pub iptables_legacy_v4: Option<Result<String, String>>,
+    /// `ip6tables-legacy-save`.
+    pub iptables_legacy_v6: Option<Result<String, String>>,
+    /// `ipset save` (read when an iptables rule references a set).
+    pub ipset: Option<Result<String, String>>,
+    /// Every interface, with its addresses and whether default routes use it.
+    pub interfaces: Vec<Interface>,
+}
+
+impl Sources {
+    /// Sources holding only an nft JSON dump and the interfaces.
+    pub fn nft_only(nft_json: &str, interfaces: Vec<Interface>) -> Sources {
+        Sources {
+            nft: Ok(nft_json.to_string()),
+            iptables_nft_v4: None,
+            iptables_nft_v6: None,
+            iptables_legacy_v4: None,
+            iptables_legacy_v6: None,
+            ipset: None,
+            interfaces,
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Option<Result<String, String>> {
+    let path = cf_allow_exec::find_program(program)?;
+    let cmd = format!("{program} {}", args.join(" "));
+    Some(match cf_allow_exec::run(&path, args, None) {
+        Err(e) => Err(format!("`{cmd}` could not run: {e}")),
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => {
+            let summary = cf_allow_exec::stderr_summary(&out, 2);
+            let hint = if summary.contains("Operation not permitted") || summary.contains("Permission denied") {
+                "; run cf-allow as root"
+            } else {
+                ""
+            };
+            Err(format!("`{cmd}` failed: {summary}{hint}"))
+        }
+    })
+}
+
+pub(crate) fn read(opts: &ReadOptions) -> HostModel {
+    let nft = run("nft", &["-j", "list", "ruleset"])
+        .unwrap_or_else(|| Err("nft is not installed (package nftables), so the nftables ruleset cannot be read".into()));
+    let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
+    let xt = |fam: &str| parsed.as_ref().is_some_and(|p| p.xt_tables.iter().any(|(f, _)| f == fam));
+    let iptables_nft_v4 = if xt("ip") { run("iptables-nft-save", &[]) } else { None };
+    let iptables_nft_v6 = if xt("ip6") { run("ip6tables-nft-save", &[]) } else { None };
+    let iptables_legacy_v4 = run("iptables-legacy-save", &[]);
+    let iptables_legacy_v6 = run("ip6tables-legacy-save", &[]);
+    let uses_ipset = [&iptables_nft_v4, &iptables_nft_v6, &iptables_legacy_v4, &iptables_legacy_v6]
+        .iter()
+        .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
+    let ipset = if uses_ipset {
+        Some(run("ipset", &["save"]).unwrap_or_else(|| Err("ipset is not installed".into())))
+    } else {
+        None
+    };
+    let sources = Sources {
+        nft,
+        iptables_nft_v4,
+        iptables_nft_v6,
+        iptables_legacy_v4,
+        iptables_legacy_v6,
+        ipset,
+        interfaces: read_interfaces().unwrap_or_default(),
+    };
+    from_sources(&sources, opts)
+}
+
+/// Every interface from `ip -j addr show`, with the default routes of both families.
+fn read_interfaces() -> Option<Vec<Interface>> {
+    let addrs: Value = serde_json::from_str(&run("ip", &["-j", "addr", "show"])?.ok()?).ok()?;
+    let default_devs = |args: &[&str]| -> Vec<String> {
+        run("ip", args)
+            .and_then(Result::ok)
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.get("dev").and_then(Value::as_str).map(String::from))
+            .collect()
+    };
+    let d4 = default_devs(&["-j", "-4", "route", "show", "default"]);
+    let d6 = default_devs(&["-j", "-6", "route", "show", "default"]);
+    let mut out = Vec::new();
+    for i in addrs.as_array()? {
+        let name = i.get("ifname").and_then(Value::as_str).unwrap_or("").to_string();
+        let flags: Vec<&str> = i
+            .get("flags")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push(Interface {
+            index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
+            addrs: i
+                .get("addr_info")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.get("local").and_then(Value::as_str)?.parse::<IpAddr>().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            default_v4: d4.contains(&name),
+            default_v6: d6.contains(&name),
+            up: flags.contains(&"UP"),
+            loopback: flags.contains(&"LOOPBACK"),
+            name,
+        });
+    }
+    Some(out)
+}
+
+fn inbound(all: &[Interface], opts: &ReadOptions, family: Family) -> Vec<Interface> {
+    if let Some(names) = &opts.interfaces {
+        return names
+            .iter()
+            .map(|n| {
+                all.iter().find(|i| &i.name == n).cloned().unwrap_or_else(|| Interface {
+                    name: n.clone(),
+                    ..Interface::default()
+                })
+            })
+            .collect();
+    }
+    let defaults: Vec<Interface> = all
+        .iter()
+        .filter(|i| match family {
+            Family::Ipv4 => i.default_v4,
+            Family::Ipv6 => i.default_v6,
+        })
+        .cloned()
+        .collect();
+    if !defaults.is_empty() {
+        return defaults;
+    }
+    all.iter().filter(|i| i.up && !i.loopback).cloned().collect()
+}
+
+/// True when the table changes nothing: no rule, and no base chain with policy drop.
+fn inert(t: &Table) -> bool {
+    t.chains
+        .iter()
+        .all(|c| c.rules.is_empty() && !c.base.as_ref().is_some_and(|b| b.policy_drop))
+}
+
+fn uses_ipsets(tables: &[Table]) -> bool {
+    tables.iter().any(|t| {
+        t.chains.iter().any(|c| {
+            c.rules
+                .iter()
+                .any(|r| r.conds.iter().any(|cd| matches!(cd, Cond::M(m) if matches!(m.rhs, Rhs::Ipset(..)))))
+        })
+    })
+}
+
+pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
+    let json = match &s.nft {
+        Ok(j) => j,
+        Err(why) => return HostModel::unreadable(why.clone()),
+    };
+    let parsed = match nft::parse(json) {
+        Ok(p) => p,
+        Err(why) => return HostModel::unreadable(why),
+    };
+    let mut notes = Vec::new();
+    let mut tables = parsed.tables;
+    for (fam, save, program) in [
+        ("ip", &s.iptables_nft_v4, "iptables-nft-save"),
+        ("ip6", &s.iptables_nft_v6, "ip6tables-nft-save"),
+    ] {
+        let xt: Vec<&String> = parsed.xt_tables.iter().filter(|(f, _)| f == fam).map(|(_, n)| n).collect();
+        if xt.is_empty() {
+            continue;
+        }
+        let family = if fam == "ip" { Family::Ipv4 } else { Family::Ipv6 };
+        match save {
+            Some(Ok(text)) => {
+                for saved in ipt::parse_save(text, family, Layer::Nftables) {
+                    if !xt.contains(&&saved.name) {
+                        continue;
+                    }
+                    let Some(pos) = tables
+                        .iter()
+                        .position(|t| t.family == TFam::parse(fam) && t.name == saved.name)
+                    else {
+                        continue;
+                    };
+                    tables[pos] = with_handles(saved, &tables[pos]);
+                }
+            }
+            Some(Err(why)) => notes.push(why.clone()),
+            None => notes.push(format!(
+                "{program} is not installed: the iptables rules in nftables stay partly unknown"
+            )),
+        }
+    }
+    for (save, family) in [
+        (&s.iptables_legacy_v4, Family::Ipv4),
+        (&s.iptables_legacy_v6, Family::Ipv6),
+    ] {
+        match save {
+            Some(Ok(text)) => tables.extend(
+                ipt::parse_save(text, family, Layer::IptablesLegacy)
+                    .into_iter()
+                    .filter(|t| !inert(t)),
+            ),
+            Some(Err(why)) => notes.push(why.clone()),
+            None => {}
+        }
+    }
+    let ipsets = match &s.ipset {
+        Some(Ok(text)) => ipt::parse_ipsets(text),
+        Some(Err(why)) => {
+            notes.push(why.clone());
+            Default::default()
+        }
+        None => {
+            if uses_ipsets(&tables) {
+                notes.push("ipset save was not read: the rules using ipsets stay unknown".into());
+            }
+            Default::default()
+        }
+    };
+    HostModel {
+        tables,
+        ipsets,
+        inbound_v4: inbound(&s.interfaces, opts, Family::Ipv4),
+        inbound_v6: inbound(&s.interfaces, opts, Family::Ipv6),
+        unreadable: None,
+        notes,
+    }
+}
+
+/// The table read from iptables-nft-save, with the nft handles of the same rules (the
+/// dump lists them in the same order) and the nft base chain settings.
+fn with_handles(mut saved: Table, from_nft: &Table) -> Table {
+    for c in saved.chains.iter_mut() {
+        let Some(n) = from_nft.chain(&c.name) else { continue };
+        if let (Some(b), Some(nb)) = (c.base.as_mut(), n.base.as_ref()) {
+            b.prio = nb.prio;
+            b.hook = nb.hook;
+        }
+        if n.rules.len() == c.rules.len() {
+            for (r, nr) in c.rules.iter_mut().zip(&n.rules) {
+                r.rref.handle = nr.rref.handle;
+            }
+        }
+    }
+    saved
+}
