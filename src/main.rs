@@ -10,6 +10,7 @@ mod config;
 mod list;
 mod lock;
 mod logging;
+mod reach;
 mod time;
 
 use std::process::ExitCode;
@@ -20,6 +21,11 @@ use cli::{Cli, Command};
 
 /// Exit code for usage errors (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+
+/// Exit code of `sync` when the list was applied (or would be) but Cloudflare is still
+/// blocked by another layer of the host's firewall, or the verdict is unknown. Takes
+/// precedence over 2 and 0.
+const EXIT_UNREACHABLE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -68,10 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync(args) => {
             let config = load()?.config;
-            (
-                args.exit_code,
-                commands::sync::run(config, args, cli.wait, cli.quiet)?,
-            )
+            let synced = commands::sync::run(config, args, cli.wait, cli.quiet)?;
+            if !synced.reachable {
+                return Ok(ExitCode::from(EXIT_UNREACHABLE));
+            }
+            (args.exit_code, synced.outcome)
         }
         Command::Status(args) => {
             let config = load()?.config;

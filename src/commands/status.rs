@@ -1,6 +1,6 @@
 //! `cf-allow status`: what cf-allow manages now, and whether it matches the last good list.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cf_allow_diff::Plan;
 use cf_allow_fetch::Origin;
 use serde_json::json;
@@ -10,14 +10,11 @@ use crate::backends;
 use crate::cli::StatusArgs;
 use crate::config::Config;
 
-/// Runs `status`. "Changed" means: not in sync with the last good list, or repairs pending.
+/// Runs `status`. "Changed" means: not in sync with the last good list, repairs pending, or
+/// Cloudflare not reachable through the host's whole input path.
 pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
-    // The list the last sync applied: the cache, else (a sync that ran offline without one)
-    // the compiled-in list.
-    let last_good = cf_allow_fetch::last_good(&config.state_dir)
-        .context("cannot read the cached list")?
-        .unwrap_or_else(cf_allow_fetch::embedded);
+    let last_good = crate::list::last_good(&config)?;
     let extra = crate::list::extra_cidrs(&config)?;
     let (backend, found) = super::open_and_inspect(kind, &config)?;
     let name = backend.name();
@@ -25,6 +22,10 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let expected = last_good.ranges.union(&extra);
     let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
     let in_sync = plan.is_empty();
+    let reach = crate::reach::verdict_now(&expected, kind, &config);
+    let reachable = reach.verdict.reachable;
+    let mut warnings = found.warnings.clone();
+    warnings.extend(reach.warnings.iter().cloned());
 
     if args.json {
         print_json(&json!({
@@ -36,10 +37,13 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
             "missing": families_json(&plan.add),
             "unexpected": families_json(&plan.remove),
             "repairs": plan.repairs,
-            "warnings": found.warnings,
+            "warnings": warnings,
             "last_good": list_json(&last_good),
+            "reachability": reach.json(),
         }))?;
-        return Ok(Outcome { changed: !in_sync });
+        return Ok(Outcome {
+            changed: !in_sync || !reachable,
+        });
     }
 
     let installed = if found.present {
@@ -88,5 +92,11 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     for warning in &found.warnings {
         println!("  warning: {warning}");
     }
-    Ok(Outcome { changed: !in_sync })
+    println!("reach:   {}", reach.summary());
+    for warning in &reach.warnings {
+        println!("  warning: {warning}");
+    }
+    Ok(Outcome {
+        changed: !in_sync || !reachable,
+    })
 }

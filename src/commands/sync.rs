@@ -10,8 +10,16 @@ use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::list::{self, Desired};
 
+/// What `main` needs to know about a sync.
+pub struct Synced {
+    /// Whether something changed (or would).
+    pub outcome: Outcome,
+    /// False when the verdict says Cloudflare is blocked somewhere, or cannot tell (exit 3).
+    pub reachable: bool,
+}
+
 /// Runs `sync`.
-pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Synced> {
     let kind = backends::choose(args.backend, &config)?;
     let _lock = super::lock(&config.state_dir, wait_secs)?;
     let desired = list::desired(&config, &args.source)?;
@@ -44,18 +52,31 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
         );
     }
 
+    // The verdict over the host's whole input path: after applying, or (dry run with
+    // changes) on the state the plan would produce.
+    let reach = if args.dry_run && changed {
+        let placement = backend.placement();
+        crate::reach::verdict_projected(&desired.ranges, kind, placement.as_ref(), &config)
+    } else {
+        crate::reach::verdict_now(&desired.ranges, kind, &config)
+    };
+    reach.log();
+    let reachable = reach.verdict.reachable;
+
     if args.json {
-        print_json(&plan_json(
-            name,
-            args.dry_run,
-            &plan,
-            &desired,
-            &found.warnings,
-        ))?;
-    } else if changed || !quiet {
+        let mut warnings = found.warnings.clone();
+        warnings.extend(reach.warnings.iter().cloned());
+        let mut doc = plan_json(name, args.dry_run, &plan, &desired, &warnings);
+        doc["reachability"] = reach.json();
+        print_json(&doc)?;
+    } else if changed || !quiet || !reachable {
         print_plan(name, args.dry_run, &plan);
+        println!("{name}: {}", reach.summary());
     }
-    Ok(Outcome { changed })
+    Ok(Synced {
+        outcome: Outcome { changed },
+        reachable,
+    })
 }
 
 fn plan_json(

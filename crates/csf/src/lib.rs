@@ -21,7 +21,7 @@ mod live;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cf_allow_diff::{Backend, Family, Inspection, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, Placement, Plan, RangeSet};
 use cf_allow_exec::find_program;
 use serde::{Deserialize, Serialize};
 
@@ -490,6 +490,14 @@ fn summarize(objects: &[Live]) -> String {
 
 impl Backend for CsfBackend {
     type Error = Error;
+
+    /// CSF inserts allow rules at the top of its `ALLOWIN` chain, and so does cf-allow.
+    fn placement(&self) -> Option<Placement> {
+        Some(Placement::IptablesChainTop {
+            legacy: cf_allow_exec::is_legacy_iptables("iptables"),
+            chain: "ALLOWIN".to_owned(),
+        })
+    }
 
     fn name(&self) -> &'static str {
         "csf"

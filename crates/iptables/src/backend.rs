@@ -1,7 +1,7 @@
 //! [`IptablesBackend`]: reads both families' filter tables (and cf-allow's ipsets) from the
 //! kernel, and changes them with one `iptables-restore --noflush` transaction per family.
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
 use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
@@ -361,6 +361,19 @@ impl IptablesBackend {
 
 impl Backend for IptablesBackend {
     type Error = Error;
+
+    fn placement(&self) -> Option<Placement> {
+        let legacy = match self.variant {
+            Variant::Legacy => true,
+            Variant::Nft => false,
+            Variant::Auto => cf_allow_exec::is_legacy_iptables("iptables-restore"),
+        };
+        Some(Placement::IptablesJump {
+            legacy,
+            chain: self.layout.main.clone(),
+            hooks: self.layout.hooks.clone(),
+        })
+    }
 
     fn name(&self) -> &'static str {
         "iptables"
