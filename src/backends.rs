@@ -81,6 +81,9 @@ fn detect(config: &Config) -> Result<BackendKind> {
         );
         return Ok(first);
     }
+    // Each candidate is judged on its own rules: what an earlier run of another backend
+    // installed does not count.
+    let model = crate::reach::without_own_rules(&model, config);
     let probe = crate::reach::probe(&crate::list::expected(config)?, config);
     let mut judged = Vec::new();
     for kind in kinds {

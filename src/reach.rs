@@ -90,6 +90,37 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
     }
 }
 
+/// `model` without the accepts that cf-allow's nftables own table and iptables jumps (both
+/// APIs) hold now, so that a candidate backend is judged on its own rules alone — not helped
+/// by what another backend installed on an earlier run. (An empty own table and a jump-free
+/// hook chain with policy accept decide nothing.)
+pub fn without_own_rules(model: &HostModel, config: &Config) -> HostModel {
+    let none = RangeSet::default();
+    let mut layers = vec![CfLayer::OwnTable {
+        family: "inet".to_owned(),
+        table: config.nftables.table.clone(),
+        priority: 0,
+        ranges: none.clone(),
+        ports: Vec::new(),
+    }];
+    for layer in [RuleLayer::Nftables, RuleLayer::IptablesLegacy] {
+        for family in ["ip", "ip6"] {
+            for hook in &config.iptables.hooks {
+                layers.push(CfLayer::FirstRule {
+                    layer,
+                    family: family.to_owned(),
+                    table: "filter".to_owned(),
+                    chain: hook.clone(),
+                    ranges: none.clone(),
+                    ports: Vec::new(),
+                    replaces_jump_to: Some(config.iptables.chain.clone()),
+                });
+            }
+        }
+    }
+    model.with_layers(&layers)
+}
+
 /// `model` as it would be once a backend placed at `placement` applied `probe`'s ranges.
 pub fn project(model: &HostModel, placement: &Placement, probe: &Probe) -> HostModel {
     model.with_layers(&layers(placement, probe))
