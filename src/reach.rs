@@ -309,6 +309,12 @@ pub fn report(
                     .to_owned(),
             );
         }
+        if finding.by.table.ends_with(" nat") && finding.by.chain == "PREROUTING" {
+            return Some(
+                "connections to published container ports are DNAT'd here and then forwarded, which the verdict does not follow: with `backend: iptables`, add DOCKER-USER to `iptables.hooks` so cf-allow accepts Cloudflare there too"
+                    .to_owned(),
+            );
+        }
         // The first alternative that gets everything through, else the first that gets past
         // this rule.
         let past_rule = |v: &Verdict| {
@@ -324,9 +330,7 @@ pub fn report(
             return Some(alt.advice.clone());
         }
         Some(match &finding.expr {
-            Some(expr) => format!(
-                "cf-allow cannot evaluate `{expr}`; make sure this rule lets Cloudflare's ranges through, or accept them before it (the supported rules are listed in crates/reach/README.md)"
-            ),
+            Some(_) => "make sure this rule lets Cloudflare's ranges through, or accept them before it (the rules the verdict evaluates are listed in crates/reach/README.md)".to_owned(),
             None => "no cf-allow backend can accept before this rule (it runs before the input hook, or in a chain cf-allow does not manage): exempt Cloudflare's ranges in it, remove the Cloudflare addresses from the set it matches (fail2ban `ignoreip`, csf.ignore), or remove it".to_owned(),
         })
     };
