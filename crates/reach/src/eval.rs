@@ -14,10 +14,32 @@ use crate::{report, HostModel, Probe, RuleRef, Verdict};
 const MAX_DEPTH: usize = 32;
 
 /// The fixed facts about the packet besides its source and destination port.
+#[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub family: Family,
     pub iface: Option<&'a Interface>,
     pub daddr: Option<u128>,
+    /// The conntrack state rules see: `new` once conntrack has run (priority -200 of
+    /// prerouting), `invalid` before it (ingress, raw), `None` at exactly -200.
+    pub ct_state: Option<&'static str>,
+}
+
+/// Link-local addresses: Cloudflare never connects to them, so they are not destinations.
+fn link_local(a: &std::net::IpAddr) -> bool {
+    match a {
+        std::net::IpAddr::V4(a) => a.is_link_local(),
+        std::net::IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// The ct state a base chain at `hook`/`prio` sees for a new connection's first packet.
+fn ct_state_at(hook: Hook, prio: i64) -> Option<&'static str> {
+    match hook {
+        Hook::Ingress => Some("invalid"),
+        Hook::Prerouting if prio < -200 => Some("invalid"),
+        Hook::Prerouting if prio == -200 => None,
+        _ => Some("new"),
+    }
 }
 
 /// Where a piece of the region ends.
@@ -85,13 +107,14 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                 family,
                 iface: None,
                 daddr: None,
+                ct_state: None,
             });
         }
         for iface in ifaces {
             let addrs: Vec<u128> = iface
                 .addrs
                 .iter()
-                .filter(|a| a.is_ipv4() == (family == Family::Ipv4))
+                .filter(|a| a.is_ipv4() == (family == Family::Ipv4) && !link_local(a))
                 .map(|a| crate::space::addr_value(*a))
                 .collect();
             if !uses_daddr || addrs.is_empty() {
@@ -99,6 +122,7 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                     family,
                     iface: Some(iface),
                     daddr: None,
+                    ct_state: None,
                 });
             } else {
                 for a in addrs {
@@ -106,18 +130,23 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                         family,
                         iface: Some(iface),
                         daddr: Some(a),
+                        ct_state: None,
                     });
                 }
             }
         }
         for ctx in &ctxs {
             let mut cur = region.clone();
-            for (table, chain) in model.base_chains(&ctx) {
+            for (table, chain) in model.base_chains(ctx) {
                 if cur.is_empty() {
                     break;
                 }
                 let Some(base) = &chain.base else { continue };
-                let pieces = eval_chain(model, table, chain, cur, ctx, 0);
+                let ctx = Ctx {
+                    ct_state: ct_state_at(base.hook, base.prio),
+                    ..*ctx
+                };
+                let pieces = eval_chain(model, table, chain, cur, &ctx, 0);
                 cur = Vec::new();
                 for (bxs, fate) in pieces {
                     match fate {
@@ -168,7 +197,9 @@ impl HostModel {
                 let applies = match b.hook {
                     Hook::Ingress => {
                         matches!(t.family, crate::model::TFam::Netdev | crate::model::TFam::Inet)
-                            && ctx.iface.is_some_and(|i| b.devices.iter().any(|d| d == &i.name))
+                            // Devices unknown: applied everywhere (a chain more can only block more).
+                            && (b.devices.is_empty()
+                                || ctx.iface.is_none_or(|i| b.devices.iter().any(|d| d == &i.name)))
                     }
                     Hook::Prerouting | Hook::Input => t.family.sees(ctx.family),
                     Hook::Other => false,
@@ -491,6 +522,7 @@ fn scalar_unknown(key: Key) -> String {
         Key::Daddr => "the destination address (no local address known)".into(),
         Key::Sport => "the source port (any)".into(),
         Key::Iif | Key::Iifname => "the inbound interface (none known)".into(),
+        Key::CtState => "ct state in a chain at priority -200, which runs alongside conntrack".into(),
         Key::FibSaddrOif => "the reverse-path lookup (no default route)".into(),
         other => format!("{other:?}"),
     }
@@ -546,7 +578,7 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
                 _ => Some(false),
             }
         }
-        Key::CtState => str_is("new"),
+        Key::CtState => str_is(ctx.ct_state?),
         Key::FibDaddrType => str_is("local"),
         Key::PktType => str_is("host"),
         Key::FibSaddrOif => {

@@ -22,6 +22,9 @@ pub struct ReadOptions {
 pub struct Sources {
     /// `nft -j list ruleset`.
     pub nft: Result<String, String>,
+    /// `nft list chains` (text), read when an ingress chain's devices are missing from the
+    /// JSON (nft 1.0.6 leaves them out).
+    pub nft_chains: Option<Result<String, String>>,
     /// `iptables-nft-save` (read when an `ip` table holds iptables compat expressions).
     pub iptables_nft_v4: Option<Result<String, String>>,
     /// `ip6tables-nft-save` (same, for `ip6` tables).
@@ -41,6 +44,7 @@ impl Sources {
     pub fn nft_only(nft_json: &str, interfaces: Vec<Interface>) -> Sources {
         Sources {
             nft: Ok(nft_json.to_string()),
+            nft_chains: None,
             iptables_nft_v4: None,
             iptables_nft_v6: None,
             iptables_legacy_v4: None,
@@ -74,6 +78,14 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
         .unwrap_or_else(|| Err("nft is not installed (package nftables), so the nftables ruleset cannot be read".into()));
     let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
     let xt = |fam: &str| parsed.as_ref().is_some_and(|p| p.xt_tables.iter().any(|(f, _)| f == fam));
+    let ingress = parsed.as_ref().is_some_and(|p| {
+        p.tables.iter().any(|t| {
+            t.chains
+                .iter()
+                .any(|c| c.base.as_ref().is_some_and(|b| b.hook == crate::model::Hook::Ingress && b.devices.is_empty()))
+        })
+    });
+    let nft_chains = if ingress { run("nft", &["list", "chains"]) } else { None };
     let iptables_nft_v4 = if xt("ip") { run("iptables-nft-save", &[]) } else { None };
     let iptables_nft_v6 = if xt("ip6") { run("ip6tables-nft-save", &[]) } else { None };
     let iptables_legacy_v4 = run("iptables-legacy-save", &[]);
@@ -88,6 +100,7 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
     };
     let sources = Sources {
         nft,
+        nft_chains,
         iptables_nft_v4,
         iptables_nft_v6,
         iptables_legacy_v4,
@@ -196,6 +209,9 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
     };
     let mut notes = Vec::new();
     let mut tables = parsed.tables;
+    if let Some(Ok(text)) = &s.nft_chains {
+        ingress_devices(&mut tables, text);
+    }
     for (fam, save, program) in [
         ("ip", &s.iptables_nft_v4, "iptables-nft-save"),
         ("ip6", &s.iptables_nft_v6, "ip6tables-nft-save"),
@@ -279,4 +295,39 @@ fn with_handles(mut saved: Table, from_nft: &Table) -> Table {
         }
     }
     saved
+}
+
+/// Fills in ingress chains' devices from `nft list chains` text.
+fn ingress_devices(tables: &mut [Table], text: &str) {
+    let (mut table, mut chain) = (None::<(String, String)>, None::<String>);
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["table", fam, name, "{"] => table = Some((fam.to_string(), name.to_string())),
+            ["chain", name, "{"] => chain = Some(name.to_string()),
+            _ => {}
+        }
+        let devices: Vec<String> = if let Some(i) = line.find("devices = {") {
+            let rest = &line[i + "devices = {".len()..];
+            rest.split('}')
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(|d| d.trim().trim_matches('"').to_string())
+                .filter(|d| !d.is_empty())
+                .collect()
+        } else if let Some(i) = line.find("device \"") {
+            let rest = &line[i + "device \"".len()..];
+            rest.split('"').next().map(|d| vec![d.to_string()]).unwrap_or_default()
+        } else {
+            continue;
+        };
+        let (Some((fam, tname)), Some(cname)) = (&table, &chain) else { continue };
+        let f = TFam::parse(fam);
+        if let Some(t) = tables.iter_mut().find(|t| t.family == f && &t.name == tname) {
+            if let Some(b) = t.chain_mut(cname).base.as_mut() {
+                b.devices = devices;
+            }
+        }
+    }
 }
