@@ -404,6 +404,9 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     if guard(&m.comps, ctx) == Some(false) {
         return CondRes::Const(false);
     }
+    if m.comps.iter().any(|c| c.key == Key::FibSaddrOif) {
+        return rpf(m, ctx);
+    }
     let owned;
     let (comps, elems): (&[Comp], &[Elem]) = match &m.rhs {
         Rhs::Elems(e) => (&m.comps, e),
@@ -462,6 +465,39 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
         return CondRes::Const(m.neg);
     }
     CondRes::Shape(Shape::new(boxes), m.neg)
+}
+
+/// `fib saddr [. mark] [. iif] oif missing|exists`: the sources the main table routes back
+/// out of the inbound interface (with `iif`) exist; the others are missing.
+fn rpf(m: &Match, ctx: &Ctx) -> CondRes {
+    let Some(iface) = ctx.iface else {
+        return CondRes::Unknown(format!("{}: the inbound interface (none known)", m.text));
+    };
+    let Rhs::Elems(elems) = &m.rhs else {
+        return CondRes::Unknown(m.text.clone());
+    };
+    let [elem] = elems.as_slice() else {
+        return CondRes::Unknown(m.text.clone());
+    };
+    let exists = match elem.as_slice() {
+        [Atom::Bool(b)] => *b,
+        [Atom::Str(s)] if s == "missing" => false,
+        [Atom::Str(s)] if s == "exists" => true,
+        _ => return CondRes::Unknown(m.text.clone()),
+    };
+    let max = crate::space::max_addr(ctx.family);
+    let routed: Vec<Bx> = iface
+        .routes
+        .iter()
+        .filter(|n| crate::Family::of(n) == ctx.family)
+        .map(|n| Bx {
+            s: net_span(n),
+            p: (0, u16::MAX),
+        })
+        .filter(|b| b.s.1 <= max)
+        .collect();
+    // Matching `exists` = inside the routed shape; `missing` = outside it.
+    CondRes::Shape(Shape::new(routed), m.neg == exists)
 }
 
 enum ElemRes {
@@ -581,22 +617,13 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
         Key::CtState => str_is(ctx.ct_state?),
         Key::FibDaddrType => str_is("local"),
         Key::PktType => str_is("host"),
-        Key::FibSaddrOif => {
-            let i = ctx.iface?;
-            let has_default = match ctx.family {
-                Family::Ipv4 => i.default_v4,
-                Family::Ipv6 => i.default_v6,
-            };
-            if !has_default {
-                return None;
-            }
-            // The lookup finds the default route: `missing` (false) is not the value.
-            match a {
-                Atom::Bool(b) => Some(*b),
-                Atom::Str(s) if s == "missing" => Some(false),
-                _ => None,
-            }
-        }
+        Key::CtStatus => match a {
+            // No status flag is set on a new connection's first packet (no NAT is modelled:
+            // a nat statement before makes the packet unknown).
+            Atom::Str(_) => ctx.ct_state.map(|_| false),
+            _ => None,
+        },
+        Key::FibSaddrOif => None,
         Key::Saddr | Key::Dport => None,
     }
 }

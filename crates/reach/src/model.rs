@@ -131,6 +131,8 @@ pub(crate) enum Key {
     /// `fib saddr . iif oif` (reverse-path lookup result; `missing` = no route back).
     FibSaddrOif,
     PktType,
+    /// `ct status` (flags): a new connection's first packet has none of them.
+    CtStatus,
 }
 
 /// One component of a compared value, with its implicit dependencies.
@@ -315,6 +317,9 @@ pub struct Interface {
     pub default_v4: bool,
     /// True when a default route of IPv6 goes out through it.
     pub default_v6: bool,
+    /// The destinations routed out through it (main table; `0.0.0.0/0`, `::/0` for the
+    /// default routes), for reverse-path (`fib saddr … oif`) matches.
+    pub routes: Vec<ipnet::IpNet>,
     /// True when the interface is up.
     pub up: bool,
     /// True for the loopback interface.

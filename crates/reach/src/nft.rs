@@ -229,6 +229,8 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
             ("th", "sport") => c(Key::Sport, None, None),
             (l4, "dport") if proto_num(l4).is_some() => c(Key::Dport, None, proto_num(l4)),
             (l4, "sport") if proto_num(l4).is_some() => c(Key::Sport, None, proto_num(l4)),
+            // Any field of another layer-4 protocol: a TCP SYN never matches it.
+            (l4, _) if proto_num(l4).is_some_and(|p| p != 6) => c(Key::Sport, None, proto_num(l4)),
             _ => Err(format!("payload {proto} {field}")),
         };
     }
@@ -248,6 +250,7 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
         let key = ct.get("key").and_then(Value::as_str).unwrap_or("");
         return match (key, ct.get("dir")) {
             ("state", None) => c(Key::CtState, None, None),
+            ("status", None) => c(Key::CtStatus, None, None),
             _ => Err(format!("ct {key}")),
         };
     }

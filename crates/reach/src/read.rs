@@ -114,18 +114,35 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
 /// Every interface from `ip -j addr show`, with the default routes of both families.
 fn read_interfaces() -> Option<Vec<Interface>> {
     let addrs: Value = serde_json::from_str(&run("ip", &["-j", "addr", "show"])?.ok()?).ok()?;
-    let default_devs = |args: &[&str]| -> Vec<String> {
+    // (device, destination) of every main-table route of both families.
+    let routes = |args: &[&str]| -> Vec<(String, Option<ipnet::IpNet>)> {
         run("ip", args)
             .and_then(Result::ok)
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| r.get("dev").and_then(Value::as_str).map(String::from))
+            .filter_map(|r| {
+                let dev = r.get("dev").and_then(Value::as_str)?.to_string();
+                let dst = r.get("dst").and_then(Value::as_str)?;
+                let net = match dst {
+                    "default" => None,
+                    d => Some(
+                        d.parse::<ipnet::IpNet>()
+                            .or_else(|_| d.parse::<IpAddr>().map(ipnet::IpNet::from))
+                            .ok()?,
+                    ),
+                };
+                Some((dev, net))
+            })
             .collect()
     };
-    let d4 = default_devs(&["-j", "-4", "route", "show", "default"]);
-    let d6 = default_devs(&["-j", "-6", "route", "show", "default"]);
+    let r4 = routes(&["-j", "-4", "route", "show", "table", "main"]);
+    let r6 = routes(&["-j", "-6", "route", "show", "table", "main"]);
+    let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
+    let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
+    let d4: Vec<String> = r4.iter().filter(|(_, n)| n.is_none()).map(|(d, _)| d.clone()).collect();
+    let d6: Vec<String> = r6.iter().filter(|(_, n)| n.is_none()).map(|(d, _)| d.clone()).collect();
     let mut out = Vec::new();
     for i in addrs.as_array()? {
         let name = i.get("ifname").and_then(Value::as_str).unwrap_or("").to_string();
@@ -145,6 +162,13 @@ fn read_interfaces() -> Option<Vec<Interface>> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            routes: r4
+                .iter()
+                .map(|(d, n)| (d, n.unwrap_or(default_any)))
+                .chain(r6.iter().map(|(d, n)| (d, n.unwrap_or(default_any6))))
+                .filter(|(d, _)| **d == name)
+                .map(|(_, n)| n)
+                .collect(),
             default_v4: d4.contains(&name),
             default_v6: d6.contains(&name),
             up: flags.contains(&"UP"),

@@ -1,7 +1,7 @@
 //! The differential test: generated rulesets loaded in a real kernel, real SYNs from a client
 //! namespace, compared with the engine's verdict for each (source, port).
 //!
-//! CI runs `CF_ALLOW_DIFF_CASES` rulesets (default 60) × 8 probes; `make soak-reach` runs
+//! CI runs `CF_ALLOW_DIFF_CASES` rulesets (default 200) × 8 probes; `make soak-reach` runs
 //! many more. Every disagreement found becomes a named case in `regressions.rs`.
 
 mod common;
@@ -390,7 +390,7 @@ fn engine_agrees_with_the_kernel_on_generated_rulesets() {
     let cases: u32 = std::env::var("CF_ALLOW_DIFF_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(200);
     let lab = Lab::new("diff");
     let mut runner = TestRunner::new(Config {
         cases,

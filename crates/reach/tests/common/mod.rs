@@ -38,3 +38,56 @@ pub fn blocked(v: &Verdict) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The `reach-verdict` example binary (cargo builds examples for `cargo test`).
+pub fn verdict_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    debug.join("examples").join("reach-verdict")
+}
+
+/// Parses the JSON `reach-verdict` printed (its first line starting with `{`).
+pub fn verdict_json(stdout: &str) -> serde_json::Value {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no verdict JSON in: {stdout}"));
+    serde_json::from_str(line).expect("verdict JSON")
+}
+
+/// Every blocked entry as `family range,… ports,… chain rule`, sorted.
+pub fn blocked_json(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v["blocked"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    let list = |x: &serde_json::Value| {
+                        x.as_array()
+                            .map(|l| {
+                                l.iter()
+                                    .map(|i| i.as_str().map(String::from).unwrap_or_else(|| i.to_string()))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default()
+                    };
+                    format!(
+                        "{} {} {} | {} {}: {}",
+                        f["family"].as_str().unwrap_or(""),
+                        list(&f["ranges"]),
+                        list(&f["ports"]),
+                        f["by"]["table"].as_str().unwrap_or(""),
+                        f["by"]["chain"].as_str().unwrap_or(""),
+                        f["by"]["rule"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
