@@ -73,6 +73,9 @@ fn detect(config: &Config) -> Result<BackendKind> {
             "no firewall backend found: CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
         ));
     };
+    if !config.reachability.check {
+        return Ok(first);
+    }
     let model = crate::reach::read(config);
     if let Some(reason) = model.unreadable_reason() {
         tracing::warn!(

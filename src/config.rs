@@ -70,12 +70,24 @@ impl Default for Config {
 
 /// The `reachability` section: how `sync` and `status` decide whether Cloudflare's packets
 /// get through the host's whole input path.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Reachability {
     /// The interfaces Cloudflare's packets arrive on; absent = those of the default routes
     /// (every non-loopback interface that is up when there is no default route).
     pub interfaces: Option<Interfaces>,
+    /// Compute the verdict after every sync and status (default). Off: no verdict, no exit 3,
+    /// `reachability: null` in the JSON, and detection takes the first available backend.
+    pub check: bool,
+}
+
+impl Default for Reachability {
+    fn default() -> Self {
+        Reachability {
+            interfaces: None,
+            check: true,
+        }
+    }
 }
 
 /// A non-empty list of network interface names.
@@ -383,6 +395,13 @@ mod tests {
         assert_eq!(c.guard.max_shrink_percent, Percent(50));
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/cf-allow"));
         assert_eq!(c.reachability.interfaces, None);
+        assert!(c.reachability.check);
+        assert!(
+            !parse("reachability: {check: false}\n")
+                .expect("check off")
+                .reachability
+                .check
+        );
     }
 
     #[test]

@@ -174,35 +174,55 @@ impl Report {
     }
 }
 
-/// The verdict for `ranges` on the host as it is now (after applying, or for `status`).
-pub fn verdict_now(ranges: &RangeSet, kind: BackendKind, config: &Config) -> Report {
-    let model = read(config);
-    report(&model, &model, &probe(ranges, config), kind, config)
+/// Which state a verdict judges.
+pub enum State<'a> {
+    /// The host as it is now (after applying, or for `status`).
+    Now,
+    /// The host once a backend at this placement applied the ranges (`sync --dry-run`);
+    /// `None` when the backend cannot say, and the current state is judged.
+    Projected(Option<&'a Placement>),
 }
 
-/// The verdict for `ranges` once a backend at `placement` (`None`: it cannot say) applied
-/// them: the host's rules read now with that backend's objects replaced (`sync --dry-run`).
-pub fn verdict_projected(
+/// The verdict for `ranges` on the config's ports in `state`; `None` when
+/// `reachability.check` is off. Logs how long reading and evaluating took (`-v`).
+pub fn verdict(
     ranges: &RangeSet,
     kind: BackendKind,
-    placement: Option<&Placement>,
+    state: State<'_>,
     config: &Config,
-) -> Report {
+) -> Option<Report> {
+    if !config.reachability.check {
+        tracing::debug!("reachability: not checked (reachability.check is off)");
+        return None;
+    }
+    let started = std::time::Instant::now();
     let model = read(config);
+    let read_at = started.elapsed();
     let probe = probe(ranges, config);
-    match placement {
-        Some(placement) => {
-            let projected = project(&model, placement, &probe);
-            report(&projected, &model, &probe, kind, config)
-        }
-        None => {
+    let projected = match state {
+        State::Now => None,
+        State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
+        State::Projected(None) => {
             tracing::debug!(
                 "reachability: {} cannot describe its rules; judging the current state",
                 kind.as_str()
             );
-            report(&model, &model, &probe, kind, config)
+            None
         }
-    }
+    };
+    let report = report(projected.as_ref().unwrap_or(&model), &model, &probe, kind, config);
+    let total = started.elapsed();
+    tracing::debug!(
+        "reachability: read the host's rules in {:.3} ms, verdict in {:.3} ms",
+        read_at.as_secs_f64() * 1e3,
+        (total - read_at).as_secs_f64() * 1e3
+    );
+    Some(report)
+}
+
+/// The `reachability` JSON value of an optional report (`null` when not checked).
+pub fn json_of(report: Option<&Report>) -> Value {
+    report.map_or(Value::Null, Report::json)
 }
 
 /// A configuration cf-allow accepts that an admin can switch to, and where its accept goes.

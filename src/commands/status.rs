@@ -22,10 +22,10 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let expected = last_good.ranges.union(&extra);
     let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
     let in_sync = plan.is_empty();
-    let reach = crate::reach::verdict_now(&expected, kind, &config);
-    let reachable = reach.verdict.reachable;
+    let reach = crate::reach::verdict(&expected, kind, crate::reach::State::Now, &config);
+    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
     let mut warnings = found.warnings.clone();
-    warnings.extend(reach.warnings.iter().cloned());
+    warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
 
     if args.json {
         print_json(&json!({
@@ -39,7 +39,7 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
             "repairs": plan.repairs,
             "warnings": warnings,
             "last_good": list_json(&last_good),
-            "reachability": reach.json(),
+            "reachability": crate::reach::json_of(reach.as_ref()),
         }))?;
         return Ok(Outcome {
             changed: !in_sync || !reachable,
@@ -92,9 +92,11 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     for warning in &found.warnings {
         println!("  warning: {warning}");
     }
-    println!("reach:   {}", reach.summary());
-    for warning in &reach.warnings {
-        println!("  warning: {warning}");
+    if let Some(reach) = &reach {
+        println!("reach:   {}", reach.summary());
+        for warning in &reach.warnings {
+            println!("  warning: {warning}");
+        }
     }
     Ok(Outcome {
         changed: !in_sync || !reachable,

@@ -9,6 +9,7 @@ use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::list::{self, Desired};
+use crate::reach::State;
 
 /// What `main` needs to know about a sync.
 pub struct Synced {
@@ -54,24 +55,29 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
 
     // The verdict over the host's whole input path: after applying, or (dry run with
     // changes) on the state the plan would produce.
-    let reach = if args.dry_run && changed {
-        let placement = backend.placement();
-        crate::reach::verdict_projected(&desired.ranges, kind, placement.as_ref(), &config)
+    let placement = backend.placement();
+    let state = if args.dry_run && changed {
+        State::Projected(placement.as_ref())
     } else {
-        crate::reach::verdict_now(&desired.ranges, kind, &config)
+        State::Now
     };
-    reach.log();
-    let reachable = reach.verdict.reachable;
+    let reach = crate::reach::verdict(&desired.ranges, kind, state, &config);
+    if let Some(reach) = &reach {
+        reach.log();
+    }
+    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
 
     if args.json {
         let mut warnings = found.warnings.clone();
-        warnings.extend(reach.warnings.iter().cloned());
+        warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
         let mut doc = plan_json(name, args.dry_run, &plan, &desired, &warnings);
-        doc["reachability"] = reach.json();
+        doc["reachability"] = crate::reach::json_of(reach.as_ref());
         print_json(&doc)?;
     } else if changed || !quiet || !reachable {
         print_plan(name, args.dry_run, &plan);
-        println!("{name}: {}", reach.summary());
+        if let Some(reach) = &reach {
+            println!("{name}: {}", reach.summary());
+        }
     }
     Ok(Synced {
         outcome: Outcome { changed },
