@@ -186,6 +186,8 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
     let mut proto: Option<u8> = None;
     let mut neg = false;
     let mut module = String::new();
+    // Options of a module that never matches need no understanding.
+    let mut skip_module_opts = false;
     let mut i = 0;
     let next = |i: &mut usize| -> Option<&String> {
         *i += 1;
@@ -244,8 +246,14 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "-m" | "--match" => {
                 module = next(&mut i).cloned().unwrap_or_default();
+                skip_module_opts = false;
                 match module.as_str() {
                     "tcp" | "udp" | "multiport" | "conntrack" | "state" | "set" | "comment" | "addrtype" | "icmp" | "icmp6" => {}
+                    // IPv6 extension headers: a SYN from a client carries none.
+                    "rt" | "frag" | "hbh" | "dst" | "ipv6header" if family == Family::Ipv6 => {
+                        conds.push(one(Key::L4proto, None, None, false, Vec::new(), format!("-m {module}")));
+                        skip_module_opts = true;
+                    }
                     other => conds.push(Cond::Unknown(format!("-m {other}"))),
                 }
             }
@@ -310,6 +318,11 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 // The target's own options follow; none of them changes the verdict.
                 i = args.len();
                 continue;
+            }
+            other if other.starts_with("--") && skip_module_opts => {
+                if args.get(i + 1).is_some_and(|v| !v.starts_with('-') && v.as_str() != "!") {
+                    i += 1;
+                }
             }
             other if other.starts_with('-') => {
                 // An option of a module the evaluator does not model: take its value too.

@@ -39,7 +39,8 @@ pub fn blocked(v: &Verdict) -> Vec<String> {
     out
 }
 
-/// The `reach-verdict` example binary (cargo builds examples for `cargo test`).
+/// The `reach-verdict` example binary (built by `cargo test --workspace --all-targets` and by
+/// `make test`; after a narrow `cargo test --test …`, run `cargo build --examples` first).
 pub fn verdict_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let debug = exe
