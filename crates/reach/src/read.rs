@@ -88,8 +88,18 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
     let nft_chains = if ingress { run("nft", &["list", "chains"]) } else { None };
     let iptables_nft_v4 = if xt("ip") { run("iptables-nft-save", &[]) } else { None };
     let iptables_nft_v6 = if xt("ip6") { run("ip6tables-nft-save", &[]) } else { None };
-    let iptables_legacy_v4 = run("iptables-legacy-save", &[]);
-    let iptables_legacy_v6 = run("ip6tables-legacy-save", &[]);
+    // The legacy tables of this network namespace are listed in /proc/thread-self/net/ip*_tables_names
+    // (absent or empty: none, and nothing to run).
+    let legacy = |names: &str, program: &str| {
+        let loaded = std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
+        if loaded {
+            run(program, &[])
+        } else {
+            None
+        }
+    };
+    let iptables_legacy_v4 = legacy("/proc/thread-self/net/ip_tables_names", "iptables-legacy-save");
+    let iptables_legacy_v6 = legacy("/proc/thread-self/net/ip6_tables_names", "ip6tables-legacy-save");
     let uses_ipset = [&iptables_nft_v4, &iptables_nft_v6, &iptables_legacy_v4, &iptables_legacy_v6]
         .iter()
         .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
