@@ -73,7 +73,46 @@ fn run(program: &str, args: &[&str]) -> Option<Result<String, String>> {
     })
 }
 
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Option<Result<String, String>> {
+    let path = cf_allow_exec::find_program(program)?;
+    Some(match cf_allow_exec::run(&path, args, Some(input)) {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(format!("`{program} {}` failed: {}", args.join(" "), cf_allow_exec::stderr_summary(&out, 2))),
+        Err(e) => Err(format!("`{program}` could not run: {e}")),
+    })
+}
+
+/// (device, destination) of the IPv6 routes (`/proc/thread-self/net/ipv6_route`: every
+/// table; reject routes left out; `None` = a default route).
+fn ipv6_routes() -> Vec<(String, Option<ipnet::IpNet>)> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (dst, len, flags, dev) = (w.first()?, w.get(1)?, w.get(8)?, w.get(9)?);
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            if flags & 0x0200 != 0 {
+                return None; // RTF_REJECT
+            }
+            let addr = std::net::Ipv6Addr::from(u128::from_str_radix(dst, 16).ok()?);
+            let len = u8::from_str_radix(len, 16).ok()?;
+            let net = ipnet::Ipv6Net::new(addr, len).ok()?;
+            Some((dev.to_string(), (len != 0).then_some(ipnet::IpNet::V6(net))))
+        })
+        .collect()
+}
+
 pub(crate) fn read(opts: &ReadOptions) -> HostModel {
+    // The interfaces are read while nft runs (threads inherit this thread's namespace).
+    std::thread::scope(|scope| {
+        let interfaces = scope.spawn(read_interfaces);
+        let mut sources = read_rules();
+        sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
+        from_sources(&sources, opts)
+    })
+}
+
+fn read_rules() -> Sources {
     let nft = run("nft", &["-j", "list", "ruleset"])
         .unwrap_or_else(|| Err("nft is not installed (package nftables), so the nftables ruleset cannot be read".into()));
     let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
@@ -108,7 +147,7 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
     } else {
         None
     };
-    let sources = Sources {
+    Sources {
         nft,
         nft_chains,
         iptables_nft_v4,
@@ -116,39 +155,36 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
         iptables_legacy_v4,
         iptables_legacy_v6,
         ipset,
-        interfaces: read_interfaces().unwrap_or_default(),
-    };
-    from_sources(&sources, opts)
+        interfaces: Vec::new(),
+    }
 }
 
 /// Every interface from `ip -j addr show`, with the default routes of both families.
 fn read_interfaces() -> Option<Vec<Interface>> {
-    let addrs: Value = serde_json::from_str(&run("ip", &["-j", "addr", "show"])?.ok()?).ok()?;
-    // (device, destination) of every main-table route of both families.
-    let routes = |args: &[&str]| -> Vec<(String, Option<ipnet::IpNet>)> {
-        run("ip", args)
-            .and_then(Result::ok)
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| {
-                let dev = r.get("dev").and_then(Value::as_str)?.to_string();
-                let dst = r.get("dst").and_then(Value::as_str)?;
-                let net = match dst {
-                    "default" => None,
-                    d => Some(
-                        d.parse::<ipnet::IpNet>()
-                            .or_else(|_| d.parse::<IpAddr>().map(ipnet::IpNet::from))
-                            .ok()?,
-                    ),
-                };
-                Some((dev, net))
-            })
-            .collect()
-    };
-    let r4 = routes(&["-j", "-4", "route", "show", "table", "main"]);
-    let r6 = routes(&["-j", "-6", "route", "show", "table", "main"]);
+    // One `ip` run: the interfaces with their addresses, then the IPv4 main-table routes.
+    let batch = run_with_input("ip", &["-j", "-batch", "-"], "addr show\nroute show table main\n")?.ok()?;
+    let mut docs = batch.lines().filter(|l| l.starts_with('['));
+    let addrs: Value = serde_json::from_str(docs.next()?).ok()?;
+    let r4: Vec<(String, Option<ipnet::IpNet>)> = docs
+        .next()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            let dev = r.get("dev").and_then(Value::as_str)?.to_string();
+            let net = match r.get("dst").and_then(Value::as_str)? {
+                "default" => None,
+                d => Some(
+                    d.parse::<ipnet::IpNet>()
+                        .or_else(|_| d.parse::<IpAddr>().map(ipnet::IpNet::from))
+                        .ok()?,
+                ),
+            };
+            Some((dev, net))
+        })
+        .collect();
+    let r6 = ipv6_routes();
     let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
     let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
     let d4: Vec<String> = r4.iter().filter(|(_, n)| n.is_none()).map(|(d, _)| d.clone()).collect();
