@@ -180,6 +180,7 @@ fn one(key: Key, fam: Option<Family>, proto: Option<u8>, neg: bool, elems: Vec<E
 }
 
 fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Family) -> Rule {
+    let t_chain_missing = |name: &str| t.chain(name).is_none();
     let mut conds = Vec::new();
     let mut unknown_stmt = None;
     let mut action = Action::Continue;
@@ -308,7 +309,9 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     "DROP" | "REJECT" => Action::Drop,
                     "RETURN" => Action::Return,
                     "LOG" | "NFLOG" | "ULOG" | "MARK" | "CONNMARK" => Action::Continue,
-                    t if t.chars().all(|c| c.is_ascii_uppercase()) && !goto => {
+                    // A target that is no chain of the table (iptables-save declares every
+                    // chain before the rules): DNAT, REDIRECT, NFQUEUE, CT, TPROXY, …
+                    t if t_chain_missing(t) => {
                         unknown_stmt.get_or_insert(format!("-j {t}"));
                         Action::Continue
                     }
@@ -481,5 +484,24 @@ mod tests {
     fn words_keep_quoted_comments_whole() {
         let w = words(r#"-A INPUT -m comment --comment "a b \"c\"" -j DROP"#);
         assert_eq!(w, ["-A", "INPUT", "-m", "comment", "--comment", "a b \"c\"", "-j", "DROP"]);
+    }
+}
+
+#[cfg(test)]
+mod save_tests {
+    use super::*;
+    use crate::model::Action;
+
+    #[test]
+    fn upper_case_user_chains_are_jumps_and_unknown_targets_are_unknown() {
+        let t = parse_save(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -p tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n",
+            Family::Ipv4,
+            Layer::Nftables,
+        );
+        let pre = t[0].chain("PREROUTING").expect("PREROUTING");
+        assert!(matches!(&pre.rules[0].action, Action::Jump(c) if c == "DOCKER"));
+        let docker = t[0].chain("DOCKER").expect("DOCKER");
+        assert_eq!(docker.rules[0].unknown_stmt.as_deref(), Some("-j DNAT"));
     }
 }
