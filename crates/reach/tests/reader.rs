@@ -182,3 +182,87 @@ fn unreadable_rules_give_unknown_with_the_reason_never_reachable() {
     assert_eq!(v["reachable"], false, "{v}");
     assert!(v["unknown"][0]["expr"].as_str().unwrap_or("").contains("nft is not installed"), "{v}");
 }
+
+#[test]
+fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
+    if !require_root("projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does") {
+        return;
+    }
+    use cf_allow_reach::{CfLayer, RangeSet, RuleLayer};
+    let (ns, _client) = server_with(
+        "proj",
+        "table inet firewalld {
+           chain filter_INPUT { type filter hook input priority 10; policy accept;
+             tcp dport 22 accept
+             reject with icmpx admin-prohibited
+           }
+         }
+         table inet cf_allow { chain input { type filter hook input priority -10; policy accept;
+             ip saddr 10.0.0.0/8 accept
+           }
+         }",
+    );
+    ns.sh("iptables-nft -P INPUT DROP");
+    let model = read_in(&ns);
+    let ranges = RangeSet::aggregated(["104.16.0.0/13".parse().expect("net")]);
+    let p = probe(&["104.16.0.0/13"], &[443]);
+    let own = model.with_layer(&CfLayer::OwnTable {
+        family: "inet".into(),
+        table: "cf_allow".into(),
+        priority: -10,
+        ranges: ranges.clone(),
+        ports: vec![443],
+    });
+    // The old cf_allow table is replaced; ip filter's policy (priority 0) decides before
+    // firewalld's reject (priority 10).
+    assert_eq!(own.tables().iter().filter(|(_, t)| t == "inet cf_allow").count(), 1);
+    let v = own.evaluate(&p);
+    assert_eq!(
+        blocked(&v),
+        ["ipv4 104.16.0.0/13 443 | ip filter INPUT: \"policy drop\""],
+        "{}",
+        v.to_json()
+    );
+    // With an accept first in ip filter INPUT only, firewalld's reject decides.
+    let one = model.with_layer(&CfLayer::FirstRule {
+        layer: RuleLayer::Nftables,
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "INPUT".into(),
+        ranges: ranges.clone(),
+        ports: vec![443],
+        replaces_jump_to: None,
+    });
+    let v = one.evaluate(&p);
+    assert_eq!(
+        blocked(&v),
+        ["ipv4 104.16.0.0/13 443 | inet firewalld filter_INPUT: \"reject with icmpx admin-prohibited\" (handle 3)"],
+        "{}",
+        v.to_json()
+    );
+    // Accepts first in both blocking chains: reachable.
+    let both = model.with_layers(&[
+        CfLayer::FirstRule {
+            layer: RuleLayer::Nftables,
+            family: "inet".into(),
+            table: "firewalld".into(),
+            chain: "filter_INPUT".into(),
+            ranges: ranges.clone(),
+            ports: vec![443],
+            replaces_jump_to: None,
+        },
+        CfLayer::FirstRule {
+            layer: RuleLayer::Nftables,
+            family: "ip".into(),
+            table: "filter".into(),
+            chain: "INPUT".into(),
+            ranges,
+            ports: vec![443],
+            replaces_jump_to: Some("cf-allow".into()),
+        },
+    ]);
+    let v = both.evaluate(&p);
+    assert!(v.reachable, "{}", v.to_json());
+    // The projection is a copy: the model read from the host is unchanged.
+    assert!(!model.evaluate(&p).reachable);
+}
