@@ -16,10 +16,17 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--interfaces" => {
-                opts.interfaces = args.next().map(|v| v.split(',').map(String::from).collect());
+                opts.interfaces = args
+                    .next()
+                    .map(|v| v.split(',').map(String::from).collect());
             }
             "--ports" => {
-                for p in args.next().unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+                for p in args
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                {
                     match p.parse() {
                         Ok(p) => ports.push(p),
                         Err(_) => fail(&format!("not a port: {p}")),
@@ -43,7 +50,10 @@ fn main() {
     let mut json = verdict.to_json();
     if let Some(o) = json.as_object_mut() {
         o.insert("read_us".into(), (read.as_micros() as u64).into());
-        o.insert("evaluate_us".into(), ((total - read).as_micros() as u64).into());
+        o.insert(
+            "evaluate_us".into(),
+            ((total - read).as_micros() as u64).into(),
+        );
         o.insert("notes".into(), model.notes().into());
     }
     println!("{json}");

@@ -156,10 +156,13 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                             .entry((family, base.policy_ref.clone()))
                             .or_default()
                             .extend(bxs),
-                        Fate::Drop(r) => blocked.entry((family, r.clone())).or_default().extend(bxs),
-                        Fate::Unknown(r, e) => {
-                            unknown.entry((family, r.clone(), e)).or_default().extend(bxs)
+                        Fate::Drop(r) => {
+                            blocked.entry((family, r.clone())).or_default().extend(bxs)
                         }
+                        Fate::Unknown(r, e) => unknown
+                            .entry((family, r.clone(), e))
+                            .or_default()
+                            .extend(bxs),
                     }
                 }
             }
@@ -178,7 +181,8 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
         v.blocked.extend(report::findings(family, by, None, bxs));
     }
     for ((family, by, expr), bxs) in unknown {
-        v.unknown.extend(report::findings(family, by, Some(expr), bxs));
+        v.unknown
+            .extend(report::findings(family, by, Some(expr), bxs));
     }
     v.reachable = v.blocked.is_empty() && v.unknown.is_empty();
     v
@@ -312,7 +316,10 @@ fn apply_action<'m>(
         Action::Return => out.push((cur, Fate::Return)),
         Action::Jump(target) | Action::Goto(target) => {
             let Some(callee) = table.chain(target) else {
-                out.push((cur, Fate::Unknown(rref, format!("jump to a missing chain {target}"))));
+                out.push((
+                    cur,
+                    Fate::Unknown(rref, format!("jump to a missing chain {target}")),
+                ));
                 return;
             };
             if depth >= MAX_DEPTH {
@@ -338,7 +345,13 @@ fn apply_action<'m>(
                             return;
                         }
                         (None, None) => {
-                            out.push((cur, Fate::Unknown(rref, format!("{text}: @{name} is not a verdict map"))));
+                            out.push((
+                                cur,
+                                Fate::Unknown(
+                                    rref,
+                                    format!("{text}: @{name} is not a verdict map"),
+                                ),
+                            ));
                             return;
                         }
                     },
@@ -417,7 +430,9 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
                 }
                 (&m.comps, &set.elems)
             }
-            None => return CondRes::Unknown(format!("{}: no set @{name} in {}", m.text, table.label())),
+            None => {
+                return CondRes::Unknown(format!("{}: no set @{name} in {}", m.text, table.label()))
+            }
         },
         Rhs::Ipset(name, dirs) => match model.ipsets.get(name) {
             Some(set) => {
@@ -442,12 +457,12 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
                     }
                 }
             }
-            None => {
-                return CondRes::Unknown(format!("{}: no ipset {name} could be read", m.text))
-            }
+            None => return CondRes::Unknown(format!("{}: no ipset {name} could be read", m.text)),
         },
     };
-    let dimensional = comps.iter().any(|c| matches!(c.key, Key::Saddr | Key::Dport));
+    let dimensional = comps
+        .iter()
+        .any(|c| matches!(c.key, Key::Saddr | Key::Dport));
     let mut boxes = Vec::new();
     for e in elems {
         match elem_shape(comps, e, ctx) {
@@ -531,7 +546,10 @@ fn elem_shape(comps: &[Comp], elem: &Elem, ctx: &Ctx) -> ElemRes {
                 Atom::Num(lo, hi) => {
                     let lo = (*lo).min(u16::MAX as u128) as u16;
                     let hi = (*hi).min(u16::MAX as u128) as u16;
-                    let Some(i) = b.intersect(&Bx { s: b.s, p: (lo, hi) }) else {
+                    let Some(i) = b.intersect(&Bx {
+                        s: b.s,
+                        p: (lo, hi),
+                    }) else {
                         return ElemRes::No;
                     };
                     b = i;
@@ -558,7 +576,9 @@ fn scalar_unknown(key: Key) -> String {
         Key::Daddr => "the destination address (no local address known)".into(),
         Key::Sport => "the source port (any)".into(),
         Key::Iif | Key::Iifname => "the inbound interface (none known)".into(),
-        Key::CtState => "ct state in a chain at priority -200, which runs alongside conntrack".into(),
+        Key::CtState => {
+            "ct state in a chain at priority -200, which runs alongside conntrack".into()
+        }
         Key::FibSaddrOif => "the reverse-path lookup (no default route)".into(),
         other => format!("{other:?}"),
     }

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use cf_allow_diff::Family;
 
-use crate::model::{Action, Atom, Comp, Cond, Elem, Hook, Ipset, IpsetKind, Key, Layer, Match, Rhs, Rule, TFam, Table};
+use crate::model::{
+    Action, Atom, Comp, Cond, Elem, Hook, Ipset, IpsetKind, Key, Layer, Match, Rhs, Rule, TFam,
+    Table,
+};
 use crate::space::addr_value;
 
 /// The classic hook and priority of a built-in chain; `None` for chains a packet to a local
@@ -86,8 +89,12 @@ pub(crate) fn parse_save(text: &str, family: Family, layer: Layer) -> Vec<Table>
         }
         if let Some(decl) = line.strip_prefix(':') {
             let mut it = decl.split_whitespace();
-            let (Some(name), policy) = (it.next(), it.next()) else { continue };
-            let base = classic_base(&t.name, name).map(|(hook, prio)| t.base_info(name, hook, prio, policy == Some("DROP"), Vec::new()));
+            let (Some(name), policy) = (it.next(), it.next()) else {
+                continue;
+            };
+            let base = classic_base(&t.name, name).map(|(hook, prio)| {
+                t.base_info(name, hook, prio, policy == Some("DROP"), Vec::new())
+            });
             t.chain_mut(name).base = base;
             continue;
         }
@@ -135,7 +142,11 @@ fn addr_atom(s: &str, family: Family) -> Option<Atom> {
         return None;
     }
     let host = bits - len;
-    let m: u128 = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+    let m: u128 = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
     let base = addr_value(addr) & !m;
     Some(Atom::Num(base, base | m))
 }
@@ -144,7 +155,11 @@ fn port_atom(s: &str) -> Option<Atom> {
     match s.split_once(':') {
         Some((a, b)) => {
             let lo: u16 = if a.is_empty() { 0 } else { a.parse().ok()? };
-            let hi: u16 = if b.is_empty() { u16::MAX } else { b.parse().ok()? };
+            let hi: u16 = if b.is_empty() {
+                u16::MAX
+            } else {
+                b.parse().ok()?
+            };
             Some(Atom::Num(lo as u128, hi as u128))
         }
         None => {
@@ -170,7 +185,14 @@ fn proto_of(s: &str) -> Option<Option<u8>> {
     Some(p)
 }
 
-fn one(key: Key, fam: Option<Family>, proto: Option<u8>, neg: bool, elems: Vec<Elem>, text: String) -> Cond {
+fn one(
+    key: Key,
+    fam: Option<Family>,
+    proto: Option<u8>,
+    neg: bool,
+    elems: Vec<Elem>,
+    text: String,
+) -> Cond {
     Cond::M(Match {
         comps: vec![Comp { key, fam, proto }],
         neg,
@@ -205,8 +227,16 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "-s" | "--source" | "-d" | "--destination" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
-                let key = if a.starts_with("-s") || a == "--source" { Key::Saddr } else { Key::Daddr };
-                match v.split(',').map(|x| addr_atom(x, family).map(|a| vec![a])).collect::<Option<Vec<_>>>() {
+                let key = if a.starts_with("-s") || a == "--source" {
+                    Key::Saddr
+                } else {
+                    Key::Daddr
+                };
+                match v
+                    .split(',')
+                    .map(|x| addr_atom(x, family).map(|a| vec![a]))
+                    .collect::<Option<Vec<_>>>()
+                {
                     Some(elems) => conds.push(one(key, None, None, neg, elems, text(&v))),
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
@@ -221,7 +251,14 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     }
                     Some(Some(p)) => {
                         proto = Some(p);
-                        conds.push(one(Key::L4proto, None, None, neg, vec![vec![Atom::Num(p as u128, p as u128)]], text(&v)));
+                        conds.push(one(
+                            Key::L4proto,
+                            None,
+                            None,
+                            neg,
+                            vec![vec![Atom::Num(p as u128, p as u128)]],
+                            text(&v),
+                        ));
                         if neg {
                             proto = None;
                         }
@@ -235,7 +272,14 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     Some(p) => format!("{p}*"),
                     None => v.clone(),
                 };
-                conds.push(one(Key::Iifname, None, None, neg, vec![vec![Atom::Str(pat)]], text(&v)));
+                conds.push(one(
+                    Key::Iifname,
+                    None,
+                    None,
+                    neg,
+                    vec![vec![Atom::Str(pat)]],
+                    text(&v),
+                ));
             }
             "-o" | "--out-interface" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
@@ -243,16 +287,31 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "-f" | "--fragment" => {
                 // A SYN is never a second fragment.
-                conds.push(one(Key::L4proto, None, None, neg, Vec::new(), a.to_string()));
+                conds.push(one(
+                    Key::L4proto,
+                    None,
+                    None,
+                    neg,
+                    Vec::new(),
+                    a.to_string(),
+                ));
             }
             "-m" | "--match" => {
                 module = next(&mut i).cloned().unwrap_or_default();
                 skip_module_opts = false;
                 match module.as_str() {
-                    "tcp" | "udp" | "multiport" | "conntrack" | "state" | "set" | "comment" | "addrtype" | "icmp" | "icmp6" => {}
+                    "tcp" | "udp" | "multiport" | "conntrack" | "state" | "set" | "comment"
+                    | "addrtype" | "icmp" | "icmp6" => {}
                     // IPv6 extension headers: a SYN from a client carries none.
                     "rt" | "frag" | "hbh" | "dst" | "ipv6header" if family == Family::Ipv6 => {
-                        conds.push(one(Key::L4proto, None, None, false, Vec::new(), format!("-m {module}")));
+                        conds.push(one(
+                            Key::L4proto,
+                            None,
+                            None,
+                            false,
+                            Vec::new(),
+                            format!("-m {module}"),
+                        ));
                         skip_module_opts = true;
                     }
                     other => conds.push(Cond::Unknown(format!("-m {other}"))),
@@ -260,7 +319,11 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "--dport" | "--destination-port" | "--sport" | "--source-port" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
-                let key = if a.contains('d') && a != "--source-port" { Key::Dport } else { Key::Sport };
+                let key = if a.contains('d') && a != "--source-port" {
+                    Key::Dport
+                } else {
+                    Key::Sport
+                };
                 match port_atom(&v) {
                     Some(p) => conds.push(one(key, None, proto, neg, vec![vec![p]], text(&v))),
                     None => conds.push(Cond::Unknown(text(&v))),
@@ -268,15 +331,26 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "--dports" | "--destination-ports" | "--sports" | "--source-ports" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
-                let key = if a.starts_with("--d") { Key::Dport } else { Key::Sport };
-                match v.split(',').map(|x| port_atom(x).map(|a| vec![a])).collect::<Option<Vec<_>>>() {
+                let key = if a.starts_with("--d") {
+                    Key::Dport
+                } else {
+                    Key::Sport
+                };
+                match v
+                    .split(',')
+                    .map(|x| port_atom(x).map(|a| vec![a]))
+                    .collect::<Option<Vec<_>>>()
+                {
                     Some(elems) => conds.push(one(key, None, proto, neg, elems, text(&v))),
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
             "--ctstate" | "--state" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
-                let elems = v.split(',').map(|s| vec![Atom::Str(s.to_ascii_lowercase())]).collect();
+                let elems = v
+                    .split(',')
+                    .map(|s| vec![Atom::Str(s.to_ascii_lowercase())])
+                    .collect();
                 conds.push(one(Key::CtState, None, None, neg, elems, text(&v)));
             }
             "--match-set" => {
@@ -286,7 +360,10 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     comps: Vec::new(),
                     neg,
                     rhs: Rhs::Ipset(name.clone(), dirs.split(',').map(String::from).collect()),
-                    text: format!("{}-m set --match-set {name} {dirs}", if neg { "! " } else { "" }),
+                    text: format!(
+                        "{}-m set --match-set {name} {dirs}",
+                        if neg { "! " } else { "" }
+                    ),
                 }));
             }
             "--comment" => {
@@ -294,7 +371,10 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             }
             "--dst-type" if module == "addrtype" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
-                let elems = v.split(',').map(|s| vec![Atom::Str(s.to_ascii_lowercase())]).collect();
+                let elems = v
+                    .split(',')
+                    .map(|s| vec![Atom::Str(s.to_ascii_lowercase())])
+                    .collect();
                 conds.push(one(Key::FibDaddrType, None, None, neg, elems, text(&v)));
             }
             "--icmp-type" | "--icmpv6-type" if proto.is_some_and(|p| p != 6) => {
@@ -323,19 +403,28 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 continue;
             }
             other if other.starts_with("--") && skip_module_opts => {
-                if args.get(i + 1).is_some_and(|v| !v.starts_with('-') && v.as_str() != "!") {
+                if args
+                    .get(i + 1)
+                    .is_some_and(|v| !v.starts_with('-') && v.as_str() != "!")
+                {
                     i += 1;
                 }
             }
             other if other.starts_with('-') => {
                 // An option of a module the evaluator does not model: take its value too.
                 let mut what = other.to_string();
-                if let Some(v) = args.get(i + 1).filter(|v| !v.starts_with('-') && v.as_str() != "!") {
+                if let Some(v) = args
+                    .get(i + 1)
+                    .filter(|v| !v.starts_with('-') && v.as_str() != "!")
+                {
                     what.push(' ');
                     what.push_str(v);
                     i += 1;
                 }
-                conds.push(Cond::Unknown(format!("{}{what}", if neg { "! " } else { "" })));
+                conds.push(Cond::Unknown(format!(
+                    "{}{what}",
+                    if neg { "! " } else { "" }
+                )));
             }
             other => conds.push(Cond::Unknown(other.to_string())),
         }
@@ -358,7 +447,11 @@ pub(crate) fn parse_ipsets(text: &str) -> HashMap<String, Ipset> {
         match w.first() {
             Some(&"create") if w.len() >= 3 => {
                 let (name, ty) = (w[1], w[2]);
-                let family = match w.iter().position(|x| *x == "family").and_then(|i| w.get(i + 1)) {
+                let family = match w
+                    .iter()
+                    .position(|x| *x == "family")
+                    .and_then(|i| w.get(i + 1))
+                {
                     Some(&"inet6") => Some(Family::Ipv6),
                     Some(&"inet") => Some(Family::Ipv4),
                     _ => None,
@@ -381,7 +474,11 @@ pub(crate) fn parse_ipsets(text: &str) -> HashMap<String, Ipset> {
                         Vec::new()
                     }
                 };
-                let family = if ty.starts_with("bitmap:port") { None } else { family.or(Some(Family::Ipv4)) };
+                let family = if ty.starts_with("bitmap:port") {
+                    None
+                } else {
+                    family.or(Some(Family::Ipv4))
+                };
                 sets.insert(
                     name.to_string(),
                     Ipset {
@@ -393,7 +490,9 @@ pub(crate) fn parse_ipsets(text: &str) -> HashMap<String, Ipset> {
                 );
             }
             Some(&"add") if w.len() >= 3 => {
-                let Some(set) = sets.get_mut(w[1]) else { continue };
+                let Some(set) = sets.get_mut(w[1]) else {
+                    continue;
+                };
                 if w[3..].contains(&"nomatch") {
                     set.unknown = Some(format!("ipset {} holds nomatch entries", w[1]));
                     continue;
@@ -420,8 +519,15 @@ fn ipset_elem(set: &Ipset, entry: &str) -> Option<Elem> {
             IpsetKind::Addr => {
                 let fam = set.family.unwrap_or(Family::Ipv4);
                 match p.split_once('-') {
-                    Some((a, b)) if !p.contains(':') || fam == Family::Ipv6 && b.parse::<IpAddr>().is_ok() => {
-                        let (Atom::Num(lo, _), Atom::Num(_, hi)) = (addr_atom(a, fam)?, addr_atom(b, fam)?) else { return None };
+                    Some((a, b))
+                        if !p.contains(':')
+                            || fam == Family::Ipv6 && b.parse::<IpAddr>().is_ok() =>
+                    {
+                        let (Atom::Num(lo, _), Atom::Num(_, hi)) =
+                            (addr_atom(a, fam)?, addr_atom(b, fam)?)
+                        else {
+                            return None;
+                        };
                         out.push(Atom::Num(lo, hi));
                     }
                     _ => out.push(addr_atom(p, fam)?),
@@ -434,7 +540,10 @@ fn ipset_elem(set: &Ipset, entry: &str) -> Option<Elem> {
                 };
                 let proto = proto_of(proto)?.unwrap_or(0);
                 let port = match port.split_once('-') {
-                    Some((a, b)) => Atom::Num(a.parse::<u16>().ok()? as u128, b.parse::<u16>().ok()? as u128),
+                    Some((a, b)) => Atom::Num(
+                        a.parse::<u16>().ok()? as u128,
+                        b.parse::<u16>().ok()? as u128,
+                    ),
                     None => port_atom(port)?,
                 };
                 out.push(Atom::Num(proto as u128, proto as u128));
@@ -483,7 +592,19 @@ mod tests {
     #[test]
     fn words_keep_quoted_comments_whole() {
         let w = words(r#"-A INPUT -m comment --comment "a b \"c\"" -j DROP"#);
-        assert_eq!(w, ["-A", "INPUT", "-m", "comment", "--comment", "a b \"c\"", "-j", "DROP"]);
+        assert_eq!(
+            w,
+            [
+                "-A",
+                "INPUT",
+                "-m",
+                "comment",
+                "--comment",
+                "a b \"c\"",
+                "-j",
+                "DROP"
+            ]
+        );
     }
 }
 

@@ -56,7 +56,13 @@ pub enum CfLayer {
     },
 }
 
-fn accept_rules(t: &Table, chain: &str, ranges: &RangeSet, ports: &[u16], fams: &[Family]) -> Vec<Rule> {
+fn accept_rules(
+    t: &Table,
+    chain: &str,
+    ranges: &RangeSet,
+    ports: &[u16],
+    fams: &[Family],
+) -> Vec<Rule> {
     let mut rules = Vec::new();
     for &f in fams {
         let elems: Vec<Vec<Atom>> = ranges
@@ -87,12 +93,21 @@ fn accept_rules(t: &Table, chain: &str, ranges: &RangeSet, ports: &[u16], fams: 
                     proto: Some(6),
                 }],
                 neg: false,
-                rhs: Rhs::Elems(ports.iter().map(|&p| vec![Atom::Num(p as u128, p as u128)]).collect()),
+                rhs: Rhs::Elems(
+                    ports
+                        .iter()
+                        .map(|&p| vec![Atom::Num(p as u128, p as u128)])
+                        .collect(),
+                ),
                 text: "tcp dport (cf-allow's ports)".into(),
             }));
         }
         rules.push(Rule {
-            rref: t.rule_ref(chain, None, format!("cf-allow accept for {} (projected)", f.as_str())),
+            rref: t.rule_ref(
+                chain,
+                None,
+                format!("cf-allow accept for {} (projected)", f.as_str()),
+            ),
             conds,
             unknown_stmt: None,
             action: Action::Accept,
@@ -163,9 +178,9 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             let rules = accept_rules(t, chain, ranges, ports, &families(&fam));
             if let Some(own) = replaces_jump_to {
                 for c in t.chains.iter_mut() {
-                    c.rules.retain(|r| {
-                        !matches!(&r.action, Action::Jump(x) | Action::Goto(x) if x == own)
-                    });
+                    c.rules.retain(
+                        |r| !matches!(&r.action, Action::Jump(x) | Action::Goto(x) if x == own),
+                    );
                 }
             }
             let c = t.chain_mut(chain);

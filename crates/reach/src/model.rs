@@ -272,7 +272,14 @@ impl Table {
         }
     }
 
-    pub fn base_info(&self, chain: &str, hook: Hook, prio: i64, policy_drop: bool, devices: Vec<String>) -> BaseInfo {
+    pub fn base_info(
+        &self,
+        chain: &str,
+        hook: Hook,
+        prio: i64,
+        policy_drop: bool,
+        devices: Vec<String>,
+    ) -> BaseInfo {
         BaseInfo {
             hook,
             prio,

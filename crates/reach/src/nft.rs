@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use cf_allow_diff::Family;
 use serde_json::Value;
 
-use crate::model::{Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, Rhs, Rule, SetDef, TFam, Table, VmapRhs};
+use crate::model::{
+    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, Rhs, Rule, SetDef, TFam, Table,
+    VmapRhs,
+};
 use crate::space::addr_value;
 
 /// The tables of an `nft -j list ruleset` dump, plus the (family, table) pairs holding
@@ -16,7 +19,8 @@ pub(crate) struct Parsed {
 }
 
 pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| format!("nft -j output is not JSON: {e}"))?;
     let items = v
         .get("nftables")
         .and_then(Value::as_array)
@@ -34,7 +38,9 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
         }
     };
     for item in items {
-        let Some((kind, o)) = item.as_object().and_then(|m| m.iter().next()) else { continue };
+        let Some((kind, o)) = item.as_object().and_then(|m| m.iter().next()) else {
+            continue;
+        };
         let fam = o.get("family").and_then(Value::as_str).unwrap_or("");
         match kind.as_str() {
             "table" => {
@@ -51,7 +57,10 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
                     let policy_drop = o.get("policy").and_then(Value::as_str) == Some("drop");
                     let devices = match o.get("dev") {
                         Some(Value::String(s)) => vec![s.clone()],
-                        Some(Value::Array(a)) => a.iter().filter_map(|d| d.as_str().map(String::from)).collect(),
+                        Some(Value::Array(a)) => a
+                            .iter()
+                            .filter_map(|d| d.as_str().map(String::from))
+                            .collect(),
                         _ => Vec::new(),
                     };
                     t.base_info(name, Hook::parse(hook), prio, policy_drop, devices)
@@ -70,7 +79,11 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
                 let tname = o.get("table").and_then(Value::as_str).unwrap_or("");
                 let chain = o.get("chain").and_then(Value::as_str).unwrap_or("");
                 let handle = o.get("handle").and_then(Value::as_u64);
-                let exprs = o.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
+                let exprs = o
+                    .get("expr")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let i = find(&mut tables, fam, tname);
                 let has_xt = exprs.iter().any(|e| e.get("xt").is_some());
                 if has_xt && !xt_tables.iter().any(|(f, n)| f == fam && n == tname) {
@@ -93,9 +106,16 @@ fn parse_set(o: &serde_json::Map<String, Value>, is_map: bool) -> SetDef {
         def.unknown = Some("a data map".into());
     }
     let mut verdicts = Vec::new();
-    for e in o.get("elem").and_then(Value::as_array).into_iter().flatten() {
+    for e in o
+        .get("elem")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if is_vmap {
-            let (Some(k), Some(v)) = (e.get(0), e.get(1)) else { continue };
+            let (Some(k), Some(v)) = (e.get(0), e.get(1)) else {
+                continue;
+            };
             match (elem(k), verdict(v)) {
                 (Some(k), Some(v)) => {
                     def.elems.push(k);
@@ -153,7 +173,11 @@ fn atom(v: &Value) -> Option<Atom> {
                     return None;
                 }
                 let host_bits = bits - len;
-                let mask: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+                let mask: u128 = if host_bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << host_bits) - 1
+                };
                 let base = addr_value(addr) & !mask;
                 return Some(Atom::Num(base, base | mask));
             }
@@ -261,10 +285,16 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        if result == "type" && flags.contains(&"daddr") && flags.iter().all(|f| *f == "daddr" || *f == "iif") {
+        if result == "type"
+            && flags.contains(&"daddr")
+            && flags.iter().all(|f| *f == "daddr" || *f == "iif")
+        {
             return c(Key::FibDaddrType, None, None);
         }
-        if result == "oif" && flags.contains(&"saddr") && flags.iter().all(|f| ["saddr", "iif", "mark"].contains(f)) {
+        if result == "oif"
+            && flags.contains(&"saddr")
+            && flags.iter().all(|f| ["saddr", "iif", "mark"].contains(f))
+        {
             return c(Key::FibSaddrOif, None, None);
         }
         return Err(format!("fib {} {result}", flags.join(" . ")));
@@ -294,7 +324,9 @@ fn rhs_elems(comps: &[Comp], right: &Value) -> Option<Vec<Elem>> {
             None => vec![right],
         },
     };
-    list.into_iter().map(|v| elem(v).map(|e| normalise(comps, e))).collect()
+    list.into_iter()
+        .map(|v| elem(v).map(|e| normalise(comps, e)))
+        .collect()
 }
 
 fn parse_match(m: &Value) -> Cond {
@@ -305,7 +337,13 @@ fn parse_match(m: &Value) -> Cond {
     };
     let comps = match comps(left) {
         Ok(c) => c,
-        Err(e) => return Cond::Unknown(if e == text { text } else { format!("{text} ({e})") }),
+        Err(e) => {
+            return Cond::Unknown(if e == text {
+                text
+            } else {
+                format!("{text} ({e})")
+            })
+        }
     };
     if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
         return match op {
@@ -330,7 +368,14 @@ fn parse_match(m: &Value) -> Cond {
             };
             let max = u128::MAX;
             let span = match op {
-                "<" if v == 0 => return Cond::M(Match { comps, neg: false, rhs: Rhs::Elems(Vec::new()), text }),
+                "<" if v == 0 => {
+                    return Cond::M(Match {
+                        comps,
+                        neg: false,
+                        rhs: Rhs::Elems(Vec::new()),
+                        text,
+                    })
+                }
                 "<" => (0, v - 1),
                 "<=" => (0, v),
                 ">" => (v.saturating_add(1), max),
@@ -350,12 +395,19 @@ fn parse_match(m: &Value) -> Cond {
 }
 
 fn parse_rule(t: &Table, chain: &str, handle: Option<u64>, exprs: &[Value]) -> Rule {
-    let text = exprs.iter().map(render_stmt).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    let text = exprs
+        .iter()
+        .map(render_stmt)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut conds = Vec::new();
     let mut unknown_stmt: Option<String> = None;
     let mut action = Action::Continue;
     for e in exprs {
-        let Some((k, arg)) = e.as_object().and_then(|o| o.iter().next()) else { continue };
+        let Some((k, arg)) = e.as_object().and_then(|o| o.iter().next()) else {
+            continue;
+        };
         match k.as_str() {
             "match" => conds.push(parse_match(arg)),
             "counter" | "log" | "comment" | "mangle" => {
@@ -383,7 +435,9 @@ fn parse_rule(t: &Table, chain: &str, handle: Option<u64>, exprs: &[Value]) -> R
                 match comps(&key) {
                     Ok(comps) => {
                         let map = match arg.get("data") {
-                            Some(Value::String(s)) if s.starts_with('@') => Some(VmapRhs::Named(s[1..].to_string())),
+                            Some(Value::String(s)) if s.starts_with('@') => {
+                                Some(VmapRhs::Named(s[1..].to_string()))
+                            }
                             Some(d) => d.get("set").and_then(Value::as_array).and_then(|pairs| {
                                 pairs
                                     .iter()
@@ -445,7 +499,9 @@ fn render_value(v: &Value) -> String {
         Value::Null => String::new(),
         Value::Array(a) => a.iter().map(render_value).collect::<Vec<_>>().join(","),
         Value::Object(o) => {
-            let Some((k, x)) = o.iter().next() else { return String::new() };
+            let Some((k, x)) = o.iter().next() else {
+                return String::new();
+            };
             let s = |key: &str| x.get(key).map(render_value).unwrap_or_default();
             match k.as_str() {
                 "payload" => format!("{} {}", s("protocol"), s("field")),
@@ -461,7 +517,9 @@ fn render_value(v: &Value) -> String {
                 ),
                 "prefix" => format!("{}/{}", s("addr"), s("len")),
                 "range" => match x.as_array() {
-                    Some(r) if r.len() == 2 => format!("{}-{}", render_value(&r[0]), render_value(&r[1])),
+                    Some(r) if r.len() == 2 => {
+                        format!("{}-{}", render_value(&r[0]), render_value(&r[1]))
+                    }
                     _ => x.to_string(),
                 },
                 "set" => match x.as_array() {
@@ -471,7 +529,11 @@ fn render_value(v: &Value) -> String {
                             .iter()
                             .map(|i| match i.as_array() {
                                 Some(pair) if pair.len() == 2 => {
-                                    format!("{} : {}", render_value(&pair[0]), render_stmt(&pair[1]))
+                                    format!(
+                                        "{} : {}",
+                                        render_value(&pair[0]),
+                                        render_stmt(&pair[1])
+                                    )
                                 }
                                 _ => render_value(i),
                             })
@@ -511,7 +573,10 @@ fn render_stmt(e: &Value) -> String {
         "accept" | "drop" | "return" | "continue" => k.clone(),
         "jump" => format!("jump {}", target()),
         "goto" => format!("goto {}", target()),
-        "reject" => match (arg.get("type").and_then(Value::as_str), arg.get("expr").and_then(Value::as_str)) {
+        "reject" => match (
+            arg.get("type").and_then(Value::as_str),
+            arg.get("expr").and_then(Value::as_str),
+        ) {
             (Some(t), Some(x)) => format!("reject with {t} {x}"),
             (Some("tcp reset"), None) => "reject with tcp reset".into(),
             _ => "reject".into(),
@@ -532,9 +597,16 @@ fn render_stmt(e: &Value) -> String {
             arg.get("type").map(render_value).unwrap_or_default(),
             arg.get("name").map(render_value).unwrap_or_default()
         ),
-        _ => format!("{k} {}", if arg.is_null() { String::new() } else { arg.to_string() })
-            .trim()
-            .to_string(),
+        _ => format!(
+            "{k} {}",
+            if arg.is_null() {
+                String::new()
+            } else {
+                arg.to_string()
+            }
+        )
+        .trim()
+        .to_string(),
     }
 }
 

@@ -63,7 +63,9 @@ fn run(program: &str, args: &[&str]) -> Option<Result<String, String>> {
         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
         Ok(out) => {
             let summary = cf_allow_exec::stderr_summary(&out, 2);
-            let hint = if summary.contains("Operation not permitted") || summary.contains("Permission denied") {
+            let hint = if summary.contains("Operation not permitted")
+                || summary.contains("Permission denied")
+            {
                 "; run cf-allow as root"
             } else {
                 ""
@@ -77,7 +79,11 @@ fn run_with_input(program: &str, args: &[&str], input: &str) -> Option<Result<St
     let path = cf_allow_exec::find_program(program)?;
     Some(match cf_allow_exec::run(&path, args, Some(input)) {
         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => Err(format!("`{program} {}` failed: {}", args.join(" "), cf_allow_exec::stderr_summary(&out, 2))),
+        Ok(out) => Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            cf_allow_exec::stderr_summary(&out, 2)
+        )),
         Err(e) => Err(format!("`{program}` could not run: {e}")),
     })
 }
@@ -113,20 +119,42 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
 }
 
 fn read_rules() -> Sources {
-    let nft = run("nft", &["-j", "list", "ruleset"])
-        .unwrap_or_else(|| Err("nft is not installed (package nftables), so the nftables ruleset cannot be read".into()));
+    let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
+        Err(
+            "nft is not installed (package nftables), so the nftables ruleset cannot be read"
+                .into(),
+        )
+    });
     let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
-    let xt = |fam: &str| parsed.as_ref().is_some_and(|p| p.xt_tables.iter().any(|(f, _)| f == fam));
+    let xt = |fam: &str| {
+        parsed
+            .as_ref()
+            .is_some_and(|p| p.xt_tables.iter().any(|(f, _)| f == fam))
+    };
     let ingress = parsed.as_ref().is_some_and(|p| {
         p.tables.iter().any(|t| {
-            t.chains
-                .iter()
-                .any(|c| c.base.as_ref().is_some_and(|b| b.hook == crate::model::Hook::Ingress && b.devices.is_empty()))
+            t.chains.iter().any(|c| {
+                c.base
+                    .as_ref()
+                    .is_some_and(|b| b.hook == crate::model::Hook::Ingress && b.devices.is_empty())
+            })
         })
     });
-    let nft_chains = if ingress { run("nft", &["list", "chains"]) } else { None };
-    let iptables_nft_v4 = if xt("ip") { run("iptables-nft-save", &[]) } else { None };
-    let iptables_nft_v6 = if xt("ip6") { run("ip6tables-nft-save", &[]) } else { None };
+    let nft_chains = if ingress {
+        run("nft", &["list", "chains"])
+    } else {
+        None
+    };
+    let iptables_nft_v4 = if xt("ip") {
+        run("iptables-nft-save", &[])
+    } else {
+        None
+    };
+    let iptables_nft_v6 = if xt("ip6") {
+        run("ip6tables-nft-save", &[])
+    } else {
+        None
+    };
     // The legacy tables of this network namespace are listed in /proc/thread-self/net/ip*_tables_names
     // (absent or empty: none, and nothing to run).
     let legacy = |names: &str, program: &str| {
@@ -137,11 +165,22 @@ fn read_rules() -> Sources {
             None
         }
     };
-    let iptables_legacy_v4 = legacy("/proc/thread-self/net/ip_tables_names", "iptables-legacy-save");
-    let iptables_legacy_v6 = legacy("/proc/thread-self/net/ip6_tables_names", "ip6tables-legacy-save");
-    let uses_ipset = [&iptables_nft_v4, &iptables_nft_v6, &iptables_legacy_v4, &iptables_legacy_v6]
-        .iter()
-        .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
+    let iptables_legacy_v4 = legacy(
+        "/proc/thread-self/net/ip_tables_names",
+        "iptables-legacy-save",
+    );
+    let iptables_legacy_v6 = legacy(
+        "/proc/thread-self/net/ip6_tables_names",
+        "ip6tables-legacy-save",
+    );
+    let uses_ipset = [
+        &iptables_nft_v4,
+        &iptables_nft_v6,
+        &iptables_legacy_v4,
+        &iptables_legacy_v6,
+    ]
+    .iter()
+    .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
     let ipset = if uses_ipset {
         Some(run("ipset", &["save"]).unwrap_or_else(|| Err("ipset is not installed".into())))
     } else {
@@ -162,7 +201,12 @@ fn read_rules() -> Sources {
 /// Every interface from `ip -j addr show`, with the default routes of both families.
 fn read_interfaces() -> Option<Vec<Interface>> {
     // One `ip` run: the interfaces with their addresses, then the IPv4 main-table routes.
-    let batch = run_with_input("ip", &["-j", "-batch", "-"], "addr show\nroute show table main\n")?.ok()?;
+    let batch = run_with_input(
+        "ip",
+        &["-j", "-batch", "-"],
+        "addr show\nroute show table main\n",
+    )?
+    .ok()?;
     let mut docs = batch.lines().filter(|l| l.starts_with('['));
     let addrs: Value = serde_json::from_str(docs.next()?).ok()?;
     let r4: Vec<(String, Option<ipnet::IpNet>)> = docs
@@ -187,11 +231,23 @@ fn read_interfaces() -> Option<Vec<Interface>> {
     let r6 = ipv6_routes();
     let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
     let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
-    let d4: Vec<String> = r4.iter().filter(|(_, n)| n.is_none()).map(|(d, _)| d.clone()).collect();
-    let d6: Vec<String> = r6.iter().filter(|(_, n)| n.is_none()).map(|(d, _)| d.clone()).collect();
+    let d4: Vec<String> = r4
+        .iter()
+        .filter(|(_, n)| n.is_none())
+        .map(|(d, _)| d.clone())
+        .collect();
+    let d6: Vec<String> = r6
+        .iter()
+        .filter(|(_, n)| n.is_none())
+        .map(|(d, _)| d.clone())
+        .collect();
     let mut out = Vec::new();
     for i in addrs.as_array()? {
-        let name = i.get("ifname").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = i
+            .get("ifname")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let flags: Vec<&str> = i
             .get("flags")
             .and_then(Value::as_array)
@@ -204,7 +260,12 @@ fn read_interfaces() -> Option<Vec<Interface>> {
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
-                        .filter_map(|x| x.get("local").and_then(Value::as_str)?.parse::<IpAddr>().ok())
+                        .filter_map(|x| {
+                            x.get("local")
+                                .and_then(Value::as_str)?
+                                .parse::<IpAddr>()
+                                .ok()
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -230,10 +291,13 @@ fn inbound(all: &[Interface], opts: &ReadOptions, family: Family) -> Vec<Interfa
         return names
             .iter()
             .map(|n| {
-                all.iter().find(|i| &i.name == n).cloned().unwrap_or_else(|| Interface {
-                    name: n.clone(),
-                    ..Interface::default()
-                })
+                all.iter()
+                    .find(|i| &i.name == n)
+                    .cloned()
+                    .unwrap_or_else(|| Interface {
+                        name: n.clone(),
+                        ..Interface::default()
+                    })
             })
             .collect();
     }
@@ -248,7 +312,10 @@ fn inbound(all: &[Interface], opts: &ReadOptions, family: Family) -> Vec<Interfa
     if !defaults.is_empty() {
         return defaults;
     }
-    all.iter().filter(|i| i.up && !i.loopback).cloned().collect()
+    all.iter()
+        .filter(|i| i.up && !i.loopback)
+        .cloned()
+        .collect()
 }
 
 /// True when the table changes nothing: no rule, and no base chain with policy drop.
@@ -261,9 +328,11 @@ fn inert(t: &Table) -> bool {
 fn uses_ipsets(tables: &[Table]) -> bool {
     tables.iter().any(|t| {
         t.chains.iter().any(|c| {
-            c.rules
-                .iter()
-                .any(|r| r.conds.iter().any(|cd| matches!(cd, Cond::M(m) if matches!(m.rhs, Rhs::Ipset(..)))))
+            c.rules.iter().any(|r| {
+                r.conds
+                    .iter()
+                    .any(|cd| matches!(cd, Cond::M(m) if matches!(m.rhs, Rhs::Ipset(..))))
+            })
         })
     })
 }
@@ -286,11 +355,20 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
         ("ip", &s.iptables_nft_v4, "iptables-nft-save"),
         ("ip6", &s.iptables_nft_v6, "ip6tables-nft-save"),
     ] {
-        let xt: Vec<&String> = parsed.xt_tables.iter().filter(|(f, _)| f == fam).map(|(_, n)| n).collect();
+        let xt: Vec<&String> = parsed
+            .xt_tables
+            .iter()
+            .filter(|(f, _)| f == fam)
+            .map(|(_, n)| n)
+            .collect();
         if xt.is_empty() {
             continue;
         }
-        let family = if fam == "ip" { Family::Ipv4 } else { Family::Ipv6 };
+        let family = if fam == "ip" {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        };
         match save {
             Some(Ok(text)) => {
                 for saved in ipt::parse_save(text, family, Layer::Nftables) {
@@ -353,7 +431,9 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
 /// dump lists them in the same order) and the nft base chain settings.
 fn with_handles(mut saved: Table, from_nft: &Table) -> Table {
     for c in saved.chains.iter_mut() {
-        let Some(n) = from_nft.chain(&c.name) else { continue };
+        let Some(n) = from_nft.chain(&c.name) else {
+            continue;
+        };
         if let (Some(b), Some(nb)) = (c.base.as_mut(), n.base.as_ref()) {
             b.prio = nb.prio;
             b.hook = nb.hook;
@@ -388,13 +468,21 @@ fn ingress_devices(tables: &mut [Table], text: &str) {
                 .collect()
         } else if let Some(i) = line.find("device \"") {
             let rest = &line[i + "device \"".len()..];
-            rest.split('"').next().map(|d| vec![d.to_string()]).unwrap_or_default()
+            rest.split('"')
+                .next()
+                .map(|d| vec![d.to_string()])
+                .unwrap_or_default()
         } else {
             continue;
         };
-        let (Some((fam, tname)), Some(cname)) = (&table, &chain) else { continue };
+        let (Some((fam, tname)), Some(cname)) = (&table, &chain) else {
+            continue;
+        };
         let f = TFam::parse(fam);
-        if let Some(t) = tables.iter_mut().find(|t| t.family == f && &t.name == tname) {
+        if let Some(t) = tables
+            .iter_mut()
+            .find(|t| t.family == f && &t.name == tname)
+        {
             if let Some(b) = t.chain_mut(cname).base.as_mut() {
                 b.devices = devices;
             }

@@ -10,7 +10,12 @@ use crate::{Finding, PortSpan, RuleRef, Verdict};
 
 /// The findings of one rule: one per distinct set of ports, each with exactly the source
 /// sub-ranges that have that set.
-pub(crate) fn findings(family: Family, by: RuleRef, expr: Option<String>, boxes: Vec<Bx>) -> Vec<Finding> {
+pub(crate) fn findings(
+    family: Family,
+    by: RuleRef,
+    expr: Option<String>,
+    boxes: Vec<Bx>,
+) -> Vec<Finding> {
     // Elementary source segments from every box boundary.
     let mut cuts: Vec<u128> = Vec::with_capacity(boxes.len() * 2);
     for b in &boxes {
@@ -48,7 +53,10 @@ pub(crate) fn findings(family: Family, by: RuleRef, expr: Option<String>, boxes:
             let spans = merge_spans(spans, |a: u128| a.checked_add(1));
             Finding {
                 family,
-                ranges: spans.into_iter().flat_map(|s| span_to_nets(family, s)).collect(),
+                ranges: spans
+                    .into_iter()
+                    .flat_map(|s| span_to_nets(family, s))
+                    .collect(),
                 ports: ports
                     .into_iter()
                     .map(|(first, last)| PortSpan { first, last })
@@ -118,7 +126,11 @@ fn describe_ports(ports: &[PortSpan]) -> String {
     }
     format!(
         "TCP {}",
-        ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+        ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -127,7 +139,8 @@ pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) ->
     for (list, what) in [(&v.blocked, "blocks"), (&v.unknown, "may block")] {
         // One line per deciding rule: merge that rule's findings.
         let mut order: Vec<&RuleRef> = Vec::new();
-        let mut merged: BTreeMap<&RuleRef, (Vec<String>, Vec<PortSpan>, Option<&str>, &Finding)> = BTreeMap::new();
+        let mut merged: BTreeMap<&RuleRef, (Vec<String>, Vec<PortSpan>, Option<&str>, &Finding)> =
+            BTreeMap::new();
         for f in list.iter() {
             let e = merged.entry(&f.by).or_insert_with(|| {
                 order.push(&f.by);
@@ -137,7 +150,9 @@ pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) ->
             e.1.extend(f.ports.iter().copied());
         }
         for by in order {
-            let Some((ranges, ports, expr, first)) = merged.get(by) else { continue };
+            let Some((ranges, ports, expr, first)) = merged.get(by) else {
+                continue;
+            };
             let mut ranges = ranges.clone();
             ranges.sort();
             ranges.dedup();

@@ -189,7 +189,11 @@ pub(crate) fn span_to_nets(family: Family, span: Span<u128>) -> Vec<IpNet> {
     let (mut lo, hi) = span;
     loop {
         // Largest block aligned at lo that fits in [lo, hi].
-        let mut size_bits = if lo == 0 { bits } else { lo.trailing_zeros().min(bits) };
+        let mut size_bits = if lo == 0 {
+            bits
+        } else {
+            lo.trailing_zeros().min(bits)
+        };
         while size_bits > 0 {
             let last = if size_bits >= 128 {
                 u128::MAX
@@ -223,7 +227,10 @@ pub(crate) fn span_to_nets(family: Family, span: Span<u128>) -> Vec<IpNet> {
 }
 
 /// Merges sorted-or-not inclusive spans into disjoint sorted spans.
-pub(crate) fn merge_spans<T: Ord + Copy>(mut spans: Vec<Span<T>>, next: impl Fn(T) -> Option<T>) -> Vec<Span<T>> {
+pub(crate) fn merge_spans<T: Ord + Copy>(
+    mut spans: Vec<Span<T>>,
+    next: impl Fn(T) -> Option<T>,
+) -> Vec<Span<T>> {
     spans.sort();
     let mut out: Vec<Span<T>> = Vec::new();
     for s in spans {
@@ -263,9 +270,23 @@ mod tests {
 
     #[test]
     fn spans_become_minimal_cidrs() {
-        let nets = span_to_nets(Family::Ipv4, (addr_value("192.0.2.1".parse().unwrap()), addr_value("192.0.2.6".parse().unwrap())));
+        let nets = span_to_nets(
+            Family::Ipv4,
+            (
+                addr_value("192.0.2.1".parse().unwrap()),
+                addr_value("192.0.2.6".parse().unwrap()),
+            ),
+        );
         let s: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-        assert_eq!(s, ["192.0.2.1/32", "192.0.2.2/31", "192.0.2.4/31", "192.0.2.6/32"]);
+        assert_eq!(
+            s,
+            [
+                "192.0.2.1/32",
+                "192.0.2.2/31",
+                "192.0.2.4/31",
+                "192.0.2.6/32"
+            ]
+        );
         let all = span_to_nets(Family::Ipv6, (0, u128::MAX));
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].to_string(), "::/0");

@@ -33,7 +33,12 @@ const V6_VALUES: [&str; 7] = [
     "2001:db8::/32",
     "2001:db8::5-2001:db8::8000:0:0:0",
 ];
-const CONCAT_ADDRS: [&str; 4] = ["192.0.2.77", "198.51.100.128/25", "203.0.113.0/24", "192.0.2.0/26"];
+const CONCAT_ADDRS: [&str; 4] = [
+    "192.0.2.77",
+    "198.51.100.128/25",
+    "203.0.113.0/24",
+    "192.0.2.0/26",
+];
 const PORT_VALUES: [&str; 8] = [
     "22",
     "80",
@@ -219,7 +224,9 @@ fn render_match(out: &mut String, t: &Tbl, m: &M, iface: &str, rule_v6: bool) {
             }
         }
         M::SaddrSet(v6, n, i, j) => {
-            if let (Some((p, a)), Some((_, b))) = (addr_value(&t.fam, *v6, *i), addr_value(&t.fam, *v6, *j)) {
+            if let (Some((p, a)), Some((_, b))) =
+                (addr_value(&t.fam, *v6, *i), addr_value(&t.fam, *v6, *j))
+            {
                 if a == b {
                     let _ = write!(out, "{p} saddr {}{{ {a} }} ", neg(*n));
                 } else {
@@ -245,8 +252,16 @@ fn render_match(out: &mut String, t: &Tbl, m: &M, iface: &str, rule_v6: bool) {
             let _ = write!(out, "{key} {}@s{i} ", neg(*n));
         }
         M::Iifname(n) => {
-            let pat = if *n { "\"nomatch*\"".to_string() } else { format!("\"{}\"", &iface[..iface.len().min(4)]) + "" };
-            let pat = if *n { pat } else { format!("\"{}*\"", &iface[..iface.len().min(4)]) };
+            let pat = if *n {
+                "\"nomatch*\"".to_string()
+            } else {
+                format!("\"{}\"", &iface[..iface.len().min(4)]) + ""
+            };
+            let pat = if *n {
+                pat
+            } else {
+                format!("\"{}*\"", &iface[..iface.len().min(4)])
+            };
             let _ = write!(out, "iifname {pat} ");
         }
         M::Daddr(n) => match rule_v6 {
@@ -283,7 +298,12 @@ fn verdict_text(v: &V, in_input_base: bool, chain_index: Option<usize>) -> Optio
                 1 => "drop",
                 _ => "continue",
             };
-            format!("tcp dport vmap {{ 22 : {}, 80 : {}, 443 : {} }}", name(vs[0]), name(vs[1]), name(vs[2]))
+            format!(
+                "tcp dport vmap {{ 22 : {}, 80 : {}, 443 : {} }}",
+                name(vs[0]),
+                name(vs[1]),
+                name(vs[2])
+            )
         }
     })
 }
@@ -300,8 +320,20 @@ fn render(tables: &[Tbl], iface: &str) -> String {
         let _ = writeln!(out, "table {fam} t{ti} {{");
         for (si, s) in t.sets.iter().enumerate() {
             let (ty, elems): (&str, Vec<String>) = match s.kind {
-                0 => ("ipv4_addr", s.elems.iter().map(|(a, _)| V4_VALUES[*a].to_string()).collect()),
-                1 => ("ipv6_addr", s.elems.iter().map(|(a, _)| V6_VALUES[*a % V6_VALUES.len()].to_string()).collect()),
+                0 => (
+                    "ipv4_addr",
+                    s.elems
+                        .iter()
+                        .map(|(a, _)| V4_VALUES[*a].to_string())
+                        .collect(),
+                ),
+                1 => (
+                    "ipv6_addr",
+                    s.elems
+                        .iter()
+                        .map(|(a, _)| V6_VALUES[*a % V6_VALUES.len()].to_string())
+                        .collect(),
+                ),
                 _ => (
                     "ipv4_addr . inet_service",
                     // Disjoint addresses: nft refuses overlapping concatenated intervals.
@@ -350,7 +382,11 @@ fn render(tables: &[Tbl], iface: &str) -> String {
                 (_, 0) => "prerouting",
                 _ => "input",
             };
-            let device = if hook == "ingress" { format!(" device \"{iface}\"") } else { String::new() };
+            let device = if hook == "ingress" {
+                format!(" device \"{iface}\"")
+            } else {
+                String::new()
+            };
             let policy = if b.policy_drop { "drop" } else { "accept" };
             let _ = writeln!(
                 out,
@@ -379,7 +415,10 @@ fn render(tables: &[Tbl], iface: &str) -> String {
 }
 
 fn probes() -> impl Strategy<Value = Vec<(&'static str, u16)>> {
-    prop::collection::vec((0..SOURCES.len(), 0..PORTS.len()).prop_map(|(s, p)| (SOURCES[s], PORTS[p])), 8..=8)
+    prop::collection::vec(
+        (0..SOURCES.len(), 0..PORTS.len()).prop_map(|(s, p)| (SOURCES[s], PORTS[p])),
+        8..=8,
+    )
 }
 
 #[test]
@@ -426,5 +465,8 @@ fn engine_agrees_with_the_kernel_on_generated_rulesets() {
     if let Err(e) = result {
         panic!("the engine disagrees with the kernel: {e}");
     }
-    assert!(loaded.get() * 2 >= cases, "too many generated rulesets were refused by nft");
+    assert!(
+        loaded.get() * 2 >= cases,
+        "too many generated rulesets were refused by nft"
+    );
 }

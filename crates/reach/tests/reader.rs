@@ -39,7 +39,10 @@ fn firewalld_style_reject_blocks_with_that_rule_named() {
     let b = blocked(&v);
     assert_eq!(b.len(), 1, "{b:?} {}", v.to_json());
     assert!(b[0].starts_with("ipv4 192.0.2.0/24 443 | inet firewalld filter_INPUT: \"reject with icmpx admin-prohibited\" (handle "), "{b:?}");
-    assert_eq!(v.to_json()["blocked"][0]["by"]["rule"], "reject with icmpx admin-prohibited");
+    assert_eq!(
+        v.to_json()["blocked"][0]["by"]["rule"],
+        "reject with icmpx admin-prohibited"
+    );
 }
 
 #[test]
@@ -48,12 +51,10 @@ fn iptables_nft_drop_policy_blocks_what_it_does_not_accept() {
         return;
     }
     let (ns, _client) = lab::server_and_client("iptnft", &[22, 443]);
-    ns.sh(
-        "iptables-nft -P INPUT DROP && \
+    ns.sh("iptables-nft -P INPUT DROP && \
          iptables-nft -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT && \
          iptables-nft -A INPUT -i lo -j ACCEPT && \
-         iptables-nft -A INPUT -p tcp -m multiport --dports 22,2222 -j ACCEPT",
-    );
+         iptables-nft -A INPUT -p tcp -m multiport --dports 22,2222 -j ACCEPT");
     let model = read_in(&ns);
     let v = model.evaluate(&probe(&["192.0.2.0/24"], &[22, 443]));
     assert_eq!(
@@ -137,7 +138,10 @@ fn ipv6_reject_and_concatenated_set() {
          }",
     );
     let model = read_in(&ns);
-    let v = model.evaluate(&probe(&["2400:cb00::/32", "2606:4700::/32", "2001:db8::/64"], &[80, 443]));
+    let v = model.evaluate(&probe(
+        &["2400:cb00::/32", "2606:4700::/32", "2001:db8::/64"],
+        &[80, 443],
+    ));
     assert_eq!(
         blocked(&v),
         [
@@ -156,7 +160,10 @@ fn unreadable_rules_give_unknown_with_the_reason_never_reachable() {
         return;
     }
     let bin = common::verdict_bin();
-    if !cf_allow_testkit::require_path("unreadable_rules_give_unknown_with_the_reason_never_reachable", &bin) {
+    if !cf_allow_testkit::require_path(
+        "unreadable_rules_give_unknown_with_the_reason_never_reachable",
+        &bin,
+    ) {
         return;
     }
     let ns = Netns::new("noroot");
@@ -169,7 +176,10 @@ fn unreadable_rules_give_unknown_with_the_reason_never_reachable() {
     assert_eq!(v["reachable"], false, "{v}");
     assert_eq!(v["unknown"][0]["by"]["layer"], "host", "{v}");
     let why = v["unknown"][0]["expr"].as_str().unwrap_or("");
-    assert!(why.contains("nft -j list ruleset") && why.contains("run cf-allow as root"), "{why}");
+    assert!(
+        why.contains("nft -j list ruleset") && why.contains("run cf-allow as root"),
+        "{why}"
+    );
     assert_eq!(v["unknown"][0]["ranges"][0], "104.16.0.0/13");
     // nft missing: hidden in a private mount namespace (the host's files are untouched).
     let nft = cf_allow_testkit::which("nft").expect("nft");
@@ -180,7 +190,13 @@ fn unreadable_rules_give_unknown_with_the_reason_never_reachable() {
     ));
     let v = common::verdict_json(&out);
     assert_eq!(v["reachable"], false, "{v}");
-    assert!(v["unknown"][0]["expr"].as_str().unwrap_or("").contains("nft is not installed"), "{v}");
+    assert!(
+        v["unknown"][0]["expr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nft is not installed"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -215,7 +231,13 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
     });
     // The old cf_allow table is replaced; ip filter's policy (priority 0) decides before
     // firewalld's reject (priority 10).
-    assert_eq!(own.tables().iter().filter(|(_, t)| t == "inet cf_allow").count(), 1);
+    assert_eq!(
+        own.tables()
+            .iter()
+            .filter(|(_, t)| t == "inet cf_allow")
+            .count(),
+        1
+    );
     let v = own.evaluate(&p);
     assert_eq!(
         blocked(&v),

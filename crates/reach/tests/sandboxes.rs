@@ -88,15 +88,25 @@ fn failed_pairs(connects: &str) -> Vec<String> {
 
 #[test]
 fn firewalld_verdict_equals_real_connects() {
-    let Some((v, connects)) = run("firewalld_verdict_equals_real_connects", "firewalld/firewalld-sandbox") else {
+    let Some((v, connects)) = run(
+        "firewalld_verdict_equals_real_connects",
+        "firewalld/firewalld-sandbox",
+    ) else {
         return;
     };
     assert!(v["unknown"].as_array().is_some_and(|u| u.is_empty()), "{v}");
-    assert_eq!(blocked_pairs(&v), failed_pairs(&connects), "verdict {v}\nconnects {connects}");
+    assert_eq!(
+        blocked_pairs(&v),
+        failed_pairs(&connects),
+        "verdict {v}\nconnects {connects}"
+    );
     // ssh is open in the public zone; 443 meets firewalld's final reject.
     assert_eq!(blocked_pairs(&v), ["ipv4 443", "ipv6 443"], "{v}");
     assert_eq!(v["blocked"][0]["by"]["table"], "inet firewalld");
-    assert_eq!(v["blocked"][0]["by"]["rule"], "reject with icmpx admin-prohibited");
+    assert_eq!(
+        v["blocked"][0]["by"]["rule"],
+        "reject with icmpx admin-prohibited"
+    );
 }
 
 #[test]
@@ -105,6 +115,10 @@ fn ufw_verdict_equals_real_connects() {
         return;
     };
     assert!(v["unknown"].as_array().is_some_and(|u| u.is_empty()), "{v}");
-    assert_eq!(blocked_pairs(&v), failed_pairs(&connects), "verdict {v}\nconnects {connects}");
+    assert_eq!(
+        blocked_pairs(&v),
+        failed_pairs(&connects),
+        "verdict {v}\nconnects {connects}"
+    );
     assert_eq!(blocked_pairs(&v), ["ipv4 443", "ipv6 443"], "{v}");
 }

@@ -68,7 +68,9 @@ impl Lab {
             "ip route add 198.51.100.0/24 dev {iface} && ip route add 203.0.113.0/24 dev {iface} && \
              ip -6 route add 2001:db8:1::/64 dev {iface}"
         ));
-        client.sh(&format!("ip -6 addr add 2001:db8:1::5/64 dev {client_iface} nodad 2>/dev/null || true"));
+        client.sh(&format!(
+            "ip -6 addr add 2001:db8:1::5/64 dev {client_iface} nodad 2>/dev/null || true"
+        ));
         client.sh(&format!(
             "ip route add {SERVER_V4}/32 dev {client_iface} 2>/dev/null || true; \
              ip -6 route add {SERVER_V6}/128 dev {client_iface} 2>/dev/null || true; \
@@ -119,17 +121,29 @@ impl Lab {
 
     /// Real SYNs for every probe not already `done`, all at once: true = a SYN-ACK came back
     /// within `timeout`.
-    pub fn kernel(&self, probes: &[(&'static str, u16)], timeout: Duration, done: &[bool]) -> Vec<bool> {
+    pub fn kernel(
+        &self,
+        probes: &[(&'static str, u16)],
+        timeout: Duration,
+        done: &[bool],
+    ) -> Vec<bool> {
         self.parallel(probes, timeout, done)
     }
 
     /// Connects for every probe not already `done`, all at once.
-    fn parallel(&self, probes: &[(&'static str, u16)], timeout: Duration, done: &[bool]) -> Vec<bool> {
+    fn parallel(
+        &self,
+        probes: &[(&'static str, u16)],
+        timeout: Duration,
+        done: &[bool],
+    ) -> Vec<bool> {
         std::thread::scope(|s| {
             let handles: Vec<_> = probes
                 .iter()
                 .zip(done)
-                .map(|(&(src, port), &done)| s.spawn(move || !done && self.connect(src, port, timeout)))
+                .map(|(&(src, port), &done)| {
+                    s.spawn(move || !done && self.connect(src, port, timeout))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -152,10 +166,17 @@ impl Lab {
             return false;
         };
         self.client.run_in(move || {
-            let Ok(socket) = socket2::Socket::new(socket2::Domain::for_address(dest), socket2::Type::STREAM, None) else {
+            let Ok(socket) = socket2::Socket::new(
+                socket2::Domain::for_address(dest),
+                socket2::Type::STREAM,
+                None,
+            ) else {
                 return false;
             };
-            if socket.bind(&std::net::SocketAddr::new(source, 0).into()).is_err() {
+            if socket
+                .bind(&std::net::SocketAddr::new(source, 0).into())
+                .is_err()
+            {
                 return false;
             }
             socket.connect_timeout(&dest.into(), timeout).is_ok()
@@ -183,11 +204,22 @@ pub fn compare(lab: &Lab, script: &str, probes: &[(&'static str, u16)]) -> Resul
         return Err(format!("nft refused the ruleset: {e}\n{script}"));
     }
     let model = lab.model();
-    let engine: Vec<Result<bool, String>> = probes.iter().map(|&(src, port)| engine(&model, src, port)).collect();
-    let mut kernel = lab.kernel(probes, Duration::from_millis(250), &vec![false; probes.len()]);
+    let engine: Vec<Result<bool, String>> = probes
+        .iter()
+        .map(|&(src, port)| engine(&model, src, port))
+        .collect();
+    let mut kernel = lab.kernel(
+        probes,
+        Duration::from_millis(250),
+        &vec![false; probes.len()],
+    );
     // A probe the kernel seemed to block but the engine accepts gets a second, long chance,
     // so a slow machine cannot fake a disagreement.
-    let recheck: Vec<bool> = kernel.iter().zip(&engine).map(|(k, e)| *k || !matches!(e, Ok(true))).collect();
+    let recheck: Vec<bool> = kernel
+        .iter()
+        .zip(&engine)
+        .map(|(k, e)| *k || !matches!(e, Ok(true)))
+        .collect();
     if recheck.iter().any(|done| !done) {
         let again = lab.kernel(probes, Duration::from_secs(2), &recheck);
         for (k, a) in kernel.iter_mut().zip(again) {
@@ -198,8 +230,15 @@ pub fn compare(lab: &Lab, script: &str, probes: &[(&'static str, u16)]) -> Resul
     for ((&(src, port), k), e) in probes.iter().zip(kernel).zip(engine) {
         match e {
             Ok(e) if e == k => {}
-            Ok(e) => bad.push(format!("{src} → {port}: kernel {}, engine {}", verdict(k), verdict(e))),
-            Err(why) => bad.push(format!("{src} → {port}: kernel {}, engine {why}", verdict(k))),
+            Ok(e) => bad.push(format!(
+                "{src} → {port}: kernel {}, engine {}",
+                verdict(k),
+                verdict(e)
+            )),
+            Err(why) => bad.push(format!(
+                "{src} → {port}: kernel {}, engine {why}",
+                verdict(k)
+            )),
         }
     }
     if bad.is_empty() {

@@ -29,8 +29,16 @@ pub fn blocked(v: &Verdict) -> Vec<String> {
             format!(
                 "{} {} {} | {}",
                 f.family,
-                f.ranges.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
-                f.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                f.ranges
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                f.ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 f.by
             )
         })
@@ -70,7 +78,11 @@ pub fn blocked_json(v: &serde_json::Value) -> Vec<String> {
                         x.as_array()
                             .map(|l| {
                                 l.iter()
-                                    .map(|i| i.as_str().map(String::from).unwrap_or_else(|| i.to_string()))
+                                    .map(|i| {
+                                        i.as_str()
+                                            .map(String::from)
+                                            .unwrap_or_else(|| i.to_string())
+                                    })
                                     .collect::<Vec<_>>()
                                     .join(",")
                             })
