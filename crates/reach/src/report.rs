@@ -134,13 +134,15 @@ fn describe_ports(ports: &[PortSpan]) -> String {
     )
 }
 
+/// One deciding rule's ranges, ports, expression and first finding.
+type Merged<'a> = (Vec<String>, Vec<PortSpan>, Option<&'a str>, &'a Finding);
+
 pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
     for (list, what) in [(&v.blocked, "blocks"), (&v.unknown, "may block")] {
         // One line per deciding rule: merge that rule's findings.
         let mut order: Vec<&RuleRef> = Vec::new();
-        let mut merged: BTreeMap<&RuleRef, (Vec<String>, Vec<PortSpan>, Option<&str>, &Finding)> =
-            BTreeMap::new();
+        let mut merged: BTreeMap<&RuleRef, Merged> = BTreeMap::new();
         for f in list.iter() {
             let e = merged.entry(&f.by).or_insert_with(|| {
                 order.push(&f.by);

@@ -1,7 +1,8 @@
 //! The differential test: generated rulesets loaded in a real kernel, real SYNs from a client
 //! namespace, compared with the engine's verdict for each (source, port).
 //!
-//! CI runs `CF_ALLOW_DIFF_CASES` rulesets (default 200) × 8 probes; `make soak-reach` runs
+//! CI runs `CF_ALLOW_DIFF_CASES` nft rulesets (default 200) × 8 probes, and a third as many
+//! iptables-nft / iptables-legacy rulesets with an ipset (default 60); `make soak-reach` runs
 //! many more. Every disagreement found becomes a named case in `regressions.rs`.
 
 mod common;
@@ -468,5 +469,291 @@ fn engine_agrees_with_the_kernel_on_generated_rulesets() {
     assert!(
         loaded.get() * 2 >= cases,
         "too many generated rulesets were refused by nft"
+    );
+}
+
+// ---- iptables (iptables-nft and iptables-legacy, with an ipset) ----
+
+const IPT_SOURCES: [&str; 7] = [
+    "192.0.2.0/24",
+    "192.0.2.0/25",
+    "192.0.2.64/26",
+    "192.0.2.77/32",
+    "198.51.100.0/24",
+    "198.51.100.128/25",
+    "203.0.113.0/24",
+];
+const IPT_PORTS: [&str; 5] = ["22", "80", "443", "1000:2000", "80:443"];
+const IPT_MULTI: [&str; 3] = ["22,8080", "80,1000:2000,443", "1:1023"];
+/// What the generated ipset may hold.
+const IPSET_ENTRIES: [&str; 4] = [
+    "192.0.2.77",
+    "198.51.100.0/25",
+    "203.0.113.9",
+    "192.0.2.192/26",
+];
+
+#[derive(Clone, Debug)]
+enum IM {
+    Src(bool, usize),
+    Dport(bool, usize),
+    Multi(bool, usize),
+    Ct(u8),
+    Set(bool),
+}
+
+#[derive(Clone, Debug)]
+enum IT {
+    None,
+    Accept,
+    Drop,
+    Reject,
+    Return,
+    Jump(usize),
+    Goto(usize),
+}
+
+#[derive(Clone, Debug)]
+struct IRule {
+    m: Vec<IM>,
+    t: IT,
+}
+
+#[derive(Clone, Debug)]
+struct Ipt {
+    legacy: bool,
+    /// raw PREROUTING, mangle PREROUTING, mangle INPUT, filter INPUT: (policy drop, rules)
+    bases: [(bool, Vec<IRule>); 4],
+    user: Vec<Vec<IRule>>,
+    set: Vec<usize>,
+}
+
+fn ipt_rules(max: usize) -> impl Strategy<Value = Vec<IRule>> {
+    let m = prop_oneof![
+        3 => (any::<bool>(), 0..IPT_SOURCES.len()).prop_map(|(n, i)| IM::Src(n, i)),
+        3 => (any::<bool>(), 0..IPT_PORTS.len()).prop_map(|(n, i)| IM::Dport(n, i)),
+        1 => (any::<bool>(), 0..IPT_MULTI.len()).prop_map(|(n, i)| IM::Multi(n, i)),
+        1 => (0..3u8).prop_map(IM::Ct),
+        2 => any::<bool>().prop_map(IM::Set),
+    ];
+    let t = prop_oneof![
+        1 => Just(IT::None),
+        3 => Just(IT::Accept),
+        3 => Just(IT::Drop),
+        2 => Just(IT::Reject),
+        1 => Just(IT::Return),
+        2 => (0..3usize).prop_map(IT::Jump),
+        1 => (0..3usize).prop_map(IT::Goto),
+    ];
+    prop::collection::vec(
+        (prop::collection::vec(m, 0..3), t).prop_map(|(m, t)| IRule { m, t }),
+        0..max,
+    )
+}
+
+fn ipt() -> impl Strategy<Value = Ipt> {
+    (
+        any::<bool>(),
+        [
+            (prop::bool::weighted(0.2), ipt_rules(3)),
+            (prop::bool::weighted(0.2), ipt_rules(3)),
+            (prop::bool::weighted(0.2), ipt_rules(3)),
+            (prop::bool::weighted(0.4), ipt_rules(5)),
+        ],
+        prop::collection::vec(ipt_rules(4), 3..=3),
+        prop::collection::vec(0..IPSET_ENTRIES.len(), 0..3),
+    )
+        .prop_map(|(legacy, bases, user, set)| Ipt {
+            legacy,
+            bases,
+            user,
+            set,
+        })
+}
+
+fn ipt_rule_text(r: &IRule, chain: &str, filter: bool, from: Option<usize>) -> String {
+    let mut line = format!("-A {chain}");
+    let mut tcp = false;
+    // iptables allows one -s, one --dport and one multiport per rule.
+    let mut seen = std::collections::HashSet::new();
+    for m in &r.m {
+        if !seen.insert(std::mem::discriminant(m)) && !matches!(m, IM::Ct(_) | IM::Set(_)) {
+            continue;
+        }
+        let neg = |n: bool| if n { "! " } else { "" };
+        match m {
+            IM::Src(n, i) => line.push_str(&format!(" {}-s {}", neg(*n), IPT_SOURCES[*i])),
+            IM::Dport(n, i) => {
+                if !tcp {
+                    line.push_str(" -p tcp");
+                    tcp = true;
+                }
+                line.push_str(" -m tcp");
+                line.push_str(&format!(" {}--dport {}", neg(*n), IPT_PORTS[*i]));
+            }
+            IM::Multi(n, i) => {
+                if !tcp {
+                    line.push_str(" -p tcp");
+                    tcp = true;
+                }
+                line.push_str(&format!(
+                    " -m multiport {}--dports {}",
+                    neg(*n),
+                    IPT_MULTI[*i]
+                ));
+            }
+            IM::Ct(0) => line.push_str(" -m conntrack --ctstate NEW"),
+            IM::Ct(1) => line.push_str(" -m conntrack ! --ctstate NEW"),
+            IM::Ct(_) => line.push_str(" -m conntrack --ctstate RELATED,ESTABLISHED"),
+            IM::Set(n) => line.push_str(&format!(" -m set {}--match-set cfdiff src", neg(*n))),
+        }
+    }
+    let ok = |k: usize| filter && from.is_none_or(|c| k > c);
+    let t = match &r.t {
+        IT::None => String::new(),
+        IT::Accept => " -j ACCEPT".into(),
+        IT::Drop => " -j DROP".into(),
+        IT::Reject if filter => " -j REJECT".into(),
+        IT::Reject => " -j DROP".into(),
+        IT::Return => " -j RETURN".into(),
+        IT::Jump(k) if ok(*k) => format!(" -j u{k}"),
+        IT::Goto(k) if ok(*k) => format!(" -g u{k}"),
+        IT::Jump(_) | IT::Goto(_) => " -j RETURN".into(),
+    };
+    line + &t
+}
+
+fn render_ipt(t: &Ipt) -> String {
+    let mut out = String::new();
+    let pol = |d: bool| if d { "DROP" } else { "ACCEPT" };
+    // Non-TCP always passes; only the SYNs are tested.
+    let first = |c: &str| format!("-A {c} ! -p tcp -j ACCEPT\n");
+    let _ = write!(
+        out,
+        "*raw\n:PREROUTING {} [0:0]\n:OUTPUT ACCEPT [0:0]\n{}",
+        pol(t.bases[0].0),
+        first("PREROUTING")
+    );
+    for r in &t.bases[0].1 {
+        let _ = writeln!(out, "{}", ipt_rule_text(r, "PREROUTING", false, None));
+    }
+    let _ = write!(
+        out,
+        "COMMIT\n*mangle\n:PREROUTING {} [0:0]\n:INPUT {} [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{}{}",
+        pol(t.bases[1].0),
+        pol(t.bases[2].0),
+        first("PREROUTING"),
+        first("INPUT")
+    );
+    for r in &t.bases[1].1 {
+        let _ = writeln!(out, "{}", ipt_rule_text(r, "PREROUTING", false, None));
+    }
+    for r in &t.bases[2].1 {
+        let _ = writeln!(out, "{}", ipt_rule_text(r, "INPUT", false, None));
+    }
+    let _ = write!(
+        out,
+        "COMMIT\n*filter\n:INPUT {} [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u0 - [0:0]\n:u1 - [0:0]\n:u2 - [0:0]\n{}",
+        pol(t.bases[3].0),
+        first("INPUT")
+    );
+    for r in &t.bases[3].1 {
+        let _ = writeln!(out, "{}", ipt_rule_text(r, "INPUT", true, None));
+    }
+    for (k, rules) in t.user.iter().enumerate() {
+        for r in rules {
+            let _ = writeln!(out, "{}", ipt_rule_text(r, &format!("u{k}"), true, Some(k)));
+        }
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+const EMPTY_IPT: &str = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+
+#[test]
+fn engine_agrees_with_the_kernel_on_generated_iptables_rulesets() {
+    if !cf_allow_testkit::require_root(
+        "engine_agrees_with_the_kernel_on_generated_iptables_rulesets",
+    ) {
+        return;
+    }
+    let cases: u32 = std::env::var("CF_ALLOW_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|n: u32| n.div_ceil(3))
+        .unwrap_or(60);
+    let lab = Lab::new("diffipt");
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 200,
+        ..Config::default()
+    });
+    let loaded = std::cell::Cell::new(0u32);
+    let refused = std::cell::Cell::new(0u32);
+    let v4: Vec<&'static str> = SOURCES
+        .iter()
+        .copied()
+        .filter(|s| !s.contains(':'))
+        .collect();
+    let probes = prop::collection::vec((0..v4.len(), 0..PORTS.len()), 8..=8).prop_map(move |v| {
+        v.into_iter()
+            .map(|(s, p)| (v4[s], PORTS[p]))
+            .collect::<Vec<_>>()
+    });
+    let result = runner.run(&(ipt(), probes), |(t, probes)| {
+        let text = render_ipt(&t);
+        let set: Vec<String> = t
+            .set
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|i| format!("add cfdiff {}", IPSET_ENTRIES[*i]))
+            .collect();
+        let (program, other) = if t.legacy {
+            ("iptables-legacy-restore", "iptables-nft-restore")
+        } else {
+            ("iptables-nft-restore", "iptables-legacy-restore")
+        };
+        let shown = format!("# {program}\n{text}# ipset cfdiff: {}\n", set.join("; "));
+        let load = |lab: &Lab| -> Result<(), String> {
+            lab.load("")?;
+            lab.run_input(&format!("{other} -w 5"), EMPTY_IPT)?;
+            lab.run_input("iptables-legacy-restore -w 5", EMPTY_IPT)?;
+            lab.run_input(
+                "ipset destroy cfdiff 2>/dev/null; ipset restore",
+                &format!("create cfdiff hash:net family inet\n{}\n", set.join("\n")),
+            )?;
+            lab.run_input(&format!("{program} -w 5"), &text)
+        };
+        match common::kernel::compare_loaded(&lab, &shown, &probes, &load) {
+            Ok(_) => {
+                loaded.set(loaded.get() + 1);
+                Ok(())
+            }
+            Err(e) if e.starts_with("nft refused") => {
+                refused.set(refused.get() + 1);
+                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
+                    eprintln!("{e}");
+                }
+                Ok(())
+            }
+            Err(e) => Err(TestCaseError::fail(e)),
+        }
+    });
+    eprintln!(
+        "differential (iptables-nft / iptables-legacy + ipset): {} rulesets × 8 probes compared with the kernel ({} refused by iptables-restore and skipped)",
+        loaded.get(),
+        refused.get()
+    );
+    // Leave no legacy tables behind in the namespace (it is deleted anyway).
+    let _ = lab.run_input("iptables-legacy-restore", EMPTY_IPT);
+    if let Err(e) = result {
+        panic!("the engine disagrees with the kernel: {e}");
+    }
+    assert!(
+        loaded.get() * 2 >= cases,
+        "too many generated rulesets were refused"
     );
 }

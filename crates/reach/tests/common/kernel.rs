@@ -90,10 +90,15 @@ impl Lab {
     /// Replaces the server's ruleset; `Err` with nft's message when it refuses the script.
     pub fn load(&self, script: &str) -> Result<(), String> {
         self.server.sh("nft flush ruleset");
+        self.run_input("nft -f -", script)
+    }
+
+    /// Runs `script` in the server namespace with `input` on stdin; `Err` with its stderr.
+    pub fn run_input(&self, script: &str, input: &str) -> Result<(), String> {
         let out = self
             .server
-            .command("nft")
-            .args(["-f", "-"])
+            .command("bash")
+            .args(["-c", script])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -101,7 +106,7 @@ impl Lab {
             .and_then(|mut child| {
                 use std::io::Write;
                 if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(script.as_bytes())?;
+                    stdin.write_all(input.as_bytes())?;
                 }
                 child.wait_with_output()
             })
@@ -200,7 +205,17 @@ pub fn engine(model: &HostModel, src: &str, port: u16) -> Result<bool, String> {
 
 /// Compares kernel and engine on `probes` for `script`; `Err` describes the disagreements.
 pub fn compare(lab: &Lab, script: &str, probes: &[(&'static str, u16)]) -> Result<bool, String> {
-    if let Err(e) = lab.load(script) {
+    compare_loaded(lab, script, probes, &|lab: &Lab| lab.load(script))
+}
+
+/// [`compare`] with the ruleset loaded by `load` (`script` is what the report shows).
+pub fn compare_loaded(
+    lab: &Lab,
+    script: &str,
+    probes: &[(&'static str, u16)],
+    load: &dyn Fn(&Lab) -> Result<(), String>,
+) -> Result<bool, String> {
+    if let Err(e) = load(lab) {
         return Err(format!("nft refused the ruleset: {e}\n{script}"));
     }
     let model = lab.model();
