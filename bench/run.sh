@@ -93,7 +93,7 @@ verdict_times() {
   for _ in $(seq "$RUNS"); do
     ip netns exec "$ns" "$BIN" -v --config "$cfg" sync --source "file://$work/cf.txt" 2>&1 >/dev/null |
       sed -n 's/.*read the host.s rules in \([0-9.]*\) ms, verdict in \([0-9.]*\) ms.*/\1 \2/p'
-  done | awk '{r+=$1; v+=$2; n++} END {if (n) printf "%.2f %.2f", r/n, v/n; else printf "- -"}'
+  done | awk '{r+=$1; v+=$2; n++} END {if (n) printf "%.2f %.2f\n", r/n, v/n; else print "- -"}'
 }
 
 # fresh_ns RULESET_FILE: a new $ns with lo and a veth pair up (inbound interfaces for the

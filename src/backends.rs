@@ -112,10 +112,7 @@ fn detect(config: &Config) -> Result<BackendKind> {
         Some((kind, report)) => Err(anyhow!(
             "no available backend would let Cloudflare in; with {}: {}",
             kind.as_str(),
-            report
-                .warnings
-                .first()
-                .map_or("blocked", String::as_str)
+            report.warnings.first().map_or("blocked", String::as_str)
         )),
         None => Ok(first),
     }

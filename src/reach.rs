@@ -210,7 +210,13 @@ pub fn verdict(
             None
         }
     };
-    let report = report(projected.as_ref().unwrap_or(&model), &model, &probe, kind, config);
+    let report = report(
+        projected.as_ref().unwrap_or(&model),
+        &model,
+        &probe,
+        kind,
+        config,
+    );
     let total = started.elapsed();
     tracing::debug!(
         "reachability: read the host's rules in {:.3} ms, verdict in {:.3} ms",
@@ -344,7 +350,10 @@ pub fn report(
                 .any(|f| f.by == finding.by)
         };
         if let Some((alt, _)) = proven.iter().find(|(_, v)| v.reachable) {
-            return Some(format!("{} — checked: Cloudflare then gets through", alt.advice));
+            return Some(format!(
+                "{} — checked: Cloudflare then gets through",
+                alt.advice
+            ));
         }
         if let Some((alt, _)) = proven.iter().find(|(_, v)| past_rule(v)) {
             return Some(alt.advice.clone());

@@ -51,7 +51,11 @@ fn assert_exact_keys(reach: &Value) {
         );
     }
     for f in reach["unknown"].as_array().expect("unknown") {
-        assert_eq!(keys(f), ["by", "expr", "family", "ports", "ranges"], "{f:#}");
+        assert_eq!(
+            keys(f),
+            ["by", "expr", "family", "ports", "ranges"],
+            "{f:#}"
+        );
     }
 }
 
@@ -68,7 +72,9 @@ fn covers(finding: &Value, addr: &str) -> bool {
 
 #[test]
 fn firewalld_host_nftables_backend_exits_3_names_the_reject_and_the_connect_fails() {
-    if !Kind::Firewalld.ready("firewalld_host_nftables_backend_exits_3_names_the_reject_and_the_connect_fails") {
+    if !Kind::Firewalld
+        .ready("firewalld_host_nftables_backend_exits_3_names_the_reject_and_the_connect_fails")
+    {
         return;
     }
     let env = Env::new("");
@@ -103,10 +109,7 @@ section again; cfa sync
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("handle of the reject: {s:#?}"));
-    assert!(
-        s.section("connect_before").starts_with("blocked"),
-        "{s:#?}"
-    );
+    assert!(s.section("connect_before").starts_with("blocked"), "{s:#?}");
 
     // Dry run: exit 3 already, nothing changed.
     let dry = Cfa::of(&s, "dry");
@@ -126,11 +129,7 @@ section again; cfa sync
     assert_eq!(reach["reachable"], false);
     assert_eq!(reach["checked"]["ranges"], 24);
     assert_eq!(reach["checked"]["ports"], serde_json::json!([80, 443]));
-    let rejects = findings_by(
-        reach,
-        "filter_INPUT",
-        "reject with icmpx admin-prohibited",
-    );
+    let rejects = findings_by(reach, "filter_INPUT", "reject with icmpx admin-prohibited");
     assert!(!rejects.is_empty(), "{reach:#}");
     for f in &rejects {
         assert_eq!(f["by"]["layer"], "nftables");
@@ -143,10 +142,7 @@ section again; cfa sync
     assert_eq!(v4.len(), 1, "{reach:#}");
     assert!(rejects.iter().any(|f| covers(f, CLIENT_V6)), "{reach:#}");
     assert!(rejects.iter().any(|f| covers(f, "104.16.0.1")), "{reach:#}");
-    assert!(
-        s.section("connect_after").starts_with("blocked"),
-        "{s:#?}"
-    );
+    assert!(s.section("connect_after").starts_with("blocked"), "{s:#?}");
     assert!(
         s.section("connect_after_v6").starts_with("blocked"),
         "{s:#?}"
@@ -158,7 +154,11 @@ section again; cfa sync
     let lines: Vec<&str> = sync.stderr.lines().filter(|l| l.contains(&want)).collect();
     assert_eq!(lines.len(), 1, "{}", sync.stderr);
     assert!(lines[0].contains("on TCP 80, 443"), "{}", lines[0]);
-    assert!(lines[0].contains("fix: set `backend: firewalld`"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("fix: set `backend: firewalld`"),
+        "{}",
+        lines[0]
+    );
     assert!(
         doc["warnings"].to_string().contains(&want),
         "the warning is in the JSON too: {doc:#}"
@@ -183,7 +183,8 @@ section again; cfa sync
 
 #[test]
 fn firewalld_host_detection_refuses_with_one_line_and_changes_nothing() {
-    if !Kind::Firewalld.ready("firewalld_host_detection_refuses_with_one_line_and_changes_nothing") {
+    if !Kind::Firewalld.ready("firewalld_host_detection_refuses_with_one_line_and_changes_nothing")
+    {
         return;
     }
     let env = Env::new("");

@@ -113,9 +113,9 @@ fn real_list_sync(variant: &str) {
     // The backend reads its state (save -t filter per family, ipset list) and restores: at
     // most 5 spawns. The reachability verdict then reads the whole tables once: each of its
     // programs at most once.
-    let (backend, verdict): (Vec<&str>, Vec<&str>) = spawns
-        .lines()
-        .partition(|l| l.ends_with(" -t filter") || l.starts_with("ipset list") || l.contains("-restore"));
+    let (backend, verdict): (Vec<&str>, Vec<&str>) = spawns.lines().partition(|l| {
+        l.ends_with(" -t filter") || l.starts_with("ipset list") || l.contains("-restore")
+    });
     assert!(backend.len() <= 5, "{spawns}");
     let mut unique = verdict.clone();
     unique.sort_unstable();

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 
 fn ready(test: &str) -> bool {
     cf_allow_testkit::require_root(test)
-        && cf_allow_testkit::require_programs(test, &["nft", "ip", "iptables-nft-restore", "unshare"])
+        && cf_allow_testkit::require_programs(
+            test,
+            &["nft", "ip", "iptables-nft-restore", "unshare"],
+        )
 }
 
 /// Cloudflare's ranges plus the client's allowed addresses (`lab::ALLOWED_V4`/`_V6` as
@@ -139,7 +142,12 @@ fn foreign_drop_policy_exits_3_and_the_proven_fix_lets_the_client_in() {
         "{CONFIG}nftables:\n  into: {{family: inet, table: filter, chain: input}}\n"
     ));
     let before = server.sh("nft list ruleset");
-    let dry = sync(&env, &server, &feed, &["--backend", "nftables", "--dry-run"]);
+    let dry = sync(
+        &env,
+        &server,
+        &feed,
+        &["--backend", "nftables", "--dry-run"],
+    );
     dry.expect_code(0);
     assert_eq!(dry.json()["reachability"]["reachable"], true);
     assert_eq!(server.sh("nft list ruleset"), before);
@@ -197,7 +205,11 @@ table inet f2b {
     );
     let lines = warning_lines(&run);
     assert_eq!(lines.len(), 1, "{}", run.stderr);
-    assert!(lines[0].contains("104.16.3.4/32, 192.0.2.10/32"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("104.16.3.4/32, 192.0.2.10/32"),
+        "{}",
+        lines[0]
+    );
     // The verdict equals the connects: the banned address fails, its neighbour connects.
     assert!(!connect(&client, lab::ALLOWED_V4));
     assert!(connect(&client, lab::OTHER_V4));
@@ -259,7 +271,9 @@ fn docker_published_port_is_not_claimed_reachable() {
     assert!(v4["expr"].is_string());
     let lines = warning_lines(&run);
     assert!(
-        lines.iter().any(|l| l.contains("ip nat") && l.contains("DOCKER-USER")),
+        lines
+            .iter()
+            .any(|l| l.contains("ip nat") && l.contains("DOCKER-USER")),
         "{}",
         run.stderr
     );
@@ -284,7 +298,15 @@ fn unreadable_rules_give_unknown_with_the_reason_and_exit_3() {
     );
     let out = server
         .command("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script, BIN])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            BIN,
+        ])
         .arg("--config")
         .arg(env.config())
         .args(["sync", "--backend", "nftables", "--source", &feed, "--json"])
@@ -305,7 +327,11 @@ fn unreadable_rules_give_unknown_with_the_reason_and_exit_3() {
     }
     assert_eq!(warning_lines(&run).len(), 1, "{}", run.stderr);
     // The host's nft still works outside that mount namespace.
-    assert!(Command::new(&nft).arg("--version").status().expect("nft").success());
+    assert!(Command::new(&nft)
+        .arg("--version")
+        .status()
+        .expect("nft")
+        .success());
 }
 
 #[test]

@@ -18,7 +18,9 @@ fn feed(env: &Env) -> String {
 
 #[test]
 fn ufw_host_detection_picks_a_backend_that_lets_the_client_in_and_survives_reload() {
-    if !Kind::Ufw.ready("ufw_host_detection_picks_a_backend_that_lets_the_client_in_and_survives_reload") {
+    if !Kind::Ufw
+        .ready("ufw_host_detection_picks_a_backend_that_lets_the_client_in_and_survives_reload")
+    {
         return;
     }
     let env = Env::new("");
@@ -44,10 +46,7 @@ section again; cfa sync --json --exit-code
 "#
         ),
     );
-    assert!(
-        s.section("connect_before").starts_with("blocked"),
-        "{s:#?}"
-    );
+    assert!(s.section("connect_before").starts_with("blocked"), "{s:#?}");
     let sync = Cfa::of(&s, "sync");
     assert_eq!(sync.code, 0, "{sync:#?}");
     let doc = sync.json();

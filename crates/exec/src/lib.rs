@@ -34,7 +34,10 @@ fn find_in(path: &OsStr, name: &str) -> Option<PathBuf> {
 pub fn is_legacy_iptables(name: &str) -> bool {
     find_program(name)
         .and_then(|p| std::fs::canonicalize(p).ok())
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().contains("legacy")))
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().contains("legacy"))
+        })
         .unwrap_or(false)
 }
 
