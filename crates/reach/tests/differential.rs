@@ -422,22 +422,30 @@ fn probes() -> impl Strategy<Value = Vec<(&'static str, u16)>> {
     )
 }
 
-#[test]
-fn engine_agrees_with_the_kernel_on_generated_rulesets() {
-    if !cf_allow_testkit::require_root("engine_agrees_with_the_kernel_on_generated_rulesets") {
-        return;
-    }
+/// The number of cases (`CF_ALLOW_DIFF_CASES / divisor`, or `default`) and a runner for them
+/// that shrinks a disagreement to a small ruleset and writes no persistence file.
+fn runner(divisor: u32, default: u32) -> (u32, TestRunner) {
     let cases: u32 = std::env::var("CF_ALLOW_DIFF_CASES")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let lab = Lab::new("diff");
-    let mut runner = TestRunner::new(Config {
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(|n| n.div_ceil(divisor))
+        .unwrap_or(default);
+    let runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         max_shrink_iters: 200,
         ..Config::default()
     });
+    (cases, runner)
+}
+
+#[test]
+fn engine_agrees_with_the_kernel_on_generated_rulesets() {
+    if !cf_allow_testkit::require_root("engine_agrees_with_the_kernel_on_generated_rulesets") {
+        return;
+    }
+    let (cases, mut runner) = runner(1, 200);
+    let lab = Lab::new("diff");
     let loaded = std::cell::Cell::new(0u32);
     let refused = std::cell::Cell::new(0u32);
     let strategy = (prop::collection::vec(table(), 1..4), probes());
@@ -678,18 +686,8 @@ fn engine_agrees_with_the_kernel_on_generated_iptables_rulesets() {
     ) {
         return;
     }
-    let cases: u32 = std::env::var("CF_ALLOW_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(|n: u32| n.div_ceil(3))
-        .unwrap_or(60);
+    let (cases, mut runner) = runner(3, 60);
     let lab = Lab::new("diffipt");
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 200,
-        ..Config::default()
-    });
     let loaded = std::cell::Cell::new(0u32);
     let refused = std::cell::Cell::new(0u32);
     let v4: Vec<&'static str> = SOURCES
