@@ -1,6 +1,7 @@
 //! End-to-end: cf-allow on a firewalld host (the real firewalld in
-//! `../shared/firewalld/firewalld-sandbox --client`): its `filter_INPUT` ends in
-//! `reject with icmpx admin-prohibited`, so cf-allow's own nftables table cannot let anyone in.
+//! `../shared/firewalld/firewalld-sandbox --client`): `filter_INPUT` jumps to the zone chain
+//! `filter_IN_public`, which ends in `reject with icmpx admin-prohibited` (the deciding rule
+//! for a port the zone does not open), so cf-allow's own nftables table cannot let anyone in.
 //! The verdict must say so (exit 3, the deciding rule named), agree with a real TCP connect
 //! from the client, and detection must refuse instead of claiming success.
 
@@ -89,7 +90,7 @@ fn firewalld_host_nftables_backend_exits_3_names_the_reject_and_the_connect_fail
         &format!(
             r#"
 listen 443 80
-section handle; nft -a list chain inet firewalld filter_INPUT | sed -n 's/.*reject with icmpx admin-prohibited # handle \([0-9]*\)/\1/p'
+section handle; nft -a list chain inet firewalld filter_IN_public | sed -n 's/.*reject with icmpx admin-prohibited # handle \([0-9]*\)/\1/p'
 section connect_before; connect {CLIENT_V4} {SERVER_V4} 443
 nft list ruleset > "$W/ruleset0"
 section dry; cfa sync --dry-run --json
@@ -129,7 +130,11 @@ section again; cfa sync
     assert_eq!(reach["reachable"], false);
     assert_eq!(reach["checked"]["ranges"], 24);
     assert_eq!(reach["checked"]["ports"], serde_json::json!([80, 443]));
-    let rejects = findings_by(reach, "filter_INPUT", "reject with icmpx admin-prohibited");
+    let rejects = findings_by(
+        reach,
+        "filter_IN_public",
+        "reject with icmpx admin-prohibited",
+    );
     assert!(!rejects.is_empty(), "{reach:#}");
     for f in &rejects {
         assert_eq!(f["by"]["layer"], "nftables");
@@ -149,7 +154,7 @@ section again; cfa sync
     );
     // One warning line naming the rule, its handle and a fix cf-allow accepts.
     let want = format!(
-        "inet firewalld filter_INPUT: \"reject with icmpx admin-prohibited\" (handle {handle}) rejects"
+        "inet firewalld filter_IN_public: \"reject with icmpx admin-prohibited\" (handle {handle}) rejects"
     );
     let lines: Vec<&str> = sync.stderr.lines().filter(|l| l.contains(&want)).collect();
     assert_eq!(lines.len(), 1, "{}", sync.stderr);
@@ -160,7 +165,11 @@ section again; cfa sync
         lines[0]
     );
     assert!(
-        doc["warnings"].to_string().contains(&want),
+        doc["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains(&want))),
         "the warning is in the JSON too: {doc:#}"
     );
 
@@ -216,7 +225,8 @@ section unchanged; nft list ruleset | cmp -s - "$W/ruleset0" && iptables-save | 
         errors[0]
     );
     assert!(
-        errors[0].contains("inet firewalld filter_INPUT: \"reject with icmpx admin-prohibited\""),
+        errors[0]
+            .contains("inet firewalld filter_IN_public: \"reject with icmpx admin-prohibited\""),
         "{}",
         errors[0]
     );
