@@ -335,7 +335,7 @@ pub fn report(
                     .to_owned(),
             );
         }
-        if finding.by.table.ends_with(" nat") && finding.by.chain == "PREROUTING" {
+        if finding.by.table.ends_with(" nat") || finding.by.rule.contains("DNAT") {
             return Some(
                 "connections to published container ports are DNAT'd here and then forwarded, which the verdict does not follow: with `backend: iptables`, add DOCKER-USER to `iptables.hooks` so cf-allow accepts Cloudflare there too"
                     .to_owned(),
