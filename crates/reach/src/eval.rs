@@ -644,6 +644,8 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             _ => None,
         },
         Key::FibSaddrOif => None,
+        // The SYN's flags under the mask.
+        Key::TcpFlags(mask) => num_in((0x02 & mask) as u128),
         Key::Saddr | Key::Dport => None,
     }
 }

@@ -377,6 +377,50 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     .collect();
                 conds.push(one(Key::FibDaddrType, None, None, neg, elems, text(&v)));
             }
+            "--syn" if module == "tcp" || proto == Some(6) => {
+                // --tcp-flags FIN,SYN,RST,ACK SYN: true for a SYN.
+                let mask = 0x17u8;
+                conds.push(one(
+                    Key::TcpFlags(mask),
+                    None,
+                    Some(6),
+                    neg,
+                    vec![vec![Atom::Num(0x02, 0x02)]],
+                    text(""),
+                ));
+            }
+            "--tcp-flags" => {
+                let m = next(&mut i).cloned().unwrap_or_default();
+                let v = next(&mut i).cloned().unwrap_or_default();
+                let bits = |s: &str| -> Option<u8> {
+                    s.split(',').try_fold(0u8, |acc, f| {
+                        Some(
+                            acc | match f {
+                                "FIN" => 0x01,
+                                "SYN" => 0x02,
+                                "RST" => 0x04,
+                                "PSH" => 0x08,
+                                "ACK" => 0x10,
+                                "URG" => 0x20,
+                                "ALL" => 0x3f,
+                                "NONE" => 0,
+                                _ => return None,
+                            },
+                        )
+                    })
+                };
+                match (bits(&m), bits(&v)) {
+                    (Some(mask), Some(val)) => conds.push(one(
+                        Key::TcpFlags(mask),
+                        None,
+                        Some(6),
+                        neg,
+                        vec![vec![Atom::Num(val as u128, val as u128)]],
+                        text(&format!("{m} {v}")),
+                    )),
+                    _ => conds.push(Cond::Unknown(text(&format!("{m} {v}")))),
+                }
+            }
             "--icmp-type" | "--icmpv6-type" if proto.is_some_and(|p| p != 6) => {
                 // The -p match already excludes TCP.
                 next(&mut i);

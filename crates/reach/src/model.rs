@@ -133,6 +133,8 @@ pub(crate) enum Key {
     PktType,
     /// `ct status` (flags): a new connection's first packet has none of them.
     CtStatus,
+    /// `tcp flags [& mask]`: the SYN's flags (`syn`) under the mask.
+    TcpFlags(u8),
 }
 
 /// One component of a compared value, with its implicit dependencies.

@@ -239,6 +239,12 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
         return Ok(out);
     }
     let c = |key, fam, proto| Ok(vec![Comp { key, fam, proto }]);
+    if let Some(mask) = tcp_flags_mask(left) {
+        return match mask {
+            Some(m) => c(Key::TcpFlags(m), None, Some(6)),
+            None => Err("tcp flags mask".into()),
+        };
+    }
     if let Some(p) = left.get("payload") {
         let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("");
         let field = p.get("field").and_then(Value::as_str).unwrap_or("");
@@ -302,6 +308,46 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
     Err(render_value(left))
 }
 
+/// The bits of a tcp flags value: names, lists, `|`, numbers.
+fn flag_bits(v: &Value) -> Option<u8> {
+    match v {
+        Value::Number(n) => u8::try_from(n.as_u64()?).ok(),
+        Value::String(s) => Some(match s.as_str() {
+            "fin" => 0x01,
+            "syn" => 0x02,
+            "rst" => 0x04,
+            "psh" => 0x08,
+            "ack" => 0x10,
+            "urg" => 0x20,
+            "ecn" => 0x40,
+            "cwr" => 0x80,
+            _ => return None,
+        }),
+        Value::Array(a) => a.iter().try_fold(0u8, |acc, x| Some(acc | flag_bits(x)?)),
+        Value::Object(o) => o.get("|").and_then(flag_bits),
+        _ => None,
+    }
+}
+
+/// `Some(mask)` when `left` is `tcp flags` (mask 0xff) or `tcp flags & mask`; `Some(None)`
+/// when it is tcp flags with a mask that cannot be read.
+fn tcp_flags_mask(left: &Value) -> Option<Option<u8>> {
+    let is_flags = |v: &Value| {
+        v.get("payload").is_some_and(|p| {
+            p.get("protocol").and_then(Value::as_str) == Some("tcp")
+                && p.get("field").and_then(Value::as_str) == Some("flags")
+        })
+    };
+    if is_flags(left) {
+        return Some(Some(0xff));
+    }
+    let parts = left.get("&")?.as_array()?;
+    if parts.len() == 2 && is_flags(&parts[0]) {
+        return Some(flag_bits(&parts[1]));
+    }
+    None
+}
+
 /// Normalises atoms for their key (protocol names to numbers, nfproto names).
 fn normalise(comps: &[Comp], e: Elem) -> Elem {
     e.into_iter()
@@ -355,6 +401,41 @@ fn parse_match(m: &Value) -> Cond {
             }),
             _ => Cond::Unknown(text),
         };
+    }
+    if let [Comp {
+        key: Key::TcpFlags(mask),
+        ..
+    }] = comps.as_slice()
+    {
+        let Some(bits) = flag_bits(right) else {
+            return Cond::Unknown(text);
+        };
+        // A SYN may carry ECE/CWR (ECN): a result that depends on those bits is not known.
+        // `in` / `!`: any / none of the bits; `==` / `!=`: the exact value.
+        let any = op == "in" || op == "!";
+        let looked_at = if any { bits & *mask } else { *mask };
+        if looked_at & 0xc0 != 0 {
+            return Cond::Unknown(format!("{text} (depends on the ECN bits a SYN may carry)"));
+        }
+        // `in` (and a bare `tcp flags syn`): any of the bits; `==`/`!=`: the exact value.
+        let values: Vec<u8> = match op {
+            "in" | "!" => (0..=255u8).filter(|v| v & bits != 0).collect(),
+            "==" | "!=" => vec![bits],
+            _ => return Cond::Unknown(text),
+        };
+        let mask = *mask;
+        return Cond::M(Match {
+            comps,
+            neg: op == "!=" || op == "!",
+            rhs: Rhs::Elems(
+                values
+                    .into_iter()
+                    .filter(|v| v & !mask == 0 || any)
+                    .map(|v| vec![Atom::Num(v as u128, v as u128)])
+                    .collect(),
+            ),
+            text,
+        });
     }
     let Some(mut elems) = rhs_elems(&comps, right) else {
         return Cond::Unknown(text);

@@ -73,6 +73,8 @@ enum M {
     Iifname(bool),
     Daddr(bool),
     Fib,
+    /// tcp flags: 0 `& (fin|syn|rst|ack) == syn`, 1 `!= syn`, 2 `syn`, 3 `ack`
+    Flags(u8),
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +129,7 @@ fn matches() -> impl Strategy<Value = M> {
         1 => any::<bool>().prop_map(M::Iifname),
         1 => any::<bool>().prop_map(M::Daddr),
         1 => Just(M::Fib),
+        1 => (0..4u8).prop_map(M::Flags),
     ]
 }
 
@@ -278,6 +281,12 @@ fn render_match(out: &mut String, t: &Tbl, m: &M, iface: &str, rule_v6: bool) {
                 out.push_str("fib daddr type local ");
             }
         }
+        M::Flags(k) => out.push_str(match k {
+            0 => "tcp flags & (fin|syn|rst|ack) == syn ",
+            1 => "tcp flags & (fin|syn|rst|ack) != syn ",
+            2 => "tcp flags syn ",
+            _ => "tcp flags ack ",
+        }),
     }
 }
 

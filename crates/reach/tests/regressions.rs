@@ -127,3 +127,43 @@ fn accept_ends_only_its_base_chain() {
         &[22, 443],
     );
 }
+
+/// tcp flags (nft and iptables' --syn / --tcp-flags): a SYN is `syn` under any mask
+/// without the ECN bits.
+#[test]
+fn tcp_flags_of_a_syn() {
+    check(
+        "tcpflags",
+        "table inet t { chain b { type filter hook input priority 0; policy accept;
+           meta l4proto != tcp accept
+           tcp flags & (fin|syn|rst|ack) != syn tcp dport 22 drop
+           tcp flags & (fin|syn|rst|ack) == syn tcp dport 80 drop
+           tcp flags syn,rst tcp dport 443 drop
+           tcp flags ack tcp dport 1000 drop
+         }
+         }",
+        &[22, 80, 443, 1000],
+    );
+}
+
+#[test]
+fn iptables_syn_and_tcp_flags() {
+    if !cf_allow_testkit::require_root("iptables_syn_and_tcp_flags") {
+        return;
+    }
+    let lab = Lab::new("iptflags");
+    let rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A INPUT -p tcp -m tcp ! --syn --dport 22 -j DROP\n\
+        -A INPUT -p tcp -m tcp --syn --dport 80 -j DROP\n\
+        -A INPUT -p tcp -m tcp --tcp-flags SYN,ACK SYN --dport 443 -j DROP\n\
+        -A INPUT -p tcp -m tcp --tcp-flags ALL NONE --dport 1000 -j DROP\nCOMMIT\n";
+    let load = |lab: &Lab| {
+        lab.load("")?;
+        lab.run_input("iptables-nft-restore", rules)
+    };
+    if let Err(e) =
+        common::kernel::compare_loaded(&lab, rules, &all_probes(&[22, 80, 443, 1000]), &load)
+    {
+        panic!("{e}");
+    }
+}
