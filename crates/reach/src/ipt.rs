@@ -138,17 +138,8 @@ fn addr_atom(s: &str, family: Family) -> Option<Atom> {
             }
         },
     };
-    if len > bits {
-        return None;
-    }
-    let host = bits - len;
-    let m: u128 = if host >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host) - 1
-    };
-    let base = addr_value(addr) & !m;
-    Some(Atom::Num(base, base | m))
+    let (lo, hi) = crate::space::prefix_span(addr, len)?;
+    Some(Atom::Num(lo, hi))
 }
 
 fn port_atom(s: &str) -> Option<Atom> {

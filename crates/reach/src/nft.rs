@@ -167,19 +167,9 @@ fn atom(v: &Value) -> Option<Atom> {
         Value::Object(_) => {
             if let Some(p) = v.get("prefix") {
                 let addr: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
-                let len = p.get("len")?.as_u64()? as u32;
-                let bits = if addr.is_ipv4() { 32 } else { 128 };
-                if len > bits {
-                    return None;
-                }
-                let host_bits = bits - len;
-                let mask: u128 = if host_bits >= 128 {
-                    u128::MAX
-                } else {
-                    (1u128 << host_bits) - 1
-                };
-                let base = addr_value(addr) & !mask;
-                return Some(Atom::Num(base, base | mask));
+                let len = u32::try_from(p.get("len")?.as_u64()?).ok()?;
+                let (lo, hi) = crate::space::prefix_span(addr, len)?;
+                return Some(Atom::Num(lo, hi));
             }
             if let Some(r) = v.get("range").and_then(Value::as_array) {
                 let lo = match atom(r.first()?)? {

@@ -174,6 +174,22 @@ pub(crate) fn addr_value(addr: IpAddr) -> u128 {
     }
 }
 
+/// The span of `addr/len` (host bits ignored); `None` when `len` is too long.
+pub(crate) fn prefix_span(addr: IpAddr, len: u32) -> Option<Span<u128>> {
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    if len > bits {
+        return None;
+    }
+    let host = bits - len;
+    let mask: u128 = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    let base = addr_value(addr) & !mask;
+    Some((base, base | mask))
+}
+
 /// The span of a network.
 pub(crate) fn net_span(net: &IpNet) -> Span<u128> {
     (addr_value(net.network()), addr_value(net.broadcast()))
