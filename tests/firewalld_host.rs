@@ -8,16 +8,8 @@
 mod common;
 mod sandbox;
 
-use common::Env;
 use sandbox::{Cfa, Kind, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use serde_json::Value;
-
-/// Cloudflare's ranges plus the client's two documentation ranges.
-fn feed(env: &Env) -> String {
-    let mut ranges = cf_allow_testkit::cloudflare_ranges();
-    ranges.extend(["198.51.100.0/24", "2001:db8:1::/64"]);
-    env.feed("feed.txt", &ranges)
-}
 
 /// The findings of `reachability.blocked` whose `by` is the given chain and rule.
 fn findings_by<'a>(reach: &'a Value, chain: &str, rule: &str) -> Vec<&'a Value> {
@@ -78,11 +70,7 @@ fn firewalld_host_nftables_backend_exits_3_names_the_reject_and_the_connect_fail
     {
         return;
     }
-    let env = Env::new("");
-    let feed = feed(&env);
-    env.write_config(&format!(
-        "backend: nftables\nports: [80, 443]\nsources: [{feed}]\nguard: {{allow_reserved: true}}\n"
-    ));
+    let env = sandbox::client_env("backend: nftables\nports: [80, 443]\n");
     let s = sandbox::run(
         Kind::Firewalld,
         env.dir.path(),
@@ -196,11 +184,7 @@ fn firewalld_host_detection_refuses_with_one_line_and_changes_nothing() {
     {
         return;
     }
-    let env = Env::new("");
-    let feed = feed(&env);
-    env.write_config(&format!(
-        "ports: [443]\nsources: [{feed}]\nguard: {{allow_reserved: true}}\n"
-    ));
+    let env = sandbox::client_env("ports: [443]\n");
     let s = sandbox::run(
         Kind::Firewalld,
         env.dir.path(),

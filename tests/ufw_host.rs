@@ -6,15 +6,7 @@
 mod common;
 mod sandbox;
 
-use common::Env;
 use sandbox::{Cfa, Kind, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
-
-/// Cloudflare's ranges plus the client's two documentation ranges.
-fn feed(env: &Env) -> String {
-    let mut ranges = cf_allow_testkit::cloudflare_ranges();
-    ranges.extend(["198.51.100.0/24", "2001:db8:1::/64"]);
-    env.feed("feed.txt", &ranges)
-}
 
 #[test]
 fn ufw_host_detection_picks_a_backend_that_lets_the_client_in_and_survives_reload() {
@@ -23,11 +15,7 @@ fn ufw_host_detection_picks_a_backend_that_lets_the_client_in_and_survives_reloa
     {
         return;
     }
-    let env = Env::new("");
-    let feed = feed(&env);
-    env.write_config(&format!(
-        "ports: [443]\nsources: [{feed}]\nguard: {{allow_reserved: true}}\n"
-    ));
+    let env = sandbox::client_env("ports: [443]\n");
     let s = sandbox::run(
         Kind::Ufw,
         env.dir.path(),
@@ -75,18 +63,12 @@ fn ufw_host_nftables_backend_exits_3_and_its_fix_works() {
     if !Kind::Ufw.ready("ufw_host_nftables_backend_exits_3_and_its_fix_works") {
         return;
     }
-    let env = Env::new("");
-    let feed = feed(&env);
-    let config = |backend: &str| {
-        format!(
-            "backend: {backend}\nports: [443]\nsources: [{feed}]\nguard: {{allow_reserved: true, max_shrink_percent: 100}}\n"
-        )
-    };
-    env.write_config(&config("nftables"));
-    std::fs::write(env.path("iptables.yaml"), {
-        let text = config("iptables");
-        format!("state_dir: {}\n{text}", env.state_dir().display())
-    })
+    let env = sandbox::client_env("backend: nftables\nports: [443]\n");
+    let iptables = sandbox::client_config(&env, "backend: iptables\nports: [443]\n");
+    std::fs::write(
+        env.path("iptables.yaml"),
+        format!("state_dir: {}\n{iptables}", env.state_dir().display()),
+    )
     .expect("second config");
     let s = sandbox::run(
         Kind::Ufw,

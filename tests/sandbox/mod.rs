@@ -68,6 +68,22 @@ except OSError as e:
 }
 "#;
 
+/// The config text for `yaml` with `sources:` = a feed of Cloudflare's ranges plus the
+/// client's documentation ranges (written into `env`), `guard.allow_reserved` on.
+pub fn client_config(env: &crate::common::Env, yaml: &str) -> String {
+    let mut ranges = cf_allow_testkit::cloudflare_ranges();
+    ranges.extend(["198.51.100.0/24", "2001:db8:1::/64"]);
+    let feed = env.feed("feed.txt", &ranges);
+    format!("{yaml}sources: [{feed}]\nguard: {{allow_reserved: true, max_shrink_percent: 100}}\n")
+}
+
+/// A test env whose config is [`client_config`] of `yaml`.
+pub fn client_env(yaml: &str) -> crate::common::Env {
+    let env = crate::common::Env::new("");
+    env.write_config(&client_config(&env, yaml));
+    env
+}
+
 /// A firewall-manager sandbox of `../shared`.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
