@@ -77,3 +77,9 @@ fuzz:
 bench: release
 	@command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 	BIN=target/release/cf-allow bash bench/run.sh
+
+## The reachability engine's differential test against the kernel with many more generated
+## rulesets than CI runs (root). CF_ALLOW_DIFF_CASES sets how many.
+.PHONY: soak-reach
+soak-reach: deps
+	CF_ALLOW_DIFF_CASES=$${CF_ALLOW_DIFF_CASES:-2000} $(CARGO) test --locked -p cf-allow-reach --test differential -- --nocapture

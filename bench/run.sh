@@ -6,6 +6,8 @@
 # 2. Below: wall time and peak memory of every backend against the real Cloudflare list (22
 #    ranges), each in a fresh private network namespace, and the per-rule shell loop cf-allow
 #    replaces.
+# 3. Then the reachability verdict: its time for the 22-range list against firewalld's ruleset
+#    and against a 10,000-rule ruleset, and a no-op sync with and without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -64,6 +66,8 @@ shell_loop() {
 }
 
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
+# BENCH_ONLY=verdict skips the per-backend table.
+if [ "${BENCH_ONLY:-}" != verdict ]; then
 printf '%-28s %-8s %14s %16s %14s\n' backend list "first sync ms" "no-op sync ms" "peak RSS KiB"
 printf '%-28s %-8s %14s %16s %14s\n' ---------------------------- -------- -------------- ---------------- --------------
 for list in cf; do
@@ -76,3 +80,80 @@ for list in cf; do
   done
   printf '%-28s %-8s %14s %16s %14s\n' "shell loop (iptables -A)" "$list" "$(shell_loop "$feed")" "-" "-"
 done
+fi
+
+# ---------------------------------------------------------------- reachability verdict
+# verdict_times CONFIG: runs a no-op `sync -v` RUNS times in $ns and prints the mean
+# "read ms" and "verdict ms" that cf-allow logs for the verdict.
+verdict_times() {
+  local cfg=$1
+  for _ in $(seq "$RUNS"); do
+    ip netns exec "$ns" "$BIN" -v --config "$cfg" sync --source "file://$work/cf.txt" 2>&1 >/dev/null |
+      sed -n 's/.*read the host.s rules in \([0-9.]*\) ms, verdict in \([0-9.]*\) ms.*/\1 \2/p'
+  done | awk '{r+=$1; v+=$2; n++} END {if (n) printf "%.2f %.2f\n", r/n, v/n; else print "- -"}'
+}
+
+# fresh_ns RULESET_FILE: a new $ns with lo and a veth pair up (inbound interfaces for the
+# verdict) and RULESET_FILE loaded with nft -f.
+fresh_ns() {
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link add cfab0 type veth peer name cfab1
+  ip -n "$ns" link set cfab0 up; ip -n "$ns" link set cfab1 up
+  ip -n "$ns" addr add 192.0.2.1/24 dev cfab0
+  [ -z "$1" ] || ip netns exec "$ns" nft -f "$1"
+}
+
+# Rulesets: firewalld's (captured once from the real firewalld in its sandbox), and 10,000
+# rules in a foreign input chain (none of which matches Cloudflare).
+fw_sandbox=../shared/firewalld/firewalld-sandbox
+if [ -x "$fw_sandbox" ]; then
+  FWSB_QUIET=1 "$fw_sandbox" nft list ruleset >"$work/firewalld.nft" 2>/dev/null || : >"$work/firewalld.nft"
+else
+  : >"$work/firewalld.nft"
+fi
+python3 - "$work/big.nft" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("table inet big {\n  chain input {\n    type filter hook input priority 10; policy accept;\n")
+    for i in range(10000):
+        f.write(f"    ip saddr 10.{i // 250}.{i % 250}.1 tcp dport {1000 + i % 50000} drop\n")
+    f.write("  }\n}\n")
+PY
+vcfg=$work/cfg-verdict.yaml
+printf 'state_dir: %s/state-verdict\nbackend: nftables\n' "$work" >"$vcfg"
+ncfg=$work/cfg-noverdict.yaml
+printf 'state_dir: %s/state-verdict\nbackend: nftables\nreachability: {check: false}\n' "$work" >"$ncfg"
+
+echo
+printf '%-34s %10s %14s %14s\n' "reachability verdict (22 ranges)" "rules" "read ms" "verdict ms"
+printf '%-34s %10s %14s %14s\n' ---------------------------------- ---------- -------------- --------------
+for rs in "firewalld|$work/firewalld.nft" "10,000-rule chain|$work/big.nft"; do
+  name=${rs%%|*}; file=${rs#*|}
+  if [ ! -s "$file" ]; then printf '%-34s %10s\n' "$name" "skipped (no $fw_sandbox)"; continue; fi
+  fresh_ns "$file"
+  rm -rf "$work/state-verdict"
+  ip netns exec "$ns" "$BIN" -q --config "$vcfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
+  rules=$(ip netns exec "$ns" nft -a list ruleset | grep -c '# handle [0-9]*$' || true)
+  read -r read_ms verdict_ms < <(verdict_times "$vcfg")
+  printf '%-34s %10s %14s %14s\n' "$name" "$rules" "$read_ms" "$verdict_ms"
+done
+
+# No-op sync on the 22-range list, with and without the verdict (plain host).
+fresh_ns ""
+rm -rf "$work/state-verdict"
+ip netns exec "$ns" "$BIN" -q --config "$vcfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
+noop_ms() {
+  local cfg=$1 t0 t1 total=0
+  for _ in $(seq "$RUNS"); do
+    t0=$(now_ms)
+    ip netns exec "$ns" "$BIN" -q --config "$cfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
+    t1=$(now_ms); total=$(awk -v t="$total" -v a="$t0" -v b="$t1" 'BEGIN{print t+b-a}')
+  done
+  awk -v t="$total" -v n="$RUNS" 'BEGIN{printf "%.1f", t/n}'
+}
+with=$(noop_ms "$vcfg"); without=$(noop_ms "$ncfg")
+echo
+printf 'no-op sync (nftables, 22 ranges): %s ms with the verdict, %s ms without (reachability.check: false): %s x\n' \
+  "$with" "$without" "$(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.2f", a/b}')"

@@ -2,7 +2,7 @@
 //! only place that names them all.
 
 use anyhow::{anyhow, Result};
-use cf_allow_diff::{Backend, Inspection, Plan};
+use cf_allow_diff::{Backend, Inspection, Placement, Plan};
 use clap::ValueEnum;
 use serde::Deserialize;
 
@@ -31,25 +31,91 @@ impl BackendKind {
     }
 }
 
-/// The backend chosen by the flag, else the config, else detection: CSF when it is
-/// installed, else nftables when the kernel speaks nf_tables, else iptables.
+/// The backend chosen by the flag, else the config, else detection (see [`detect`]).
 pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind> {
     if let Some(kind) = flag.or(config.backend) {
         return Ok(crate::output::chosen(kind));
     }
-    let detected = if cf_allow_csf::available() {
-        BackendKind::Csf
-    } else if cf_allow_nftables::available() {
-        BackendKind::Nftables
-    } else if cf_allow_iptables::available() {
-        BackendKind::Iptables
-    } else {
+    let detected = detect(config)?;
+    tracing::info!("detected backend {}", detected.as_str());
+    Ok(crate::output::chosen(detected))
+}
+
+/// The backends worth considering on this host, in order of preference, each only when it is
+/// available.
+fn candidates() -> Vec<BackendKind> {
+    // CSF owns the firewall where it is installed: a CSF restart flushes everything else.
+    if cf_allow_csf::available() {
+        return vec![BackendKind::Csf];
+    }
+    let mut kinds = Vec::new();
+    // Firewall managers with a backend of their own go here, before the generic ones
+    // (at merge: "firewalld running → firewalld; ufw active → ufw").
+    if cf_allow_nftables::available() {
+        kinds.push(BackendKind::Nftables);
+    }
+    if cf_allow_iptables::available() {
+        kinds.push(BackendKind::Iptables);
+    }
+    kinds
+}
+
+/// Detection: the first available backend under which the verdict engine says every range of
+/// the last good list (plus `extra_cidrs`) reaches every port once that backend's rules are in
+/// place (projected onto the host's current rules, read once); failing that, the first under
+/// which nothing is blocked (only `unknown` parts, which `sync` then reports). When every
+/// candidate would still be blocked, an error naming the blocking rule and what to configure,
+/// before anything is changed. When the host's rules cannot be read, the first candidate.
+fn detect(config: &Config) -> Result<BackendKind> {
+    let kinds = candidates();
+    let Some(&first) = kinds.first() else {
         return Err(anyhow!(
             "no firewall backend found: CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
         ));
     };
-    tracing::info!("detected backend {}", detected.as_str());
-    Ok(crate::output::chosen(detected))
+    if !config.reachability.check {
+        return Ok(first);
+    }
+    let model = crate::reach::read(config);
+    if let Some(reason) = model.unreadable_reason() {
+        tracing::warn!(
+            "cannot tell which backend would let Cloudflare in ({reason}); using {}",
+            first.as_str()
+        );
+        return Ok(first);
+    }
+    // Each candidate is judged on its own rules: what an earlier run of another backend
+    // installed does not count.
+    let model = crate::reach::without_own_rules(&model, config);
+    let probe = crate::reach::probe(&crate::list::expected(config)?, config);
+    let mut judged = Vec::new();
+    for kind in kinds {
+        let Some(placement) = open(kind, config)?.placement() else {
+            continue;
+        };
+        let projected = crate::reach::project(&model, &placement, &probe);
+        let report = crate::reach::report(&projected, &model, &probe, kind, config);
+        if report.verdict.reachable {
+            return Ok(kind);
+        }
+        tracing::debug!(
+            "detection: {} would not let Cloudflare in: {}",
+            kind.as_str(),
+            report.warnings.join(" | ")
+        );
+        judged.push((kind, report));
+    }
+    if let Some((kind, _)) = judged.iter().find(|(_, r)| r.verdict.blocked.is_empty()) {
+        return Ok(*kind);
+    }
+    match judged.first() {
+        Some((kind, report)) => Err(anyhow!(
+            "no available backend would let Cloudflare in; with {}: {}",
+            kind.as_str(),
+            report.warnings.first().map_or("blocked", String::as_str)
+        )),
+        None => Ok(first),
+    }
 }
 
 /// A backend behind one object-safe interface whose errors are already reported in words.
@@ -62,6 +128,8 @@ pub trait Firewall {
     fn apply(&mut self, plan: &Plan) -> Result<()>;
     /// See [`Backend::remove`].
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>>;
+    /// See [`Backend::placement`].
+    fn placement(&self) -> Option<Placement>;
 }
 
 impl<B: Backend> Firewall for B {
@@ -82,6 +150,9 @@ impl<B: Backend> Firewall for B {
             crate::output::mark_applied();
         }
         Ok(removed)
+    }
+    fn placement(&self) -> Option<Placement> {
+        Backend::placement(self)
     }
 }
 

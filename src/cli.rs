@@ -17,7 +17,8 @@ use crate::backends::BackendKind;
     name = "cf-allow",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/cf-allow/config.yaml; a missing default file means
@@ -45,6 +46,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The exit codes, for `--help` and the man page.
+const EXIT_STATUS: &str = "Exit status:
+  0   success (nothing to do, or changes applied without --exit-code)
+  1   error: the firewall is exactly as it was; one line on stderr says why
+  2   with --exit-code: something changed (or would, with --dry-run); status: not in sync,
+      repairs pending, or Cloudflare not reachable
+  3   sync: applied (or would apply), but Cloudflare is still blocked by another layer of the
+      host's firewall, or the verdict is unknown; one warning per deciding rule names the fix
+  64  usage error";
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -58,6 +69,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fetch, validate, diff against the firewall, and apply only the difference
+    ///
+    /// Then checks that Cloudflare's packets get through the host's whole input path (every
+    /// table and chain, not only cf-allow's) and exits 3 when another layer still blocks them.
     Sync(SyncArgs),
     /// Fetch and validate the list and print it (nothing is applied)
     Ranges(RangesArgs),
@@ -144,7 +158,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Exit 2 when the firewall does not match the last good list or needs repairs
+    /// Exit 2 when the firewall does not match the last good list, needs repairs, or does not
+    /// let Cloudflare in
     #[arg(long)]
     pub exit_code: bool,
 }

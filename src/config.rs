@@ -51,6 +51,8 @@ pub struct Config {
     pub on_failure: Option<Vec<String>>,
     /// How long a hook may run before it is killed.
     pub hook_timeout_secs: Seconds,
+    /// How the reachability verdict is computed (`reachability:`).
+    pub reachability: Reachability,
 }
 
 impl Default for Config {
@@ -80,7 +82,67 @@ impl Default for Config {
             on_change: None,
             on_failure: None,
             hook_timeout_secs: Seconds(30),
+            reachability: Reachability::default(),
         }
+    }
+}
+
+/// The `reachability` section: how `sync` and `status` decide whether Cloudflare's packets
+/// get through the host's whole input path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reachability {
+    /// The interfaces Cloudflare's packets arrive on; absent = those of the default routes
+    /// (every non-loopback interface that is up when there is no default route).
+    pub interfaces: Option<Interfaces>,
+    /// Compute the verdict after every sync and status (default). Off: no verdict, no exit 3,
+    /// `reachability: null` in the JSON, and detection takes the first available backend.
+    pub check: bool,
+}
+
+impl Default for Reachability {
+    fn default() -> Self {
+        Reachability {
+            interfaces: None,
+            check: true,
+        }
+    }
+}
+
+/// A non-empty list of network interface names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interfaces(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        if names.is_empty() {
+            return Err(de::Error::custom(
+                "interfaces is empty; list the inbound interfaces (e.g. [eth0]) or leave the key out to use those of the default routes",
+            ));
+        }
+        for name in &names {
+            check_interface_name(name).map_err(de::Error::custom)?;
+        }
+        Ok(Interfaces(names))
+    }
+}
+
+/// An interface name the kernel accepts: 1–15 bytes, no `/`, no whitespace, not `.`/`..`.
+fn check_interface_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        Err(format!(
+            "interface {name:?} is not an interface name (1-15 characters, no '/', ':' or spaces)"
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -430,6 +492,23 @@ mod tests {
         assert_eq!(c.timeout_secs, Seconds(15));
         assert_eq!(c.guard.max_shrink_percent, Percent(50));
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/cf-allow"));
+        assert_eq!(c.reachability.interfaces, None);
+        assert!(c.reachability.check);
+        assert!(
+            !parse("reachability: {check: false}\n")
+                .expect("check off")
+                .reachability
+                .check
+        );
+    }
+
+    #[test]
+    fn reachability_interfaces_override() {
+        let c = parse("reachability:\n  interfaces: [eth0, ens3]\n").expect("interfaces");
+        assert_eq!(
+            c.reachability.interfaces,
+            Some(Interfaces(vec!["eth0".into(), "ens3".into()]))
+        );
     }
 
     #[test]
@@ -542,6 +621,16 @@ mod tests {
             ("ports: [443]\nbogus: 1\n", "unknown field `bogus`"),
             ("backend: pf\n", "unknown variant `pf`"),
             ("sources: [\"https:/\u{e9}x\"]\n", "is not an https://"),
+            ("reachability:\n  interfaces: []\n", "interfaces is empty"),
+            (
+                "reachability:\n  interfaces: [eth0, \"a/b\"]\n",
+                "interface \"a/b\" is not an interface name",
+            ),
+            (
+                "reachability:\n  interfaces: [averyveryverylongname]\n",
+                "is not an interface name",
+            ),
+            ("reachability:\n  iface: [eth0]\n", "unknown field `iface`"),
         ] {
             let msg = format!("{:#}", parse(yaml).expect_err(yaml));
             assert!(msg.contains(needle), "{yaml}: {msg}");

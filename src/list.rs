@@ -59,6 +59,21 @@ pub fn extra_cidrs(config: &Config) -> Result<RangeSet> {
     cf_allow_fetch::validate_cidrs("extra_cidrs", &config.extra_cidrs, &own).context("config")
 }
 
+/// What the firewall should hold without fetching: the last good list (the cache, else the
+/// compiled-in list) plus `extra_cidrs`.
+pub fn expected(config: &Config) -> Result<RangeSet> {
+    let last_good = last_good(config)?;
+    Ok(last_good.ranges.union(&extra_cidrs(config)?))
+}
+
+/// The list the last sync applied: the cache, else (a sync that ran offline without one) the
+/// compiled-in list.
+pub fn last_good(config: &Config) -> Result<FetchedList> {
+    Ok(cf_allow_fetch::last_good(&config.state_dir)
+        .context("cannot read the cached list")?
+        .unwrap_or_else(cf_allow_fetch::embedded))
+}
+
 /// Fetches and validates the list, then adds `extra_cidrs`.
 pub fn desired(config: &Config, args: &SourceArgs) -> Result<Desired> {
     if args.offline && !args.sources.is_empty() {

@@ -15,6 +15,7 @@ mod logging;
 mod report;
 mod manpage;
 mod output;
+mod reach;
 mod time;
 
 use std::process::ExitCode;
@@ -26,6 +27,11 @@ use cli::{Cli, Command};
 
 /// Exit code for usage errors (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+
+/// Exit code of `sync` when the list was applied (or would be) but Cloudflare is still
+/// blocked by another layer of the host's firewall, or the verdict is unknown. Takes
+/// precedence over 2 and 0.
+const EXIT_UNREACHABLE: u8 = 3;
 
 fn main() -> ExitCode {
     let parsed = Cli::command().try_get_matches().and_then(|matches| {
@@ -146,10 +152,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync(args) => {
             let config = load()?.config;
-            (
-                args.exit_code,
-                commands::sync::run(config, args, cli.wait, cli.quiet)?,
-            )
+            let synced = commands::sync::run(config, args, cli.wait, cli.quiet)?;
+            if !synced.reachable {
+                return Ok(ExitCode::from(EXIT_UNREACHABLE));
+            }
+            (args.exit_code, synced.outcome)
         }
         Command::Status(args) => {
             let config = load()?.config;

@@ -9,7 +9,6 @@ use anyhow::Result;
 use cf_allow_report::{hooks, metrics};
 use serde_json::{json, Value};
 
-use crate::commands::Outcome;
 use crate::config::Config;
 
 /// What a successful sync reports.
@@ -67,7 +66,7 @@ impl Reporter {
     }
 
     /// Writes the metrics and runs the hook that applies to `result`.
-    pub fn finish(self, result: &Result<Outcome>) {
+    pub fn finish<T>(self, result: &Result<T>) {
         if self.dry_run {
             return;
         }

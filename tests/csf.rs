@@ -15,8 +15,11 @@ use cf_allow_testkit::csf_sandbox::{self, lines, Sections};
 use common::{Env, BIN};
 
 /// `cfa ARGS…` runs cf-allow with `$W/config.yaml`, appends its stderr to `$W/stderr` and
-/// prints `exit=CODE`; besides [`csf_sandbox::PRELUDE`]'s shell functions.
+/// prints `exit=CODE`; besides [`csf_sandbox::PRELUDE`]'s shell functions. A veth pair gives
+/// the reachability verdict an inbound interface.
 const PRELUDE: &str = r#"
+# An inbound interface for the reachability verdict (the sandbox has only lo).
+ip link add cfa0 type veth peer name cfa1 && ip link set cfa0 up && ip link set cfa1 up
 cfa() { "$BIN" --config "$W/config.yaml" "$@" 2>>"$W/stderr"; echo "exit=$?"; }
 "#;
 

@@ -601,10 +601,16 @@ fn doctor_warns_about_a_foreign_drop_policy_chain_with_the_into_hint() {
            chain input { type filter hook input priority filter; policy drop; iif \"lo\" accept; }\n\
          }\n",
     );
-    sync(&ns, &env);
+    // With the nftables backend named, sync applies and exits 3: Cloudflare is still dropped.
+    env.run(Some(&ns), &["sync", "--backend", "nftables"])
+        .expect_code(3);
     listen_web(&ns);
     let untouched = Untouched::capture(&ns, &env);
-    let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
+    let (run, doc) = doctor_json(
+        &ns,
+        &env,
+        &["--offline", "--exit-code", "--backend", "nftables"],
+    );
     untouched.assert_same(&ns, &env);
     run.expect_code(2);
     let warning = check(&doc, "backend-warning");

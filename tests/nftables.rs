@@ -204,9 +204,26 @@ fn nft_host_firewall_stays_identical_and_into_mode_lets_cloudflare_in() {
     );
     let sync = ["sync", "--backend", "nftables", "--source", &feed, "--json"];
 
-    // Own-table mode on a drop-policy host: synced, but the warning says why it cannot work.
+    // Own-table mode on a drop-policy host: synced, but the verdict says that Cloudflare is
+    // still dropped (exit 3), and the warnings say why and what to configure.
     let own = env.run(Some(&server), &sync);
-    own.expect_code(0);
+    own.expect_code(3);
+    let reach = &own.json()["reachability"];
+    assert_eq!(reach["reachable"], false);
+    assert!(
+        reach["blocked"]
+            .as_array()
+            .expect("blocked")
+            .iter()
+            .all(|f| f["by"]["table"] == "inet filter" && f["by"]["chain"] == "input"),
+        "{reach:#}"
+    );
+    assert!(
+        own.stderr
+            .contains("fix: set `backend: nftables` with `nftables: {into: {family: inet, table: filter, chain: input}}`"),
+        "{}",
+        own.stderr
+    );
     let warnings = own.json()["warnings"].to_string();
     assert!(
         warnings.contains("chain inet filter input drops by default"),

@@ -1,6 +1,6 @@
 //! `cf-allow status`: what cf-allow manages now, and whether it matches the last good list.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cf_allow_diff::Plan;
 use cf_allow_fetch::Origin;
 use serde_json::json;
@@ -10,14 +10,11 @@ use crate::backends;
 use crate::cli::StatusArgs;
 use crate::config::Config;
 
-/// Runs `status`. "Changed" means: not in sync with the last good list, or repairs pending.
+/// Runs `status`. "Changed" means: not in sync with the last good list, repairs pending, or
+/// Cloudflare not reachable through the host's whole input path.
 pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let kind = backends::choose(args.backend, &config)?;
-    // The list the last sync applied: the cache, else (a sync that ran offline without one)
-    // the compiled-in list.
-    let last_good = cf_allow_fetch::last_good(&config.state_dir)
-        .context("cannot read the cached list")?
-        .unwrap_or_else(cf_allow_fetch::embedded);
+    let last_good = crate::list::last_good(&config)?;
     let extra = crate::list::extra_cidrs(&config)?;
     let (backend, found) = super::open_and_inspect(kind, &config)?;
     let name = backend.name();
@@ -27,6 +24,10 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     // outputs: drift of the owned files against the same list, and whether each server loaded it.
     let outputs = super::outputs::status(&config, &expected)?;
     let in_sync = plan.is_empty() && super::outputs::all_in_sync(&outputs);
+    let reach = crate::reach::verdict(&expected, kind, crate::reach::State::Now, &config);
+    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
+    let mut warnings = found.warnings.clone();
+    warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
 
     if args.json {
         print_json(&json!({
@@ -38,11 +39,14 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
             "missing": families_json(&plan.add),
             "unexpected": families_json(&plan.remove),
             "repairs": plan.repairs,
-            "warnings": found.warnings,
+            "warnings": warnings,
             "last_good": list_json(&last_good),
             "outputs": super::outputs::states_json(&outputs),
+            "reachability": crate::reach::json_of(reach.as_ref()),
         }))?;
-        return Ok(Outcome { changed: !in_sync });
+        return Ok(Outcome {
+            changed: !in_sync || !reachable,
+        });
     }
 
     let installed = if found.present {
@@ -92,5 +96,13 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     for warning in &found.warnings {
         println!("  warning: {warning}");
     }
-    Ok(Outcome { changed: !in_sync })
+    if let Some(reach) = &reach {
+        println!("reach:   {}", reach.summary());
+        for warning in &reach.warnings {
+            println!("  warning: {warning}");
+        }
+    }
+    Ok(Outcome {
+        changed: !in_sync || !reachable,
+    })
 }

@@ -9,11 +9,20 @@ use crate::backends;
 use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::list::{self, Desired};
+use crate::reach::State;
 use crate::report::{Facts, Reporter};
+
+/// What `main` needs to know about a sync.
+pub struct Synced {
+    /// Whether something changed (or would).
+    pub outcome: Outcome,
+    /// False when the verdict says Cloudflare is blocked somewhere, or cannot tell (exit 3).
+    pub reachable: bool,
+}
 
 /// Runs `sync`, then writes the metrics file and runs the hooks (issue 16), failed runs
 /// included.
-pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Outcome> {
+pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Result<Synced> {
     let mut reporter = Reporter::new(&config, args.dry_run);
     let result = sync(config, args, wait_secs, quiet, &mut reporter);
     reporter.finish(&result);
@@ -26,7 +35,7 @@ fn sync(
     wait_secs: u64,
     quiet: bool,
     reporter: &mut Reporter,
-) -> Result<Outcome> {
+) -> Result<Synced> {
     let kind = backends::choose(args.backend, &config)?;
     reporter.backend(kind.as_str());
     let _lock = super::lock(&config.state_dir, wait_secs)?;
@@ -60,19 +69,39 @@ fn sync(
         );
     }
 
+    // The verdict over the host's whole input path: after applying, or (dry run with
+    // changes) on the state the plan would produce.
+    let placement = backend.placement();
+    let state = if args.dry_run && changed {
+        State::Projected(placement.as_ref())
+    } else {
+        State::Now
+    };
+    let reach = crate::reach::verdict(&desired.ranges, kind, state, &config);
+    if let Some(reach) = &reach {
+        reach.log();
+    }
+    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
+
     // outputs: after the firewall, from the same validated list.
     let outputs = super::outputs::sync(&config, &desired.ranges, args.dry_run)?;
     let outputs_changed = super::outputs::any_changed(&outputs);
     let changed_any = changed || outputs_changed;
 
-    let mut document = plan_json(name, args.dry_run, &plan, &desired, &found.warnings);
+    let mut warnings = found.warnings.clone();
+    warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
+    let mut document = plan_json(name, args.dry_run, &plan, &desired, &warnings);
+    document["reachability"] = crate::reach::json_of(reach.as_ref());
     document["outputs"] = super::outputs::changes_json(&outputs);
     document["changed"] = json!(changed_any);
     if args.json {
         print_json(&document)?;
     } else {
-        if changed || !quiet {
+        if changed || !quiet || !reachable {
             print_plan(name, args.dry_run, &plan);
+            if let Some(reach) = &reach {
+                println!("{name}: {}", reach.summary());
+            }
         }
         let verb = if args.dry_run { "would write" } else { "wrote" };
         super::outputs::print_changes(&outputs, verb, quiet);
@@ -88,12 +117,13 @@ fn sync(
         added: plan.add.len(),
         removed: plan.remove.len(),
         list_age: desired.list.age(),
-        // The reachability verdict goes here once it lands: Some(reachable) for
-        // `cf_allow_reachable`; None leaves the metric out.
-        reachable: None,
+        reachable: reach.as_ref().map(|r| r.verdict.reachable),
     });
-    Ok(Outcome {
-        changed: changed_any,
+    Ok(Synced {
+        outcome: Outcome {
+            changed: changed_any,
+        },
+        reachable,
     })
 }
 

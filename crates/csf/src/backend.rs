@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cf_allow_diff::{Backend, Family, Inspection, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, Placement, Plan, RangeSet};
 use cf_allow_exec::{find_program, ExecError};
 
 use crate::conf::CsfConf;
@@ -331,6 +331,14 @@ fn summarize(objects: &[Live]) -> String {
 
 impl Backend for CsfBackend {
     type Error = Error;
+
+    /// CSF inserts allow rules at the top of its `ALLOWIN` chain, and so does cf-allow.
+    fn placement(&self) -> Option<Placement> {
+        Some(Placement::IptablesChainTop {
+            legacy: cf_allow_exec::is_legacy_iptables("iptables"),
+            chain: "ALLOWIN".to_owned(),
+        })
+    }
 
     fn name(&self) -> &'static str {
         "csf"

@@ -19,6 +19,50 @@ pub struct Inspection {
     pub warnings: Vec<String>,
 }
 
+/// Where a backend puts the rules that accept Cloudflare, so that the reachability verdict
+/// can project what a sync would install (`sync --dry-run`, backend detection) without
+/// applying it. The accepted ranges and ports are the plan's; this says only where they go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// nftables: cf-allow's own base chain `chain` in `table inet <table>`, on the input hook
+    /// at filter priority `priority`, policy accept.
+    NftOwnChain {
+        /// The table's name (family `inet`).
+        table: String,
+        /// The base chain's name.
+        chain: String,
+        /// The hook priority (0 = `filter`).
+        priority: i32,
+    },
+    /// nftables: cf-allow's rules at the top of the existing chain `<family> <table> <chain>`.
+    NftChainTop {
+        /// `inet`, `ip` or `ip6`.
+        family: String,
+        /// The existing table.
+        table: String,
+        /// The existing chain.
+        chain: String,
+    },
+    /// iptables and ip6tables: cf-allow's chain `chain` in the filter table, which accepts,
+    /// and a jump to it at position 1 of each chain in `hooks`.
+    IptablesJump {
+        /// True for the x_tables API (iptables-legacy), false for nf_tables (iptables-nft).
+        legacy: bool,
+        /// cf-allow's chain (`CF-ALLOW`).
+        chain: String,
+        /// The chains that jump to it first (`INPUT`, `DOCKER-USER`).
+        hooks: Vec<String>,
+    },
+    /// iptables and ip6tables: accept rules at the top of an existing filter chain (CSF's
+    /// `ALLOWIN`, which CSF's `INPUT` jumps to).
+    IptablesChainTop {
+        /// True for the x_tables API (iptables-legacy), false for nf_tables (iptables-nft).
+        legacy: bool,
+        /// The existing chain.
+        chain: String,
+    },
+}
+
 /// A firewall that cf-allow keeps in sync.
 ///
 /// Implementations read the kernel (or files) every time instead of trusting a state file,
@@ -41,4 +85,11 @@ pub trait Backend {
     /// Deletes everything cf-allow created, and nothing else. Returns what was (with
     /// `dry_run`: would be) deleted, one line per object; empty when nothing was there.
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Self::Error>;
+
+    /// Where this backend's accept rules sit, for the reachability verdict's projection;
+    /// `None` when the backend cannot say (the verdict is then taken only after applying,
+    /// and detection does not consider the backend).
+    fn placement(&self) -> Option<Placement> {
+        None
+    }
 }

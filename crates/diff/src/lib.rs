@@ -7,7 +7,7 @@ mod guard;
 mod plan;
 mod ranges;
 
-pub use backend::{Backend, Inspection};
+pub use backend::{Backend, Inspection, Placement};
 pub use guard::{check_shrink, ShrinkError};
 pub use plan::Plan;
 pub use ranges::{Family, RangeSet};

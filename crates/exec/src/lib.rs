@@ -36,6 +36,19 @@ fn find_in(path: &OsStr, name: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
+/// True when the program `name` (found like [`find_program`]) is iptables-legacy: its real
+/// file, links followed (`/etc/alternatives/iptables` → `xtables-legacy-multi`), is named
+/// `*legacy*`. False when it is the nf_tables variant or is not installed.
+pub fn is_legacy_iptables(name: &str) -> bool {
+    find_program(name)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().contains("legacy"))
+        })
+        .unwrap_or(false)
+}
+
 /// True when `path` is a regular file (links followed) with an execute bit set.
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -492,6 +505,13 @@ mod tests {
     #[test]
     fn a_missing_program_is_an_io_error() {
         assert_eq!(find_program("cf-allow-exec-no-such-program"), None);
+        assert!(!is_legacy_iptables("cf-allow-exec-no-such-program"));
+        if find_program("iptables-legacy").is_some() {
+            assert!(is_legacy_iptables("iptables-legacy"));
+        }
+        if find_program("iptables-nft").is_some() {
+            assert!(!is_legacy_iptables("iptables-nft"));
+        }
         let err = run(Path::new("/nonexistent/cf-allow-exec"), &[], None).expect_err("missing");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }

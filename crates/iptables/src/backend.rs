@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
 use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
@@ -405,6 +405,19 @@ impl IptablesBackend {
 
 impl Backend for IptablesBackend {
     type Error = Error;
+
+    fn placement(&self) -> Option<Placement> {
+        let legacy = match self.variant {
+            Variant::Legacy => true,
+            Variant::Nft => false,
+            Variant::Auto => cf_allow_exec::is_legacy_iptables("iptables-restore"),
+        };
+        Some(Placement::IptablesJump {
+            legacy,
+            chain: self.layout.main.clone(),
+            hooks: self.layout.hooks.clone(),
+        })
+    }
 
     fn name(&self) -> &'static str {
         "iptables"

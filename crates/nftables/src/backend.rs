@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 
 use crate::error::Error;
 use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
@@ -525,6 +525,21 @@ impl NftablesBackend {
 
 impl Backend for NftablesBackend {
     type Error = Error;
+
+    fn placement(&self) -> Option<Placement> {
+        Some(match &self.settings.into {
+            None => Placement::NftOwnChain {
+                table: self.settings.table.clone(),
+                chain: OWN_CHAIN.to_owned(),
+                priority: 0,
+            },
+            Some(into) => Placement::NftChainTop {
+                family: into.family.as_str().to_owned(),
+                table: into.table.clone(),
+                chain: into.chain.clone(),
+            },
+        })
+    }
 
     fn name(&self) -> &'static str {
         "nftables"

@@ -157,6 +157,24 @@ check "bad port: msg is cf-allow's error line naming the key" \
     field failure 'r["failed"] is True and r["msg"].startswith("cf-allow: error:") and "port 0" in r["msg"]'
 check "bad port: the ruleset is unchanged" cmp -s "$tmp/before-failure.nft" <(ruleset)
 
+# 6b. Another layer blocks Cloudflare (a foreign base chain dropping TCP 443 after cf-allow's
+#     table accepted it): cf-allow exits 3, the task fails with the deciding rule and the fix,
+#     and the reachability object comes back.
+in_ns nft -f - <<'NFT'
+table inet blocker {
+	chain input {
+		type filter hook input priority 10; policy accept;
+		tcp dport 443 drop
+	}
+}
+NFT
+check "blocked by another layer: the task fails (ignored)" play blocked -e '{"expect_failure": true}'
+check "blocked by another layer: rc 3, msg names the deciding rule and a fix" \
+    field blocked 'r["failed"] is True and r["rc"] == 3 and "blocked by another layer" in r["msg"] and "inet blocker input" in r["msg"] and "fix:" in r["msg"]'
+check "blocked by another layer: reachability says not reachable on 443" \
+    field blocked 'r["reachability"]["reachable"] is False and r["reachability"]["blocked"][0]["ports"] == [443] and r["reachability"]["blocked"][0]["by"]["table"] == "inet blocker"'
+in_ns nft delete table inet blocker
+
 # 7. state: absent in check mode changes nothing.
 check "absent in check mode succeeds" play absent-check -e cf_state=absent --check
 check "absent in check mode: changed is true" field absent-check 'r["changed"] is True and len(r["removed"]) > 0'

@@ -26,6 +26,10 @@ description:
   - With C(--diff), the ranges that are (or would be) added and removed are shown.
   - When cf-allow fails, the task fails with cf-allow's own error line as the message; the
     firewall is then exactly as it was before the run.
+  - When cf-allow exits 3 (the list was applied, or would be in check mode, but another layer of
+    the host's firewall still blocks or may block Cloudflare), the task fails with cf-allow's
+    warnings (the deciding rule and the fix) as the message; C(changed) and C(reachability)
+    are still returned.
 options:
   state:
     description:
@@ -149,6 +153,13 @@ list:
   description: Where the list came from (C(source), C(etag), C(origin)) and its size per family.
   returned: success and O(state=present)
   type: dict
+reachability:
+  description:
+    - Whether Cloudflare's packets get through the host's whole input path after the sync
+      (C(reachable), C(checked), C(blocked), C(unknown)), as in C(cf-allow sync --json).
+  returned: O(state=present)
+  type: dict
+  sample: {"reachable": true, "checked": {"ranges": 22, "ports": [80, 443]}, "blocked": [], "unknown": []}
 repairs:
   description: Structural fixes cf-allow applied (or would apply), such as a missing jump or table.
   returned: success and O(state=present)
@@ -235,10 +246,27 @@ def write_config(module):
     return path
 
 
+# cf-allow's exit code for "applied (or would apply), but Cloudflare is still blocked by
+# another layer"; its JSON document is printed all the same.
+EXIT_UNREACHABLE = 3
+
+
+def unreachable_message(doc):
+    """The failure message for exit 3: cf-allow's warnings (deciding rule and fix)."""
+    warnings = [str(w) for w in doc.get("warnings") or []]
+    head = "cf-allow: applied, but Cloudflare is still blocked by another layer of the firewall"
+    if doc.get("dry_run"):
+        head = "cf-allow: would apply, but Cloudflare would still be blocked by another layer of the firewall"
+    if not warnings:
+        return head
+    return head + ": " + " | ".join(warnings)
+
+
 def run_json(module, cmd, generated):
-    """Runs cf-allow; returns its JSON document or fails the task with its error line."""
+    """Runs cf-allow; returns (its JSON document, its exit code) or fails the task with its
+    error line. Exit 3 comes back with its document: the caller reports it."""
     rc, stdout, stderr = module.run_command(cmd, check_rc=False)
-    if rc != 0:
+    if rc not in (0, EXIT_UNREACHABLE):
         extra = {}
         if generated:
             # The error's line numbers refer to this file, written from the parameters.
@@ -248,7 +276,7 @@ def run_json(module, cmd, generated):
             msg=error_line(stderr, rc), rc=rc, cmd=cmd, stdout=stdout, stderr=stderr, **extra
         )
     try:
-        return json.loads(stdout)
+        return json.loads(stdout), rc
     except ValueError as exc:
         module.fail_json(
             msg="cf-allow printed no JSON document: %s" % exc,
@@ -355,7 +383,11 @@ def main():
     if module.check_mode:
         cmd.append("--dry-run")
 
-    doc = run_json(module, cmd, generated)
+    doc, rc = run_json(module, cmd, generated)
+    if rc == EXIT_UNREACHABLE:
+        result = dict(doc)
+        result["changed"] = bool(doc.get("changed"))
+        module.fail_json(msg=unreachable_message(doc), rc=rc, cmd=cmd, **result)
     for warning in doc.pop("warnings", None) or []:
         module.warn("cf-allow: %s" % warning)
     result = dict(doc)

@@ -1,0 +1,225 @@
+//! cf-allow's reachability verdict.
+//!
+//! [`HostModel::read`] loads every base chain a TCP SYN to a local address traverses on the
+//! way in (nftables — including iptables-nft tables — iptables-legacy, ipsets, the inbound
+//! interfaces); [`HostModel::evaluate`] answers, for ranges of sources × destination ports,
+//! what that input path decides and which rule decides. It evaluates ranges, not samples:
+//! a drop covering part of a range reports exactly the blocked sub-ranges. Anything it does
+//! not understand is reported as `unknown` for the packets that reach it, never guessed.
+//! The supported subset is listed in the crate's README.
+
+#![forbid(unsafe_code)]
+
+mod eval;
+mod ipt;
+mod layer;
+mod model;
+mod nft;
+mod read;
+mod report;
+mod space;
+
+use std::fmt;
+
+pub use cf_allow_diff::{Family, RangeSet};
+use ipnet::IpNet;
+
+pub use layer::{CfLayer, RuleLayer};
+pub use model::Interface;
+pub use read::{ReadOptions, Sources};
+
+/// The question: TCP SYNs (conntrack state new) from every address of `ranges` to each of
+/// `ports` (empty = every port), arriving on the inbound interfaces, to a local address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Source ranges.
+    pub ranges: RangeSet,
+    /// Destination ports; empty = all ports.
+    pub ports: Vec<u16>,
+}
+
+/// Everything on the host's input path, read once. Cheap to evaluate many times.
+#[derive(Clone, Debug)]
+pub struct HostModel {
+    pub(crate) tables: Vec<model::Table>,
+    pub(crate) ipsets: std::collections::HashMap<String, model::Ipset>,
+    /// The inbound interfaces (already chosen: default-route ones, all up ones, or the
+    /// override).
+    pub(crate) inbound_v4: Vec<Interface>,
+    pub(crate) inbound_v6: Vec<Interface>,
+    /// Why the host's rules could not be read: every probe answers `unknown` with it.
+    pub(crate) unreadable: Option<String>,
+    /// Partial problems (a program that failed, an ipset that could not be read) that the
+    /// evaluator turns into `unknown` where they matter.
+    pub(crate) notes: Vec<String>,
+}
+
+impl HostModel {
+    /// Reads the host's input path (`nft -j list ruleset`, `iptables-nft-save` for tables
+    /// holding iptables compat expressions, `iptables-legacy-save` / `ip6tables-legacy-save`,
+    /// `ipset save`, `ip -j addr` / `ip -j route`). Never fails: when the rules cannot be
+    /// read (not root, nft missing), the model answers every probe with `unknown` and the
+    /// reason.
+    pub fn read(opts: &ReadOptions) -> HostModel {
+        read::read(opts)
+    }
+
+    /// Builds a model from captured program outputs (no I/O). Tests and benches use it.
+    pub fn from_sources(sources: &Sources, opts: &ReadOptions) -> HostModel {
+        read::from_sources(sources, opts)
+    }
+
+    /// A model that answers every probe `unknown` because of `reason`.
+    pub fn unreadable(reason: impl Into<String>) -> HostModel {
+        HostModel {
+            tables: Vec::new(),
+            ipsets: Default::default(),
+            inbound_v4: Vec::new(),
+            inbound_v6: Vec::new(),
+            unreadable: Some(reason.into()),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Why the host's rules could not be read, if they could not.
+    pub fn unreadable_reason(&self) -> Option<&str> {
+        self.unreadable.as_deref()
+    }
+
+    /// Problems met while reading that did not make the whole model unreadable.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The inbound interfaces of `family` the verdict is computed for.
+    pub fn inbound(&self, family: Family) -> &[Interface] {
+        match family {
+            Family::Ipv4 => &self.inbound_v4,
+            Family::Ipv6 => &self.inbound_v6,
+        }
+    }
+
+    /// What the input path decides for `probe`. Pure.
+    pub fn evaluate(&self, probe: &Probe) -> Verdict {
+        eval::evaluate(self, probe)
+    }
+
+    /// The dry-run projection: a copy with what `layer` would install (cf-allow's own
+    /// objects it replaces removed first).
+    pub fn with_layer(&self, layer: &CfLayer) -> HostModel {
+        layer::apply(self, layer)
+    }
+
+    /// [`HostModel::with_layer`] for several layers (e.g. iptables' IPv4 and IPv6 jumps).
+    pub fn with_layers(&self, layers: &[CfLayer]) -> HostModel {
+        layers.iter().fold(self.clone(), |m, l| m.with_layer(l))
+    }
+
+    /// The tables in the model, as `family name` with their layer (`nftables`,
+    /// `iptables-legacy`), in the order they were read.
+    pub fn tables(&self) -> Vec<(String, String)> {
+        self.tables
+            .iter()
+            .map(|t| (t.layer.as_str().to_string(), t.label()))
+            .collect()
+    }
+}
+
+/// An inclusive span of destination ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpan {
+    /// First port.
+    pub first: u16,
+    /// Last port (equal to `first` for one port).
+    pub last: u16,
+}
+
+impl fmt::Display for PortSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// The rule that decides.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleRef {
+    /// `nftables` (native and iptables-nft rules), `iptables-legacy`, or `host` when the
+    /// rules could not be read at all.
+    pub layer: String,
+    /// `inet firewalld`, `ip filter`.
+    pub table: String,
+    /// The chain holding the rule.
+    pub chain: String,
+    /// The nft rule handle, when there is one.
+    pub handle: Option<u64>,
+    /// The rule as text (`reject with icmpx admin-prohibited`, `policy drop`,
+    /// `-A INPUT -j DROP`).
+    pub rule: String,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.table.is_empty() {
+            return write!(f, "{}", self.rule);
+        }
+        write!(f, "{} {}: \"{}\"", self.table, self.chain, self.rule)?;
+        if let Some(h) = self.handle {
+            write!(f, " (handle {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A part of the probe with one outcome, decided by one rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The family of `ranges`.
+    pub family: Family,
+    /// Exactly the sub-ranges concerned, as CIDRs.
+    pub ranges: Vec<IpNet>,
+    /// The destination ports concerned.
+    pub ports: Vec<PortSpan>,
+    /// The deciding rule.
+    pub by: RuleRef,
+    /// For `unknown`: the expression or statement that could not be evaluated.
+    pub expr: Option<String>,
+}
+
+/// What was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// Number of source ranges in the probe.
+    pub ranges: usize,
+    /// The probe's ports (empty = all).
+    pub ports: Vec<u16>,
+}
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// True when every (range, port) of the probe is accepted by the whole input path.
+    pub reachable: bool,
+    /// What was asked.
+    pub checked: Checked,
+    /// Parts dropped or rejected, by rule.
+    pub blocked: Vec<Finding>,
+    /// Parts whose fate depends on something the engine cannot evaluate, by rule.
+    pub unknown: Vec<Finding>,
+}
+
+impl Verdict {
+    /// The `reachability` JSON object of `sync --json` / `status --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        report::to_json(self)
+    }
+
+    /// One line per deciding rule (blocked first, then unknown), each ending with
+    /// `; fix: <fix(finding)>` when `fix` returns one.
+    pub fn warnings(&self, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
+        report::warnings(self, fix)
+    }
+}

@@ -1,0 +1,491 @@
+//! Reading the host: the programs run, their outputs, and building the model from them.
+
+use std::net::IpAddr;
+
+use cf_allow_diff::Family;
+use serde_json::Value;
+
+use crate::model::{Cond, Interface, Layer, Rhs, TFam, Table};
+use crate::{ipt, nft, HostModel};
+
+/// How to read the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `reachability.interfaces`: the inbound interfaces, instead of those of the default
+    /// routes (or every non-loopback interface that is up when there is none).
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// The captured outputs the model is built from. `Err` holds why a program could not be
+/// run or failed; `None` means not installed / not needed.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// `nft -j list ruleset`.
+    pub nft: Result<String, String>,
+    /// `nft list chains` (text), read when an ingress chain's devices are missing from the
+    /// JSON (nft 1.0.6 leaves them out).
+    pub nft_chains: Option<Result<String, String>>,
+    /// `iptables-nft-save` (read when an `ip` table holds iptables compat expressions).
+    pub iptables_nft_v4: Option<Result<String, String>>,
+    /// `ip6tables-nft-save` (same, for `ip6` tables).
+    pub iptables_nft_v6: Option<Result<String, String>>,
+    /// `iptables-legacy-save`.
+    pub iptables_legacy_v4: Option<Result<String, String>>,
+    /// `ip6tables-legacy-save`.
+    pub iptables_legacy_v6: Option<Result<String, String>>,
+    /// `ipset save` (read when an iptables rule references a set).
+    pub ipset: Option<Result<String, String>>,
+    /// Every interface, with its addresses and whether default routes use it.
+    pub interfaces: Vec<Interface>,
+}
+
+impl Sources {
+    /// Sources holding only an nft JSON dump and the interfaces.
+    pub fn nft_only(nft_json: &str, interfaces: Vec<Interface>) -> Sources {
+        Sources {
+            nft: Ok(nft_json.to_string()),
+            nft_chains: None,
+            iptables_nft_v4: None,
+            iptables_nft_v6: None,
+            iptables_legacy_v4: None,
+            iptables_legacy_v6: None,
+            ipset: None,
+            interfaces,
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Option<Result<String, String>> {
+    let path = cf_allow_exec::find_program(program)?;
+    let cmd = format!("{program} {}", args.join(" "));
+    Some(match cf_allow_exec::run(&path, args, None) {
+        Err(e) => Err(format!("`{cmd}` could not run: {e}")),
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => {
+            let summary = cf_allow_exec::stderr_summary(&out, 2);
+            let hint = if summary.contains("Operation not permitted")
+                || summary.contains("Permission denied")
+            {
+                "; run cf-allow as root"
+            } else {
+                ""
+            };
+            Err(format!("`{cmd}` failed: {summary}{hint}"))
+        }
+    })
+}
+
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Option<Result<String, String>> {
+    let path = cf_allow_exec::find_program(program)?;
+    Some(match cf_allow_exec::run(&path, args, Some(input)) {
+        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            cf_allow_exec::stderr_summary(&out, 2)
+        )),
+        Err(e) => Err(format!("`{program}` could not run: {e}")),
+    })
+}
+
+/// (device, destination) of the IPv6 routes (`/proc/thread-self/net/ipv6_route`: every
+/// table; reject routes left out; `None` = a default route).
+fn ipv6_routes() -> Vec<(String, Option<ipnet::IpNet>)> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (dst, len, flags, dev) = (w.first()?, w.get(1)?, w.get(8)?, w.get(9)?);
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            if flags & 0x0200 != 0 {
+                return None; // RTF_REJECT
+            }
+            let addr = std::net::Ipv6Addr::from(u128::from_str_radix(dst, 16).ok()?);
+            let len = u8::from_str_radix(len, 16).ok()?;
+            let net = ipnet::Ipv6Net::new(addr, len).ok()?;
+            Some((dev.to_string(), (len != 0).then_some(ipnet::IpNet::V6(net))))
+        })
+        .collect()
+}
+
+pub(crate) fn read(opts: &ReadOptions) -> HostModel {
+    // The interfaces are read while nft runs (threads inherit this thread's namespace).
+    std::thread::scope(|scope| {
+        let interfaces = scope.spawn(read_interfaces);
+        let mut sources = read_rules();
+        sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
+        from_sources(&sources, opts)
+    })
+}
+
+fn read_rules() -> Sources {
+    let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
+        Err(
+            "nft is not installed (package nftables), so the nftables ruleset cannot be read"
+                .into(),
+        )
+    });
+    let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
+    let xt = |fam: &str| {
+        parsed
+            .as_ref()
+            .is_some_and(|p| p.xt_tables.iter().any(|(f, _)| f == fam))
+    };
+    let ingress = parsed.as_ref().is_some_and(|p| {
+        p.tables.iter().any(|t| {
+            t.chains.iter().any(|c| {
+                c.base
+                    .as_ref()
+                    .is_some_and(|b| b.hook == crate::model::Hook::Ingress && b.devices.is_empty())
+            })
+        })
+    });
+    let nft_chains = if ingress {
+        run("nft", &["list", "chains"])
+    } else {
+        None
+    };
+    let iptables_nft_v4 = if xt("ip") {
+        run("iptables-nft-save", &[])
+    } else {
+        None
+    };
+    let iptables_nft_v6 = if xt("ip6") {
+        run("ip6tables-nft-save", &[])
+    } else {
+        None
+    };
+    // The legacy tables of this network namespace are listed in /proc/thread-self/net/ip*_tables_names
+    // (absent or empty: none, and nothing to run).
+    let legacy = |names: &str, program: &str| {
+        let loaded = std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
+        if loaded {
+            run(program, &[])
+        } else {
+            None
+        }
+    };
+    let iptables_legacy_v4 = legacy(
+        "/proc/thread-self/net/ip_tables_names",
+        "iptables-legacy-save",
+    );
+    let iptables_legacy_v6 = legacy(
+        "/proc/thread-self/net/ip6_tables_names",
+        "ip6tables-legacy-save",
+    );
+    let uses_ipset = [
+        &iptables_nft_v4,
+        &iptables_nft_v6,
+        &iptables_legacy_v4,
+        &iptables_legacy_v6,
+    ]
+    .iter()
+    .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
+    let ipset = if uses_ipset {
+        Some(run("ipset", &["save"]).unwrap_or_else(|| Err("ipset is not installed".into())))
+    } else {
+        None
+    };
+    Sources {
+        nft,
+        nft_chains,
+        iptables_nft_v4,
+        iptables_nft_v6,
+        iptables_legacy_v4,
+        iptables_legacy_v6,
+        ipset,
+        interfaces: Vec::new(),
+    }
+}
+
+/// Every interface from `ip -j addr show`, with the default routes of both families.
+fn read_interfaces() -> Option<Vec<Interface>> {
+    // One `ip` run: the interfaces with their addresses, then the IPv4 main-table routes.
+    let batch = run_with_input(
+        "ip",
+        &["-j", "-batch", "-"],
+        "addr show\nroute show table main\n",
+    )?
+    .ok()?;
+    let mut docs = batch.lines().filter(|l| l.starts_with('['));
+    let addrs: Value = serde_json::from_str(docs.next()?).ok()?;
+    let r4: Vec<(String, Option<ipnet::IpNet>)> = docs
+        .next()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            let dev = r.get("dev").and_then(Value::as_str)?.to_string();
+            let net = match r.get("dst").and_then(Value::as_str)? {
+                "default" => None,
+                d => Some(
+                    d.parse::<ipnet::IpNet>()
+                        .or_else(|_| d.parse::<IpAddr>().map(ipnet::IpNet::from))
+                        .ok()?,
+                ),
+            };
+            Some((dev, net))
+        })
+        .collect();
+    let r6 = ipv6_routes();
+    let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
+    let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
+    let d4: Vec<String> = r4
+        .iter()
+        .filter(|(_, n)| n.is_none())
+        .map(|(d, _)| d.clone())
+        .collect();
+    let d6: Vec<String> = r6
+        .iter()
+        .filter(|(_, n)| n.is_none())
+        .map(|(d, _)| d.clone())
+        .collect();
+    let mut out = Vec::new();
+    for i in addrs.as_array()? {
+        let name = i
+            .get("ifname")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let flags: Vec<&str> = i
+            .get("flags")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push(Interface {
+            index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
+            addrs: i
+                .get("addr_info")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| {
+                            x.get("local")
+                                .and_then(Value::as_str)?
+                                .parse::<IpAddr>()
+                                .ok()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            routes: r4
+                .iter()
+                .map(|(d, n)| (d, n.unwrap_or(default_any)))
+                .chain(r6.iter().map(|(d, n)| (d, n.unwrap_or(default_any6))))
+                .filter(|(d, _)| **d == name)
+                .map(|(_, n)| n)
+                .collect(),
+            default_v4: d4.contains(&name),
+            default_v6: d6.contains(&name),
+            up: flags.contains(&"UP"),
+            loopback: flags.contains(&"LOOPBACK"),
+            name,
+        });
+    }
+    Some(out)
+}
+
+fn inbound(all: &[Interface], opts: &ReadOptions, family: Family) -> Vec<Interface> {
+    if let Some(names) = &opts.interfaces {
+        return names
+            .iter()
+            .map(|n| {
+                all.iter()
+                    .find(|i| &i.name == n)
+                    .cloned()
+                    .unwrap_or_else(|| Interface {
+                        name: n.clone(),
+                        ..Interface::default()
+                    })
+            })
+            .collect();
+    }
+    let defaults: Vec<Interface> = all
+        .iter()
+        .filter(|i| match family {
+            Family::Ipv4 => i.default_v4,
+            Family::Ipv6 => i.default_v6,
+        })
+        .cloned()
+        .collect();
+    if !defaults.is_empty() {
+        return defaults;
+    }
+    all.iter()
+        .filter(|i| i.up && !i.loopback)
+        .cloned()
+        .collect()
+}
+
+/// True when the table changes nothing: no rule, and no base chain with policy drop.
+fn inert(t: &Table) -> bool {
+    t.chains
+        .iter()
+        .all(|c| c.rules.is_empty() && !c.base.as_ref().is_some_and(|b| b.policy_drop))
+}
+
+fn uses_ipsets(tables: &[Table]) -> bool {
+    tables.iter().any(|t| {
+        t.chains.iter().any(|c| {
+            c.rules.iter().any(|r| {
+                r.conds
+                    .iter()
+                    .any(|cd| matches!(cd, Cond::M(m) if matches!(m.rhs, Rhs::Ipset(..))))
+            })
+        })
+    })
+}
+
+pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
+    let json = match &s.nft {
+        Ok(j) => j,
+        Err(why) => return HostModel::unreadable(why.clone()),
+    };
+    let parsed = match nft::parse(json) {
+        Ok(p) => p,
+        Err(why) => return HostModel::unreadable(why),
+    };
+    let mut notes = Vec::new();
+    let mut tables = parsed.tables;
+    if let Some(Ok(text)) = &s.nft_chains {
+        ingress_devices(&mut tables, text);
+    }
+    for (fam, save, program) in [
+        ("ip", &s.iptables_nft_v4, "iptables-nft-save"),
+        ("ip6", &s.iptables_nft_v6, "ip6tables-nft-save"),
+    ] {
+        let xt: Vec<&String> = parsed
+            .xt_tables
+            .iter()
+            .filter(|(f, _)| f == fam)
+            .map(|(_, n)| n)
+            .collect();
+        if xt.is_empty() {
+            continue;
+        }
+        let family = if fam == "ip" {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        };
+        match save {
+            Some(Ok(text)) => {
+                for saved in ipt::parse_save(text, family, Layer::Nftables) {
+                    if !xt.contains(&&saved.name) {
+                        continue;
+                    }
+                    let Some(pos) = tables
+                        .iter()
+                        .position(|t| t.family == TFam::parse(fam) && t.name == saved.name)
+                    else {
+                        continue;
+                    };
+                    tables[pos] = with_handles(saved, &tables[pos]);
+                }
+            }
+            Some(Err(why)) => notes.push(why.clone()),
+            None => notes.push(format!(
+                "{program} is not installed: the iptables rules in nftables stay partly unknown"
+            )),
+        }
+    }
+    for (save, family) in [
+        (&s.iptables_legacy_v4, Family::Ipv4),
+        (&s.iptables_legacy_v6, Family::Ipv6),
+    ] {
+        match save {
+            Some(Ok(text)) => tables.extend(
+                ipt::parse_save(text, family, Layer::IptablesLegacy)
+                    .into_iter()
+                    .filter(|t| !inert(t)),
+            ),
+            Some(Err(why)) => notes.push(why.clone()),
+            None => {}
+        }
+    }
+    let ipsets = match &s.ipset {
+        Some(Ok(text)) => ipt::parse_ipsets(text),
+        Some(Err(why)) => {
+            notes.push(why.clone());
+            Default::default()
+        }
+        None => {
+            if uses_ipsets(&tables) {
+                notes.push("ipset save was not read: the rules using ipsets stay unknown".into());
+            }
+            Default::default()
+        }
+    };
+    HostModel {
+        tables,
+        ipsets,
+        inbound_v4: inbound(&s.interfaces, opts, Family::Ipv4),
+        inbound_v6: inbound(&s.interfaces, opts, Family::Ipv6),
+        unreadable: None,
+        notes,
+    }
+}
+
+/// The table read from iptables-nft-save, with the nft handles of the same rules (the
+/// dump lists them in the same order) and the nft base chain settings.
+fn with_handles(mut saved: Table, from_nft: &Table) -> Table {
+    for c in saved.chains.iter_mut() {
+        let Some(n) = from_nft.chain(&c.name) else {
+            continue;
+        };
+        if let (Some(b), Some(nb)) = (c.base.as_mut(), n.base.as_ref()) {
+            b.prio = nb.prio;
+            b.hook = nb.hook;
+        }
+        if n.rules.len() == c.rules.len() {
+            for (r, nr) in c.rules.iter_mut().zip(&n.rules) {
+                r.rref.handle = nr.rref.handle;
+            }
+        }
+    }
+    saved
+}
+
+/// Fills in ingress chains' devices from `nft list chains` text.
+fn ingress_devices(tables: &mut [Table], text: &str) {
+    let (mut table, mut chain) = (None::<(String, String)>, None::<String>);
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["table", fam, name, "{"] => table = Some((fam.to_string(), name.to_string())),
+            ["chain", name, "{"] => chain = Some(name.to_string()),
+            _ => {}
+        }
+        let devices: Vec<String> = if let Some(i) = line.find("devices = {") {
+            let rest = &line[i + "devices = {".len()..];
+            rest.split('}')
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(|d| d.trim().trim_matches('"').to_string())
+                .filter(|d| !d.is_empty())
+                .collect()
+        } else if let Some(i) = line.find("device \"") {
+            let rest = &line[i + "device \"".len()..];
+            rest.split('"')
+                .next()
+                .map(|d| vec![d.to_string()])
+                .unwrap_or_default()
+        } else {
+            continue;
+        };
+        let (Some((fam, tname)), Some(cname)) = (&table, &chain) else {
+            continue;
+        };
+        let f = TFam::parse(fam);
+        if let Some(t) = tables
+            .iter_mut()
+            .find(|t| t.family == f && &t.name == tname)
+        {
+            if let Some(b) = t.chain_mut(cname).base.as_mut() {
+                b.devices = devices;
+            }
+        }
+    }
+}

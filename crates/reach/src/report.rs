@@ -1,0 +1,197 @@
+//! Turning evaluated boxes into findings, JSON and warning lines.
+
+use std::collections::BTreeMap;
+
+use cf_allow_diff::Family;
+use serde_json::{json, Value};
+
+use crate::space::{merge_spans, span_to_nets, Bx, Span};
+use crate::{Finding, PortSpan, RuleRef, Verdict};
+
+/// The findings of one rule: one per distinct set of ports, each with exactly the source
+/// sub-ranges that have that set.
+pub(crate) fn findings(
+    family: Family,
+    by: RuleRef,
+    expr: Option<String>,
+    boxes: Vec<Bx>,
+) -> Vec<Finding> {
+    // Elementary source segments from every box boundary.
+    let mut cuts: Vec<u128> = Vec::with_capacity(boxes.len() * 2);
+    for b in &boxes {
+        cuts.push(b.s.0);
+        if let Some(n) = b.s.1.checked_add(1) {
+            cuts.push(n);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let max = crate::space::max_addr(family);
+    let mut by_ports: BTreeMap<Vec<Span<u16>>, Vec<Span<u128>>> = BTreeMap::new();
+    for (i, &lo) in cuts.iter().enumerate() {
+        let hi = match cuts.get(i + 1) {
+            Some(n) => n - 1,
+            None => max,
+        };
+        if lo > max {
+            continue;
+        }
+        let ports: Vec<Span<u16>> = boxes
+            .iter()
+            .filter(|b| b.s.0 <= lo && hi <= b.s.1)
+            .map(|b| b.p)
+            .collect();
+        if ports.is_empty() {
+            continue;
+        }
+        let ports = merge_spans(ports, |p: u16| p.checked_add(1));
+        by_ports.entry(ports).or_default().push((lo, hi));
+    }
+    by_ports
+        .into_iter()
+        .map(|(ports, spans)| {
+            let spans = merge_spans(spans, |a: u128| a.checked_add(1));
+            Finding {
+                family,
+                ranges: spans
+                    .into_iter()
+                    .flat_map(|s| span_to_nets(family, s))
+                    .collect(),
+                ports: ports
+                    .into_iter()
+                    .map(|(first, last)| PortSpan { first, last })
+                    .collect(),
+                by: by.clone(),
+                expr: expr.clone(),
+            }
+        })
+        .collect()
+}
+
+fn ports_json(ports: &[PortSpan]) -> Value {
+    Value::Array(
+        ports
+            .iter()
+            .map(|p| {
+                if p.first == p.last {
+                    json!(p.first)
+                } else {
+                    json!(p.to_string())
+                }
+            })
+            .collect(),
+    )
+}
+
+fn finding_json(f: &Finding) -> Value {
+    let mut v = json!({
+        "family": f.family.as_str(),
+        "ranges": f.ranges.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "ports": ports_json(&f.ports),
+        "by": {
+            "layer": f.by.layer,
+            "table": f.by.table,
+            "chain": f.by.chain,
+            "handle": f.by.handle,
+            "rule": f.by.rule,
+        },
+    });
+    if let (Some(e), Some(obj)) = (&f.expr, v.as_object_mut()) {
+        obj.insert("expr".into(), json!(e));
+    }
+    v
+}
+
+pub(crate) fn to_json(v: &Verdict) -> Value {
+    json!({
+        "reachable": v.reachable,
+        "checked": {"ranges": v.checked.ranges, "ports": v.checked.ports},
+        "blocked": v.blocked.iter().map(finding_json).collect::<Vec<_>>(),
+        "unknown": v.unknown.iter().map(finding_json).collect::<Vec<_>>(),
+    })
+}
+
+fn describe_ranges(ranges: &[String], total: usize) -> String {
+    let _ = total;
+    match ranges.len() {
+        0 => "no range".into(),
+        1..=3 => ranges.join(", "),
+        n => format!("{} and {} more", ranges[..2].join(", "), n - 2),
+    }
+}
+
+fn describe_ports(ports: &[PortSpan]) -> String {
+    if ports.len() == 1 && ports[0].first == 0 && ports[0].last == u16::MAX {
+        return "every TCP port".into();
+    }
+    format!(
+        "TCP {}",
+        ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// One deciding rule's ranges, ports, expression and first finding.
+type Merged<'a> = (Vec<String>, Vec<PortSpan>, Option<&'a str>, &'a Finding);
+
+pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (list, what) in [(&v.blocked, "blocks"), (&v.unknown, "may block")] {
+        // One line per deciding rule: merge that rule's findings.
+        let mut order: Vec<&RuleRef> = Vec::new();
+        let mut merged: BTreeMap<&RuleRef, Merged> = BTreeMap::new();
+        for f in list.iter() {
+            let e = merged.entry(&f.by).or_insert_with(|| {
+                order.push(&f.by);
+                (Vec::new(), Vec::new(), f.expr.as_deref(), f)
+            });
+            e.0.extend(f.ranges.iter().map(|n| n.to_string()));
+            e.1.extend(f.ports.iter().copied());
+        }
+        for by in order {
+            let Some((ranges, ports, expr, first)) = merged.get(by) else {
+                continue;
+            };
+            let mut ranges = ranges.clone();
+            ranges.sort();
+            ranges.dedup();
+            let ports = merge_spans(
+                ports.iter().map(|p| (p.first, p.last)).collect(),
+                |p: u16| p.checked_add(1),
+            )
+            .into_iter()
+            .map(|(first, last)| PortSpan { first, last })
+            .collect::<Vec<_>>();
+            let verb = if what == "blocks" {
+                if by.rule.starts_with("policy") {
+                    "drops (chain policy)"
+                } else if by.rule.contains("reject") || by.rule.contains("REJECT") {
+                    "rejects"
+                } else {
+                    "drops"
+                }
+            } else {
+                "may block"
+            };
+            let mut line = format!(
+                "{by} {verb} {} on {}",
+                describe_ranges(&ranges, v.checked.ranges),
+                describe_ports(&ports)
+            );
+            if what == "blocks" {
+                line.push_str(" (Error 523)");
+            }
+            if let Some(e) = expr {
+                line.push_str(&format!(" — cannot evaluate {e}"));
+            }
+            if let Some(f) = fix(first) {
+                line.push_str(&format!("; fix: {f}"));
+            }
+            out.push(line);
+        }
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! The kernel side of the differential test: a server namespace that loads a ruleset and a
+//! client namespace that sends real SYNs from many documentation source addresses.
+
+use std::time::Duration;
+
+use cf_allow_reach::{HostModel, Probe, RangeSet, ReadOptions};
+use cf_allow_testkit::{veth_pair, Netns};
+
+/// Client source addresses (documentation ranges only).
+pub const SOURCES: [&str; 9] = [
+    "192.0.2.10",
+    "192.0.2.77",
+    "192.0.2.200",
+    "198.51.100.5",
+    "198.51.100.130",
+    "203.0.113.9",
+    "2001:db8::10",
+    "2001:db8::8000:0:0:5",
+    "2001:db8:1::5",
+];
+/// Ports the server listens on (every probed port has a listener, so an RST never comes
+/// from a closed port and a refused connect means the firewall rejected it).
+pub const PORTS: [u16; 5] = [22, 80, 443, 1000, 8080];
+/// The server's addresses.
+pub const SERVER_V4: &str = "192.0.2.1";
+pub const SERVER_V6: &str = "2001:db8::1";
+
+/// The two namespaces, joined by a veth pair; the server's end is named in [`Lab::iface`].
+pub struct Lab {
+    pub server: Netns,
+    pub client: Netns,
+    pub iface: String,
+}
+
+impl Lab {
+    pub fn new(label: &str) -> Lab {
+        let server = Netns::new(&format!("{label}-s"));
+        let client = Netns::new(&format!("{label}-c"));
+        let client_addrs: Vec<String> = SOURCES
+            .iter()
+            .map(|a| {
+                if a.contains(':') {
+                    format!("{a}/64")
+                } else if a.starts_with("192.0.2.") {
+                    format!("{a}/24")
+                } else {
+                    format!("{a}/32")
+                }
+            })
+            .collect();
+        let client_refs: Vec<&str> = client_addrs.iter().map(String::as_str).collect();
+        veth_pair(
+            &server,
+            &[&format!("{SERVER_V4}/24"), &format!("{SERVER_V6}/64")],
+            &client,
+            &client_refs,
+        );
+        let iface = server
+            .sh("ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1")
+            .trim()
+            .to_string();
+        let client_iface = client
+            .sh("ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1")
+            .trim()
+            .to_string();
+        // Routes back to the sources outside the on-link prefixes.
+        server.sh(&format!(
+            "ip route add 198.51.100.0/24 dev {iface} && ip route add 203.0.113.0/24 dev {iface} && \
+             ip -6 route add 2001:db8:1::/64 dev {iface}"
+        ));
+        client.sh(&format!(
+            "ip -6 addr add 2001:db8:1::5/64 dev {client_iface} nodad 2>/dev/null || true"
+        ));
+        client.sh(&format!(
+            "ip route add {SERVER_V4}/32 dev {client_iface} 2>/dev/null || true; \
+             ip -6 route add {SERVER_V6}/128 dev {client_iface} 2>/dev/null || true; \
+             sysctl -qw net.ipv4.conf.all.arp_ignore=0"
+        ));
+        for p in PORTS {
+            server.tcp_listen(&format!("0.0.0.0:{p}"));
+            server.tcp_listen(&format!("[::]:{p}"));
+        }
+        Lab {
+            server,
+            client,
+            iface,
+        }
+    }
+
+    /// Replaces the server's ruleset; `Err` with nft's message when it refuses the script.
+    pub fn load(&self, script: &str) -> Result<(), String> {
+        self.server.sh("nft flush ruleset");
+        self.run_input("nft -f -", script)
+    }
+
+    /// Runs `script` in the server namespace with `input` on stdin; `Err` with its stderr.
+    pub fn run_input(&self, script: &str, input: &str) -> Result<(), String> {
+        let out = self
+            .server
+            .command("bash")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin.write_all(input.as_bytes())?;
+                }
+                child.wait_with_output()
+            })
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The engine's model, read inside the server namespace.
+    pub fn model(&self) -> HostModel {
+        self.server
+            .run_in(|| HostModel::read(&ReadOptions::default()))
+    }
+
+    /// Real SYNs for every probe not already `done`, all at once: true = a SYN-ACK came back
+    /// within `timeout`.
+    pub fn kernel(
+        &self,
+        probes: &[(&'static str, u16)],
+        timeout: Duration,
+        done: &[bool],
+    ) -> Vec<bool> {
+        self.parallel(probes, timeout, done)
+    }
+
+    /// Connects for every probe not already `done`, all at once.
+    fn parallel(
+        &self,
+        probes: &[(&'static str, u16)],
+        timeout: Duration,
+        done: &[bool],
+    ) -> Vec<bool> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = probes
+                .iter()
+                .zip(done)
+                .map(|(&(src, port), &done)| {
+                    s.spawn(move || !done && self.connect(src, port, timeout))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(false))
+                .collect()
+        })
+    }
+
+    /// True when the SYN from `src` to the server's `port` is answered with a SYN-ACK (the
+    /// connect completes; what happens to the later ACK does not matter here).
+    fn connect(&self, src: &str, port: u16, timeout: Duration) -> bool {
+        let dest: std::net::SocketAddr = if src.contains(':') {
+            format!("[{SERVER_V6}]:{port}")
+        } else {
+            format!("{SERVER_V4}:{port}")
+        }
+        .parse()
+        .expect("destination");
+        let Ok(source) = src.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        self.client.run_in(move || {
+            let Ok(socket) = socket2::Socket::new(
+                socket2::Domain::for_address(dest),
+                socket2::Type::STREAM,
+                None,
+            ) else {
+                return false;
+            };
+            if socket
+                .bind(&std::net::SocketAddr::new(source, 0).into())
+                .is_err()
+            {
+                return false;
+            }
+            socket.connect_timeout(&dest.into(), timeout).is_ok()
+        })
+    }
+}
+
+/// The engine's answer for one (source, port): true = reachable. Panics when the engine says
+/// unknown (the generated subset is fully supported).
+pub fn engine(model: &HostModel, src: &str, port: u16) -> Result<bool, String> {
+    let net = format!("{src}/{}", if src.contains(':') { 128 } else { 32 });
+    let v = model.evaluate(&Probe {
+        ranges: RangeSet::aggregated([net.parse().map_err(|e| format!("{e}"))?]),
+        ports: vec![port],
+    });
+    if !v.unknown.is_empty() {
+        return Err(format!("unknown: {}", v.to_json()));
+    }
+    Ok(v.reachable)
+}
+
+/// Compares kernel and engine on `probes` for `script`; `Err` describes the disagreements.
+pub fn compare(lab: &Lab, script: &str, probes: &[(&'static str, u16)]) -> Result<bool, String> {
+    compare_loaded(lab, script, probes, &|lab: &Lab| lab.load(script))
+}
+
+/// [`compare`] with the ruleset loaded by `load` (`script` is what the report shows).
+pub fn compare_loaded(
+    lab: &Lab,
+    script: &str,
+    probes: &[(&'static str, u16)],
+    load: &dyn Fn(&Lab) -> Result<(), String>,
+) -> Result<bool, String> {
+    if let Err(e) = load(lab) {
+        return Err(format!("nft refused the ruleset: {e}\n{script}"));
+    }
+    let model = lab.model();
+    let engine: Vec<Result<bool, String>> = probes
+        .iter()
+        .map(|&(src, port)| engine(&model, src, port))
+        .collect();
+    let mut kernel = lab.kernel(
+        probes,
+        Duration::from_millis(250),
+        &vec![false; probes.len()],
+    );
+    // A probe the kernel seemed to block but the engine accepts gets a second, long chance,
+    // so a slow machine cannot fake a disagreement.
+    let recheck: Vec<bool> = kernel
+        .iter()
+        .zip(&engine)
+        .map(|(k, e)| *k || !matches!(e, Ok(true)))
+        .collect();
+    if recheck.iter().any(|done| !done) {
+        let again = lab.kernel(probes, Duration::from_secs(2), &recheck);
+        for (k, a) in kernel.iter_mut().zip(again) {
+            *k |= a;
+        }
+    }
+    let mut bad = Vec::new();
+    for ((&(src, port), k), e) in probes.iter().zip(kernel).zip(engine) {
+        match e {
+            Ok(e) if e == k => {}
+            Ok(e) => bad.push(format!(
+                "{src} → {port}: kernel {}, engine {}",
+                verdict(k),
+                verdict(e)
+            )),
+            Err(why) => bad.push(format!(
+                "{src} → {port}: kernel {}, engine {why}",
+                verdict(k)
+            )),
+        }
+    }
+    if bad.is_empty() {
+        Ok(true)
+    } else {
+        Err(format!("{}\n--- ruleset ---\n{script}", bad.join("\n")))
+    }
+}
+
+fn verdict(accepted: bool) -> &'static str {
+    if accepted {
+        "accepted"
+    } else {
+        "blocked"
+    }
+}

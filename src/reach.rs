@@ -1,0 +1,398 @@
+//! The reachability verdict in the binary: the probe of the desired list, where each backend
+//! puts its accept (for the dry-run projection and detection), and fixes spelled in cf-allow's
+//! own config keys — proven by projection where cf-allow can project them.
+
+use cf_allow_diff::{Placement, RangeSet};
+use cf_allow_reach::{CfLayer, Finding, HostModel, Probe, ReadOptions, RuleLayer, Verdict};
+use serde_json::Value;
+
+use crate::backends::BackendKind;
+use crate::config::Config;
+
+/// The question for `ranges` on the config's ports.
+pub fn probe(ranges: &RangeSet, config: &Config) -> Probe {
+    let mut ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    Probe {
+        ranges: ranges.clone(),
+        ports,
+    }
+}
+
+/// Reads the host's input path once (never fails: an unreadable host gives a model that
+/// answers `unknown` with the reason).
+pub fn read(config: &Config) -> HostModel {
+    let opts = ReadOptions {
+        interfaces: config.reachability.interfaces.as_ref().map(|i| i.0.clone()),
+    };
+    let model = HostModel::read(&opts);
+    if let Some(reason) = model.unreadable_reason() {
+        tracing::debug!("reachability: the host's rules cannot be read: {reason}");
+    }
+    for note in model.notes() {
+        tracing::debug!("reachability: {note}");
+    }
+    model
+}
+
+/// What a backend placed at `placement` installs for `probe`, in the engine's terms.
+pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
+    let ranges = probe.ranges.clone();
+    let ports = probe.ports.clone();
+    let iptables = |legacy: bool, chain: &str, replaces: Option<&str>| {
+        ["ip", "ip6"].map(|family| CfLayer::FirstRule {
+            layer: if legacy {
+                RuleLayer::IptablesLegacy
+            } else {
+                RuleLayer::Nftables
+            },
+            family: family.to_owned(),
+            table: "filter".to_owned(),
+            chain: chain.to_owned(),
+            ranges: ranges.clone(),
+            ports: ports.clone(),
+            replaces_jump_to: replaces.map(str::to_owned),
+        })
+    };
+    match placement {
+        Placement::NftOwnChain {
+            table, priority, ..
+        } => vec![CfLayer::OwnTable {
+            family: "inet".to_owned(),
+            table: table.clone(),
+            priority: i64::from(*priority),
+            ranges,
+            ports,
+        }],
+        Placement::NftChainTop {
+            family,
+            table,
+            chain,
+        } => vec![CfLayer::FirstRule {
+            layer: RuleLayer::Nftables,
+            family: family.clone(),
+            table: table.clone(),
+            chain: chain.clone(),
+            ranges,
+            ports,
+            replaces_jump_to: None,
+        }],
+        Placement::IptablesJump {
+            legacy,
+            chain,
+            hooks,
+        } => hooks
+            .iter()
+            .flat_map(|hook| iptables(*legacy, hook, Some(chain)))
+            .collect(),
+        Placement::IptablesChainTop { legacy, chain } => iptables(*legacy, chain, None).to_vec(),
+    }
+}
+
+/// `model` without the accepts that cf-allow's nftables own table and iptables jumps (both
+/// APIs) hold now, so that a candidate backend is judged on its own rules alone — not helped
+/// by what another backend installed on an earlier run. (An empty own table and a jump-free
+/// hook chain with policy accept decide nothing.)
+pub fn without_own_rules(model: &HostModel, config: &Config) -> HostModel {
+    let none = RangeSet::default();
+    let mut layers = vec![CfLayer::OwnTable {
+        family: "inet".to_owned(),
+        table: config.nftables.table.clone(),
+        priority: 0,
+        ranges: none.clone(),
+        ports: Vec::new(),
+    }];
+    for layer in [RuleLayer::Nftables, RuleLayer::IptablesLegacy] {
+        for family in ["ip", "ip6"] {
+            for hook in &config.iptables.hooks {
+                layers.push(CfLayer::FirstRule {
+                    layer,
+                    family: family.to_owned(),
+                    table: "filter".to_owned(),
+                    chain: hook.clone(),
+                    ranges: none.clone(),
+                    ports: Vec::new(),
+                    replaces_jump_to: Some(config.iptables.chain.clone()),
+                });
+            }
+        }
+    }
+    model.with_layers(&layers)
+}
+
+/// `model` as it would be once a backend placed at `placement` applied `probe`'s ranges.
+pub fn project(model: &HostModel, placement: &Placement, probe: &Probe) -> HostModel {
+    model.with_layers(&layers(placement, probe))
+}
+
+/// The verdict and its warning lines (one per deciding rule, each with a fix).
+pub struct Report {
+    /// The engine's answer.
+    pub verdict: Verdict,
+    /// One line per deciding rule.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// The `reachability` JSON object.
+    pub fn json(&self) -> Value {
+        self.verdict.to_json()
+    }
+
+    /// Logs each warning line.
+    pub fn log(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
+
+    /// One line for humans: what was checked and whether it gets through.
+    pub fn summary(&self) -> String {
+        let checked = &self.verdict.checked;
+        let ports = if checked.ports.is_empty() {
+            "every TCP port".to_owned()
+        } else {
+            format!(
+                "TCP {}",
+                checked
+                    .ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let what = format!("{} ranges on {ports}", checked.ranges);
+        if self.verdict.reachable {
+            format!("Cloudflare gets through ({what})")
+        } else if self.verdict.blocked.is_empty() {
+            format!("UNKNOWN whether Cloudflare gets through ({what})")
+        } else {
+            format!("Cloudflare is BLOCKED ({what})")
+        }
+    }
+}
+
+/// Which state a verdict judges.
+pub enum State<'a> {
+    /// The host as it is now (after applying, or for `status`).
+    Now,
+    /// The host once a backend at this placement applied the ranges (`sync --dry-run`);
+    /// `None` when the backend cannot say, and the current state is judged.
+    Projected(Option<&'a Placement>),
+}
+
+/// The verdict for `ranges` on the config's ports in `state`; `None` when
+/// `reachability.check` is off. Logs how long reading and evaluating took (`-v`).
+pub fn verdict(
+    ranges: &RangeSet,
+    kind: BackendKind,
+    state: State<'_>,
+    config: &Config,
+) -> Option<Report> {
+    if !config.reachability.check {
+        tracing::debug!("reachability: not checked (reachability.check is off)");
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let model = read(config);
+    let read_at = started.elapsed();
+    let probe = probe(ranges, config);
+    let projected = match state {
+        State::Now => None,
+        State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
+        State::Projected(None) => {
+            tracing::debug!(
+                "reachability: {} cannot describe its rules; judging the current state",
+                kind.as_str()
+            );
+            None
+        }
+    };
+    let report = report(
+        projected.as_ref().unwrap_or(&model),
+        &model,
+        &probe,
+        kind,
+        config,
+    );
+    let total = started.elapsed();
+    tracing::debug!(
+        "reachability: read the host's rules in {:.3} ms, verdict in {:.3} ms",
+        read_at.as_secs_f64() * 1e3,
+        (total - read_at).as_secs_f64() * 1e3
+    );
+    Some(report)
+}
+
+/// The `reachability` JSON value of an optional report (`null` when not checked).
+pub fn json_of(report: Option<&Report>) -> Value {
+    report.map_or(Value::Null, Report::json)
+}
+
+/// A configuration cf-allow accepts that an admin can switch to, and where its accept goes.
+struct Alternative {
+    /// What to configure, in config-file words.
+    advice: String,
+    /// The backend it selects.
+    kind: BackendKind,
+    /// Where that backend would put its accept.
+    placement: Placement,
+}
+
+/// The configurations worth trying against `verdict`'s findings: the iptables backend (both
+/// APIs) and nftables into mode for each foreign inet chain that decides.
+fn alternatives(verdict: &Verdict, config: &Config) -> Vec<Alternative> {
+    let mut out = Vec::new();
+    let iptables = |legacy: bool| Placement::IptablesJump {
+        legacy,
+        chain: config.iptables.chain.clone(),
+        hooks: config.iptables.hooks.clone(),
+    };
+    out.push(Alternative {
+        advice: "set `backend: iptables` (its jump at the top of INPUT accepts Cloudflare before this rule; `ufw reload` keeps it)".to_owned(),
+        kind: BackendKind::Iptables,
+        placement: iptables(cf_allow_exec::is_legacy_iptables("iptables-restore")),
+    });
+    out.push(Alternative {
+        advice: "set `backend: iptables` with `iptables: {variant: legacy}` (the drop is in iptables-legacy, which runs beside nf_tables; cf-allow's jump then comes first there)".to_owned(),
+        kind: BackendKind::Iptables,
+        placement: iptables(true),
+    });
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for finding in verdict.blocked.iter().chain(&verdict.unknown) {
+        let by = &finding.by;
+        let Some(table) = by.table.strip_prefix("inet ") else {
+            continue;
+        };
+        if by.layer != "nftables"
+            || table == config.nftables.table
+            || is_firewalld(&by.table)
+            || seen.contains(&(table.to_owned(), by.chain.clone()))
+        {
+            continue;
+        }
+        seen.push((table.to_owned(), by.chain.clone()));
+        out.push(Alternative {
+            advice: format!(
+                "set `backend: nftables` with `nftables: {{into: {{family: inet, table: {table}, chain: {}}}}}` (cf-allow's rules then come first in that chain)",
+                by.chain
+            ),
+            kind: BackendKind::Nftables,
+            placement: Placement::NftChainTop {
+                family: "inet".to_owned(),
+                table: table.to_owned(),
+                chain: by.chain.clone(),
+            },
+        });
+    }
+    out
+}
+
+/// True for firewalld's own table, which firewalld rebuilds on every reload.
+fn is_firewalld(table: &str) -> bool {
+    table == "inet firewalld"
+}
+
+/// Evaluates `probe` on `model` (already the state to judge: after applying, or projected)
+/// and words the warnings. `base` is the host as it is (for proving fixes by projection),
+/// `kind` the backend in use.
+pub fn report(
+    model: &HostModel,
+    base: &HostModel,
+    probe: &Probe,
+    kind: BackendKind,
+    config: &Config,
+) -> Report {
+    let verdict = model.evaluate(probe);
+    if verdict.reachable {
+        return Report {
+            verdict,
+            warnings: Vec::new(),
+        };
+    }
+    // Which alternatives are proven to get past which deciding rules.
+    let proven: Vec<(Alternative, Verdict)> = if model.unreadable_reason().is_some() {
+        Vec::new()
+    } else {
+        alternatives(&verdict, config)
+            .into_iter()
+            .filter(|alt| !same_setup(alt, kind, config))
+            .map(|alt| {
+                let after = project(base, &alt.placement, probe).evaluate(probe);
+                (alt, after)
+            })
+            .collect()
+    };
+    let fix = |finding: &Finding| -> Option<String> {
+        if let Some(reason) = model.unreadable_reason() {
+            return Some(unreadable_fix(reason));
+        }
+        if is_firewalld(&finding.by.table) {
+            return Some(
+                "set `backend: firewalld` (firewalld rebuilds its table on every reload, so only ranges allowed through firewalld itself last)"
+                    .to_owned(),
+            );
+        }
+        if finding.by.table.ends_with(" nat") || finding.by.rule.contains("DNAT") {
+            return Some(
+                "connections to published container ports are DNAT'd here and then forwarded, which the verdict does not follow: with `backend: iptables`, add DOCKER-USER to `iptables.hooks` so cf-allow accepts Cloudflare there too"
+                    .to_owned(),
+            );
+        }
+        // The first alternative that gets everything through, else the first that gets past
+        // this rule.
+        let past_rule = |v: &Verdict| {
+            !v.blocked
+                .iter()
+                .chain(&v.unknown)
+                .any(|f| f.by == finding.by)
+        };
+        if let Some((alt, _)) = proven.iter().find(|(_, v)| v.reachable) {
+            return Some(format!(
+                "{} — checked: Cloudflare then gets through",
+                alt.advice
+            ));
+        }
+        if let Some((alt, _)) = proven.iter().find(|(_, v)| past_rule(v)) {
+            return Some(alt.advice.clone());
+        }
+        Some(match &finding.expr {
+            Some(_) => "make sure this rule lets Cloudflare's ranges through, or accept them before it (the rules the verdict evaluates are listed in crates/reach/README.md)".to_owned(),
+            None => "no cf-allow backend can accept before this rule (it runs before the input hook, or in a chain cf-allow does not manage): exempt Cloudflare's ranges in it, remove the Cloudflare addresses from the set it matches (fail2ban `ignoreip`, csf.ignore), or remove it".to_owned(),
+        })
+    };
+    let warnings = verdict.warnings(&fix);
+    Report { verdict, warnings }
+}
+
+/// True when `alt` is what the admin runs already (no point proposing it).
+fn same_setup(alt: &Alternative, kind: BackendKind, config: &Config) -> bool {
+    if alt.kind != kind {
+        return false;
+    }
+    match (&alt.placement, kind) {
+        (Placement::IptablesJump { legacy, .. }, BackendKind::Iptables) => {
+            let current = match config.iptables.variant {
+                cf_allow_iptables::Variant::Legacy => true,
+                cf_allow_iptables::Variant::Nft => false,
+                cf_allow_iptables::Variant::Auto => {
+                    cf_allow_exec::is_legacy_iptables("iptables-restore")
+                }
+            };
+            *legacy == current
+        }
+        (Placement::NftChainTop { table, chain, .. }, BackendKind::Nftables) => config
+            .nftables
+            .into
+            .as_ref()
+            .is_some_and(|into| &into.table == table && &into.chain == chain),
+        _ => false,
+    }
+}
+
+/// The fix for a host whose rules cannot be read.
+fn unreadable_fix(reason: &str) -> String {
+    format!("make the rules readable ({reason}): run cf-allow as root with nftables installed; until then the verdict stays unknown")
+}
