@@ -18,6 +18,8 @@ pub enum BackendKind {
     Iptables,
     /// ConfigServer Security & Firewall: include files and CSF's live chains.
     Csf,
+    /// ufw: cf-allow's rules are ufw rules (`ufw status` lists them, comment `cf-allow`).
+    Ufw,
 }
 
 impl BackendKind {
@@ -27,18 +29,21 @@ impl BackendKind {
             BackendKind::Nftables => "nftables",
             BackendKind::Iptables => "iptables",
             BackendKind::Csf => "csf",
+            BackendKind::Ufw => "ufw",
         }
     }
 }
 
 /// The backend chosen by the flag, else the config, else detection: CSF when it is
-/// installed, else nftables when the kernel speaks nf_tables, else iptables.
+/// installed, else ufw when it is active, else nftables when the kernel speaks nf_tables, else iptables.
 pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind> {
     if let Some(kind) = flag.or(config.backend) {
         return Ok(kind);
     }
     let detected = if cf_allow_csf::available() {
         BackendKind::Csf
+    } else if cf_allow_ufw::active() {
+        BackendKind::Ufw
     } else if cf_allow_nftables::available() {
         BackendKind::Nftables
     } else if cf_allow_iptables::available() {
@@ -92,6 +97,7 @@ pub fn open(kind: BackendKind, config: &Config) -> Result<Box<dyn Firewall>> {
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
+        BackendKind::Ufw => Box::new(cf_allow_ufw::UfwBackend::new(config.ufw.clone(), ports)?),
     };
     Ok(backend)
 }
