@@ -213,7 +213,7 @@ impl UfwBackend {
                 info!("{}", rule.words());
             }
             for words in &change.edit.removed {
-                info!("ufw delete {words} (cf-allow)");
+                info!("ufw delete {words} comment {}", crate::TAG);
             }
         }
         Ok(())
@@ -317,7 +317,11 @@ impl Backend for UfwBackend {
         for state in &snapshot.families {
             let change = self.change(state, &[])?;
             lines.extend(change.edit.removed.iter().map(|words| {
-                format!("ufw: {words} (comment {}) in {}", crate::TAG, file_name(state.family))
+                format!(
+                    "`{words} comment {}` in {}",
+                    crate::TAG,
+                    file_name(state.family)
+                )
             }));
             changes.push(change);
         }

@@ -228,21 +228,22 @@ impl Tuple {
         })
     }
 
-    /// The rule in ufw's words, for messages (`deny tcp 443 from 203.0.113.0/24`).
+    /// The rule in the words of the ufw command that adds it, without `ufw`
+    /// (`deny from 203.0.113.0/24`, `allow proto tcp from 192.0.2.0/24 to any port 80,443`).
     pub fn words(&self) -> String {
-        let port = match self.field(2) {
-            "any" => String::new(),
-            p => format!(" to port {p}"),
-        };
         let proto = match self.field(1) {
             "any" => String::new(),
             p => format!(" proto {p}"),
         };
         let src = match self.field(5) {
-            "0.0.0.0/0" | "::/0" => "anywhere",
+            "0.0.0.0/0" | "::/0" => "any",
             s => s,
         };
-        format!("{} from {src}{port}{proto}", self.action())
+        let port = match self.field(2) {
+            "any" => String::new(),
+            p => format!(" to any port {p}"),
+        };
+        format!("{}{proto} from {src}{port}", self.action())
     }
 }
 
