@@ -39,8 +39,10 @@ pub const BLOCKED_V6: &str = "2001:db8:2::2";
 /// `stats` (inode, mtime and size of ufw's user rules files), `listen PORT…` (a TCP
 /// listener on every address of the sandbox), `connect SRC DST PORT` (a real TCP connect
 /// from the client namespace; prints `ok` or `fail`), `connects` (the four client addresses
-/// to port 443: `v4-allowed ok` …) and `probe SRC DST PORT N` (N connects, 20 per second,
-/// each printed `ok` or `fail` in the order they were started).
+/// to port 443: `v4-allowed ok` …; the listener runs in the background: `wait` only for
+/// the jobs you name) and `probe SRC DST PORT N` (N connects, 20 per second,
+/// each printed `ok` or `fail` in the order they were started; when its output goes to a
+/// file F, it creates `F.started` as it starts the first connect).
 pub const PRELUDE: &str = r#"
 set -u
 W="$WORK"
@@ -48,7 +50,7 @@ section() { echo "@@@ $1"; }
 save() { (iptables-save -t filter; ip6tables-save -t filter) | grep -v '^#' | sed 's/ \[[0-9]*:[0-9]*\]$//'; }
 stats() { for f in /etc/ufw/user.rules /etc/ufw/user6.rules; do stat -c '%n %i %Y %s' "$f"; done; }
 listen() {
-    python3 - "$@" <<'PY' &
+    python3 - "$@" >/dev/null 2>&1 <<'PY' &
 import socket, sys, threading
 def serve(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -83,18 +85,24 @@ connects() {
 }
 probe() {
     ip netns exec client python3 - "$@" <<'PY'
-import socket, sys, threading, time
+import os, socket, sys, threading, time
 src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
 out = [None] * n
 def one(i):
-    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0); s.bind((src, 0))
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(0.8); s.bind((src, 0))
     try:
         s.connect((dst, port)); out[i] = "ok"
     except OSError:
         out[i] = "fail"
     s.close()
 threads = []
+try:
+    out_path = os.readlink("/proc/self/fd/1")
+    if out_path.startswith("/"):
+        open(out_path + ".started", "w").close()
+except OSError:
+    pass
 for i in range(n):
     t = threading.Thread(target=one, args=(i,)); t.start(); threads.append(t); time.sleep(0.05)
 for t in threads: t.join()
