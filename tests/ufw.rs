@@ -70,13 +70,11 @@ fn config(env: &Env, feed: &str) {
     ));
 }
 
-const CONNECTS_OK: &str =
-    "v4-allowed ok\nv4-blocked fail\nv6-allowed ok\nv6-blocked fail\n";
+const CONNECTS_OK: &str = "v4-allowed ok\nv4-blocked fail\nv6-allowed ok\nv6-blocked fail\n";
 
 #[test]
 fn ufw_sync_survives_every_restart_path_and_remove_restores_ufws_files() {
-    if !ufw_sandbox::ready("ufw_sync_survives_every_restart_path_and_remove_restores_ufws_files")
-    {
+    if !ufw_sandbox::ready("ufw_sync_survives_every_restart_path_and_remove_restores_ufws_files") {
         return;
     }
     let env = Env::new("");
@@ -141,15 +139,30 @@ section removed_save; diff "$W/orig.save" <(save) && echo equal
             .find(|l| l.contains(&format!(" {net} ")))
             .unwrap_or_else(|| panic!("{net} not in ufw status:\n{status}"));
         assert!(
-            line.contains("80,443/tcp") && line.contains("ALLOW IN") && line.ends_with("# cf-allow"),
+            line.contains("80,443/tcp")
+                && line.contains("ALLOW IN")
+                && line.ends_with("# cf-allow"),
             "{line}"
         );
     }
     // The admin's rules keep their numbers: cf-allow's come after them.
     let numbered = lines(status);
-    assert!(numbered.iter().any(|l| l.starts_with("[ 1] 22/tcp ")), "{status}");
-    assert!(numbered.iter().any(|l| l.starts_with("[ 2] Anywhere ") && l.contains("DENY IN") && l.contains("192.0.2.0/24")), "{status}");
-    assert!(numbered.iter().any(|l| l.starts_with("[ 3] 8080/tcp ") && l.contains("# my app")), "{status}");
+    assert!(
+        numbered.iter().any(|l| l.starts_with("[ 1] 22/tcp ")),
+        "{status}"
+    );
+    assert!(
+        numbered.iter().any(|l| l.starts_with("[ 2] Anywhere ")
+            && l.contains("DENY IN")
+            && l.contains("192.0.2.0/24")),
+        "{status}"
+    );
+    assert!(
+        numbered
+            .iter()
+            .any(|l| l.starts_with("[ 3] 8080/tcp ") && l.contains("# my app")),
+        "{status}"
+    );
     assert_eq!(s.section("connects1"), CONNECTS_OK, "{s:#?}");
 
     // The files: the admin's bytes, then cf-allow's entries, exactly as ufw writes them.
@@ -181,7 +194,11 @@ section removed_save; diff "$W/orig.save" <(save) && echo equal
         "v4-allowed ok\nv4-blocked ok\nv6-allowed ok\nv6-blocked ok\n"
     );
     let (sync3, exit) = json(&s, "sync3");
-    assert_eq!((exit, &sync3["changed"]), (0, &serde_json::json!(false)), "{s:#?}");
+    assert_eq!(
+        (exit, &sync3["changed"]),
+        (0, &serde_json::json!(false)),
+        "{s:#?}"
+    );
     let (status, exit) = json(&s, "status");
     assert_eq!(exit, 0, "{s:#?}");
     assert_eq!(status["backend"], "ufw");
@@ -194,7 +211,10 @@ section removed_save; diff "$W/orig.save" <(save) && echo equal
         s.section("after_remove"),
         "v4-allowed fail\nv4-blocked fail\nv6-allowed fail\nv6-blocked fail\n"
     );
-    for (removed, orig) in [("removed.rules", "orig.rules"), ("removed6.rules", "orig6.rules")] {
+    for (removed, orig) in [
+        ("removed.rules", "orig.rules"),
+        ("removed6.rules", "orig6.rules"),
+    ] {
         assert_eq!(
             fs::read(w.join(removed)).expect("removed"),
             fs::read(w.join(orig)).expect("orig"),
@@ -253,11 +273,7 @@ section changed_blocked; cat "$W/changed.blocked"
     assert!(first[opened..].iter().all(|l| *l == "ok"), "{first:?}");
     assert_eq!(first[0], "fail", "allowed before the sync: {first:?}");
     // Twelve changed-list syncs: every allowed connect succeeds, no blocked one does.
-    assert_eq!(
-        lines(s.section("changed")),
-        vec!["exit=0"; 12],
-        "{s:#?}"
-    );
+    assert_eq!(lines(s.section("changed")), vec!["exit=0"; 12], "{s:#?}");
     let ok = lines(s.section("changed_ok"));
     assert_eq!(ok.len(), 120);
     assert!(ok.iter().all(|l| *l == "ok"), "{ok:?}");
@@ -320,7 +336,10 @@ section foreign; rules | grep -A1 'deny tcp 25'
     assert!(s.section("ufw_delete").starts_with("v4-allowed fail\n"));
     let (repair, exit) = json(&s, "repair1");
     assert_eq!(exit, 0, "{s:#?}");
-    assert_eq!(repair["added"]["ipv4"], serde_json::json!(["198.51.100.0/24"]));
+    assert_eq!(
+        repair["added"]["ipv4"],
+        serde_json::json!(["198.51.100.0/24"])
+    );
     let repaired = s.section("repaired1");
     assert!(repaired.starts_with(CONNECTS_OK), "{s:#?}");
     // The range comes back where it was (it sorts last), so the files are as after the sync.
@@ -337,7 +356,9 @@ section foreign; rules | grep -A1 'deny tcp 25'
     let (repair, exit) = json(&s, "repair3");
     assert_eq!(exit, 0, "{s:#?}");
     assert!(
-        repair["repairs"].to_string().contains("running ufw-user-input chain"),
+        repair["repairs"]
+            .to_string()
+            .contains("running ufw-user-input chain"),
         "{repair}"
     );
     assert_eq!(s.section("repaired3"), CONNECTS_OK);
@@ -381,10 +402,7 @@ section detect; cfa sync --dry-run --backend iptables >/dev/null; PATH="$W/bin:$
     let (sync, exit) = json(&s, "sync");
     assert_eq!(exit, 0, "{s:#?}");
     assert_eq!(sync["added"]["ipv4"].as_array().map(Vec::len), Some(16));
-    assert!(
-        sync["warnings"].to_string().contains("IPV6=no"),
-        "{sync}"
-    );
+    assert!(sync["warnings"].to_string().contains("IPV6=no"), "{sync}");
     assert_eq!(
         s.section("connects"),
         "v4-allowed ok\nv4-blocked fail\nv6-allowed fail\nv6-blocked fail\n"

@@ -91,10 +91,7 @@ impl UfwBackend {
             source,
         })?;
         if need_active && !enabled {
-            return Err(Error::Inactive(format!(
-                "ENABLED=no in {}",
-                conf.display()
-            )));
+            return Err(Error::Inactive(format!("ENABLED=no in {}", conf.display())));
         }
         let ipv6_off = match std::fs::read_to_string(&self.settings.defaults) {
             Ok(text) => !settings::ipv6(&text),
@@ -154,7 +151,11 @@ impl UfwBackend {
                 deleted
                     .iter()
                     .map(|pos| format!("-D {chain} {pos}"))
-                    .chain(edit.appended.iter().map(|spec| format!("-A {chain} {spec}")))
+                    .chain(
+                        edit.appended
+                            .iter()
+                            .map(|spec| format!("-A {chain} {spec}")),
+                    )
                     .collect()
             }
             Some(_) => {

@@ -20,7 +20,12 @@ pub(crate) fn tool(family: Family) -> &'static str {
 /// The rules of a family's running input chain (`None` when the chain does not exist), as
 /// `iptables-save` prints them after `-A <chain> `.
 pub(crate) fn read_chain(family: Family) -> Result<Option<Vec<String>>, Error> {
-    let out = run(&format!("{}-save", tool(family)), &["-t", "filter"], None, 0)?;
+    let out = run(
+        &format!("{}-save", tool(family)),
+        &["-t", "filter"],
+        None,
+        0,
+    )?;
     let text = String::from_utf8_lossy(&out.stdout);
     let chain = input_chain(family);
     let declared = format!(":{chain} ");

@@ -317,7 +317,9 @@ impl RulesFile {
             ));
         }
         if !lines[end].ends_with('\n') {
-            return Err(format("the file ends right after `### END RULES ###`".into()));
+            return Err(format(
+                "the file ends right after `### END RULES ###`".into(),
+            ));
         }
         let chain = input_chain(family);
         let chain_prefix = format!("-A {chain} ");
@@ -401,7 +403,9 @@ impl RulesFile {
         for rule in wanted {
             let want = content_of(&rule.entry());
             let hit = self.segments.iter().enumerate().position(|(i, s)| {
-                !taken[i] && matches!(s.owner, Owner::Own(net) if net == rule.net) && self.content(s) == want
+                !taken[i]
+                    && matches!(s.owner, Owner::Own(net) if net == rule.net)
+                    && self.content(s) == want
             });
             if let Some(i) = hit {
                 taken[i] = true;
@@ -666,7 +670,10 @@ COMMIT
             ports: vec![443],
         };
         assert_eq!(host.entry(), "### tuple ### allow tcp 443 0.0.0.0/0 any 192.0.2.7 in comment=63662d616c6c6f77\n-A ufw-user-input -p tcp --dport 443 -s 192.0.2.7 -j ACCEPT\n\n");
-        assert_eq!(host.saved_spec(), "-s 192.0.2.7/32 -p tcp -m tcp --dport 443 -j ACCEPT");
+        assert_eq!(
+            host.saved_spec(),
+            "-s 192.0.2.7/32 -p tcp -m tcp --dport 443 -j ACCEPT"
+        );
         let all = OwnRule {
             net: net("192.0.2.0/24"),
             ports: vec![],
@@ -707,10 +714,7 @@ COMMIT
         assert_eq!(edit.appended.len(), 2);
         let expected = ADMIN.replace(
             "### END RULES ###",
-            &format!(
-                "{UFW_ENTRY}{}### END RULES ###",
-                wanted[1].entry()
-            ),
+            &format!("{UFW_ENTRY}{}### END RULES ###", wanted[1].entry()),
         );
         assert_eq!(edit.text, expected);
 
@@ -724,10 +728,7 @@ COMMIT
         assert_eq!(again.text, edit.text);
         assert_eq!(
             synced.kept_own_positions(&wanted),
-            vec![
-                (4, wanted[0].saved_spec()),
-                (5, wanted[1].saved_spec())
-            ]
+            vec![(4, wanted[0].saved_spec()), (5, wanted[1].saved_spec())]
         );
 
         // One range dropped: its rule (chain position 4) goes, the other stays.
@@ -760,7 +761,10 @@ COMMIT
         assert!(edit.appended.is_empty());
         assert_eq!(
             edit.text,
-            ADMIN.replace("### END RULES ###", &format!("{UFW_ENTRY}### END RULES ###"))
+            ADMIN.replace(
+                "### END RULES ###",
+                &format!("{UFW_ENTRY}### END RULES ###")
+            )
         );
     }
 
@@ -787,7 +791,9 @@ COMMIT
             "{warnings:?}"
         );
         assert!(warnings[0].contains("203.0.113.0/24"));
-        assert!(file.blocking_denies(&[net("173.245.48.0/20")], &[443]).is_empty());
+        assert!(file
+            .blocking_denies(&[net("173.245.48.0/20")], &[443])
+            .is_empty());
         // A port-specific deny matches only its port.
         let port_deny = parse(&ADMIN.replace(
             "### tuple ### deny any any",
