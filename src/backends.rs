@@ -67,6 +67,8 @@ pub trait Firewall {
     fn apply(&mut self, plan: &Plan) -> Result<()>;
     /// See [`Backend::remove`].
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>>;
+    /// See [`Backend::describe`].
+    fn describe(&self, plan: &Plan) -> Vec<String>;
 }
 
 impl<B: Backend> Firewall for B {
@@ -81,6 +83,9 @@ impl<B: Backend> Firewall for B {
     }
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>> {
         Backend::remove(self, dry_run).map_err(anyhow::Error::new)
+    }
+    fn describe(&self, plan: &Plan) -> Vec<String> {
+        Backend::describe(self, plan)
     }
 }
 

@@ -66,7 +66,7 @@ fn feed_ranges() -> Vec<&'static str> {
 fn config(env: &Env, feed: &str) {
     env.write_config(&format!(
         "backend: ufw\nports: [80, 443]\nsources:\n  - {feed}\n\
-         guard:\n  allow_reserved: true\n  max_shrink_percent: 100\n"
+         guard:\n  allow_reserved: true\n  max_shrink_percent: 100\nufw:\n  lock_wait_secs: 1\n"
     ));
 }
 
@@ -92,6 +92,7 @@ ufw allow from 192.0.2.5 to any port 8080 proto tcp comment 'my app' >/dev/null
 cp /etc/ufw/user.rules "$W/orig.rules"; cp /etc/ufw/user6.rules "$W/orig6.rules"
 ufw status numbered > "$W/orig.status"; save > "$W/orig.save"
 section before; connects
+section dry; cfa sync --dry-run
 section sync1; cfa sync --json
 section calls1; calls
 section status1; ufw status numbered
@@ -121,6 +122,15 @@ section removed_save; diff "$W/orig.save" <(save) && echo equal
         s.section("before"),
         "v4-allowed fail\nv4-blocked fail\nv6-allowed fail\nv6-blocked fail\n",
         "{s:#?}"
+    );
+    // --dry-run: the plan, also in ufw's words, and nothing changed (sync1 adds everything).
+    let dry = s.section("dry");
+    assert!(dry.contains("  + 173.245.48.0/20\n"), "{dry}");
+    assert!(
+        dry.contains(
+            "  ufw allow proto tcp from 2400:cb00::/32 to any port 80,443 comment cf-allow\n"
+        ),
+        "{dry}"
     );
     let (sync1, exit) = json(&s, "sync1");
     assert_eq!(exit, 0, "{s:#?}");
@@ -381,6 +391,15 @@ fn ufw_ipv6_off_warns_and_inactive_ufw_is_refused() {
     let w = env.dir.path();
     let feed = env.feed("feed.txt", &feed_ranges());
     config(&env, &feed);
+    // No `backend:`: an active ufw is detected.
+    fs::write(
+        w.join("auto.yaml"),
+        format!(
+            "state_dir: {}\nsources: [{feed}]\n",
+            env.state_dir().display()
+        ),
+    )
+    .expect("auto.yaml");
 
     let s = run(
         w,
@@ -392,11 +411,18 @@ section sync; cfa sync --json
 section connects; connects
 cp /etc/ufw/user6.rules "$W/v6.rules"
 section again; cfa sync --json
+section detected; "$BIN" --config "$W/auto.yaml" status --json 2>/dev/null | grep -o '"backend": *"[a-z]*"'
+# A ufw command holding ufw's lock: cf-allow waits (1 s here), then gives up, changing nothing.
+python3 -c 'import fcntl, time; f = open("/run/ufw.lock", "w"); fcntl.lockf(f, fcntl.LOCK_EX); open("'"$W"'/locked", "w").close(); time.sleep(4)' & locker=$!
+until [ -e "$W/locked" ]; do sleep 0.05; done
+stats > "$W/stat_locked"
+section busy; cfa sync
+section busy_stat; cmp -s "$W/stat_locked" <(stats) && echo same
+wait $locker
 ufw disable >/dev/null
 stats > "$W/stat0"
 section inactive; cfa sync
 section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
-section detect; cfa sync --dry-run --backend iptables >/dev/null; PATH="$W/bin:$PATH" "$BIN" --config /dev/null doctor --offline --json 2>/dev/null | grep -o '"detected[^"]*"' | head -1
 "#,
     );
     let (sync, exit) = json(&s, "sync");
@@ -414,11 +440,22 @@ section detect; cfa sync --dry-run --backend iptables >/dev/null; PATH="$W/bin:$
     assert_eq!(exit, 0);
     assert_eq!(again["added"]["ipv4"], serde_json::json!([]));
 
+    assert_eq!(
+        s.section("detected").trim(),
+        "\"backend\": \"ufw\"",
+        "{s:#?}"
+    );
+    assert!(s.section("busy").contains("exit=1"), "{s:#?}");
+    assert_eq!(s.section("busy_stat").trim(), "same");
     let inactive = s.section("inactive");
     assert!(inactive.contains("exit=1"), "{inactive}");
     let stderr = s.section("(cf-allow stderr)");
     assert!(
         stderr.contains("ufw is inactive") && stderr.contains("never enables ufw"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a ufw command is running (it holds /run/ufw.lock; waited 1 s)"),
         "{stderr}"
     );
     assert_eq!(s.section("inactive_stat").trim(), "same");

@@ -54,6 +54,9 @@ pub fn run(config: Config, args: &SyncArgs, wait_secs: u64, quiet: bool) -> Resu
         ))?;
     } else if changed || !quiet {
         print_plan(name, args.dry_run, &plan);
+        for line in backend.describe(&plan) {
+            println!("  {line}");
+        }
     }
     Ok(Outcome { changed })
 }

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
 use tracing::{error, info, warn};
 
+use crate::files::{self, UfwLock, LOCK_FILE};
 use crate::live::{read_chain, rebuild_commands, restore, tool};
 use crate::rules::{file_name, input_chain, FileEdit, OwnRule, RulesFile};
 use crate::settings::{self, Settings};
-use crate::{files, Error};
+use crate::Error;
 
 /// cf-allow's ufw backend.
 pub struct UfwBackend {
@@ -18,6 +19,8 @@ pub struct UfwBackend {
     ports: Vec<u16>,
     /// What the last `inspect` read, used by the `apply` that follows it.
     snapshot: Option<Snapshot>,
+    /// ufw's lock, from `inspect` to the end of `apply`.
+    lock: Option<UfwLock>,
 }
 
 /// One family's file and running chain.
@@ -80,7 +83,19 @@ impl UfwBackend {
             settings,
             ports,
             snapshot: None,
+            lock: None,
         })
+    }
+
+    /// Takes ufw's lock unless it is held already.
+    fn lock(&mut self) -> Result<(), Error> {
+        if self.lock.is_none() {
+            self.lock = Some(files::lock(
+                std::path::Path::new(LOCK_FILE),
+                self.settings.lock_wait_secs,
+            )?);
+        }
+        Ok(())
     }
 
     /// Reads the files and (when `need_active`, or when ufw is active) the running chains.
@@ -220,6 +235,30 @@ impl UfwBackend {
         Ok(())
     }
 
+    /// [`Backend::apply`] with ufw's lock held.
+    fn apply_locked(&mut self, plan: &Plan) -> Result<(), Error> {
+        let snapshot = match self.snapshot.take() {
+            Some(s) => s,
+            None => self.read_snapshot(true)?,
+        };
+        if snapshot.ipv6_off && plan.desired.len_of(Family::Ipv6) > 0 {
+            warn!("{}", ipv6_warning(Some(plan.desired.len_of(Family::Ipv6))));
+        }
+        let mut changes = Vec::new();
+        for state in &snapshot.families {
+            let wanted = self.wanted(&plan.desired, state.family);
+            let change = self.change(state, &wanted)?;
+            if let Ok(new) = RulesFile::parse(state.family, change.edit.text.as_bytes(), "") {
+                let nets: Vec<IpNet> = plan.desired.iter_family(state.family).collect();
+                for warning in new.blocking_denies(&nets, &self.ports) {
+                    warn!("{warning}");
+                }
+            }
+            changes.push(change);
+        }
+        self.commit(&changes)
+    }
+
     /// Loads the chains of `done` again as they were before this run.
     fn roll_back_chains(&self, done: &[&FamilyState]) {
         for state in done {
@@ -259,6 +298,7 @@ impl Backend for UfwBackend {
     }
 
     fn inspect(&mut self) -> Result<Inspection, Error> {
+        self.lock()?;
         let snapshot = self.read_snapshot(true)?;
         let mut inspection = Inspection::default();
         let mut all: Vec<IpNet> = Vec::new();
@@ -288,30 +328,26 @@ impl Backend for UfwBackend {
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
-        let snapshot = match self.snapshot.take() {
-            Some(s) => s,
-            None => self.read_snapshot(true)?,
-        };
-        if snapshot.ipv6_off && plan.desired.len_of(Family::Ipv6) > 0 {
-            warn!("{}", ipv6_warning(Some(plan.desired.len_of(Family::Ipv6))));
-        }
-        let mut changes = Vec::new();
-        for state in &snapshot.families {
-            let wanted = self.wanted(&plan.desired, state.family);
-            let change = self.change(state, &wanted)?;
-            if let Ok(new) = RulesFile::parse(state.family, change.edit.text.as_bytes(), "") {
-                let nets: Vec<IpNet> = plan.desired.iter_family(state.family).collect();
-                for warning in new.blocking_denies(&nets, &self.ports) {
-                    warn!("{warning}");
-                }
-            }
-            changes.push(change);
-        }
-        self.commit(&changes)
+        self.lock()?;
+        let result = self.apply_locked(plan);
+        self.lock = None;
+        result
+    }
+
+    fn describe(&self, plan: &Plan) -> Vec<String> {
+        let rules = |net: IpNet| OwnRule::all_for(net, &self.ports);
+        let add = plan.add.iter().flat_map(rules).map(|r| r.words());
+        let remove = plan
+            .remove
+            .iter()
+            .flat_map(rules)
+            .map(|r| r.words().replacen("ufw allow", "ufw delete allow", 1));
+        add.chain(remove).collect()
     }
 
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
         self.snapshot = None;
+        self.lock()?;
         let snapshot = self.read_snapshot(false)?;
         let mut changes = Vec::new();
         let mut lines = Vec::new();
@@ -326,9 +362,13 @@ impl Backend for UfwBackend {
             }));
             changes.push(change);
         }
-        if !dry_run {
-            self.commit(&changes)?;
-        }
-        Ok(lines)
+        let result = if dry_run {
+            Ok(())
+        } else {
+            self.commit(&changes)
+        };
+        drop(changes);
+        self.lock = None;
+        result.map(|()| lines)
     }
 }

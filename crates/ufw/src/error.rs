@@ -33,6 +33,14 @@ pub enum Error {
         /// The package that provides it.
         package: &'static str,
     },
+    /// A ufw command holds ufw's lock for longer than the configured wait.
+    #[error("a ufw command is running (it holds {path}; waited {secs} s); try again when it has finished")]
+    Busy {
+        /// The lock file.
+        path: String,
+        /// How long cf-allow waited.
+        secs: u32,
+    },
     /// Another process holds the xtables lock for longer than the configured wait.
     #[error("another process holds the xtables lock (waited {secs} s)")]
     Locked {

@@ -1,5 +1,5 @@
 //! Reading ufw's files and replacing them atomically (temporary file in the same directory,
-//! fsync, rename, fsync of the directory), keeping their mode and owner.
+//! fsync, rename, fsync of the directory), keeping their mode and owner; and ufw's own lock.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -56,6 +56,50 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The lock every ufw command holds while it reads and changes the rules (ufw's
+/// `create_lock()`: an exclusive `lockf` on this file).
+pub(crate) const LOCK_FILE: &str = "/run/ufw.lock";
+
+/// ufw's lock, held by cf-allow from `inspect` to the end of `apply` so that a `ufw allow` or
+/// `ufw delete` run meanwhile waits and then sees cf-allow's change. Released on drop.
+#[derive(Debug)]
+pub(crate) struct UfwLock {
+    _file: fs::File,
+}
+
+/// Takes ufw's lock on `path`, waiting up to `wait_secs` for a running ufw command.
+pub(crate) fn lock(path: &Path, wait_secs: u32) -> Result<UfwLock, Error> {
+    use rustix::fs::{fcntl_lock, FlockOperation};
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(io_err(format!("open {}", path.display())))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait_secs));
+    loop {
+        match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(UfwLock { _file: file }),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Busy {
+                        path: path.display().to_string(),
+                        secs: wait_secs,
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    what: format!("lock {}", path.display()),
+                    source: e.into(),
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
