@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
 use cf_allow_testkit::cloudflare_ranges as cloudflare;
 use cf_allow_testkit::ufw_sandbox::{self, lines, Sections};
-use common::{Env, BIN};
+use common::Env;
 
 /// `cfa ARGS…` runs cf-allow with `$W/config.yaml` and `$W/bin` first in PATH, whose
 /// `iptables-restore`, `ip6tables-restore` and `ufw` log each call to `$W/calls` before
@@ -30,37 +29,32 @@ calls() { sort "$W/calls" | uniq -c | awk '{print $2, $1}'; : > "$W/calls"; }
 rules() { sed -n '/^### RULES ###$/,/^### END RULES ###$/p' /etc/ufw/user.rules /etc/ufw/user6.rules; }
 "#;
 
-/// Runs `script` in a fresh ufw sandbox; returns each `@@@` section, plus cf-allow's stderr
-/// as `(cf-allow stderr)`.
+/// Runs `script` in a fresh sandbox; see [`common::sandbox_run`].
 fn run(work: &Path, script: &str) -> Sections {
-    let stderr = || fs::read_to_string(work.join("stderr")).unwrap_or_default();
-    let mut sections = ufw_sandbox::run(
+    common::sandbox_run(
+        |w, e, s, c| ufw_sandbox::run(w, e, s, c),
         work,
-        &[("BIN", OsStr::new(BIN))],
-        &format!("{PRELUDE}\n{script}"),
-        || format!("\ncf-allow stderr:\n{}", stderr()),
-    );
-    sections.insert("(cf-allow stderr)", stderr());
-    sections
+        PRELUDE,
+        script,
+    )
 }
 
-/// The JSON document of a `cfa` section and its exit code.
-fn json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
-    let text = s.section(name);
-    let (doc, exit) = text
-        .rsplit_once("exit=")
-        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
-    let exit: i32 = exit.trim().parse().expect("exit code");
-    let value = serde_json::from_str(doc.trim())
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
-    (value, exit)
-}
+use common::section_json as json;
 
 /// Cloudflare's ranges plus the client's allowed networks.
 fn feed_ranges() -> Vec<&'static str> {
     let mut all = cloudflare();
     all.extend(["198.51.100.0/24", "2001:db8:1::/64"]);
     all
+}
+
+/// A temp dir whose config uses the ufw backend with the feed of [`feed_ranges`]; returns
+/// it and the feed's URL.
+fn ufw_env() -> (Env, String) {
+    let env = Env::new("");
+    let feed = env.feed("feed.txt", &feed_ranges());
+    config(&env, &feed);
+    (env, feed)
 }
 
 fn config(env: &Env, feed: &str) {
@@ -77,10 +71,8 @@ fn ufw_sync_survives_every_restart_path_and_remove_restores_ufws_files() {
     if !ufw_sandbox::ready("ufw_sync_survives_every_restart_path_and_remove_restores_ufws_files") {
         return;
     }
-    let env = Env::new("");
+    let (env, _) = ufw_env();
     let w = env.dir.path();
-    let feed = env.feed("feed.txt", &feed_ranges());
-    config(&env, &feed);
 
     let s = run(
         w,
@@ -297,10 +289,8 @@ fn ufw_drift_is_repaired_and_foreign_or_blocking_rules_are_reported() {
     if !ufw_sandbox::ready("ufw_drift_is_repaired_and_foreign_or_blocking_rules_are_reported") {
         return;
     }
-    let env = Env::new("");
+    let (env, _) = ufw_env();
     let w = env.dir.path();
-    let feed = env.feed("feed.txt", &feed_ranges());
-    config(&env, &feed);
 
     let s = run(
         w,
@@ -387,10 +377,8 @@ fn ufw_ipv6_off_warns_and_inactive_ufw_is_refused() {
     if !ufw_sandbox::ready("ufw_ipv6_off_warns_and_inactive_ufw_is_refused") {
         return;
     }
-    let env = Env::new("");
+    let (env, feed) = ufw_env();
     let w = env.dir.path();
-    let feed = env.feed("feed.txt", &feed_ranges());
-    config(&env, &feed);
     // No `backend:`: an active ufw is detected.
     fs::write(
         w.join("auto.yaml"),

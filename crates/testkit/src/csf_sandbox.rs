@@ -46,18 +46,37 @@ pub fn run(
     script: &str,
     failure_context: impl FnOnce() -> String,
 ) -> Sections {
-    let output = Command::new(path())
+    run_sandbox(
+        Command::new(path()),
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
+}
+
+/// Runs `bash -c script` with `sandbox` (a sandbox command with its options), `WORK=work`
+/// and `env`; returns its sections, or panics with its output and `failure_context()`.
+pub(crate) fn run_sandbox(
+    mut sandbox: Command,
+    work: &Path,
+    env: &[(&str, &OsStr)],
+    script: &str,
+    failure_context: impl FnOnce() -> String,
+) -> Sections {
+    let output = sandbox
         .arg("bash")
         .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
+        .arg(script)
         .envs(env.iter().copied())
         .env("WORK", work)
         .output()
-        .expect("run csf-sandbox");
+        .expect("run the sandbox");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "csf-sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
+        "{} failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
+        sandbox.get_program().to_string_lossy(),
         output.status,
         String::from_utf8_lossy(&output.stderr),
         failure_context()

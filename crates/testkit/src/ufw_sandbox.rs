@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::csf_sandbox::run_sandbox;
 pub use crate::csf_sandbox::{lines, Sections};
 use crate::{require_path, require_root, shared_dir};
 
@@ -119,23 +120,13 @@ pub fn run(
     script: &str,
     failure_context: impl FnOnce() -> String,
 ) -> Sections {
-    let output = Command::new(path())
-        .arg("--client")
-        .arg("bash")
-        .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
-        .envs(env.iter().copied())
-        .env("WORK", work)
-        .env("FWSB_QUIET", "1")
-        .output()
-        .expect("run ufw-sandbox");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "ufw-sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        failure_context()
-    );
-    Sections::parse(&stdout)
+    let mut sandbox = Command::new(path());
+    sandbox.arg("--client").env("FWSB_QUIET", "1");
+    run_sandbox(
+        sandbox,
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
 }
