@@ -21,12 +21,7 @@ cfa() { "$BIN" --config "$W/config.yaml" "$@" 2>>"$W/stderr"; echo "exit=$?"; }
 
 /// Runs `script` in a fresh sandbox; see [`common::sandbox_run`].
 fn run(work: &Path, script: &str) -> Sections {
-    common::sandbox_run(
-        |w, e, s, c| csf_sandbox::run(w, e, s, c),
-        work,
-        PRELUDE,
-        script,
-    )
+    common::sandbox_run(csf_sandbox::run, work, PRELUDE, script)
 }
 
 use common::section_json as json;

@@ -31,12 +31,7 @@ rules() { sed -n '/^### RULES ###$/,/^### END RULES ###$/p' /etc/ufw/user.rules 
 
 /// Runs `script` in a fresh sandbox; see [`common::sandbox_run`].
 fn run(work: &Path, script: &str) -> Sections {
-    common::sandbox_run(
-        |w, e, s, c| ufw_sandbox::run(w, e, s, c),
-        work,
-        PRELUDE,
-        script,
-    )
+    common::sandbox_run(ufw_sandbox::run, work, PRELUDE, script)
 }
 
 use common::section_json as json;
