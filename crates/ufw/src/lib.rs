@@ -6,7 +6,9 @@
 //! ufw itself is never run: a sync edits only cf-allow's tagged entries of those files
 //! (every other byte stays) and applies the same change to the running `ufw-user-input` /
 //! `ufw6-user-input` chains with one `iptables-restore --noflush` transaction per family.
-//! Files and chains are changed together or not at all.
+//! Files and chains are changed together or not at all, under ufw's own lock
+//! (`/run/ufw.lock`), so a `ufw allow` or `ufw delete` run meanwhile waits and then sees
+//! cf-allow's change.
 
 #![forbid(unsafe_code)]
 
