@@ -157,3 +157,31 @@ with=$(noop_ms "$vcfg"); without=$(noop_ms "$ncfg")
 echo
 printf 'no-op sync (nftables, 22 ranges): %s ms with the verdict, %s ms without (reachability.check: false): %s x\n' \
   "$with" "$without" "$(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.2f", a/b}')"
+
+# ufw: cf-allow's ufw backend next to the `ufw allow` loop every ufw script runs, each inside
+# a fresh ../shared/ufw/ufw-sandbox (the real ufw, enabled; nothing on the host changes).
+ufw_sandbox=${SHARED:-../shared}/ufw/ufw-sandbox
+if [ -x "$ufw_sandbox" ]; then
+  printf 'state_dir: %s/state-ufw\nbackend: ufw\nguard: {max_shrink_percent: 100}\n' "$work" >"$work/cfg-ufw.yaml"
+  read -r first noop rss < <(FWSB_QUIET=1 "$ufw_sandbox" bash -c '
+    now_ms() { date +%s%N | awk "{printf \"%.3f\", \$1/1e6}"; }
+    bin=$1 cfg=$2 feed=$3 runs=$4 total=0
+    t0=$(now_ms); "$bin" -q --config "$cfg" sync --source "file://$feed" >/dev/null; t1=$(now_ms)
+    first=$(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.1f\", b-a}")
+    for _ in $(seq "$runs"); do
+      t0=$(now_ms); "$bin" -q --config "$cfg" sync --source "file://$feed" >/dev/null; t1=$(now_ms)
+      total=$(awk -v t="$total" -v a="$t0" -v b="$t1" "BEGIN{print t+b-a}")
+    done
+    rss=$( { /usr/bin/time -f %M "$bin" -q --config "$cfg" sync --source "file://$feed" >/dev/null; } 2>&1 | tail -1)
+    echo "$first $(awk -v t="$total" -v n="$runs" "BEGIN{printf \"%.1f\", t/n}") $rss"
+  ' _ "$(realpath "$BIN")" "$work/cfg-ufw.yaml" "$work/cf.txt" "$RUNS")
+  printf '%-28s %-8s %14s %16s %14s\n' "ufw" cf "$first" "$noop" "$rss"
+  loop=$(FWSB_QUIET=1 "$ufw_sandbox" bash -c '
+    t0=$(date +%s%N)
+    while read -r net; do ufw allow proto tcp from "$net" to any port 80,443 comment cloudflare >/dev/null; done <"$1"
+    t1=$(date +%s%N); awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.1f\", (b-a)/1e6}"
+  ' _ "$work/cf.txt")
+  printf '%-28s %-8s %14s %16s %14s\n' "ufw allow loop" cf "$loop" "-" "-"
+else
+  echo "bench: $ufw_sandbox missing: ufw lines skipped" >&2
+fi

@@ -18,6 +18,8 @@ pub enum BackendKind {
     Iptables,
     /// ConfigServer Security & Firewall: include files and CSF's live chains.
     Csf,
+    /// ufw: cf-allow's rules are ufw rules (`ufw status` lists them, comment `cf-allow`).
+    Ufw,
 }
 
 impl BackendKind {
@@ -27,6 +29,7 @@ impl BackendKind {
             BackendKind::Nftables => "nftables",
             BackendKind::Iptables => "iptables",
             BackendKind::Csf => "csf",
+            BackendKind::Ufw => "ufw",
         }
     }
 }
@@ -48,9 +51,11 @@ fn candidates() -> Vec<BackendKind> {
     if cf_allow_csf::available() {
         return vec![BackendKind::Csf];
     }
+    // ufw owns the host's iptables where it is active: its admins read `ufw status`.
+    if cf_allow_ufw::active() {
+        return vec![BackendKind::Ufw];
+    }
     let mut kinds = Vec::new();
-    // Firewall managers with a backend of their own go here, before the generic ones
-    // (at merge: "firewalld running → firewalld; ufw active → ufw").
     if cf_allow_nftables::available() {
         kinds.push(BackendKind::Nftables);
     }
@@ -130,6 +135,8 @@ pub trait Firewall {
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>>;
     /// See [`Backend::placement`].
     fn placement(&self) -> Option<Placement>;
+    /// See [`Backend::describe`].
+    fn describe(&self, plan: &Plan) -> Vec<String>;
 }
 
 impl<B: Backend> Firewall for B {
@@ -153,6 +160,9 @@ impl<B: Backend> Firewall for B {
     }
     fn placement(&self) -> Option<Placement> {
         Backend::placement(self)
+    }
+    fn describe(&self, plan: &Plan) -> Vec<String> {
+        Backend::describe(self, plan)
     }
 }
 
@@ -183,6 +193,7 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
+        BackendKind::Ufw => Box::new(cf_allow_ufw::UfwBackend::new(config.ufw.clone(), ports)?),
     };
     Ok(backend)
 }

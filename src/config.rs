@@ -53,6 +53,8 @@ pub struct Config {
     pub hook_timeout_secs: Seconds,
     /// How the reachability verdict is computed (`reachability:`).
     pub reachability: Reachability,
+    /// ufw backend settings.
+    pub ufw: cf_allow_ufw::Settings,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             on_failure: None,
             hook_timeout_secs: Seconds(30),
             reachability: Reachability::default(),
+            ufw: Default::default(),
         }
     }
 }

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 
 use cf_allow_testkit::cloudflare_ranges as cloudflare;
 use cf_allow_testkit::csf_sandbox::{self, lines, Sections};
-use common::{Env, BIN};
+use common::Env;
 
 /// `cfa ARGS…` runs cf-allow with `$W/config.yaml`, appends its stderr to `$W/stderr` and
 /// prints `exit=CODE`; besides [`csf_sandbox::PRELUDE`]'s shell functions. A veth pair gives
@@ -23,31 +22,12 @@ ip link add cfa0 type veth peer name cfa1 && ip link set cfa0 up && ip link set 
 cfa() { "$BIN" --config "$W/config.yaml" "$@" 2>>"$W/stderr"; echo "exit=$?"; }
 "#;
 
-/// Runs `script` in a fresh CSF sandbox; returns each `@@@` section, plus cf-allow's
-/// stderr as `(cf-allow stderr)`.
+/// Runs `script` in a fresh sandbox; see [`common::sandbox_run`].
 fn run(work: &Path, script: &str) -> Sections {
-    let stderr = || fs::read_to_string(work.join("stderr")).unwrap_or_default();
-    let mut sections = csf_sandbox::run(
-        work,
-        &[("BIN", OsStr::new(BIN))],
-        &format!("{PRELUDE}\n{script}"),
-        || format!("\ncf-allow stderr:\n{}", stderr()),
-    );
-    sections.insert("(cf-allow stderr)", stderr());
-    sections
+    common::sandbox_run(csf_sandbox::run, work, PRELUDE, script)
 }
 
-/// The JSON document of a `cfa` section and its exit code.
-fn json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
-    let text = s.section(name);
-    let (doc, exit) = text
-        .rsplit_once("exit=")
-        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
-    let exit: i32 = exit.trim().parse().expect("exit code");
-    let value = serde_json::from_str(doc.trim())
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
-    (value, exit)
-}
+use common::section_json as json;
 
 #[test]
 fn csf_sync_live_rebuild_delta_lfd_and_remove() {

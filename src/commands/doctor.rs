@@ -193,6 +193,8 @@ fn backend_check(
         }
         BackendKind::Csf => (!cf_allow_csf::available())
             .then_some("CSF is not installed (/etc/csf/csf.conf and the csf program)"),
+        BackendKind::Ufw => (!cf_allow_ufw::active())
+            .then_some("ufw is not installed or not enabled (ENABLED=yes in /etc/ufw/ufw.conf)"),
     };
     checks.push(basics::backend_check(&basics::Backend::Chosen {
         name: kind.as_str(),

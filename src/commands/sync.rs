@@ -99,6 +99,9 @@ fn sync(
     } else {
         if changed || !quiet || !reachable {
             print_plan(name, args.dry_run, &plan);
+            for line in backend.describe(&plan) {
+                println!("  {line}");
+            }
             if let Some(reach) = &reach {
                 println!("{name}: {}", reach.summary());
             }

@@ -2,9 +2,11 @@
 //! real `cf-allow` binary (optionally inside a network namespace).
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cf_allow_testkit::csf_sandbox::Sections;
 use cf_allow_testkit::Netns;
 
 /// The binary under test.
@@ -127,4 +129,37 @@ impl Run {
         assert_eq!(lines.len(), 1, "expected one error line:\n{}", self.stderr);
         lines[0].to_string()
     }
+}
+
+/// The signature of the sandbox runners (`csf_sandbox::run`, `ufw_sandbox::run`).
+pub type SandboxRunner =
+    fn(&Path, &[(&str, &OsStr)], &str, Box<dyn FnOnce() -> String>) -> Sections;
+
+/// Runs `prelude` + `script` with `runner`, `$BIN` set to the binary under test; returns each
+/// `@@@` section, plus cf-allow's stderr (the script appends it to `$W/stderr`) as
+/// `(cf-allow stderr)`.
+pub fn sandbox_run(runner: SandboxRunner, work: &Path, prelude: &str, script: &str) -> Sections {
+    let stderr_path = work.join("stderr");
+    let stderr = move || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let context = stderr.clone();
+    let mut sections = runner(
+        work,
+        &[("BIN", OsStr::new(BIN))],
+        &format!("{prelude}\n{script}"),
+        Box::new(move || format!("\ncf-allow stderr:\n{}", context())),
+    );
+    sections.insert("(cf-allow stderr)", stderr());
+    sections
+}
+
+/// The JSON document printed in section `name` (before its `exit=CODE` line) and the code.
+pub fn section_json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
+    let text = s.section(name);
+    let (doc, exit) = text
+        .rsplit_once("exit=")
+        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
+    let exit: i32 = exit.trim().parse().expect("exit code");
+    let value = serde_json::from_str(doc.trim())
+        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
+    (value, exit)
 }

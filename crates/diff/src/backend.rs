@@ -82,6 +82,13 @@ pub trait Backend {
     /// structure, makes the repairs, adds and removes exactly the planned ranges.
     fn apply(&mut self, plan: &Plan) -> Result<(), Self::Error>;
 
+    /// The plan in the firewall's own words, one command per line (`ufw allow proto tcp from
+    /// … comment cf-allow`), for backends whose admins think in such commands; printed after
+    /// the `+`/`-` lines. Empty (the default) for the others.
+    fn describe(&self, _plan: &Plan) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Deletes everything cf-allow created, and nothing else. Returns what was (with
     /// `dry_run`: would be) deleted, one line per object; empty when nothing was there.
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Self::Error>;

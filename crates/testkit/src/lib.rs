@@ -1,7 +1,7 @@
 //! Test helpers shared by cf-allow's crates: deciding whether privileged tests may run,
 //! private network namespaces, and a loopback HTTP server that serves canned responses;
-//! also a veth [`lab`], the [`csf_sandbox`] and [`server_sandbox`] runners and [`nft`] /
-//! [`iptables`] read-back helpers.
+//! also a veth [`lab`], the [`csf_sandbox`], [`server_sandbox`] and [`ufw_sandbox`] runners and
+//! [`nft`] / [`iptables`] read-back helpers.
 //!
 //! Tests that need root (or `../shared`) call [`require_root`] / [`require_path`] first: they
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
@@ -14,6 +14,7 @@ pub mod lab;
 mod netns;
 pub mod nft;
 pub mod server_sandbox;
+pub mod ufw_sandbox;
 
 pub use http::{Reply, Request, Server};
 pub use netns::{veth_pair, Netns};

@@ -39,9 +39,9 @@ options:
     choices: [present, absent]
     default: present
   backend:
-    description: Firewall backend. Unset means cf-allow detects it (CSF, else nftables, else iptables).
+    description: Firewall backend. Unset means cf-allow detects it (CSF, else an active ufw, else nftables, else iptables).
     type: str
-    choices: [nftables, iptables, csf]
+    choices: [nftables, iptables, csf, ufw]
   ports:
     description: TCP destination ports opened to Cloudflare; V([]) means all ports. cf-allow's default is V([80, 443]).
     type: list
@@ -73,6 +73,9 @@ options:
     type: dict
   csf:
     description: CSF backend settings, keys C(dir), C(apply) (C(live) or C(restart)), C(reload).
+    type: dict
+  ufw:
+    description: ufw backend settings, keys C(dir), C(defaults), C(lock_wait_secs).
     type: dict
   config:
     description:
@@ -198,6 +201,7 @@ CONFIG_KEYS = (
     "nftables",
     "iptables",
     "csf",
+    "ufw",
 )
 
 
@@ -345,7 +349,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            backend=dict(type="str", choices=["nftables", "iptables", "csf"]),
+            backend=dict(type="str", choices=["nftables", "iptables", "csf", "ufw"]),
             ports=dict(type="list", elements="int"),
             sources=dict(type="list", elements="raw"),
             timeout_secs=dict(type="int"),
@@ -355,6 +359,7 @@ def main():
             nftables=dict(type="dict"),
             iptables=dict(type="dict"),
             csf=dict(type="dict"),
+            ufw=dict(type="dict"),
             config=dict(type="path"),
             offline=dict(type="bool", default=False),
             force=dict(type="bool", default=False),

@@ -1,0 +1,34 @@
+//! cf-allow's ufw backend: cf-allow's rules are ufw rules. Each Cloudflare range is one
+//! `allow proto tcp from RANGE to any port 80,443` rule with the comment `cf-allow`,
+//! stored in ufw's own files (`/etc/ufw/user.rules`, `user6.rules`) in ufw's own format, so
+//! `ufw status` lists them and `ufw reload`, `ufw disable`/`enable` and a reboot keep them.
+//!
+//! ufw itself is never run: a sync edits only cf-allow's tagged entries of those files
+//! (every other byte stays) and applies the same change to the running `ufw-user-input` /
+//! `ufw6-user-input` chains with one `iptables-restore --noflush` transaction per family.
+//! Files and chains are changed together or not at all, under ufw's own lock
+//! (`/run/ufw.lock`), so a `ufw allow` or `ufw delete` run meanwhile waits and then sees
+//! cf-allow's change.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod error;
+mod files;
+mod live;
+mod rules;
+mod settings;
+
+pub use backend::UfwBackend;
+pub use error::Error;
+pub use settings::Settings;
+
+/// The comment that marks cf-allow's rules (`comment=63662d616c6c6f77` in ufw's files).
+pub const TAG: &str = "cf-allow";
+
+/// True when ufw is installed and enabled (`ENABLED=yes` in `/etc/ufw/ufw.conf`). Runs no
+/// program; never errors.
+pub fn active() -> bool {
+    cf_allow_exec::find_program("ufw").is_some()
+        && settings::enabled(&Settings::default().conf_file()).unwrap_or(false)
+}
