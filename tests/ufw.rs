@@ -315,7 +315,15 @@ section foreign; rules | grep -A1 'deny tcp 25'
 "#,
     );
     let (warned, exit) = json(&s, "warnings");
-    assert_eq!(exit, 0, "{s:#?}");
+    // The admin's deny before cf-allow's rules blocks part of a range: the verdict says so
+    // (exit 3), naming exactly the blocked sub-range.
+    assert_eq!(exit, 3, "{s:#?}");
+    assert_eq!(warned["reachability"]["reachable"], false, "{warned}");
+    assert_eq!(
+        warned["reachability"]["blocked"][0]["ranges"],
+        serde_json::json!(["104.16.0.0/16"]),
+        "{warned}"
+    );
     assert_eq!(warned["changed"], false);
     let warnings = warned["warnings"].to_string();
     assert!(
@@ -330,7 +338,8 @@ section foreign; rules | grep -A1 'deny tcp 25'
 
     assert!(s.section("ufw_delete").starts_with("v4-allowed fail\n"));
     let (repair, exit) = json(&s, "repair1");
-    assert_eq!(exit, 0, "{s:#?}");
+    // Repaired, and still exit 3: the admin's deny of 104.16.0.0/16 stays in place.
+    assert_eq!(exit, 3, "{s:#?}");
     assert_eq!(
         repair["added"]["ipv4"],
         serde_json::json!(["198.51.100.0/24"])
@@ -342,14 +351,16 @@ section foreign; rules | grep -A1 'deny tcp 25'
 
     assert!(s.section("hand_edit").starts_with("v4-allowed fail\n"));
     let (repair, exit) = json(&s, "repair2");
-    assert_eq!(exit, 0, "{s:#?}");
+    // Repaired, and still exit 3: the admin's deny of 104.16.0.0/16 stays in place.
+    assert_eq!(exit, 3, "{s:#?}");
     assert_eq!(repair["changed"], true);
     assert!(repair["repairs"].to_string().contains("8443"), "{repair}");
     assert_eq!(s.section("repaired2"), format!("{CONNECTS_OK}2\n"));
 
     assert!(s.section("live_delete").starts_with("v4-allowed fail\n"));
     let (repair, exit) = json(&s, "repair3");
-    assert_eq!(exit, 0, "{s:#?}");
+    // Repaired, and still exit 3: the admin's deny of 104.16.0.0/16 stays in place.
+    assert_eq!(exit, 3, "{s:#?}");
     assert!(
         repair["repairs"]
             .to_string()
@@ -409,7 +420,9 @@ section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
 "#,
     );
     let (sync, exit) = json(&s, "sync");
-    assert_eq!(exit, 0, "{s:#?}");
+    // IPV6=no: the IPv6 ranges cannot get in, and the verdict says so (exit 3).
+    assert_eq!(exit, 3, "{s:#?}");
+    assert_eq!(sync["reachability"]["reachable"], false, "{sync}");
     assert_eq!(sync["added"]["ipv4"].as_array().map(Vec::len), Some(16));
     assert!(sync["warnings"].to_string().contains("IPV6=no"), "{sync}");
     assert_eq!(
@@ -420,7 +433,7 @@ section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
     assert!(!v6.contains("comment=63662d616c6c6f77"), "{v6}");
     // The IPv6 ranges stay unapplied: every sync says so, and changes nothing else.
     let (again, exit) = json(&s, "again");
-    assert_eq!(exit, 0);
+    assert_eq!(exit, 3, "IPv6 still cannot get in: {again}");
     assert_eq!(again["added"]["ipv4"], serde_json::json!([]));
 
     assert_eq!(

@@ -1,6 +1,6 @@
 //! End-to-end: cf-allow on a ufw host (the real ufw in `../shared/ufw/ufw-sandbox --client`:
 //! iptables-nft `ip filter INPUT` with policy DROP). Detection must pick the backend that lets
-//! the client in (iptables, whose jump survives `ufw reload`), and the nftables backend, which
+//! the client in (ufw, whose rules survive `ufw reload`), and the nftables backend, which
 //! cannot work there, must exit 3 with a fix that cf-allow accepts — checked by applying it.
 
 mod common;
@@ -38,7 +38,8 @@ section again; cfa sync --json --exit-code
     let sync = Cfa::of(&s, "sync");
     assert_eq!(sync.code, 0, "{sync:#?}");
     let doc = sync.json();
-    assert_eq!(doc["backend"], "iptables", "{doc:#}");
+    // ufw is active: detection picks the ufw backend (its rules show in `ufw status`).
+    assert_eq!(doc["backend"], "ufw", "{doc:#}");
     assert_eq!(doc["changed"], true);
     let reach = &doc["reachability"];
     assert_eq!(reach["reachable"], true, "{reach:#}");
