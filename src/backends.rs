@@ -18,6 +18,8 @@ pub enum BackendKind {
     Iptables,
     /// ConfigServer Security & Firewall: include files and CSF's live chains.
     Csf,
+    /// firewalld over D-Bus: ipsets cf-allow-v4/-v6 and rich rules, runtime and permanent.
+    Firewalld,
 }
 
 impl BackendKind {
@@ -27,17 +29,20 @@ impl BackendKind {
             BackendKind::Nftables => "nftables",
             BackendKind::Iptables => "iptables",
             BackendKind::Csf => "csf",
+            BackendKind::Firewalld => "firewalld",
         }
     }
 }
 
-/// The backend chosen by the flag, else the config, else detection: CSF when it is
-/// installed, else nftables when the kernel speaks nf_tables, else iptables.
+/// The backend chosen by the flag, else the config, else detection: firewalld when it is
+/// running, else CSF when it is installed, else nftables when the kernel speaks nf_tables, else iptables.
 pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind> {
     if let Some(kind) = flag.or(config.backend) {
         return Ok(kind);
     }
-    let detected = if cf_allow_csf::available() {
+    let detected = if cf_allow_firewalld::running() {
+        BackendKind::Firewalld
+    } else if cf_allow_csf::available() {
         BackendKind::Csf
     } else if cf_allow_nftables::available() {
         BackendKind::Nftables
@@ -45,7 +50,7 @@ pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind>
         BackendKind::Iptables
     } else {
         return Err(anyhow!(
-            "no firewall backend found: CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
+            "no firewall backend found: firewalld is not running, CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
         ));
     };
     tracing::info!("detected backend {}", detected.as_str());
@@ -92,6 +97,10 @@ pub fn open(kind: BackendKind, config: &Config) -> Result<Box<dyn Firewall>> {
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
+        BackendKind::Firewalld => Box::new(cf_allow_firewalld::FirewalldBackend::new(
+            config.firewalld.clone(),
+            ports,
+        )?),
     };
     Ok(backend)
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub iptables: cf_allow_iptables::Settings,
     /// CSF backend settings.
     pub csf: cf_allow_csf::Settings,
+    /// firewalld backend settings.
+    pub firewalld: cf_allow_firewalld::Settings,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             nftables: Default::default(),
             iptables: Default::default(),
             csf: Default::default(),
+            firewalld: Default::default(),
         }
     }
 }

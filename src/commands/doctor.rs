@@ -143,6 +143,9 @@ fn backend_checks(
         }
         BackendKind::Csf => (!cf_allow_csf::available())
             .then_some("CSF is not installed (/etc/csf/csf.conf and the csf program)"),
+        BackendKind::Firewalld => (!cf_allow_firewalld::running()).then_some(
+            "firewalld is not running (nobody owns org.fedoraproject.FirewallD1 on the system bus)",
+        ),
     };
     let name = kind.as_str();
     checks.push(match missing {
