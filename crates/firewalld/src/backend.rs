@@ -242,6 +242,17 @@ fn delta(current: &[String], desired: &BTreeMap<IpNet, String>) -> (Vec<String>,
     (add, remove)
 }
 
+/// True when the entry `entry` overlaps any network in `others`.
+fn overlaps_any(entry: &str, others: &[String]) -> bool {
+    let Some(net) = parse_entry(entry) else {
+        return false;
+    };
+    others
+        .iter()
+        .filter_map(|o| parse_entry(o))
+        .any(|o| o.contains(&net) || net.contains(&o))
+}
+
 impl Snapshot {
     fn has_any(&self) -> bool {
         self.sets
@@ -686,8 +697,13 @@ impl Backend for FirewalldBackend {
                 for (state, set) in snap.sets.iter().zip(SETS) {
                     let Some(rt) = &state.runtime else { continue };
                     let (add, remove) = delta(&rt.entries, &desired_entries(plan, set.family));
-                    t.add_entries(set.name, rt.entries.is_empty(), &add)?;
-                    t.remove_entries(set.name, &remove)?;
+                    // firewalld refuses an entry that overlaps one in the set: those go
+                    // first; every other removal waits until the additions are in.
+                    let (first, later): (Vec<String>, Vec<String>) =
+                        remove.into_iter().partition(|r| overlaps_any(r, &add));
+                    t.remove_entries(set.name, &first)?;
+                    t.add_entries(set.name, rt.entries.len() == first.len(), &add)?;
+                    t.remove_entries(set.name, &later)?;
                 }
                 for zone in &snap.targets {
                     for rule in &wanted {

@@ -60,9 +60,19 @@ impl Bus {
     /// Connects to the system bus (`$DBUS_SYSTEM_BUS_ADDRESS` when set) and checks that
     /// firewalld owns its name.
     pub fn connect(secs: u64) -> Result<Bus> {
-        let unreachable = |e: zbus::Error| Error::BusUnreachable {
-            address: system_address(),
-            detail: e.to_string(),
+        let unreachable = |e: zbus::Error| {
+            let detail = e.to_string();
+            if detail.contains("os error 13") || detail.contains("Permission denied") {
+                Error::AccessDenied {
+                    call: format!("the system bus {}", system_address()),
+                    detail,
+                }
+            } else {
+                Error::BusUnreachable {
+                    address: system_address(),
+                    detail,
+                }
+            }
         };
         let conn = zbus::blocking::connection::Builder::system()
             .map_err(unreachable)?
@@ -326,6 +336,7 @@ fn map_error(e: zbus::Error, call: String, secs: u64) -> Error {
             } else if name == "org.freedesktop.DBus.Error.AccessDenied"
                 || name.contains("NotAuthorized")
                 || detail.contains("NOT_AUTHORIZED")
+                || detail.starts_with("ACCESS_DENIED")
             {
                 Error::AccessDenied { call, detail }
             } else if name == "org.freedesktop.DBus.Error.NoReply"

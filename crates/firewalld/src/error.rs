@@ -18,7 +18,7 @@ pub enum Error {
     #[error("firewalld is not running (nobody owns org.fedoraproject.FirewallD1 on the system bus); start it (systemctl start firewalld) or choose another backend")]
     NotRunning,
     /// The bus or firewalld refused the caller.
-    #[error("firewalld refused access to {call}: {detail}; run cf-allow as root")]
+    #[error("access to {call} denied: {detail}; run cf-allow as root (with firewalld's lockdown on, whitelist it: firewall-cmd --add-lockdown-whitelist-uid=0)")]
     AccessDenied {
         /// The D-Bus method.
         call: String,

@@ -46,18 +46,37 @@ pub fn run(
     script: &str,
     failure_context: impl FnOnce() -> String,
 ) -> Sections {
-    let output = Command::new(path())
+    run_in(
+        Command::new(path()),
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
+}
+
+/// Runs `bash -c script` through the sandbox command `sandbox` with `WORK=work` and `env`
+/// set; panics with the output (and `failure_context()`) when it fails.
+pub(crate) fn run_in(
+    mut sandbox: Command,
+    work: &Path,
+    env: &[(&str, &OsStr)],
+    script: &str,
+    failure_context: impl FnOnce() -> String,
+) -> Sections {
+    let name = sandbox.get_program().to_string_lossy().into_owned();
+    let output = sandbox
         .arg("bash")
         .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
+        .arg(script)
         .envs(env.iter().copied())
         .env("WORK", work)
         .output()
-        .expect("run csf-sandbox");
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "csf-sandbox failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
+        "{name} failed: {}\nstdout:\n{stdout}\nstderr:\n{}{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
         failure_context()
