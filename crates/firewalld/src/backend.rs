@@ -48,8 +48,6 @@ struct Snapshot {
 /// What undoes one call that was made.
 #[derive(Debug)]
 enum Undo {
-    RemoveEntry(&'static str, String),
-    AddEntry(&'static str, String),
     SetEntries(&'static str, Vec<String>),
     RemoveRule(String, String),
     AddRule(String, String),
@@ -452,34 +450,53 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Remembers, before the first entry call on `set` in this run, how to put its entries
+    /// back exactly (in firewalld's order).
+    fn touch_set(&mut self, set: &'static str, original: &[String]) {
+        let seen = self
+            .undo
+            .iter()
+            .any(|u| matches!(u, Undo::SetEntries(s, _) if *s == set));
+        if !seen {
+            self.undo.push(Undo::SetEntries(set, original.to_vec()));
+        }
+    }
+
     fn add_entries(
         &mut self,
         set: &'static str,
+        original: &[String],
         current_empty: bool,
         add: &[String],
     ) -> Result<()> {
         if add.is_empty() {
             return Ok(());
         }
+        self.touch_set(set, original);
         if current_empty {
             self.writes += 1;
-            self.bus.set_entries(set, add)?;
-            self.undo.push(Undo::SetEntries(set, Vec::new()));
-            return Ok(());
+            return self.bus.set_entries(set, add);
         }
         for e in add {
             self.writes += 1;
             self.bus.add_entry(set, e)?;
-            self.undo.push(Undo::RemoveEntry(set, e.clone()));
         }
         Ok(())
     }
 
-    fn remove_entries(&mut self, set: &'static str, remove: &[String]) -> Result<()> {
+    fn remove_entries(
+        &mut self,
+        set: &'static str,
+        original: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        if remove.is_empty() {
+            return Ok(());
+        }
+        self.touch_set(set, original);
         for e in remove {
             self.writes += 1;
             self.bus.remove_entry(set, e)?;
-            self.undo.push(Undo::AddEntry(set, e.clone()));
         }
         Ok(())
     }
@@ -567,8 +584,6 @@ impl<'a> Txn<'a> {
         while let Some(u) = self.undo.pop() {
             let b = self.bus;
             let r = match &u {
-                Undo::RemoveEntry(s, e) => b.remove_entry(s, e),
-                Undo::AddEntry(s, e) => b.add_entry(s, e),
                 Undo::SetEntries(s, v) => b.set_entries(s, v),
                 Undo::RemoveRule(z, r) => b.remove_rich_rule(z, r),
                 Undo::AddRule(z, r) => b.add_rich_rule(z, r),
@@ -701,9 +716,9 @@ impl Backend for FirewalldBackend {
                     // first; every other removal waits until the additions are in.
                     let (first, later): (Vec<String>, Vec<String>) =
                         remove.into_iter().partition(|r| overlaps_any(r, &add));
-                    t.remove_entries(set.name, &first)?;
-                    t.add_entries(set.name, rt.entries.len() == first.len(), &add)?;
-                    t.remove_entries(set.name, &later)?;
+                    t.remove_entries(set.name, &rt.entries, &first)?;
+                    t.add_entries(set.name, &rt.entries, rt.entries.len() == first.len(), &add)?;
+                    t.remove_entries(set.name, &rt.entries, &later)?;
                 }
                 for zone in &snap.targets {
                     for rule in &wanted {
@@ -832,9 +847,9 @@ impl Backend for FirewalldBackend {
             for (state, set) in snap.sets.iter().zip(SETS) {
                 if let Some(rt) = &state.runtime {
                     if !reload_ok && !rt.entries.is_empty() {
+                        t.touch_set(set.name, &rt.entries);
                         t.writes += 1;
                         bus.set_entries(set.name, &[])?;
-                        t.undo.push(Undo::SetEntries(set.name, rt.entries.clone()));
                     }
                 }
             }
