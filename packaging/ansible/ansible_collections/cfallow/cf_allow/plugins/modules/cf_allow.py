@@ -35,9 +35,9 @@ options:
     choices: [present, absent]
     default: present
   backend:
-    description: Firewall backend. Unset means cf-allow detects it (CSF, else nftables, else iptables).
+    description: Firewall backend. Unset means cf-allow detects it (firewalld when it runs, else CSF, else nftables, else iptables).
     type: str
-    choices: [nftables, iptables, csf]
+    choices: [nftables, iptables, csf, firewalld]
   ports:
     description: TCP destination ports opened to Cloudflare; V([]) means all ports. cf-allow's default is V([80, 443]).
     type: list
@@ -69,6 +69,9 @@ options:
     type: dict
   csf:
     description: CSF backend settings, keys C(dir), C(apply) (C(live) or C(restart)), C(reload).
+    type: dict
+  firewalld:
+    description: firewalld backend settings, keys C(zones), C(lockdown), C(timeout_secs).
     type: dict
   config:
     description:
@@ -187,6 +190,7 @@ CONFIG_KEYS = (
     "nftables",
     "iptables",
     "csf",
+    "firewalld",
 )
 
 
@@ -317,7 +321,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            backend=dict(type="str", choices=["nftables", "iptables", "csf"]),
+            backend=dict(type="str", choices=["nftables", "iptables", "csf", "firewalld"]),
             ports=dict(type="list", elements="int"),
             sources=dict(type="list", elements="raw"),
             timeout_secs=dict(type="int"),
@@ -327,6 +331,7 @@ def main():
             nftables=dict(type="dict"),
             iptables=dict(type="dict"),
             csf=dict(type="dict"),
+            firewalld=dict(type="dict"),
             config=dict(type="path"),
             offline=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
