@@ -12,7 +12,7 @@ use std::path::Path;
 
 use cf_allow_testkit::cloudflare_ranges as cloudflare;
 use cf_allow_testkit::csf_sandbox::{self, lines, Sections};
-use common::{Env, BIN};
+use common::{section_json as json, Env, BIN};
 
 /// `cfa ARGS…` runs cf-allow with `$W/config.yaml`, appends its stderr to `$W/stderr` and
 /// prints `exit=CODE`; besides [`csf_sandbox::PRELUDE`]'s shell functions.
@@ -32,18 +32,6 @@ fn run(work: &Path, script: &str) -> Sections {
     );
     sections.insert("(cf-allow stderr)", stderr());
     sections
-}
-
-/// The JSON document of a `cfa` section and its exit code.
-fn json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
-    let text = s.section(name);
-    let (doc, exit) = text
-        .rsplit_once("exit=")
-        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
-    let exit: i32 = exit.trim().parse().expect("exit code");
-    let value = serde_json::from_str(doc.trim())
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
-    (value, exit)
 }
 
 #[test]

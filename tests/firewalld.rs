@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 
 use cf_allow_testkit::firewalld_sandbox::{self, Sections};
-use common::{Env, BIN};
+use common::{section_json as json, Env, BIN};
 
 /// `cfa ARGS…` runs cf-allow with `$CONF` (default `$W/config.yaml`), appends its stderr to
 /// `$W/stderr` and prints `exit=CODE`; `probe` prints the four connects to port 443;
@@ -54,18 +54,6 @@ fn run(work: &Path, conf: &str, script: &str) -> Sections {
     sections
 }
 
-/// The JSON document of a `cfa … --json` section and its exit code.
-fn json(s: &Sections, name: &str) -> (serde_json::Value, i32) {
-    let text = s.section(name);
-    let (doc, exit) = text
-        .rsplit_once("exit=")
-        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
-    let exit: i32 = exit.trim().parse().expect("exit code");
-    let value = serde_json::from_str(doc.trim())
-        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
-    (value, exit)
-}
-
 /// The connect results of a `probe` section, in probe order.
 fn probed(s: &Sections, name: &str) -> Vec<bool> {
     s.section(name)
@@ -82,6 +70,21 @@ const FEED2: [&str; 4] = [
     "2001:db8:3::/64",
 ];
 
+/// A test env whose `config.yaml` syncs FEED1 and whose `config2.yaml` syncs FEED2.
+fn two_feeds() -> Env {
+    let env = Env::new("");
+    let feed1 = env.feed("feed1.txt", &FEED1);
+    let feed2 = env.feed("feed2.txt", &FEED2);
+    env.write_config(&config(&feed1, ""));
+    let second = format!(
+        "state_dir: {}\n{}",
+        env.state_dir().display(),
+        config(&feed2, "")
+    );
+    fs::write(env.path("config2.yaml"), second).expect("config2");
+    env
+}
+
 fn config(feed: &str, extra: &str) -> String {
     format!(
         "backend: firewalld\nports: [443]\nsources:\n  - {feed}\nguard:\n  allow_reserved: true\n{extra}"
@@ -94,20 +97,8 @@ fn sync_through_reloads_and_remove(test: &str, conf: &str) {
     if !firewalld_sandbox::ready(test) {
         return;
     }
-    let env = Env::new("");
+    let env = two_feeds();
     let w = env.dir.path();
-    let feed1 = env.feed("feed1.txt", &FEED1);
-    let feed2 = env.feed("feed2.txt", &FEED2);
-    env.write_config(&config(&feed1, ""));
-    fs::write(
-        w.join("config2.yaml"),
-        format!(
-            "state_dir: {}\n{}",
-            env.state_dir().display(),
-            config(&feed2, "")
-        ),
-    )
-    .expect("config2");
     let ours = "cf-allow";
     let s = run(
         w,
@@ -289,17 +280,8 @@ fn firewalld_bad_cases_leave_firewalld_unchanged() {
     if !firewalld_sandbox::ready("firewalld_bad_cases_leave_firewalld_unchanged") {
         return;
     }
-    let env = Env::new("");
+    let env = two_feeds();
     let w = env.dir.path();
-    let feed1 = env.feed("feed1.txt", &FEED1);
-    let feed2 = env.feed("feed2.txt", &FEED2);
-    env.write_config(&config(&feed1, ""));
-    let second = format!(
-        "state_dir: {}\n{}",
-        env.state_dir().display(),
-        config(&feed2, "")
-    );
-    fs::write(w.join("config2.yaml"), second).expect("config2");
     // A config and state dir that the unprivileged user can read and write.
     let nobody_state = w.join("nobody-state");
     let s = run(

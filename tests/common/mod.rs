@@ -128,3 +128,19 @@ impl Run {
         lines[0].to_string()
     }
 }
+
+/// The JSON document a sandbox script printed in section `name` (`cfa … --json`, followed by
+/// its `exit=CODE` line), and that exit code.
+pub fn section_json(
+    s: &cf_allow_testkit::csf_sandbox::Sections,
+    name: &str,
+) -> (serde_json::Value, i32) {
+    let text = s.section(name);
+    let (doc, exit) = text
+        .rsplit_once("exit=")
+        .unwrap_or_else(|| panic!("no exit code in {name}: {text}\n{s:#?}"));
+    let exit: i32 = exit.trim().parse().expect("exit code");
+    let value = serde_json::from_str(doc.trim())
+        .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}\n{s:#?}"));
+    (value, exit)
+}
