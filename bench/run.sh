@@ -184,4 +184,41 @@ if [ -x "$ufw_sandbox" ]; then
   printf '%-28s %-8s %14s %16s %14s\n' "ufw allow loop" cf "$loop" "-" "-"
 else
   echo "bench: $ufw_sandbox missing: ufw lines skipped" >&2
+
+# firewalld (inside ../shared/firewalld/firewalld-sandbox: the real firewalld on a private
+# D-Bus): cf-allow's first sync (creates both ipsets and rich rules, one reload) and no-op
+# sync, next to the loop people script instead: one `firewall-cmd --ipset=… --add-entry` per
+# range, runtime and permanent.
+fwsb=../shared/firewalld/firewalld-sandbox
+if [ -x "$fwsb" ]; then
+  for list in cf long; do
+    feed=$work/$list.txt
+    printf 'state_dir: %s/state-fw-%s\nbackend: firewalld\nports: [80, 443]\nguard: {max_shrink_percent: 100, max_entries: 100000}\n' \
+      "$work" "$list" >"$work/cfg-fw-$list.yaml"
+    FWSB_QUIET=1 "$fwsb" bash -c '
+      set -e
+      BIN=$1 cfg=$2 feed=$3 runs=$4 list=$5
+      now_ms() { date +%s%N | awk "{printf \"%.3f\", \$1/1e6}"; }
+      t0=$(now_ms); "$BIN" -q --config "$cfg" sync --source "file://$feed" >/dev/null 2>&1; t1=$(now_ms)
+      first=$(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.1f\", b-a}")
+      t0=$(now_ms)
+      for _ in $(seq "$runs"); do "$BIN" -q --config "$cfg" sync --source "file://$feed" >/dev/null 2>&1; done
+      t1=$(now_ms); noop=$(awk -v a="$t0" -v b="$t1" -v n="$runs" "BEGIN{printf \"%.1f\", (b-a)/n}")
+      rss=$( { /usr/bin/time -f %M "$BIN" -q --config "$cfg" sync --source "file://$feed" >/dev/null; } 2>&1 | tail -1)
+      printf "%-28s %-8s %14s %16s %14s\n" "firewalld (D-Bus)" "$list" "$first" "$noop" "$rss"
+      firewall-cmd -q --permanent --new-ipset=loop4 --type=hash:net
+      firewall-cmd -q --permanent --new-ipset=loop6 --type=hash:net --option=family=inet6
+      firewall-cmd -q --reload
+      t0=$(now_ms)
+      while read -r net; do
+        case $net in *:*) s=loop6;; *) s=loop4;; esac
+        firewall-cmd -q --ipset=$s --add-entry="$net"; firewall-cmd -q --permanent --ipset=$s --add-entry="$net"
+      done <"$feed"
+      t1=$(now_ms)
+      printf "%-28s %-8s %14s %16s %14s\n" "firewall-cmd loop" "$list" "$(awk -v a="$t0" -v b="$t1" "BEGIN{printf \"%.1f\", b-a}")" "-" "-"
+    ' _ "$(realpath "$BIN")" "$work/cfg-fw-$list.yaml" "$feed" "$RUNS" "$list"
+    [ "$list" = cf ] && [ -z "${BENCH_FIREWALLD_LONG:-}" ] && break # 2,000 firewall-cmd calls take minutes
+  done
+else
+  echo "bench: $fwsb missing: firewalld skipped" >&2
 fi

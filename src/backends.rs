@@ -20,6 +20,8 @@ pub enum BackendKind {
     Csf,
     /// ufw: cf-allow's rules are ufw rules (`ufw status` lists them, comment `cf-allow`).
     Ufw,
+    /// firewalld over D-Bus: ipsets cf-allow-v4/-v6 and rich rules, runtime and permanent.
+    Firewalld,
 }
 
 impl BackendKind {
@@ -30,6 +32,7 @@ impl BackendKind {
             BackendKind::Iptables => "iptables",
             BackendKind::Csf => "csf",
             BackendKind::Ufw => "ufw",
+            BackendKind::Firewalld => "firewalld",
         }
     }
 }
@@ -47,6 +50,11 @@ pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind>
 /// The backends worth considering on this host, in order of preference, each only when it is
 /// available.
 fn candidates() -> Vec<BackendKind> {
+    // firewalld rebuilds its table (and flushes iptables) on every reload: only what is
+    // allowed through firewalld itself lasts.
+    if cf_allow_firewalld::running() {
+        return vec![BackendKind::Firewalld];
+    }
     // CSF owns the firewall where it is installed: a CSF restart flushes everything else.
     if cf_allow_csf::available() {
         return vec![BackendKind::Csf];
@@ -75,7 +83,7 @@ fn detect(config: &Config) -> Result<BackendKind> {
     let kinds = candidates();
     let Some(&first) = kinds.first() else {
         return Err(anyhow!(
-            "no firewall backend found: CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
+            "no firewall backend found: firewalld is not running, CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
         ));
     };
     if !config.reachability.check {
@@ -194,6 +202,10 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
         BackendKind::Ufw => Box::new(cf_allow_ufw::UfwBackend::new(config.ufw.clone(), ports)?),
+        BackendKind::Firewalld => Box::new(cf_allow_firewalld::FirewalldBackend::new(
+            config.firewalld.clone(),
+            ports,
+        )?),
     };
     Ok(backend)
 }

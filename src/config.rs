@@ -55,6 +55,8 @@ pub struct Config {
     pub reachability: Reachability,
     /// ufw backend settings.
     pub ufw: cf_allow_ufw::Settings,
+    /// firewalld backend settings.
+    pub firewalld: cf_allow_firewalld::Settings,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             hook_timeout_secs: Seconds(30),
             reachability: Reachability::default(),
             ufw: Default::default(),
+            firewalld: Default::default(),
         }
     }
 }
@@ -639,5 +642,26 @@ mod tests {
             assert!(msg.contains(needle), "{yaml}: {msg}");
             assert!(msg.contains("line "), "{yaml}: {msg}");
         }
+    }
+
+    #[test]
+    fn firewalld_section_parses_and_names_unknown_keys() {
+        let c = parse("backend: firewalld\nfirewalld:\n  zones: [public, dmz]\n  lockdown: true\n")
+            .expect("firewalld section");
+        assert_eq!(c.backend, Some(BackendKind::Firewalld));
+        assert_eq!(
+            c.firewalld.zones,
+            vec!["public".to_string(), "dmz".to_string()]
+        );
+        assert!(c.firewalld.lockdown);
+        assert_eq!(c.firewalld.timeout_secs, 30);
+        let msg = format!(
+            "{:#}",
+            parse("firewalld:\n  zone: [public]\n").expect_err("typo")
+        );
+        assert!(
+            msg.contains("unknown field `zone`") && msg.contains("line 2"),
+            "{msg}"
+        );
     }
 }

@@ -195,6 +195,9 @@ fn backend_check(
             .then_some("CSF is not installed (/etc/csf/csf.conf and the csf program)"),
         BackendKind::Ufw => (!cf_allow_ufw::active())
             .then_some("ufw is not installed or not enabled (ENABLED=yes in /etc/ufw/ufw.conf)"),
+        BackendKind::Firewalld => (!cf_allow_firewalld::running()).then_some(
+            "firewalld is not running (nobody owns org.fedoraproject.FirewallD1 on the system bus)",
+        ),
     };
     checks.push(basics::backend_check(&basics::Backend::Chosen {
         name: kind.as_str(),

@@ -39,9 +39,9 @@ options:
     choices: [present, absent]
     default: present
   backend:
-    description: Firewall backend. Unset means cf-allow detects it (CSF, else an active ufw, else nftables, else iptables).
+    description: Firewall backend. Unset means cf-allow detects it (firewalld when it runs, else CSF, else an active ufw, else nftables or iptables, whichever lets Cloudflare in).
     type: str
-    choices: [nftables, iptables, csf, ufw]
+    choices: [nftables, iptables, csf, firewalld, ufw]
   ports:
     description: TCP destination ports opened to Cloudflare; V([]) means all ports. cf-allow's default is V([80, 443]).
     type: list
@@ -76,6 +76,9 @@ options:
     type: dict
   ufw:
     description: ufw backend settings, keys C(dir), C(defaults), C(lock_wait_secs).
+    type: dict
+  firewalld:
+    description: firewalld backend settings, keys C(zones), C(lockdown), C(timeout_secs).
     type: dict
   config:
     description:
@@ -202,6 +205,7 @@ CONFIG_KEYS = (
     "iptables",
     "csf",
     "ufw",
+    "firewalld",
 )
 
 
@@ -349,7 +353,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            backend=dict(type="str", choices=["nftables", "iptables", "csf", "ufw"]),
+            backend=dict(type="str", choices=["nftables", "iptables", "csf", "firewalld", "ufw"]),
             ports=dict(type="list", elements="int"),
             sources=dict(type="list", elements="raw"),
             timeout_secs=dict(type="int"),
@@ -360,6 +364,7 @@ def main():
             iptables=dict(type="dict"),
             csf=dict(type="dict"),
             ufw=dict(type="dict"),
+            firewalld=dict(type="dict"),
             config=dict(type="path"),
             offline=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
