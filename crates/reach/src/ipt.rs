@@ -305,6 +305,37 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                         ));
                         skip_module_opts = true;
                     }
+                    // Reverse-path filter (firewalld's IPv6 `-m rpfilter --invert -j DROP`):
+                    // strict mode is `fib saddr . mark . iif oif exists` (a SYN from outside
+                    // carries no mark and is not local); loose mode is not modelled.
+                    "rpfilter" => {
+                        let (mut invert, mut loose) = (false, false);
+                        while let Some(opt) = args.get(i + 1).filter(|a| {
+                            ["--loose", "--validmark", "--accept-local", "--invert"]
+                                .contains(&a.as_str())
+                        }) {
+                            invert |= opt == "--invert";
+                            loose |= opt == "--loose";
+                            i += 1;
+                        }
+                        let text = format!(
+                            "-m rpfilter{}{}",
+                            if loose { " --loose" } else { "" },
+                            if invert { " --invert" } else { "" }
+                        );
+                        if loose {
+                            conds.push(Cond::Unknown(text));
+                        } else {
+                            conds.push(one(
+                                Key::FibSaddrOif,
+                                None,
+                                None,
+                                false,
+                                vec![vec![Atom::Bool(!invert)]],
+                                text,
+                            ));
+                        }
+                    }
                     other => conds.push(Cond::Unknown(format!("-m {other}"))),
                 }
             }

@@ -167,3 +167,25 @@ fn iptables_syn_and_tcp_flags() {
         panic!("{e}");
     }
 }
+
+/// Found with the real firewalld (FirewallBackend=iptables): its `ip6 mangle PREROUTING`
+/// reverse-path filter was `unknown`. Strict `-m rpfilter` is the route back out of the
+/// inbound interface, as `fib saddr . iif oif` is in nft.
+#[test]
+fn iptables_rpfilter_strict_is_the_reverse_path_lookup() {
+    if !cf_allow_testkit::require_root("iptables_rpfilter_strict_is_the_reverse_path_lookup") {
+        return;
+    }
+    let lab = Lab::new("iptrpf");
+    let rules = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+        :OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+        -A PREROUTING -m rpfilter --validmark --invert -j DROP\nCOMMIT\n";
+    let load = |lab: &Lab| {
+        lab.load("")?;
+        lab.run_input("iptables-nft-restore", rules)
+    };
+    if let Err(e) = common::kernel::compare_loaded(&lab, rules, &all_probes(&[80, 443]), &load)
+    {
+        panic!("{e}");
+    }
+}
