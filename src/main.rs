@@ -12,9 +12,9 @@ mod fuzz;
 mod list;
 mod lock;
 mod logging;
-mod report;
 mod manpage;
 mod output;
+mod report;
 mod time;
 
 use std::process::ExitCode;
