@@ -117,14 +117,18 @@ fn real_list_sync(variant: &str) {
     assert_eq!(iptables::chain_rules(&v4, "CF-ALLOW").len(), 15);
     assert_eq!(iptables::chain_rules(&v6, "CF-ALLOW").len(), 7);
     for cidr in CLOUDFLARE_V4 {
-        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        let rule = format!(
+            "-s {cidr} -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"
+        );
         assert!(
             iptables::chain_rules(&v4, "CF-ALLOW").contains(&rule),
             "{rule}"
         );
     }
     for cidr in CLOUDFLARE_V6 {
-        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        let rule = format!(
+            "-s {cidr} -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"
+        );
         assert!(
             iptables::chain_rules(&v6, "CF-ALLOW").contains(&rule),
             "{rule}"

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
-use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
+use crate::edit::{foreign_references, owner, plan_family, rollback_commands, FamilyEdit, Owner};
 use crate::exec::Program;
 use crate::ipset::{create_line, owned_names, Ipset, SetHeader};
-use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool};
+use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool, ChainKind};
 use crate::saved::{source, target, FilterTable};
 use crate::settings::{Layout, Settings, Variant, DOCKER_USER};
 use crate::Error;
@@ -491,14 +491,48 @@ impl Backend for IptablesBackend {
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
         self.snapshot = None;
         let snapshot = self.read_snapshot()?;
-        let owned = [self.layout.main.as_str(), self.layout.docker.as_str()];
+        let all_owned = [self.layout.main.as_str(), self.layout.docker.as_str()];
         let mut lines = Vec::new();
         let mut edits = Vec::new();
         for family in Family::ALL {
             let table = snapshot.table(family);
             let tool = tool(family);
             let mut commands = Vec::new();
-            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+            // Only chains cf-allow created; from a chain that also holds someone else's
+            // rule only cf-allow's rules go, and the chain and its jumps stay.
+            let mut owned = Vec::new();
+            for kind in ChainKind::ALL {
+                let chain = self.layout.chain(kind);
+                if !table.has_chain(chain) {
+                    continue;
+                }
+                let rules = table.rules_of(chain);
+                match owner(&self.layout, kind, family, rules) {
+                    Owner::Ours => owned.push(chain),
+                    Owner::ForeignChain(_) => warn!(
+                        "{tool}: chain {chain} was not created by cf-allow (its rules carry no `-m comment --comment cf-allow`); left alone"
+                    ),
+                    Owner::ForeignRule(foreign) => {
+                        warn!(
+                            "{tool}: `-A {chain} {foreign}` was not created by cf-allow; deleted only cf-allow's rules and left chain {chain} and its jumps in place"
+                        );
+                        let mine: Vec<&String> = rules
+                            .iter()
+                            .filter(|spec| {
+                                matches!(
+                                    owner(&self.layout, kind, family, std::slice::from_ref(*spec)),
+                                    Owner::Ours
+                                )
+                            })
+                            .collect();
+                        for spec in &mine {
+                            commands.push(format!("-D {chain} {spec}"));
+                        }
+                        lines.push(format!("{tool}: {} rule(s) of chain {chain}", mine.len()));
+                    }
+                }
+            }
+            for chain in owned.iter() {
                 if let Some(rule) = foreign_references(&self.layout, table, chain).first() {
                     return Err(Error::Foreign(format!(
                         "cannot remove {chain} from {tool}: `{rule}` still uses it and cf-allow did not create it; delete that rule first"
@@ -506,7 +540,7 @@ impl Backend for IptablesBackend {
                 }
                 let jump = format!("-j {chain}");
                 for hook in &table.chains {
-                    if owned.contains(&hook.as_str()) {
+                    if all_owned.contains(&hook.as_str()) {
                         continue;
                     }
                     for spec in table.rules_of(hook).iter().filter(|s| **s == jump) {
@@ -515,7 +549,7 @@ impl Backend for IptablesBackend {
                     }
                 }
             }
-            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+            for chain in &owned {
                 commands.push(format!("-F {chain}"));
                 commands.push(format!("-X {chain}"));
                 lines.push(format!(

@@ -27,11 +27,11 @@ fn ipset_mode(variant: Variant) {
     let (v4, v6) = save_both(&ns, variant);
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW"),
-        ["-p tcp -m set --match-set cf-allow-v4 src -m multiport --dports 80,443 -j ACCEPT"]
+        ["-p tcp -m set --match-set cf-allow-v4 src -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
     );
     assert_eq!(
         chain_rules(&v6, "CF-ALLOW"),
-        ["-p tcp -m set --match-set cf-allow-v6 src -m multiport --dports 80,443 -j ACCEPT"]
+        ["-p tcp -m set --match-set cf-allow-v6 src -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
     );
     assert_eq!(chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
 
@@ -94,8 +94,8 @@ fn ipset_mode(variant: Variant) {
     assert_eq!(
         chain_rules(&save(&ns, variant, false), "CF-ALLOW"),
         [
-            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
-            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
         ]
     );
     assert!(inspect(&ns, &plain, &PORTS).repairs.is_empty());
