@@ -1068,7 +1068,7 @@ mod tests {
             policy: None,
             kind: None,
         };
-        assert!(foreign_reason(&table(None), &[chain.clone()], &[], &[]).is_some());
+        assert!(foreign_reason(&table(None), std::slice::from_ref(&chain), &[], &[]).is_some());
         let set = |name: &str, comment: Option<&str>| SetInfo {
             name: name.into(),
             flags: 0,
