@@ -523,6 +523,35 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_is_cf_allows_by_its_tag_or_the_previous_versions_exact_rules() {
+        let l = layout(&["INPUT"], true);
+        let owner_of = |rules: &[&str]| {
+            let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+            format!("{:?}", owner(&l, ChainKind::Main, Family::Ipv4, &rules))
+        };
+        let tagged = "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT";
+        let legacy = "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT";
+        let legacy_drop = "-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP";
+        let admin = "-s 198.51.100.7/32 -j DROP";
+        assert_eq!(owner_of(&[tagged]), "Ours");
+        assert_eq!(owner_of(&[legacy, legacy_drop]), "Ours");
+        assert_eq!(owner_of(&[]), "ForeignChain(None)");
+        assert_eq!(
+            owner_of(&[admin, legacy]),
+            format!("ForeignChain(Some({admin:?}))")
+        );
+        assert_eq!(
+            owner_of(&[tagged, admin]),
+            format!("ForeignRule({admin:?})")
+        );
+        // Another port than configured is not cf-allow's old layout.
+        assert_eq!(
+            owner_of(&["-s 192.0.2.0/24 -p tcp -m multiport --dports 22 -j ACCEPT"]),
+            "ForeignChain(Some(\"-s 192.0.2.0/24 -p tcp -m multiport --dports 22 -j ACCEPT\"))"
+        );
+    }
+
+    #[test]
     fn rollback_restores_chain_and_jump_positions() {
         let old = table(&format!(
             "{BASE}:CF-ALLOW - [0:0]\n-A INPUT -j DROP\n-A INPUT -j CF-ALLOW\n-A CF-ALLOW -s 192.0.2.0/24 -j ACCEPT\n"

@@ -256,6 +256,28 @@ mod tests {
     }
 
     #[test]
+    fn a_tagged_set_refuses_a_member_without_cf_allows_comment() {
+        let ours = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 comment\nadd cf-allow-v4 192.0.2.0/24 comment \"cf-allow\"\n";
+        let members = parse_save(ours, "cf-allow-v4", Family::Ipv4).expect("ours");
+        assert_eq!(members.len(), 1);
+        let admin = format!("{ours}add cf-allow-v4 203.0.113.9 comment \"admin\"\n");
+        let err = parse_save(&admin, "cf-allow-v4", Family::Ipv4).expect_err("admin's member");
+        assert!(
+            err.to_string()
+                .contains("holds 203.0.113.9, which cf-allow did not add"),
+            "{err}"
+        );
+        assert!(
+            parse_headers("Name: cf-allow-v4\nHeader: family inet maxelem 65536 comment\n")[0]
+                .comment
+        );
+        assert_eq!(
+            create_line("x", Family::Ipv4, 1),
+            "create x hash:net family inet maxelem 65536 comment"
+        );
+    }
+
+    #[test]
     fn parses_the_headers_of_every_set() {
         let text = "Name: f2b-sshd\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\nSize in memory: 216\nReferences: 1\nNumber of entries: 3\n\nName: cf-allow-v4\nType: hash:net\nReferences: 0\nNumber of entries: 15\nName: odd\n";
         let sets = parse_headers(text);
