@@ -12,10 +12,10 @@ mod fuzz;
 mod list;
 mod lock;
 mod logging;
-mod report;
 mod manpage;
 mod output;
 mod reach;
+mod report;
 mod time;
 
 use std::process::ExitCode;

@@ -128,14 +128,18 @@ fn real_list_sync(variant: &str) {
     assert_eq!(iptables::chain_rules(&v4, "CF-ALLOW").len(), 15);
     assert_eq!(iptables::chain_rules(&v6, "CF-ALLOW").len(), 7);
     for cidr in CLOUDFLARE_V4 {
-        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        let rule = format!(
+            "-s {cidr} -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"
+        );
         assert!(
             iptables::chain_rules(&v4, "CF-ALLOW").contains(&rule),
             "{rule}"
         );
     }
     for cidr in CLOUDFLARE_V6 {
-        let rule = format!("-s {cidr} -p tcp -m multiport --dports 80,443 -j ACCEPT");
+        let rule = format!(
+            "-s {cidr} -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"
+        );
         assert!(
             iptables::chain_rules(&v6, "CF-ALLOW").contains(&rule),
             "{rule}"
@@ -564,5 +568,56 @@ fn iptables_config_errors_are_one_line() {
     );
     for variant in VARIANTS {
         assert!(!save(&ns, variant, false).contains("CF-ALLOW"));
+    }
+}
+
+/// The binary: an admin's chain CF-ALLOW, and an admin's ipset cf-allow-v4 in ipset mode,
+/// are refused by sync with exit 1 and one line naming the object; sync and remove leave
+/// them byte-identical.
+#[test]
+fn iptables_foreign_chain_and_set_with_cf_allows_names_are_refused() {
+    if !ready("iptables_foreign_chain_and_set_with_cf_allows_names_are_refused") {
+        return;
+    }
+    for variant in VARIANTS {
+        let ns = Netns::new("e2e-ipt-foreign");
+        let env = Env::new(&config(variant, ""));
+        let feed = env.cloudflare_feed();
+        let sync = ["sync", "--backend", "iptables", "--source", &feed];
+        let remove = ["remove", "--backend", "iptables"];
+        let t = format!("iptables-{variant}");
+        ns.sh(&format!(
+            "{t} -N CF-ALLOW && {t} -A CF-ALLOW -s 198.51.100.7/32 -j DROP && {t} -A INPUT -j CF-ALLOW"
+        ));
+        let before = saves(&ns, variant);
+        let run = env.run(Some(&ns), &sync);
+        run.expect_code(1);
+        assert!(
+            run.error_line()
+                .contains("chain CF-ALLOW exists but was not created by cf-allow"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(saves(&ns, variant), before);
+        env.run(Some(&ns), &remove).expect_code(0);
+        assert_eq!(saves(&ns, variant), before);
+        ns.sh(&format!(
+            "{t} -F CF-ALLOW && {t} -D INPUT -j CF-ALLOW && {t} -X CF-ALLOW"
+        ));
+
+        env.write_config(&config(variant, "  ipset: true\n"));
+        ns.sh("ipset create cf-allow-v4 hash:net family inet && ipset add cf-allow-v4 198.51.100.0/24");
+        let before = (saves(&ns, variant), ns.sh("ipset save"));
+        let run = env.run(Some(&ns), &sync);
+        run.expect_code(1);
+        assert!(
+            run.error_line()
+                .contains("the ipset cf-allow-v4 exists but was not created by cf-allow"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!((saves(&ns, variant), ns.sh("ipset save")), before);
+        env.run(Some(&ns), &remove).expect_code(0);
+        assert_eq!((saves(&ns, variant), ns.sh("ipset save")), before);
     }
 }

@@ -355,3 +355,96 @@ fn nft_errors_are_one_line_and_change_nothing() {
     );
     assert_eq!(ns.sh("nft list ruleset"), before);
 }
+
+/// Objects with cf-allow's names that cf-allow did not create (proven by its "cf-allow"
+/// tag): sync refuses with one line naming the object, and neither sync nor remove changes
+/// or deletes it.
+#[test]
+fn nft_foreign_objects_are_refused_and_never_deleted() {
+    if !ready("nft_foreign_objects_are_refused_and_never_deleted") {
+        return;
+    }
+    let ns = Netns::new("e2e-nft-foreign");
+    let env = Env::new("ports: [443]\n");
+    let feed = env.cloudflare_feed();
+    let sync = ["sync", "--backend", "nftables", "--source", &feed];
+    let remove = ["remove", "--backend", "nftables"];
+    let status = ["status", "--backend", "nftables"];
+
+    // An untagged empty table with cf-allow's name.
+    ns.sh("nft add table inet cf_allow");
+    let before = ns.sh("nft list ruleset");
+    let run = env.run(Some(&ns), &sync);
+    run.expect_code(1);
+    assert!(
+        run.error_line()
+            .contains("table inet cf_allow exists but was not created by cf-allow"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ns.sh("nft list ruleset"), before);
+    env.run(Some(&ns), &remove).expect_code(0);
+    assert_eq!(ns.sh("nft list ruleset"), before);
+    ns.sh("nft delete table inet cf_allow");
+
+    // An admin's chain, then an admin's set, inside cf-allow's own table.
+    env.run(Some(&ns), &sync).expect_code(0);
+    for (add, object, list) in [
+        (
+            "nft add chain inet cf_allow admin '{ type filter hook forward priority 0; policy accept; }' && nft add rule inet cf_allow admin ip saddr 198.51.100.7 counter drop",
+            "chain admin",
+            "nft list chain inet cf_allow admin",
+        ),
+        (
+            "nft add set inet cf_allow admins '{ type ipv4_addr; elements = { 198.51.100.9 }; }'",
+            "set admins",
+            "nft list set inet cf_allow admins",
+        ),
+    ] {
+        ns.sh(add);
+        let before = ns.sh("nft list ruleset");
+        let run = env.run(Some(&ns), &sync);
+        run.expect_code(1);
+        assert!(
+            run.error_line()
+                .contains(&format!("table inet cf_allow holds {object}, which cf-allow did not create")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(ns.sh("nft list ruleset"), before);
+        env.run(Some(&ns), &status).expect_code(1);
+        let admin = ns.sh(list);
+        env.run(Some(&ns), &remove).expect_code(0);
+        assert_eq!(ns.sh(list), admin, "remove changed {object}");
+        assert!(
+            !ns.sh("nft list ruleset").contains("cf_v4"),
+            "remove kept cf-allow's own set"
+        );
+        ns.sh("nft delete table inet cf_allow");
+        env.run(Some(&ns), &sync).expect_code(0);
+    }
+
+    // An admin's rule inserted into cf-allow's own chain.
+    ns.sh("nft insert rule inet cf_allow input ip saddr 203.0.113.5 tcp dport 443 counter accept");
+    let before = ns.sh("nft list ruleset");
+    let run = env.run(Some(&ns), &sync);
+    run.expect_code(1);
+    assert!(
+        run.error_line().contains("rule handle") && run.error_line().contains("in chain input"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ns.sh("nft list ruleset"), before);
+    env.run(Some(&ns), &remove).expect_code(0);
+    let left = ns.sh("nft list ruleset");
+    assert!(
+        left.contains("ip saddr 203.0.113.5 tcp dport 443 counter packets 0 bytes 0 accept"),
+        "{left}"
+    );
+    assert!(
+        !left.contains("accept comment \"cf-allow\"") && !left.contains("cf_v4"),
+        "{left}"
+    );
+    ns.sh("nft delete table inet cf_allow");
+    assert_eq!(ns.sh("nft list ruleset"), "");
+}

@@ -167,9 +167,8 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Result<Output, Ended> {
             Err(e) => return Err(Ended::Io(e)),
         }
     };
-    let collect = |rx: mpsc::Receiver<Vec<u8>>| {
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
-    };
+    let collect =
+        |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
     Ok(Output {
         status,
         stdout: collect(stdout),

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
-use crate::edit::{foreign_references, plan_family, rollback_commands, FamilyEdit};
+use crate::edit::{foreign_references, owner, plan_family, rollback_commands, FamilyEdit, Owner};
 use crate::exec::Program;
-use crate::ipset::{create_line, owned_names, Ipset, SetHeader};
-use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool};
+use crate::ipset::{add_line, create_line, owned_names, Ipset, SetHeader};
+use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool, ChainKind};
 use crate::saved::{source, target, FilterTable};
 use crate::settings::{Layout, Settings, Variant, DOCKER_USER};
 use crate::Error;
@@ -101,7 +101,10 @@ impl IptablesBackend {
         FilterTable::parse(&String::from_utf8_lossy(&out.stdout), &save.name)
     }
 
-    fn read_snapshot(&self) -> Result<Snapshot, Error> {
+    /// Reads the tables and cf-allow's sets. A set with one of cf-allow's names that
+    /// cf-allow did not create is an error when `strict` and the layout uses it (sync),
+    /// and otherwise left out of the snapshot, so that nothing touches it.
+    fn read_snapshot(&self, strict: bool) -> Result<Snapshot, Error> {
         let mut warnings = Vec::new();
         let tables = [
             self.read_table(Family::Ipv4, &mut warnings)?,
@@ -125,6 +128,16 @@ impl IptablesBackend {
                 .collect(),
             live: [None, None],
         };
+        let headers = std::mem::take(&mut snapshot.sets);
+        for header in headers {
+            match self.set_owner(&snapshot, &header) {
+                Ok(()) => snapshot.sets.push(header),
+                Err(reason) if strict && self.layout.ipset && !is_tmp_set(&header.name) => {
+                    return Err(Error::Foreign(reason))
+                }
+                Err(reason) => warn!("{reason}"),
+            }
+        }
         if self.layout.ipset {
             for family in Family::ALL {
                 let name = set_name(family);
@@ -134,6 +147,31 @@ impl IptablesBackend {
             }
         }
         Ok(snapshot)
+    }
+
+    /// Whether the set `header` (one of cf-allow's names) is cf-allow's: it has the
+    /// `comment` extension and every member carries cf-allow's comment, or (a set of a
+    /// version before the tag) rules use it and all of them are in cf-allow's chains.
+    fn set_owner(&self, snapshot: &Snapshot, header: &SetHeader) -> Result<(), String> {
+        let name = &header.name;
+        if header.comment {
+            let family = if name.contains("v6") {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            };
+            return Ipset::new()
+                .read(name, family)
+                .map(|_| ())
+                .map_err(|err| err.to_string());
+        }
+        let refs = header.counts().map(|(refs, _)| refs).unwrap_or(0);
+        if refs > 0 && refs == self.own_set_references(snapshot, name) {
+            return Ok(());
+        }
+        Err(format!(
+            "the ipset {name} exists but was not created by cf-allow (it has no `comment` extension with members tagged \"cf-allow\", and no rule of cf-allow's uses it); cf-allow neither changes nor destroys it: rename or destroy it, or turn iptables.ipset off"
+        ))
     }
 
     /// The ranges cf-allow's objects hold for one family, exactly as stored.
@@ -280,14 +318,17 @@ impl IptablesBackend {
             match &snapshot.live[index(family)] {
                 None => {
                     lines.push(create_line(live, family, want.len()));
-                    lines.extend(want.iter().map(|net| format!("add {live} {net}")));
+                    lines.extend(want.iter().map(|net| add_line(live, net)));
                     changes.created.push(live);
                 }
                 Some(current) => {
                     let have: BTreeSet<&IpNet> = current.iter().collect();
                     let wanted: BTreeSet<&IpNet> = want.iter().collect();
+                    // A set of a version before the tag has no `comment` extension: it
+                    // is rebuilt (with the tag) and swapped in.
                     let fits = snapshot
                         .set(live)
+                        .filter(|header| header.comment)
                         .and_then(SetHeader::maxelem)
                         .is_some_and(|max| want.len() <= max);
                     if have == wanted {
@@ -296,18 +337,18 @@ impl IptablesBackend {
                     if !fits {
                         let tmp = tmp_set_name(family);
                         lines.push(create_line(tmp, family, want.len()));
-                        lines.extend(want.iter().map(|net| format!("add {tmp} {net}")));
+                        lines.extend(want.iter().map(|net| add_line(tmp, net)));
                         planned_swaps.push(family);
                         continue;
                     }
                     for net in wanted.difference(&have) {
-                        lines.push(format!("add {live} {net}"));
+                        lines.push(add_line(live, net));
                         changes.undo.push(format!("del {live} {net}"));
                         added += 1;
                     }
                     for net in have.difference(&wanted) {
                         deletes.push(format!("del {live} {net}"));
-                        changes.undo.push(format!("add {live} {net}"));
+                        changes.undo.push(add_line(live, net));
                         deleted += 1;
                     }
                 }
@@ -424,7 +465,7 @@ impl Backend for IptablesBackend {
     }
 
     fn inspect(&mut self) -> Result<Inspection, Error> {
-        let snapshot = self.read_snapshot()?;
+        let snapshot = self.read_snapshot(true)?;
         let mut inspection = Inspection {
             warnings: snapshot.warnings.clone(),
             ..Inspection::default()
@@ -461,7 +502,7 @@ impl Backend for IptablesBackend {
     fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
         let snapshot = match self.snapshot.take() {
             Some(s) => s,
-            None => self.read_snapshot()?,
+            None => self.read_snapshot(true)?,
         };
         let edits = self.plan_edits(&snapshot, &plan.desired)?;
         let (stale, _, _) = self.stale_sets(&snapshot);
@@ -503,15 +544,49 @@ impl Backend for IptablesBackend {
 
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Error> {
         self.snapshot = None;
-        let snapshot = self.read_snapshot()?;
-        let owned = [self.layout.main.as_str(), self.layout.docker.as_str()];
+        let snapshot = self.read_snapshot(false)?;
+        let all_owned = [self.layout.main.as_str(), self.layout.docker.as_str()];
         let mut lines = Vec::new();
         let mut edits = Vec::new();
         for family in Family::ALL {
             let table = snapshot.table(family);
             let tool = tool(family);
             let mut commands = Vec::new();
-            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+            // Only chains cf-allow created; from a chain that also holds someone else's
+            // rule only cf-allow's rules go, and the chain and its jumps stay.
+            let mut owned = Vec::new();
+            for kind in ChainKind::ALL {
+                let chain = self.layout.chain(kind);
+                if !table.has_chain(chain) {
+                    continue;
+                }
+                let rules = table.rules_of(chain);
+                match owner(&self.layout, kind, family, rules) {
+                    Owner::Ours => owned.push(chain),
+                    Owner::ForeignChain(_) => warn!(
+                        "{tool}: chain {chain} was not created by cf-allow (its rules carry no `-m comment --comment cf-allow`); left alone"
+                    ),
+                    Owner::ForeignRule(foreign) => {
+                        warn!(
+                            "{tool}: `-A {chain} {foreign}` was not created by cf-allow; deleted only cf-allow's rules and left chain {chain} and its jumps in place"
+                        );
+                        let mine: Vec<&String> = rules
+                            .iter()
+                            .filter(|spec| {
+                                matches!(
+                                    owner(&self.layout, kind, family, std::slice::from_ref(*spec)),
+                                    Owner::Ours
+                                )
+                            })
+                            .collect();
+                        for spec in &mine {
+                            commands.push(format!("-D {chain} {spec}"));
+                        }
+                        lines.push(format!("{tool}: {} rule(s) of chain {chain}", mine.len()));
+                    }
+                }
+            }
+            for chain in owned.iter() {
                 if let Some(rule) = foreign_references(&self.layout, table, chain).first() {
                     return Err(Error::Foreign(format!(
                         "cannot remove {chain} from {tool}: `{rule}` still uses it and cf-allow did not create it; delete that rule first"
@@ -519,7 +594,7 @@ impl Backend for IptablesBackend {
                 }
                 let jump = format!("-j {chain}");
                 for hook in &table.chains {
-                    if owned.contains(&hook.as_str()) {
+                    if all_owned.contains(&hook.as_str()) {
                         continue;
                     }
                     for spec in table.rules_of(hook).iter().filter(|s| **s == jump) {
@@ -528,7 +603,7 @@ impl Backend for IptablesBackend {
                     }
                 }
             }
-            for chain in owned.iter().filter(|c| table.has_chain(c)) {
+            for chain in &owned {
                 commands.push(format!("-F {chain}"));
                 commands.push(format!("-X {chain}"));
                 lines.push(format!(

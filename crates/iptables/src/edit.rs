@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use cf_allow_diff::{Family, IpNet};
 
-use crate::rules::{tool, ChainKind};
-use crate::saved::{target, FilterTable};
+use crate::rules::{is_tagged, tool, untagged, ChainKind};
+use crate::saved::{source, target, FilterTable};
 use crate::settings::{Layout, DOCKER_USER};
 use crate::Error;
 
@@ -55,6 +55,87 @@ pub(crate) fn foreign_references(layout: &Layout, table: &FilterTable, chain: &s
     found
 }
 
+/// Whose one of cf-allow's chain names is, as found in a family's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner<'a> {
+    /// Every rule is cf-allow's: tagged `-m comment --comment cf-allow`, or exactly a rule
+    /// of the layout as versions before the tag wrote it (an upgrade).
+    Ours,
+    /// cf-allow's chain, but this rule in it is someone else's.
+    ForeignRule(&'a str),
+    /// Not cf-allow's chain: nothing in it carries cf-allow's tag or is its old form (an
+    /// empty chain proves nothing either); `Some(rule)` is its first rule.
+    ForeignChain(Option<&'a str>),
+}
+
+/// True when `spec` is one of the rules the layout wants in the chain `kind`, in the form
+/// cf-allow wrote before it tagged its rules (any range, rule or ipset mode).
+fn is_legacy_rule(layout: &Layout, kind: ChainKind, family: Family, spec: &str) -> bool {
+    let nets: Vec<IpNet> = source(spec)
+        .and_then(|s| s.parse::<IpNet>().ok())
+        .into_iter()
+        .collect();
+    [false, true].into_iter().any(|ipset| {
+        let layout = Layout {
+            ipset,
+            ..layout.clone()
+        };
+        layout
+            .accept_rules(kind, family, &nets)
+            .iter()
+            .chain(layout.drop_rules(kind).iter())
+            .any(|rule| untagged(rule) == spec)
+    })
+}
+
+/// Who owns the chain `kind` given its rules in `family`'s table.
+pub(crate) fn owner<'a>(
+    layout: &Layout,
+    kind: ChainKind,
+    family: Family,
+    rules: &'a [String],
+) -> Owner<'a> {
+    let foreign = rules
+        .iter()
+        .find(|spec| !is_tagged(spec) && !is_legacy_rule(layout, kind, family, spec))
+        .map(String::as_str);
+    match foreign {
+        None if !rules.is_empty() => Owner::Ours,
+        Some(rule) if rules.iter().any(|spec| is_tagged(spec)) => Owner::ForeignRule(rule),
+        first => Owner::ForeignChain(first.or(rules.first().map(String::as_str))),
+    }
+}
+
+/// Refuses a family whose chain with cf-allow's name is not cf-allow's, or holds a rule
+/// cf-allow did not write: cf-allow neither adopts nor rewrites what it did not create.
+pub(crate) fn check_ownership(
+    layout: &Layout,
+    table: &FilterTable,
+    family: Family,
+) -> Result<(), Error> {
+    let tool = tool(family);
+    for kind in ChainKind::ALL {
+        let chain = layout.chain(kind);
+        if !table.has_chain(chain) {
+            continue;
+        }
+        match owner(layout, kind, family, table.rules_of(chain)) {
+            Owner::Ours => {}
+            Owner::ForeignRule(rule) => {
+                return Err(Error::Foreign(format!(
+                    "{tool}: `-A {chain} {rule}` in cf-allow's chain {chain} was not created by cf-allow (no `-m comment --comment cf-allow`); cf-allow does not rewrite it: move it to a chain of your own or delete it"
+                )))
+            }
+            Owner::ForeignChain(_) => {
+                return Err(Error::Foreign(format!(
+                    "{tool}: chain {chain} exists but was not created by cf-allow (its rules carry no `-m comment --comment cf-allow`); cf-allow leaves it alone: rename it, or set iptables.chain to another name"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The commands that make `table` (one family) hold the wanted layout for `ranges` (ignored
 /// in ipset mode, where the rules name the sets).
 pub(crate) fn plan_family(
@@ -63,6 +144,7 @@ pub(crate) fn plan_family(
     family: Family,
     ranges: &[IpNet],
 ) -> Result<FamilyEdit, Error> {
+    check_ownership(layout, table, family)?;
     let tool = tool(family);
     let mut edit = FamilyEdit::default();
 
@@ -345,9 +427,9 @@ mod tests {
             edit.commands,
             [
                 ":CF-ALLOW - [0:0]",
-                "-A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT",
-                "-A CF-ALLOW -s 198.51.100.0/24 -p tcp -m multiport --dports 443 -j ACCEPT",
-                "-A CF-ALLOW -p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP",
+                "-A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT",
+                "-A CF-ALLOW -s 198.51.100.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT",
+                "-A CF-ALLOW -p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP",
                 "-I INPUT 1 -j CF-ALLOW",
             ]
         );
@@ -357,9 +439,9 @@ mod tests {
     fn the_delta_keeps_unchanged_rules_and_inserts_before_the_drop() {
         let current = format!(
             "{BASE}:CF-ALLOW - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j CF-ALLOW\n\
-             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT\n\
-             -A CF-ALLOW -s 203.0.113.0/24 -p tcp -m multiport --dports 443 -j ACCEPT\n\
-             -A CF-ALLOW -p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP\n"
+             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT\n\
+             -A CF-ALLOW -s 203.0.113.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT\n\
+             -A CF-ALLOW -p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP\n"
         );
         let edit = plan_family(
             &layout(&["INPUT"], true),
@@ -372,7 +454,7 @@ mod tests {
             edit.commands,
             [
                 "-D CF-ALLOW 2",
-                "-I CF-ALLOW 2 -s 198.51.100.0/24 -p tcp -m multiport --dports 443 -j ACCEPT",
+                "-I CF-ALLOW 2 -s 198.51.100.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT",
                 "-D INPUT -j CF-ALLOW",
                 "-I INPUT 1 -j CF-ALLOW",
             ]
@@ -383,7 +465,7 @@ mod tests {
     fn a_correct_table_needs_nothing() {
         let current = format!(
             "{BASE}:CF-ALLOW - [0:0]\n-A INPUT -j CF-ALLOW\n-A INPUT -j DROP\n\
-             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT\n"
+             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT\n"
         );
         let edit = plan_family(
             &layout(&["INPUT"], false),
@@ -424,7 +506,7 @@ mod tests {
     fn a_jump_cf_allow_did_not_make_is_a_warning() {
         let current = format!(
             "{BASE}:CF-ALLOW - [0:0]\n-A INPUT -j CF-ALLOW\n-A INPUT -p tcp -j CF-ALLOW\n\
-             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT\n"
+             -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT\n"
         );
         let edit = plan_family(
             &layout(&["INPUT"], false),
@@ -437,6 +519,35 @@ mod tests {
         assert_eq!(
             edit.warnings,
             ["iptables: `-A INPUT -p tcp -j CF-ALLOW` was not created by cf-allow and is left alone"]
+        );
+    }
+
+    #[test]
+    fn a_chain_is_cf_allows_by_its_tag_or_the_previous_versions_exact_rules() {
+        let l = layout(&["INPUT"], true);
+        let owner_of = |rules: &[&str]| {
+            let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+            format!("{:?}", owner(&l, ChainKind::Main, Family::Ipv4, &rules))
+        };
+        let tagged = "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT";
+        let legacy = "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT";
+        let legacy_drop = "-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP";
+        let admin = "-s 198.51.100.7/32 -j DROP";
+        assert_eq!(owner_of(&[tagged]), "Ours");
+        assert_eq!(owner_of(&[legacy, legacy_drop]), "Ours");
+        assert_eq!(owner_of(&[]), "ForeignChain(None)");
+        assert_eq!(
+            owner_of(&[admin, legacy]),
+            format!("ForeignChain(Some({admin:?}))")
+        );
+        assert_eq!(
+            owner_of(&[tagged, admin]),
+            format!("ForeignRule({admin:?})")
+        );
+        // Another port than configured is not cf-allow's old layout.
+        assert_eq!(
+            owner_of(&["-s 192.0.2.0/24 -p tcp -m multiport --dports 22 -j ACCEPT"]),
+            "ForeignChain(Some(\"-s 192.0.2.0/24 -p tcp -m multiport --dports 22 -j ACCEPT\"))"
         );
     }
 

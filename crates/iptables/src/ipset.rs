@@ -70,6 +70,9 @@ pub(crate) struct SetHeader {
     entries: Option<usize>,
     /// `maxelem` of the `Header:` line.
     maxelem: Option<usize>,
+    /// The `Header:` line has the `comment` extension (cf-allow's sets do; see
+    /// [`MEMBER_TAG`]).
+    pub comment: bool,
 }
 
 impl SetHeader {
@@ -114,6 +117,7 @@ pub(crate) fn parse_headers(text: &str) -> Vec<SetHeader> {
             set.entries = Some(n);
         } else if let Some(header) = line.strip_prefix("Header:") {
             let words: Vec<&str> = header.split_whitespace().collect();
+            set.comment = words.contains(&"comment");
             set.maxelem = words
                 .windows(2)
                 .find(|w| w[0] == "maxelem")
@@ -123,13 +127,23 @@ pub(crate) fn parse_headers(text: &str) -> Vec<SetHeader> {
     sets
 }
 
-/// The `create` line for a fresh set of `family` sized for `len` members.
+/// cf-allow's ownership tag on a set: the set has the `comment` extension and every
+/// member carries this comment (`ipset save` prints it the same way).
+pub(crate) const MEMBER_TAG: &str = " comment \"cf-allow\"";
+
+/// The `create` line for a fresh set of `family` sized for `len` members, with the
+/// `comment` extension that holds cf-allow's tag.
 pub(crate) fn create_line(name: &str, family: Family, len: usize) -> String {
     let maxelem = len.max(65536);
     format!(
-        "create {name} hash:net family {} maxelem {maxelem}",
+        "create {name} hash:net family {} maxelem {maxelem} comment",
         set_family(family)
     )
+}
+
+/// The `add` line for a member of one of cf-allow's sets, with its tag.
+pub(crate) fn add_line(name: &str, net: &IpNet) -> String {
+    format!("add {name} {net}{MEMBER_TAG}")
 }
 
 /// Every set name cf-allow owns.
@@ -145,6 +159,7 @@ pub(crate) fn owned_names() -> [&'static str; 4] {
 pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
     let mut members = Vec::new();
     let mut header_ok = false;
+    let mut tagged = false;
     for line in text.lines() {
         let mut tokens = line.split_whitespace();
         match (tokens.next(), tokens.next()) {
@@ -162,6 +177,7 @@ pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<I
                         set_family(family)
                     )));
                 }
+                tagged = rest.contains(&"comment");
                 if rest.contains(&"timeout") {
                     return Err(Error::Foreign(format!(
                         "the ipset {name} has timeouts, so cf-allow did not create it: rename or destroy it"
@@ -171,6 +187,12 @@ pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<I
             }
             (Some("add"), Some(n)) if n == name => {
                 let member = tokens.next().unwrap_or_default();
+                let comment: Vec<&str> = tokens.collect();
+                if tagged && comment != ["comment", "\"cf-allow\""] {
+                    return Err(Error::Foreign(format!(
+                        "the ipset {name} holds {member}, which cf-allow did not add (its comment is not \"cf-allow\"); cf-allow neither changes nor destroys it: delete that member (ipset del {name} {member}), or rename the set"
+                    )));
+                }
                 let net = parse_member(member, family).ok_or_else(|| Error::Parse {
                     program: "ipset save".to_string(),
                     detail: format!("member `{member}` of {name}"),
@@ -230,6 +252,28 @@ mod tests {
         assert!(
             err.to_string().contains("not `hash:net family inet`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tagged_set_refuses_a_member_without_cf_allows_comment() {
+        let ours = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 comment\nadd cf-allow-v4 192.0.2.0/24 comment \"cf-allow\"\n";
+        let members = parse_save(ours, "cf-allow-v4", Family::Ipv4).expect("ours");
+        assert_eq!(members.len(), 1);
+        let admin = format!("{ours}add cf-allow-v4 203.0.113.9 comment \"admin\"\n");
+        let err = parse_save(&admin, "cf-allow-v4", Family::Ipv4).expect_err("admin's member");
+        assert!(
+            err.to_string()
+                .contains("holds 203.0.113.9, which cf-allow did not add"),
+            "{err}"
+        );
+        assert!(
+            parse_headers("Name: cf-allow-v4\nHeader: family inet maxelem 65536 comment\n")[0]
+                .comment
+        );
+        assert_eq!(
+            create_line("x", Family::Ipv4, 1),
+            "create x hash:net family inet maxelem 65536 comment"
         );
     }
 

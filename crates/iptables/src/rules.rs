@@ -5,6 +5,19 @@ use cf_allow_diff::{Family, IpNet};
 
 use crate::settings::Layout;
 
+/// The match every rule cf-allow writes into its chains carries: its ownership tag.
+pub(crate) const TAG_MATCH: &str = " -m comment --comment cf-allow";
+
+/// True when a rule spec carries cf-allow's tag.
+pub(crate) fn is_tagged(spec: &str) -> bool {
+    spec.contains(&format!("{TAG_MATCH} -j "))
+}
+
+/// `spec` without cf-allow's tag: the form cf-allow wrote before it tagged its rules.
+pub(crate) fn untagged(spec: &str) -> String {
+    spec.replacen(TAG_MATCH, "", 1)
+}
+
 /// `multiport` takes at most 15 ports per rule.
 pub(crate) const MULTIPORT_MAX: usize = 15;
 
@@ -131,7 +144,7 @@ impl Layout {
         let mut rules = Vec::with_capacity(sources.len() * ports.len());
         for source in &sources {
             for port in &ports {
-                rules.push(format!("{source}{port} -j ACCEPT"));
+                rules.push(format!("{source}{port}{TAG_MATCH} -j ACCEPT"));
             }
         }
         rules
@@ -149,17 +162,17 @@ impl Layout {
             ChainKind::Main => self
                 .dport_matches()
                 .into_iter()
-                .map(|m| format!("-p tcp{m} -m conntrack --ctdir ORIGINAL -j DROP"))
+                .map(|m| format!("-p tcp{m} -m conntrack --ctdir ORIGINAL{TAG_MATCH} -j DROP"))
                 .collect(),
             ChainKind::Docker if self.ports.is_empty() => {
-                vec!["-p tcp -m conntrack --ctstate DNAT --ctdir ORIGINAL -j DROP".to_string()]
+                vec![format!("-p tcp -m conntrack --ctstate DNAT --ctdir ORIGINAL{TAG_MATCH} -j DROP")]
             }
             ChainKind::Docker => self
                 .port_runs()
                 .into_iter()
                 .map(|run| {
                     format!(
-                        "-p tcp -m conntrack --ctstate DNAT --ctorigdstport {run} --ctdir ORIGINAL -j DROP"
+                        "-p tcp -m conntrack --ctstate DNAT --ctorigdstport {run} --ctdir ORIGINAL{TAG_MATCH} -j DROP"
                     )
                 })
                 .collect(),
@@ -191,15 +204,15 @@ mod tests {
         let ranges = nets(&["192.0.2.0/24", "2001:db8::/32"]);
         assert_eq!(
             l.accept_rules(ChainKind::Main, Family::Ipv4, &ranges),
-            ["-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT"]
+            ["-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
         );
         assert_eq!(
             l.accept_rules(ChainKind::Main, Family::Ipv6, &ranges),
-            ["-s 2001:db8::/32 -p tcp -m multiport --dports 80,443 -j ACCEPT"]
+            ["-s 2001:db8::/32 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
         );
         assert_eq!(
             l.drop_rules(ChainKind::Main),
-            ["-p tcp -m multiport --dports 80,443 -m conntrack --ctdir ORIGINAL -j DROP"]
+            ["-p tcp -m multiport --dports 80,443 -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP"]
         );
     }
 
@@ -210,8 +223,8 @@ mod tests {
         let rules = l.accept_rules(ChainKind::Main, Family::Ipv4, &nets(&["192.0.2.0/24"]));
         assert_eq!(rules.len(), 2);
         assert!(rules[0].contains("--dports 1000,1001,"));
-        assert!(rules[0].contains(",1014 -j"));
-        assert!(rules[1].contains("--dports 1015,1016,1017,1018,1019 -j"));
+        assert!(rules[0].contains(",1014 -m comment"));
+        assert!(rules[1].contains("--dports 1015,1016,1017,1018,1019 -m comment"));
     }
 
     #[test]
@@ -220,14 +233,14 @@ mod tests {
         assert_eq!(
             l.accept_rules(ChainKind::Docker, Family::Ipv4, &nets(&["192.0.2.0/24"])),
             [
-                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 80 -j ACCEPT",
-                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 443 -j ACCEPT",
-                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 8080:8082 -j ACCEPT",
+                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 80 -m comment --comment cf-allow -j ACCEPT",
+                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 443 -m comment --comment cf-allow -j ACCEPT",
+                "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 8080:8082 -m comment --comment cf-allow -j ACCEPT",
             ]
         );
         assert_eq!(
             l.drop_rules(ChainKind::Docker)[0],
-            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 80 --ctdir ORIGINAL -j DROP"
+            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 80 --ctdir ORIGINAL -m comment --comment cf-allow -j DROP"
         );
     }
 
@@ -236,20 +249,20 @@ mod tests {
         let l = layout(&[], true, true);
         assert_eq!(
             l.accept_rules(ChainKind::Main, Family::Ipv6, &[]),
-            ["-p tcp -m set --match-set cf-allow-v6 src -j ACCEPT"]
+            ["-p tcp -m set --match-set cf-allow-v6 src -m comment --comment cf-allow -j ACCEPT"]
         );
         assert_eq!(
             l.drop_rules(ChainKind::Main),
-            ["-p tcp -m conntrack --ctdir ORIGINAL -j DROP"]
+            ["-p tcp -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP"]
         );
         assert_eq!(
             l.drop_rules(ChainKind::Docker),
-            ["-p tcp -m conntrack --ctstate DNAT --ctdir ORIGINAL -j DROP"]
+            ["-p tcp -m conntrack --ctstate DNAT --ctdir ORIGINAL -m comment --comment cf-allow -j DROP"]
         );
         let l = layout(&[443], true, false);
         assert_eq!(
             l.accept_rules(ChainKind::Docker, Family::Ipv4, &[]),
-            ["-p tcp -m set --match-set cf-allow-v4 src -m conntrack --ctorigdstport 443 -j ACCEPT"]
+            ["-p tcp -m set --match-set cf-allow-v4 src -m conntrack --ctorigdstport 443 -m comment --comment cf-allow -j ACCEPT"]
         );
         assert!(l.drop_rules(ChainKind::Main).is_empty());
     }

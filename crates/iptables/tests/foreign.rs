@@ -64,12 +64,12 @@ fn foreign_objects_stay_identical(variant: Variant) {
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW-DOCKER"),
         [
-            "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 80 -j ACCEPT",
-            "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 443 -j ACCEPT",
-            "-s 198.51.100.0/24 -p tcp -m conntrack --ctorigdstport 80 -j ACCEPT",
-            "-s 198.51.100.0/24 -p tcp -m conntrack --ctorigdstport 443 -j ACCEPT",
-            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 80 --ctdir ORIGINAL -j DROP",
-            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 443 --ctdir ORIGINAL -j DROP",
+            "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 80 -m comment --comment cf-allow -j ACCEPT",
+            "-s 192.0.2.0/24 -p tcp -m conntrack --ctorigdstport 443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 198.51.100.0/24 -p tcp -m conntrack --ctorigdstport 80 -m comment --comment cf-allow -j ACCEPT",
+            "-s 198.51.100.0/24 -p tcp -m conntrack --ctorigdstport 443 -m comment --comment cf-allow -j ACCEPT",
+            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 80 --ctdir ORIGINAL -m comment --comment cf-allow -j DROP",
+            "-p tcp -m conntrack --ctstate DNAT --ctorigdstport 443 --ctdir ORIGINAL -m comment --comment cf-allow -j DROP",
         ]
     );
 
@@ -219,3 +219,67 @@ fn remove_refuses_when_a_foreign_rule_uses_the_chain() {
     let inspection = inspect(&ns, &s, &PORTS);
     assert!(inspection.repairs.is_empty(), "{:?}", inspection.repairs);
 }
+
+/// Chains with cf-allow's names that cf-allow did not create (no rule tagged
+/// `-m comment --comment cf-allow`) are refused by sync and left byte-identical by remove;
+/// an admin's rule in cf-allow's own chain is refused by sync and kept by remove; an
+/// untagged chain exactly as the previous version wrote it is adopted (an upgrade).
+fn chains_cf_allow_did_not_create_are_never_adopted(variant: Variant) {
+    let ns = Netns::new("ipt-notours");
+    let t = program(variant, false, "");
+    let s = settings(variant, |_| {});
+    let list = ranges(&["192.0.2.0/24", "2001:db8:1::/48"]);
+
+    // An admin's chain CF-ALLOW with its own rules, and the admin's jump to it.
+    ns.sh(&format!(
+        "{t} -N CF-ALLOW && {t} -A CF-ALLOW -s 198.51.100.7/32 -j DROP && {t} -A CF-ALLOW -p tcp --dport 22 -j ACCEPT && {t} -A INPUT -j CF-ALLOW"
+    ));
+    let before = save_both(&ns, variant);
+    let err = try_sync(&ns, &s, &PORTS, &list).expect_err("a foreign CF-ALLOW");
+    assert!(
+        err.contains("iptables: chain CF-ALLOW exists but was not created by cf-allow"),
+        "{err}"
+    );
+    assert_eq!(save_both(&ns, variant), before);
+    remove(&ns, &s, false).expect("remove");
+    assert_eq!(save_both(&ns, variant), before);
+    ns.sh(&format!(
+        "{t} -F CF-ALLOW && {t} -D INPUT -j CF-ALLOW && {t} -X CF-ALLOW"
+    ));
+
+    // The previous version's untagged chain: recognised, and its rules get the tag.
+    ns.sh(&format!(
+        "{t} -N CF-ALLOW && {t} -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT && {t} -I INPUT 1 -j CF-ALLOW"
+    ));
+    sync(&ns, &s, &PORTS, &list);
+    let v4 = save(&ns, variant, false);
+    assert_eq!(
+        chain_rules(&v4, "CF-ALLOW"),
+        ["-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
+    );
+    assert_eq!(chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
+
+    // An admin's rule inserted into cf-allow's chain: refused, then kept by remove.
+    ns.sh(&format!("{t} -I CF-ALLOW 1 -s 203.0.113.5/32 -j ACCEPT"));
+    let before = save_both(&ns, variant);
+    let err = try_sync(&ns, &s, &PORTS, &list).expect_err("a foreign rule");
+    assert!(
+        err.contains("`-A CF-ALLOW -s 203.0.113.5/32 -j ACCEPT`"),
+        "{err}"
+    );
+    assert_eq!(save_both(&ns, variant), before);
+    remove(&ns, &s, false).expect("remove");
+    let v4 = save(&ns, variant, false);
+    assert_eq!(
+        chain_rules(&v4, "CF-ALLOW"),
+        ["-s 203.0.113.5/32 -j ACCEPT"]
+    );
+    assert_eq!(chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
+    // ip6tables held only cf-allow's chain: it is gone there.
+    assert!(!save(&ns, variant, true).contains("CF-ALLOW"));
+}
+
+variant_tests!(
+    chains_cf_allow_did_not_create_are_never_adopted_nft,
+    chains_cf_allow_did_not_create_are_never_adopted_legacy => chains_cf_allow_did_not_create_are_never_adopted
+);

@@ -27,11 +27,11 @@ fn ipset_mode(variant: Variant) {
     let (v4, v6) = save_both(&ns, variant);
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW"),
-        ["-p tcp -m set --match-set cf-allow-v4 src -m multiport --dports 80,443 -j ACCEPT"]
+        ["-p tcp -m set --match-set cf-allow-v4 src -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
     );
     assert_eq!(
         chain_rules(&v6, "CF-ALLOW"),
-        ["-p tcp -m set --match-set cf-allow-v6 src -m multiport --dports 80,443 -j ACCEPT"]
+        ["-p tcp -m set --match-set cf-allow-v6 src -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT"]
     );
     assert_eq!(chain_rules(&v4, "INPUT"), ["-j CF-ALLOW"]);
 
@@ -60,8 +60,8 @@ fn ipset_mode(variant: Variant) {
     assert_eq!(set_names(&ns), ["cf-allow-v4", "cf-allow-v6"]);
     assert_eq!(save_both(&ns, variant), (v4.clone(), v6.clone()));
 
-    // A tmp set left by a killed run is cleaned up.
-    ns.sh("ipset create cf-allow-v6-tmp hash:net family inet6");
+    // A tmp set left by a killed run (made as cf-allow makes sets) is cleaned up.
+    ns.sh("ipset create cf-allow-v6-tmp hash:net family inet6 comment");
     let inspection = inspect(&ns, &s, &PORTS);
     assert_eq!(
         inspection.repairs,
@@ -94,8 +94,8 @@ fn ipset_mode(variant: Variant) {
     assert_eq!(
         chain_rules(&save(&ns, variant, false), "CF-ALLOW"),
         [
-            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
-            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
         ]
     );
     assert!(inspect(&ns, &plain, &PORTS).repairs.is_empty());
@@ -178,9 +178,51 @@ fn a_foreign_set_with_the_same_name_is_an_error() {
     let err = try_sync(&ns, &s, &PORTS, &ranges(&["192.0.2.0/24", "2001:db8::/32"]))
         .expect_err("foreign set");
     assert!(
-        err.contains("the ipset cf-allow-v4 exists but is `hash:ip family inet`"),
+        err.contains("the ipset cf-allow-v4 exists but was not created by cf-allow"),
         "{err}"
     );
     assert_eq!(save_both(&ns, Variant::Nft), before);
     assert_eq!(set_names(&ns), ["cf-allow-v4"]);
+}
+
+/// An admin's ipset with cf-allow's name (no `comment` extension with members tagged
+/// "cf-allow", not used by cf-allow's rules) is refused by sync and left byte-identical by
+/// sync and remove; so is cf-allow's own set once the admin adds an untagged member.
+#[test]
+fn an_admins_set_with_cf_allows_name_is_never_adopted() {
+    if !ready("an_admins_set_with_cf_allows_name_is_never_adopted") {
+        return;
+    }
+    let ns = Netns::new("ipt-setadmin");
+    ns.sh("ipset create cf-allow-v4 hash:net family inet && ipset add cf-allow-v4 198.51.100.0/24");
+    let s = settings(Variant::Nft, |s| s.ipset = true);
+    let list = ranges(&["192.0.2.0/24", "2001:db8::/32"]);
+    let before = (save_both(&ns, Variant::Nft), ns.sh("ipset save"));
+    let err = try_sync(&ns, &s, &PORTS, &list).expect_err("an admin's set");
+    assert!(
+        err.contains("the ipset cf-allow-v4 exists but was not created by cf-allow"),
+        "{err}"
+    );
+    assert_eq!((save_both(&ns, Variant::Nft), ns.sh("ipset save")), before);
+    remove(&ns, &s, false).expect("remove");
+    assert_eq!((save_both(&ns, Variant::Nft), ns.sh("ipset save")), before);
+    ns.sh("ipset destroy cf-allow-v4");
+
+    // cf-allow's own sets carry the tag on every member.
+    sync(&ns, &s, &PORTS, &list);
+    assert!(
+        ns.sh("ipset save cf-allow-v4")
+            .contains("add cf-allow-v4 192.0.2.0/24 comment \"cf-allow\""),
+        "{}",
+        ns.sh("ipset save cf-allow-v4")
+    );
+    // An admin's member added to cf-allow's set: sync refuses and leaves it.
+    ns.sh("ipset add cf-allow-v4 203.0.113.9 comment admin");
+    let before = ns.sh("ipset save cf-allow-v4");
+    let err = try_sync(&ns, &s, &PORTS, &list).expect_err("an admin's member");
+    assert!(
+        err.contains("the ipset cf-allow-v4 holds 203.0.113.9, which cf-allow did not add"),
+        "{err}"
+    );
+    assert_eq!(ns.sh("ipset save cf-allow-v4"), before);
 }

@@ -35,15 +35,15 @@ fn first_then_noop_then_delta(variant: Variant) {
         v4,
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:CF-ALLOW - [0:0]\n\
          -A INPUT -j CF-ALLOW\n\
-         -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT\n\
-         -A CF-ALLOW -s 198.51.100.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT\n\
+         -A CF-ALLOW -s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT\n\
+         -A CF-ALLOW -s 198.51.100.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT\n\
          COMMIT\n"
     );
     assert_eq!(
         chain_rules(&v6, "CF-ALLOW"),
         [
-            "-s 2001:db8:1::/48 -p tcp -m multiport --dports 80,443 -j ACCEPT",
-            "-s 2001:db8:2::/48 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 2001:db8:1::/48 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 2001:db8:2::/48 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
         ]
     );
     assert_eq!(chain_rules(&v6, "INPUT"), ["-j CF-ALLOW"]);
@@ -84,15 +84,15 @@ fn first_then_noop_then_delta(variant: Variant) {
     assert_eq!(
         chain_rules(&new_v4, "CF-ALLOW"),
         [
-            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
-            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 192.0.2.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 203.0.113.0/24 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
         ]
     );
     assert_eq!(
         chain_rules(&new_v6, "CF-ALLOW"),
         [
-            "-s 2001:db8:1::/48 -p tcp -m multiport --dports 80,443 -j ACCEPT",
-            "-s 2001:db8:3::/48 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+            "-s 2001:db8:1::/48 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
+            "-s 2001:db8:3::/48 -p tcp -m multiport --dports 80,443 -m comment --comment cf-allow -j ACCEPT",
         ]
     );
     let counted = ns.sh(&format!(
@@ -169,14 +169,18 @@ fn drift_is_repaired(variant: Variant) {
         ["-j CF-ALLOW", "-p tcp -m tcp --dport 22 -j ACCEPT"]
     );
 
-    // A rule the admin put into cf-allow's chain is not cf-allow's layout: it goes.
+    // A rule the admin put into cf-allow's chain is not cf-allow's: sync refuses and
+    // leaves it; once the admin deletes it, sync is back to normal.
     ns.sh(&format!("{ipt} -I CF-ALLOW 1 -p udp -j ACCEPT"));
-    let inspection = inspect(&ns, &s, &PORTS);
-    assert_eq!(
-        inspection.repairs,
-        ["iptables: CF-ALLOW: add 0 rule(s), delete 1 rule(s)"]
+    let with_admin_rule = save(&ns, variant, false);
+    let err = try_sync(&ns, &s, &PORTS, &list).expect_err("a foreign rule in CF-ALLOW");
+    assert!(
+        err.contains("`-A CF-ALLOW -p udp -j ACCEPT` in cf-allow's chain CF-ALLOW was not created by cf-allow"),
+        "{err}"
     );
-    sync(&ns, &s, &PORTS, &list);
+    assert_eq!(save(&ns, variant, false), with_admin_rule);
+    ns.sh(&format!("{ipt} -D CF-ALLOW 1"));
+    assert!(inspect(&ns, &s, &PORTS).repairs.is_empty());
     assert_eq!(save(&ns, variant, false), good.0);
 
     // The whole table flushed (a reboot, `iptables -F; iptables -X`).
@@ -211,7 +215,7 @@ fn layout_changes_are_repairs(variant: Variant) {
     let v4 = save(&ns, variant, false);
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW"),
-        ["-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT"]
+        ["-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT"]
     );
 
     // Lockdown on: a DROP ends both chains.
@@ -221,8 +225,8 @@ fn layout_changes_are_repairs(variant: Variant) {
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW"),
         [
-            "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -j ACCEPT",
-            "-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP",
+            "-s 192.0.2.0/24 -p tcp -m multiport --dports 443 -m comment --comment cf-allow -j ACCEPT",
+            "-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP",
         ]
     );
     assert_eq!(chain_rules(&v6, "CF-ALLOW").len(), 2);
@@ -234,7 +238,7 @@ fn layout_changes_are_repairs(variant: Variant) {
     let v4 = save(&ns, variant, false);
     assert_eq!(
         chain_rules(&v4, "CF-ALLOW").last().map(String::as_str),
-        Some("-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -j DROP")
+        Some("-p tcp -m multiport --dports 443 -m conntrack --ctdir ORIGINAL -m comment --comment cf-allow -j DROP")
     );
     assert_eq!(chain_rules(&v4, "CF-ALLOW").len(), 3);
 
@@ -243,8 +247,8 @@ fn layout_changes_are_repairs(variant: Variant) {
     assert_eq!(
         chain_rules(&save(&ns, variant, false), "CF-ALLOW"),
         [
-            "-s 192.0.2.0/24 -p tcp -j ACCEPT",
-            "-s 198.51.100.0/24 -p tcp -j ACCEPT"
+            "-s 192.0.2.0/24 -p tcp -m comment --comment cf-allow -j ACCEPT",
+            "-s 198.51.100.0/24 -p tcp -m comment --comment cf-allow -j ACCEPT"
         ]
     );
     let many: Vec<u16> = (8000..8020).collect();

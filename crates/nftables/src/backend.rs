@@ -52,8 +52,9 @@ struct Target<'a> {
 /// cf-allow's own table, as found.
 enum OwnTable {
     Absent,
-    /// cf-allow's, with the sets it holds.
-    Ours(Vec<SetInfo>),
+    /// cf-allow's, with the sets it holds, and the first object in it that cf-allow did not
+    /// create (an admin's chain, set or rule), if any.
+    Ours(Vec<SetInfo>, Option<String>),
     /// Someone else's table of that name, and why it is not cf-allow's.
     Foreign(String),
 }
@@ -249,7 +250,19 @@ impl NftablesBackend {
                     self.settings.table
                 )))
             }
-            OwnTable::Ours(sets) => {
+            OwnTable::Ours(_, Some(object)) if !target.into => {
+                return Err(Error::Collision(format!(
+                    "table inet {} holds {object}, which cf-allow did not create; cf-allow \
+                     neither changes nor deletes it: move it to a table of your own",
+                    self.settings.table
+                )))
+            }
+            OwnTable::Ours(_, Some(object)) => tracing::warn!(
+                "nftables: table inet {} left over from own-table mode holds {object}, which \
+                 cf-allow did not create; left alone",
+                self.settings.table
+            ),
+            OwnTable::Ours(sets, None) => {
                 state.own_table = true;
                 own_sets = Some(sets);
             }
@@ -320,8 +333,15 @@ impl NftablesBackend {
             return Ok(OwnTable::Absent);
         };
         let sets = nl.sets(FAMILY_INET, name)?;
-        Ok(match foreign_reason(table, chains, &sets) {
-            None => OwnTable::Ours(sets),
+        let rules = match find_chain(chains, name, OWN_CHAIN) {
+            Some(_) => nl.rules(FAMILY_INET, name, OWN_CHAIN)?,
+            None => Vec::new(),
+        };
+        Ok(match foreign_reason(table, chains, &sets, &rules) {
+            None => {
+                let foreign = foreign_object(table, chains, &sets, &rules);
+                OwnTable::Ours(sets, foreign)
+            }
             Some(reason) => OwnTable::Foreign(reason),
         })
     }
@@ -691,12 +711,54 @@ impl Backend for NftablesBackend {
         }
         let own = &self.settings.table;
         match self.own_table(&mut nl, &tables, &chains)? {
-            OwnTable::Ours(_) => {
+            OwnTable::Ours(_, None) => {
                 lines.push(format!("table inet {own}"));
                 changes.push(Change::DelTable {
                     family: FAMILY_INET,
                     name: own.clone(),
                 });
+            }
+            OwnTable::Ours(sets, Some(object)) => {
+                // Delete only what cf-allow created; the table stays for the admin's object.
+                let mut foreign_rule = false;
+                if find_chain(&chains, own, OWN_CHAIN).is_some() {
+                    for rule in nl.rules(FAMILY_INET, own, OWN_CHAIN)? {
+                        if !rule.is_tagged() {
+                            foreign_rule = true;
+                            continue;
+                        }
+                        lines.push(format!(
+                            "rule inet {own} {OWN_CHAIN} handle {} (comment \"{TAG}\")",
+                            rule.handle
+                        ));
+                        changes.push(Change::DelRule {
+                            family: FAMILY_INET,
+                            table: own.clone(),
+                            chain: OWN_CHAIN.to_owned(),
+                            handle: rule.handle,
+                        });
+                    }
+                    if !foreign_rule {
+                        lines.push(format!("chain inet {own} {OWN_CHAIN}"));
+                        changes.push(Change::DelChain {
+                            family: FAMILY_INET,
+                            table: own.clone(),
+                            name: OWN_CHAIN.to_owned(),
+                        });
+                    }
+                }
+                for set in sets.iter().filter(|s| is_our_set(s)) {
+                    lines.push(format!("set inet {own} {}", set.name));
+                    changes.push(Change::DelSet {
+                        family: FAMILY_INET,
+                        table: own.clone(),
+                        name: set.name.clone(),
+                    });
+                }
+                tracing::warn!(
+                    "nftables: table inet {own} holds {object}, which cf-allow did not create; \
+                     deleted only cf-allow's own objects and left the table and that object alone"
+                );
             }
             OwnTable::Foreign(reason) => tracing::warn!(
                 "nftables: table inet {own} was not created by cf-allow ({reason}); left alone"
@@ -821,25 +883,58 @@ fn is_our_set(set: &SetInfo) -> bool {
     (set.name == SET_V4 || set.name == SET_V6) && set.is_tagged()
 }
 
-/// Why a table with cf-allow's name is not cf-allow's, or `None` when it is.
-fn foreign_reason(table: &TableInfo, chains: &[ChainInfo], sets: &[SetInfo]) -> Option<String> {
+/// Why a table with cf-allow's name is not cf-allow's, or `None` when it is. `rules`: the
+/// rules of its chain [`OWN_CHAIN`]. Ownership is proven by cf-allow's tag: the table's
+/// comment, or (kernels before 5.13 drop table comments) a tagged set or rule of cf-allow's
+/// in a table that holds nothing else.
+fn foreign_reason(
+    table: &TableInfo,
+    chains: &[ChainInfo],
+    sets: &[SetInfo],
+    rules: &[RuleInfo],
+) -> Option<String> {
     match table.comment.as_deref() {
         Some(TAG) => return None,
         Some(other) => return Some(format!("its comment is \"{other}\"")),
         None => {}
     }
-    // Kernels before 5.13 drop table comments: judge by the contents.
+    if let Some(object) = foreign_object(table, chains, sets, rules) {
+        return Some(format!("it holds {object}"));
+    }
+    if !sets.iter().any(is_our_set) && !rules.iter().any(RuleInfo::is_tagged) {
+        return Some(format!(
+            "it has no comment \"{TAG}\" and holds nothing tagged by cf-allow"
+        ));
+    }
+    None
+}
+
+/// The first object in cf-allow's table that cf-allow did not create: a chain other than
+/// [`OWN_CHAIN`], a named set other than its two tagged sets, or an untagged rule in
+/// [`OWN_CHAIN`] (`rules`).
+fn foreign_object(
+    table: &TableInfo,
+    chains: &[ChainInfo],
+    sets: &[SetInfo],
+    rules: &[RuleInfo],
+) -> Option<String> {
     if let Some(chain) = chains
         .iter()
         .find(|c| c.family == table.family && c.table == table.name && c.name != OWN_CHAIN)
     {
-        return Some(format!("it holds chain {}", chain.name));
+        return Some(format!("chain {}", chain.name));
     }
     if let Some(set) = sets
         .iter()
         .find(|s| !s.name.starts_with("__set") && !is_our_set(s))
     {
-        return Some(format!("it holds set {}", set.name));
+        return Some(format!("set {}", set.name));
+    }
+    if let Some(rule) = rules.iter().find(|r| !r.is_tagged()) {
+        return Some(format!(
+            "rule handle {} in chain {OWN_CHAIN} (it has no comment \"{TAG}\")",
+            rule.handle
+        ));
     }
     None
 }
@@ -972,14 +1067,14 @@ mod tests {
     }
 
     #[test]
-    fn a_table_is_cf_allows_by_comment_or_by_contents() {
+    fn a_table_is_cf_allows_by_comment_or_by_its_tagged_contents() {
         let table = |comment: Option<&str>| TableInfo {
             family: FAMILY_INET,
             name: "cf_allow".into(),
             comment: comment.map(str::to_owned),
         };
-        assert_eq!(foreign_reason(&table(Some(TAG)), &[], &[]), None);
-        assert!(foreign_reason(&table(Some("mine")), &[], &[]).is_some());
+        assert_eq!(foreign_reason(&table(Some(TAG)), &[], &[], &[]), None);
+        assert!(foreign_reason(&table(Some("mine")), &[], &[], &[]).is_some());
         let chain = ChainInfo {
             family: FAMILY_INET,
             table: "cf_allow".into(),
@@ -988,14 +1083,32 @@ mod tests {
             policy: None,
             kind: None,
         };
-        assert!(foreign_reason(&table(None), &[chain], &[]).is_some());
-        let set = SetInfo {
-            name: "blocklist".into(),
+        assert!(foreign_reason(&table(None), std::slice::from_ref(&chain), &[], &[]).is_some());
+        let set = |name: &str, comment: Option<&str>| SetInfo {
+            name: name.into(),
             flags: 0,
             key_type: 7,
-            comment: None,
+            comment: comment.map(str::to_owned),
         };
-        assert!(foreign_reason(&table(None), &[], &[set]).is_some());
-        assert_eq!(foreign_reason(&table(None), &[], &[]), None);
+        assert!(foreign_reason(&table(None), &[], &[set("blocklist", None)], &[]).is_some());
+        // An untagged empty table proves nothing: not cf-allow's.
+        assert!(foreign_reason(&table(None), &[], &[], &[]).is_some());
+        // Kernels without table comments: cf-allow's tagged set proves it.
+        assert_eq!(
+            foreign_reason(&table(None), &[], &[set(SET_V4, Some(TAG))], &[]),
+            None
+        );
+        // A tagged table holding an admin's chain is cf-allow's, with a foreign object.
+        assert_eq!(
+            foreign_object(&table(Some(TAG)), &[chain], &[], &[]).as_deref(),
+            Some("chain forward")
+        );
+        let rule = |comment: Option<&str>| RuleInfo {
+            handle: 7,
+            exprs: Vec::new(),
+            comment: comment.map(str::to_owned),
+        };
+        assert!(foreign_object(&table(Some(TAG)), &[], &[], &[rule(Some(TAG))]).is_none());
+        assert!(foreign_object(&table(Some(TAG)), &[], &[], &[rule(None)]).is_some());
     }
 }

@@ -184,8 +184,7 @@ fn iptables_rpfilter_strict_is_the_reverse_path_lookup() {
         lab.load("")?;
         lab.run_input("iptables-nft-restore", rules)
     };
-    if let Err(e) = common::kernel::compare_loaded(&lab, rules, &all_probes(&[80, 443]), &load)
-    {
+    if let Err(e) = common::kernel::compare_loaded(&lab, rules, &all_probes(&[80, 443]), &load) {
         panic!("{e}");
     }
 }

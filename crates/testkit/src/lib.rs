@@ -7,8 +7,8 @@
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
 
 pub mod csf_sandbox;
-pub mod fuzz;
 pub mod firewalld_sandbox;
+pub mod fuzz;
 mod http;
 pub mod iptables;
 pub mod lab;

@@ -150,6 +150,8 @@ pub fn set_members(ns: &Netns, name: &str) -> Vec<String> {
     let mut members: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix(&format!("add {name} ")))
+        // cf-allow's tag on every member (checked by the foreign-set tests).
+        .map(|m| m.strip_suffix(" comment \"cf-allow\"").unwrap_or(m))
         .map(str::to_string)
         .collect();
     members.sort();
