@@ -277,6 +277,7 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         "route",
         "service:80",
         "service:443",
+        "reachability",
     ] {
         assert_eq!(check(&doc, id)["status"], "ok", "{id}: {doc:#}");
     }
@@ -497,6 +498,20 @@ fn doctor_finds_cloudflare_in_ipsets_iptables_rules_and_csf_deny() {
     let (run, doc) = doctor_json(&ns, &env, &["--offline", "--exit-code"]);
     untouched.assert_same(&ns, &env);
     run.expect_code(2);
+    // The verdict over the whole input path names exactly the blocked sub-ranges: the one
+    // banned edge address as its /32 and the IPv6 REJECT's /32. The hand-written DROP of
+    // 104.16.0.0/13 comes after the `office` set's ACCEPT of the same range, so it never
+    // decides (the rule heuristics below still list it).
+    let reach = expect_check(&doc, "reachability", "fail", "172.70.1.2/32");
+    let summary = reach["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("2606:4700::/32") && !summary.contains("104.16.0.0/13"),
+        "{reach}"
+    );
+    assert!(
+        !summary.contains("198.51.100.0/24"),
+        "a drop outside the list is not Cloudflare's: {reach}"
+    );
     let ipset = checks(&doc, "ipset");
     assert_eq!(ipset.len(), 1, "only f2b-sshd is a block list: {doc:#}");
     assert_eq!(ipset[0]["status"], "fail");

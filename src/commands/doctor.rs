@@ -64,6 +64,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     if let Some(kind) = kind {
         checks.extend(firewall_checks(kind, &config, &allowed, which));
     }
+    checks.push(reachability_check(kind, &config, &allowed));
 
     // The host, read once.
     let facts = HostFacts::read();
@@ -353,4 +354,21 @@ fn fail2ban_checks(cloudflare: &RangeSet, timeout: std::time::Duration) -> Vec<C
             "check `fail2ban-client status` as root",
         )],
     }
+}
+
+/// The `reachability` check: the verdict engine over the host's whole input path for the
+/// allowed ranges on `ports`, as the rules are now (read-only).
+fn reachability_check(kind: Option<BackendKind>, config: &Config, allowed: &RangeSet) -> Check {
+    let verdict = match kind {
+        None => Err("no backend could be chosen, so cf-allow's own rules are unknown".to_string()),
+        Some(kind) => crate::reach::verdict(allowed, kind, crate::reach::State::Now, config)
+            .map(|report| cf_allow_doctor::reachability::Verdict {
+                reachable: report.verdict.reachable,
+                blocked: !report.verdict.blocked.is_empty(),
+                summary: report.summary(),
+                warnings: report.warnings,
+            })
+            .ok_or_else(|| "reachability.check is off".to_string()),
+    };
+    cf_allow_doctor::reachability::check(verdict)
 }

@@ -25,6 +25,7 @@ mod nets;
 pub mod nft;
 pub mod ports;
 mod program;
+pub mod reachability;
 pub mod route;
 pub mod service;
 mod settings;
