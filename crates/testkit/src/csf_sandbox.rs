@@ -46,13 +46,33 @@ pub fn run(
     script: &str,
     failure_context: impl FnOnce() -> String,
 ) -> Sections {
-    let mut cmd = Command::new(path());
-    cmd.arg("bash")
+    script_in(
+        Command::new(path()),
+        "csf-sandbox",
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
+}
+
+/// Runs `bash -c script` through `sandbox` (a sandbox program with its options, named `what`)
+/// with `WORK=work` and `env` set, and splits its stdout into [`Sections`] ([`sections_of`]).
+pub(crate) fn script_in(
+    mut sandbox: Command,
+    what: &str,
+    work: &Path,
+    env: &[(&str, &OsStr)],
+    script: &str,
+    failure_context: impl FnOnce() -> String,
+) -> Sections {
+    sandbox
+        .arg("bash")
         .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
+        .arg(script)
         .envs(env.iter().copied())
         .env("WORK", work);
-    sections_of(cmd, "csf-sandbox", failure_context)
+    sections_of(sandbox, what, failure_context)
 }
 
 /// Runs `cmd` (a sandbox named `what`) and splits its stdout into [`Sections`]; panics with

@@ -104,11 +104,12 @@ pub fn run(
 ) -> Sections {
     let mut sandbox = Command::new(path());
     sandbox.arg("--client").env("FWSB_QUIET", "1");
-    sandbox
-        .arg("bash")
-        .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
-        .envs(env.iter().copied())
-        .env("WORK", work);
-    crate::csf_sandbox::sections_of(sandbox, "firewalld-sandbox", failure_context)
+    crate::csf_sandbox::script_in(
+        sandbox,
+        "firewalld-sandbox",
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
 }

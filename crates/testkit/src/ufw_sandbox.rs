@@ -10,7 +10,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::csf_sandbox::sections_of;
 pub use crate::csf_sandbox::{lines, Sections};
 use crate::{require_path, require_root, shared_dir};
 
@@ -122,11 +121,12 @@ pub fn run(
 ) -> Sections {
     let mut sandbox = Command::new(path());
     sandbox.arg("--client").env("FWSB_QUIET", "1");
-    sandbox
-        .arg("bash")
-        .arg("-c")
-        .arg(format!("{PRELUDE}\n{script}"))
-        .envs(env.iter().copied())
-        .env("WORK", work);
-    sections_of(sandbox, "ufw-sandbox", failure_context)
+    crate::csf_sandbox::script_in(
+        sandbox,
+        "ufw-sandbox",
+        work,
+        env,
+        &format!("{PRELUDE}\n{script}"),
+        failure_context,
+    )
 }
