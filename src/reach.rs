@@ -329,7 +329,16 @@ pub fn report(
         if let Some(reason) = model.unreadable_reason() {
             return Some(unreadable_fix(reason));
         }
-        if is_firewalld(&finding.by.table) {
+        // A reverse-path filter drops sources the host has no route back to: no allowlist
+        // helps, a route does.
+        if finding.by.rule.contains("fib saddr") || finding.by.rule.contains("rpfilter") {
+            return Some(format!(
+                "give this host a route back to these ranges (a default route for {}; check `ip {}route get ADDRESS`): the reverse-path filter drops sources it cannot route back out of the interface they came in on",
+                finding.family.as_str(),
+                if finding.family == cf_allow_diff::Family::Ipv6 { "-6 " } else { "" },
+            ));
+        }
+        if is_firewalld(&finding.by.table) && kind != BackendKind::Firewalld {
             return Some(
                 "set `backend: firewalld` (firewalld rebuilds its table on every reload, so only ranges allowed through firewalld itself last)"
                     .to_owned(),

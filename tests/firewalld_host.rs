@@ -3,7 +3,8 @@
 //! `filter_IN_public`, which ends in `reject with icmpx admin-prohibited` (the deciding rule
 //! for a port the zone does not open), so cf-allow's own nftables table cannot let anyone in.
 //! The verdict must say so (exit 3, the deciding rule named), agree with a real TCP connect
-//! from the client, and detection must refuse instead of claiming success.
+//! from the client; with no backend configured, detection picks the firewalld backend and the
+//! verdict (reachable) agrees with the client's connects.
 
 mod common;
 mod sandbox;
@@ -179,41 +180,50 @@ section again; cfa sync
 }
 
 #[test]
-fn firewalld_host_detection_refuses_with_one_line_and_changes_nothing() {
-    if !Kind::Firewalld.ready("firewalld_host_detection_refuses_with_one_line_and_changes_nothing")
+fn firewalld_host_detection_picks_firewalld_and_the_verdict_equals_the_connect() {
+    if !Kind::Firewalld
+        .ready("firewalld_host_detection_picks_firewalld_and_the_verdict_equals_the_connect")
     {
         return;
     }
+    // No `backend:`: firewalld runs, so detection must pick the firewalld backend, whose
+    // rich rules are the only allowlist that outlives firewalld's reloads.
     let env = sandbox::client_env("ports: [443]\n");
     let s = sandbox::run(
         Kind::Firewalld,
         env.dir.path(),
         &[],
-        r#"
-nft list ruleset > "$W/ruleset0"; iptables-save > "$W/ipt0"
-section sync; cfa sync
-section unchanged; nft list ruleset | cmp -s - "$W/ruleset0" && iptables-save | cmp -s - "$W/ipt0" && echo yes || echo no
-"#,
+        &format!(
+            r#"
+listen 443
+# An origin has default routes; without one firewalld's IPv6 reverse-path filter drops every
+# source it cannot route back to (the verdict says so: see the test below).
+ip route add default via {CLIENT_V4}; ip -6 route add default via {CLIENT_V6}
+section connect_before; connect {CLIENT_V4} {SERVER_V4} 443
+section sync; cfa sync --json
+section connect_after; connect {CLIENT_V4} {SERVER_V4} 443
+section connect_after_v6; connect {CLIENT_V6} {SERVER_V6} 443
+firewall-cmd -q --reload
+section connect_reload; connect {CLIENT_V4} {SERVER_V4} 443
+"#
+        ),
     );
+    assert!(s.section("connect_before").starts_with("blocked"), "{s:#?}");
     let sync = Cfa::of(&s, "sync");
-    assert_eq!(sync.code, 1, "{sync:#?}");
-    let errors: Vec<&str> = sync
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("cf-allow: error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", sync.stderr);
+    assert_eq!(sync.code, 0, "{sync:#?}");
+    let doc = sync.json();
+    assert_eq!(doc["backend"], "firewalld", "{doc:#}");
     assert!(
-        errors[0].contains("no available backend would let Cloudflare in"),
-        "{}",
-        errors[0]
+        !doc["warnings"]
+            .to_string()
+            .contains("set `backend: firewalld`"),
+        "no advice to set what is set: {doc:#}"
     );
-    assert!(
-        errors[0]
-            .contains("inet firewalld filter_IN_public: \"reject with icmpx admin-prohibited\""),
-        "{}",
-        errors[0]
-    );
-    assert!(errors[0].contains("backend: firewalld"), "{}", errors[0]);
-    assert_eq!(s.section("unchanged").trim(), "yes");
+    let reach = &doc["reachability"];
+    assert_exact_keys(reach);
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    // The verdict equals the real connects, before and after a reload.
+    for name in ["connect_after", "connect_after_v6", "connect_reload"] {
+        assert_eq!(s.section(name).trim(), "connected", "{name}: {s:#?}");
+    }
 }
