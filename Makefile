@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DEB_PACKAGES := nftables iptables ipset libnftnl-dev libmnl-dev pkg-config perl iproute2 util-linux \
                 python3 python3-venv dpkg-dev systemd rpm \
-                nginx apache2 fail2ban curl procps openssl ufw
+                nginx apache2 fail2ban curl procps openssl ufw firewalld dbus
 RUN_DIR := target/run
 
 .PHONY: run test deps build release fmt lint bench package clean fuzz
