@@ -188,3 +188,28 @@ fn iptables_rpfilter_strict_is_the_reverse_path_lookup() {
         panic!("{e}");
     }
 }
+
+/// Found by the differential test in CI: a netdev ingress chain with policy drop in which
+/// `meta l4proto != tcp accept` does not match ARP, so the kernel dropped ARP and every probe
+/// failed. The engine judges the TCP packets only (ARP is a documented limit); with the lab's
+/// permanent neighbour entries it must agree, vmap verdicts and `continue` included.
+#[test]
+fn netdev_ingress_vmap_with_a_drop_policy() {
+    check(
+        "netdev_ingress_vmap_with_a_drop_policy",
+        r#"table netdev t0 {
+  set s0 { type ipv4_addr . inet_service; flags interval; auto-merge; elements = { 198.51.100.128/25 . 443 } }
+  chain c2 {
+  }
+  chain b0 { type filter hook ingress device "IFACE" priority -14; policy drop;
+    meta l4proto != tcp accept
+    ip6 saddr != 2001:db8::/64 tcp dport vmap { 22 : accept, 80 : accept, 443 : continue }
+    tcp dport vmap { 22 : accept, 80 : drop, 443 : continue }
+    iifname "nomatch*" jump c2
+    tcp dport != 1000-2000 ip saddr . tcp dport @s0 drop
+  }
+}
+"#,
+        &[22, 80, 443],
+    );
+}

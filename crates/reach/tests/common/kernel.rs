@@ -76,6 +76,25 @@ impl Lab {
              ip -6 route add {SERVER_V6}/128 dev {client_iface} 2>/dev/null || true; \
              sysctl -qw net.ipv4.conf.all.arp_ignore=0"
         ));
+        // Permanent neighbour entries both ways: the question is what the rules decide for the
+        // TCP packets, and the engine does not evaluate ARP or neighbour discovery (a netdev
+        // ingress chain with policy drop would otherwise drop ARP and fail every probe; see
+        // crates/reach/README.md, "Known limits").
+        let mac = |ns: &Netns, dev: &str| {
+            ns.sh(&format!("cat /sys/class/net/{dev}/address"))
+                .trim()
+                .to_string()
+        };
+        let (server_mac, client_mac) = (mac(&server, &iface), mac(&client, &client_iface));
+        for a in SOURCES {
+            server.sh(&format!(
+                "ip neigh replace {a} lladdr {client_mac} dev {iface} nud permanent"
+            ));
+        }
+        client.sh(&format!(
+            "ip neigh replace {SERVER_V4} lladdr {server_mac} dev {client_iface} nud permanent && \
+             ip -6 neigh replace {SERVER_V6} lladdr {server_mac} dev {client_iface} nud permanent"
+        ));
         for p in PORTS {
             server.tcp_listen(&format!("0.0.0.0:{p}"));
             server.tcp_listen(&format!("[::]:{p}"));
