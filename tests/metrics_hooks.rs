@@ -133,8 +133,9 @@ fn metrics_are_written_after_every_run_and_parse_as_prometheus_text() {
     assert_eq!(success, last_run);
     let age = value(&m, "cf_allow_list_age_seconds", &[]).expect("age");
     assert!((0.0..600.0).contains(&age), "{age}");
-    // No verdict yet, no series (rather than a made-up value).
-    assert!(m.get("cf_allow_reachable").is_none(), "{m}");
+    // The reachability verdict of the run: nothing else in this namespace blocks Cloudflare.
+    assert_eq!(m["cf_allow_reachable"]["type"], "gauge", "{m}");
+    assert_eq!(value(&m, "cf_allow_reachable", &[nft]), Some(1.0));
 
     // A no-op: success again, no changes.
     env.run(Some(&ns), &sync).expect_code(0);
