@@ -69,6 +69,7 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
             family,
             table,
             chain,
+            ..
         } => vec![CfLayer::FirstRule {
             layer: RuleLayer::Nftables,
             family: family.clone(),
@@ -82,6 +83,7 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
             legacy,
             chain,
             hooks,
+            ..
         } => hooks
             .iter()
             .flat_map(|hook| iptables(*legacy, hook, Some(chain)))
@@ -249,6 +251,7 @@ fn alternatives(verdict: &Verdict, config: &Config) -> Vec<Alternative> {
         legacy,
         chain: config.iptables.chain.clone(),
         hooks: config.iptables.hooks.clone(),
+        lockdown: config.iptables.lockdown,
     };
     out.push(Alternative {
         advice: "set `backend: iptables` (its jump at the top of INPUT accepts Cloudflare before this rule; `ufw reload` keeps it)".to_owned(),
@@ -284,6 +287,8 @@ fn alternatives(verdict: &Verdict, config: &Config) -> Vec<Alternative> {
                 family: "inet".to_owned(),
                 table: table.to_owned(),
                 chain: by.chain.clone(),
+                lockdown: config.nftables.lockdown,
+                forward: None,
             },
         });
     }

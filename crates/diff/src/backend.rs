@@ -33,6 +33,12 @@ pub enum Placement {
         chain: String,
         /// The hook priority (0 = `filter`).
         priority: i32,
+        /// With `lockdown`: every other source is dropped on the ports (after the accepts).
+        lockdown: bool,
+        /// cf-allow's base chain on the forward hook in the same table, which applies the same
+        /// accept (and, with `lockdown`, drop) to DNAT'd connections by their original
+        /// destination port (published container ports); `None` when there is none.
+        forward: Option<String>,
     },
     /// nftables: cf-allow's rules at the top of the existing chain `<family> <table> <chain>`.
     NftChainTop {
@@ -42,6 +48,11 @@ pub enum Placement {
         table: String,
         /// The existing chain.
         chain: String,
+        /// With `lockdown`: every other source is dropped on the ports (after the accepts).
+        lockdown: bool,
+        /// The chain in the same table (on the forward hook) whose top holds the same rules for
+        /// DNAT'd connections, matched by their original destination port; `None` when none.
+        forward: Option<String>,
     },
     /// iptables and ip6tables: cf-allow's chain `chain` in the filter table, which accepts,
     /// and a jump to it at position 1 of each chain in `hooks`.
@@ -52,6 +63,8 @@ pub enum Placement {
         chain: String,
         /// The chains that jump to it first (`INPUT`, `DOCKER-USER`).
         hooks: Vec<String>,
+        /// With `lockdown`: every other source is dropped on the ports (after the accepts).
+        lockdown: bool,
     },
     /// iptables and ip6tables: accept rules at the top of an existing filter chain (CSF's
     /// `ALLOWIN`, which CSF's `INPUT` jumps to).

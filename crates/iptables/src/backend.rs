@@ -457,6 +457,7 @@ impl Backend for IptablesBackend {
             legacy,
             chain: self.layout.main.clone(),
             hooks: self.layout.hooks.clone(),
+            lockdown: self.layout.lockdown,
         })
     }
 

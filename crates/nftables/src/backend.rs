@@ -552,11 +552,15 @@ impl Backend for NftablesBackend {
                 table: self.settings.table.clone(),
                 chain: OWN_CHAIN.to_owned(),
                 priority: 0,
+                lockdown: self.settings.lockdown,
+                forward: None,
             },
             Some(into) => Placement::NftChainTop {
                 family: into.family.as_str().to_owned(),
                 table: into.table.clone(),
                 chain: into.chain.clone(),
+                lockdown: self.settings.lockdown,
+                forward: None,
             },
         })
     }
