@@ -369,6 +369,30 @@ fn random_hex() -> io::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Replaces the file `path` with `bytes` atomically ([`Dir::write_atomic`]: an exclusive
+/// temporary file with an unpredictable name, no link followed, fsync, rename, fsync of the
+/// directory). The mode and owner of the regular file it replaces are kept; a new file (or one
+/// replacing a symbolic link, whose own mode says nothing) gets `new_mode` and this process's
+/// owner. The directory must exist.
+pub fn replace(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    let dir = Dir::open(dir)?;
+    let old = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+            Some(Owner::of(&stat))
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => None,
+        Err(e) => return Err(with_path(e.into(), "stat", path)),
+    };
+    let mode = old.map_or(new_mode, |o| o.mode);
+    let owner = old.and_then(|o| {
+        (o.uid != rustix::process::geteuid().as_raw()
+            || o.gid != rustix::process::getegid().as_raw())
+        .then_some((o.uid, o.gid))
+    });
+    dir.write_atomic(name, bytes, mode, owner)
+}
+
 /// Splits `path` into its directory and file name, for [`Dir`]'s operations.
 pub fn split(path: &Path) -> io::Result<(&Path, &str)> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
@@ -387,7 +411,7 @@ pub fn split(path: &Path) -> io::Result<(&Path, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, MetadataExt};
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -420,6 +444,43 @@ mod tests {
         assert!(meta.is_file());
         assert_eq!(meta.mode() & 0o777, 0o600);
         assert_eq!(names(&state), ["last-good.json"], "no temp file left");
+    }
+
+    #[test]
+    fn replace_keeps_a_files_mode_and_gives_a_link_the_new_mode() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("snippet.conf");
+        std::fs::write(&file, b"old\n").expect("seed");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        replace(&file, b"new\n", 0o600).expect("replace");
+        assert_eq!(std::fs::read(&file).expect("read"), b"new\n");
+        assert_eq!(
+            std::fs::metadata(&file).expect("meta").mode() & 0o7777,
+            0o640
+        );
+
+        // A link's own mode (0777) is never copied onto the file that replaces it.
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"precious\n").expect("seed");
+        let link = tmp.path().join("metrics.prom");
+        symlink(&victim, &link).expect("symlink");
+        replace(&link, b"m 1\n", 0o644).expect("replace");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious\n");
+        let meta = std::fs::symlink_metadata(&link).expect("meta");
+        assert!(meta.is_file());
+        assert_eq!(meta.mode() & 0o7777, 0o644);
+
+        let fresh = tmp.path().join("fresh");
+        replace(&fresh, b"x", 0o600).expect("new file");
+        assert_eq!(
+            std::fs::metadata(&fresh).expect("meta").mode() & 0o7777,
+            0o600
+        );
+        let err = replace(&tmp.path().join("missing/x"), b"x", 0o600).expect_err("no dir");
+        assert!(
+            err.to_string().contains("cannot open the directory"),
+            "{err}"
+        );
     }
 
     #[test]

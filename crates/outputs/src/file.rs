@@ -1,7 +1,7 @@
 //! Reading, atomically writing and restoring the owned files.
 
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,8 @@ pub fn read_optional(name: &'static str, path: &Path) -> Result<Option<Vec<u8>>,
     }
 }
 
-/// Writes `bytes` to a temporary file next to `path`, flushes it and renames it over `path`
-/// (mode 0644, or the old file's mode).
+/// Replaces `path` with `bytes` atomically (`cf_allow_exec::files::replace`; mode 0644, or
+/// the old file's mode and owner).
 pub fn write_atomic(name: &'static str, path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_with_mode(name, path, bytes, None)
 }
@@ -33,43 +33,14 @@ fn write_with_mode(
     bytes: &[u8],
     mode: Option<u32>,
 ) -> Result<(), Error> {
-    let io = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io {
-            name,
-            what,
-            path: p,
-            source,
-        }
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.cf-allow-tmp"));
-    let mode = match mode {
-        Some(m) => m,
-        None => fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644),
-    };
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io("cannot write", &tmp))?;
-        f.write_all(bytes).map_err(io("cannot write", &tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io("cannot set the mode of", &tmp))?;
-        f.sync_all().map_err(io("cannot flush", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("cannot replace", path))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // The hardened writer: exclusive temp file, no link followed, fsync, rename, fsync of
+    // the directory; the replaced file's mode and owner are kept.
+    cf_allow_exec::files::replace(path, bytes, mode.unwrap_or(0o644)).map_err(|source| Error::Io {
+        name,
+        what: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Deletes `path` (already absent is fine).
@@ -174,9 +145,8 @@ mod tests {
         )
         .expect_err("no dir");
         assert!(
-            err.to_string().starts_with(
-                "nginx: cannot write /nonexistent-cf-allow/conf.d/.x.conf.cf-allow-tmp"
-            ),
+            err.to_string()
+                == "nginx: cannot write /nonexistent-cf-allow/conf.d/x.conf: cannot open the directory /nonexistent-cf-allow/conf.d: No such file or directory (os error 2)",
             "{err}"
         );
     }

@@ -2,8 +2,8 @@
 //! fsync, rename, fsync of the directory), keeping their mode and owner; and ufw's own lock.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::Error;
@@ -17,45 +17,13 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Error> {
     fs::read(path).map_err(io_err(format!("read {}", path.display())))
 }
 
-/// Replaces the existing file `path` with `bytes`.
+/// Replaces the existing file `path` with `bytes`, keeping its mode and owner (the hardened
+/// writer: exclusive temp file, no link followed, fsync, rename, fsync of the directory).
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let meta = fs::metadata(path).map_err(io_err(format!("stat {}", path.display())))?;
-    let mode = meta.mode() & 0o7777;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.cf-allow-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err(format!("create {}", tmp.display())))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(format!("set the mode of {}", tmp.display())))?;
-        std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
-            .map_err(io_err(format!("set the owner of {}", tmp.display())))?;
-        file.write_all(bytes)
-            .map_err(io_err(format!("write {}", tmp.display())))?;
-        file.sync_all()
-            .map_err(io_err(format!("fsync {}", tmp.display())))?;
-        fs::rename(&tmp, path).map_err(io_err(format!(
-            "rename {} to {}",
-            tmp.display(),
-            path.display()
-        )))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(format!("fsync {}", dir.display())))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // ufw's files exist (ufw ships them); one that vanished is an error, not recreated.
+    fs::symlink_metadata(path).map_err(io_err(format!("stat {}", path.display())))?;
+    cf_allow_exec::files::replace(path, bytes, 0o640)
+        .map_err(io_err(format!("replace {}", path.display())))
 }
 
 /// The lock every ufw command holds while it reads and changes the rules (ufw's
@@ -105,6 +73,7 @@ pub(crate) fn lock(path: &Path, wait_secs: u32) -> Result<UfwLock, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn replace_keeps_the_mode_and_leaves_no_temporary_file() {
