@@ -145,6 +145,8 @@ pub trait Firewall {
     fn placement(&self) -> Option<Placement>;
     /// See [`Backend::describe`].
     fn describe(&self, plan: &Plan) -> Vec<String>;
+    /// See [`Backend::families`].
+    fn families(&self) -> Vec<cf_allow_diff::Family>;
 }
 
 impl<B: Backend> Firewall for B {
@@ -171,6 +173,9 @@ impl<B: Backend> Firewall for B {
     }
     fn describe(&self, plan: &Plan) -> Vec<String> {
         Backend::describe(self, plan)
+    }
+    fn families(&self) -> Vec<cf_allow_diff::Family> {
+        Backend::families(self)
     }
 }
 

@@ -435,6 +435,14 @@ section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
     let (again, exit) = json(&s, "again");
     assert_eq!(exit, 3, "IPv6 still cannot get in: {again}");
     assert_eq!(again["added"]["ipv4"], serde_json::json!([]));
+    // Idempotent: the IPv6 ranges ufw cannot carry are not planned again and again.
+    assert_eq!(again["added"]["ipv6"], serde_json::json!([]), "{again}");
+    assert_eq!(again["changed"], false, "{again}");
+    assert!(again["warnings"].to_string().contains("IPV6=no"), "{again}");
+    assert_eq!(
+        again["reachability"]["blocked"][0]["family"], "ipv6",
+        "{again}"
+    );
 
     assert_eq!(
         s.section("detected").trim(),

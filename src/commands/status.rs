@@ -20,7 +20,8 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let name = backend.name();
 
     let expected = last_good.ranges.union(&extra);
-    let plan = Plan::between(&expected, &found.ranges).with_repairs(found.repairs);
+    let plan = Plan::between(&expected.only(&backend.families()), &found.ranges)
+        .with_repairs(found.repairs);
     // outputs: drift of the owned files against the same list, and whether each server loaded it.
     let outputs = super::outputs::status(&config, &expected)?;
     let in_sync = plan.is_empty() && super::outputs::all_in_sync(&outputs);

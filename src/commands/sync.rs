@@ -43,7 +43,8 @@ fn sync(
     let max_shrink = config.guard.max_shrink_percent.0;
     let (mut backend, found) = super::open_and_inspect(kind, &config)?;
     let name = backend.name();
-    let plan = Plan::between(&desired.ranges, &found.ranges).with_repairs(found.repairs);
+    let plan = Plan::between(&desired.ranges.only(&backend.families()), &found.ranges)
+        .with_repairs(found.repairs);
 
     if !args.force {
         check_shrink(found.ranges.len(), plan.remove.len(), max_shrink)?;

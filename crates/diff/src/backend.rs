@@ -81,6 +81,20 @@ pub enum Placement {
 /// Implementations read the kernel (or files) every time instead of trusting a state file,
 /// so drift is repaired, and apply a plan as one atomic transaction: on error the firewall
 /// is exactly as it was.
+///
+/// # The sync loop (the one meaning of a plan)
+///
+/// The binary runs, for every backend alike: `inspect` → `Plan::between(desired restricted
+/// to `families()`, inspection.ranges)` with the inspection's repairs → `apply(&plan)` when
+/// the plan is not empty. After a successful `apply`, cf-allow's objects hold exactly
+/// `plan.desired` (for the families the backend manages) and the structure is as configured.
+/// `plan.add` and `plan.remove` are the exact difference between `plan.desired` and what
+/// `inspect` read; a backend that edits entries in place (nftables set elements, ipset
+/// members, firewalld ipset entries, ufw rules) applies exactly those, a backend whose
+/// transaction rewrites a whole chain or file (iptables-restore without ipset, CSF's
+/// `csf.allow`) writes `plan.desired`; both reach the same state. `plan.repairs` is the
+/// inspection's list of structural drift, carried for the report: a backend re-derives the
+/// structure it needs at `apply` (it never parses these words).
 pub trait Backend {
     /// The backend's typed error.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -105,6 +119,14 @@ pub trait Backend {
     /// Deletes everything cf-allow created, and nothing else. Returns what was (with
     /// `dry_run`: would be) deleted, one line per object; empty when nothing was there.
     fn remove(&mut self, dry_run: bool) -> Result<Vec<String>, Self::Error>;
+
+    /// The address families this backend holds ranges for on this host, as found by the last
+    /// [`Backend::inspect`] (both, unless the firewall cannot carry one: ufw with `IPV6=no`).
+    /// The plan leaves the others out (the backend's warning says why), so a sync on such a
+    /// host is idempotent instead of planning the same additions every time.
+    fn families(&self) -> Vec<crate::ranges::Family> {
+        crate::ranges::Family::ALL.to_vec()
+    }
 
     /// Where this backend's accept rules sit, for the reachability verdict's projection;
     /// `None` when the backend cannot say (the verdict is then taken only after applying,

@@ -129,6 +129,22 @@ impl RangeSet {
         RangeSet::exact(self.iter().filter(|n| !other.contains(n)))
     }
 
+    /// The ranges of the families in `families` only.
+    pub fn only(&self, families: &[Family]) -> RangeSet {
+        RangeSet {
+            ipv4: if families.contains(&Family::Ipv4) {
+                self.ipv4.clone()
+            } else {
+                Vec::new()
+            },
+            ipv6: if families.contains(&Family::Ipv6) {
+                self.ipv6.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
     /// The ranges as strings, per family, for reports.
     pub fn to_strings(&self, family: Family) -> Vec<String> {
         self.iter_family(family).map(|n| n.to_string()).collect()

@@ -21,6 +21,8 @@ pub struct UfwBackend {
     snapshot: Option<Snapshot>,
     /// ufw's lock, from `inspect` to the end of `apply`.
     lock: Option<UfwLock>,
+    /// The last `inspect` found `IPV6=no`: ufw carries no IPv6 rules on this host.
+    ipv6_off: bool,
 }
 
 /// One family's file and running chain.
@@ -84,6 +86,7 @@ impl UfwBackend {
             ports,
             snapshot: None,
             lock: None,
+            ipv6_off: false,
         })
     }
 
@@ -241,9 +244,6 @@ impl UfwBackend {
             Some(s) => s,
             None => self.read_snapshot(true)?,
         };
-        if snapshot.ipv6_off && plan.desired.len_of(Family::Ipv6) > 0 {
-            warn!("{}", ipv6_warning(Some(plan.desired.len_of(Family::Ipv6))));
-        }
         let mut changes = Vec::new();
         for state in &snapshot.families {
             let wanted = self.wanted(&plan.desired, state.family);
@@ -280,14 +280,8 @@ impl UfwBackend {
     }
 }
 
-fn ipv6_warning(count: Option<usize>) -> String {
-    let what = match count {
-        Some(n) => format!("the {n} IPv6 Cloudflare ranges are"),
-        None => "the IPv6 Cloudflare ranges are".to_string(),
-    };
-    format!(
-        "/etc/default/ufw has IPV6=no: ufw loads no IPv6 rules, so {what} not applied and visitors over IPv6 cannot connect; set IPV6=yes and run ufw reload"
-    )
+fn ipv6_warning() -> String {
+    "/etc/default/ufw has IPV6=no: ufw loads no IPv6 rules, so the IPv6 Cloudflare ranges are not applied and visitors over IPv6 cannot connect; set IPV6=yes and run ufw reload".to_string()
 }
 
 impl Backend for UfwBackend {
@@ -297,13 +291,23 @@ impl Backend for UfwBackend {
         "ufw"
     }
 
+    /// IPv4 only when `/etc/default/ufw` has `IPV6=no` (ufw loads no IPv6 rules then; the
+    /// inspection's warning says so, and the reachability verdict reports the IPv6 ranges).
+    fn families(&self) -> Vec<Family> {
+        if self.ipv6_off {
+            vec![Family::Ipv4]
+        } else {
+            Family::ALL.to_vec()
+        }
+    }
+
     fn inspect(&mut self) -> Result<Inspection, Error> {
         self.lock()?;
         let snapshot = self.read_snapshot(true)?;
         let mut inspection = Inspection::default();
         let mut all: Vec<IpNet> = Vec::new();
         if snapshot.ipv6_off {
-            inspection.warnings.push(ipv6_warning(None));
+            inspection.warnings.push(ipv6_warning());
         }
         for state in &snapshot.families {
             let (held, notes) = state.file.held(&self.ports);
@@ -323,6 +327,7 @@ impl Backend for UfwBackend {
             all.extend(held);
         }
         inspection.ranges = RangeSet::exact(all);
+        self.ipv6_off = snapshot.ipv6_off;
         self.snapshot = Some(snapshot);
         Ok(inspection)
     }
