@@ -9,6 +9,7 @@
 
 mod backend;
 mod error;
+mod forward;
 mod intervals;
 mod layout;
 mod memory;
