@@ -191,13 +191,14 @@ const NFTABLES_GENERATION_FILE: &str = "nftables-generation";
 
 fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Firewall>> {
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
+    let published = Published::read(config);
     let backend: Box<dyn Firewall> = match kind {
         BackendKind::Nftables => Box::new(
             cf_allow_nftables::NftablesBackend::new(config.nftables.clone(), ports)?
                 .with_memory(config.state_dir.join(NFTABLES_GENERATION_FILE), record),
         ),
         BackendKind::Iptables => Box::new(cf_allow_iptables::IptablesBackend::new(
-            config.iptables.clone(),
+            iptables_settings(config, &published),
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
@@ -207,5 +208,181 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
             ports,
         )?),
     };
-    Ok(backend)
+    Ok(
+        match published.note(kind, config, backend.placement().as_ref()) {
+            Some(note) => Box::new(Noted {
+                inner: backend,
+                note,
+            }),
+            None => backend,
+        },
+    )
+}
+
+// --- published container ports (issue 17) ---
+
+/// What shows that this host publishes ports by DNAT (Docker, podman/netavark, Kubernetes
+/// hostPort/NodePort): read once per backend built, nothing changed.
+#[derive(Debug, Default)]
+struct Published {
+    /// iptables' view: Docker's `DOCKER-USER` chain, DNAT rules in the nat tables.
+    iptables: cf_allow_iptables::Published,
+    /// nftables tables with a nat base chain on the prerouting hook that holds rules, other
+    /// than iptables-nft's `ip nat` / `ip6 nat` (which `iptables` already names).
+    nft_tables: Vec<String>,
+}
+
+impl Published {
+    fn read(config: &Config) -> Published {
+        let iptables = if cf_allow_iptables::available() {
+            cf_allow_iptables::published(&config.iptables)
+        } else {
+            cf_allow_iptables::Published::default()
+        };
+        let nft_tables = cf_allow_nftables::dnat_tables()
+            .into_iter()
+            .filter(|t| t != "ip nat" && t != "ip6 nat")
+            .collect();
+        Published {
+            iptables,
+            nft_tables,
+        }
+    }
+
+    /// Where the DNAT is, for the note (`Docker: iptables nat DOCKER`, `nftables inet netavark`).
+    fn source(&self) -> Option<String> {
+        let mut parts: Vec<String> = self.iptables.dnat_chains.clone();
+        parts.extend(self.nft_tables.iter().map(|t| format!("nftables {t}")));
+        if parts.is_empty() && self.iptables.docker_user {
+            parts.push("iptables filter DOCKER-USER".to_owned());
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let docker = self.iptables.docker_user
+            || self
+                .iptables
+                .dnat_chains
+                .iter()
+                .any(|c| c.ends_with(" DOCKER"));
+        let podman = self.nft_tables.iter().any(|t| t == "inet netavark");
+        let runtime = match (docker, podman) {
+            (true, true) => "Docker, podman: ",
+            (true, false) => "Docker: ",
+            (false, true) => "podman: ",
+            (false, false) => "DNAT: ",
+        };
+        Some(format!("{runtime}{}", parts.join(", ")))
+    }
+
+    /// The one line `sync` prints under the plan about published ports on this host, or
+    /// `None` when nothing is published by DNAT.
+    fn note(
+        &self,
+        kind: BackendKind,
+        config: &Config,
+        placement: Option<&Placement>,
+    ) -> Option<String> {
+        let source = self.source()?;
+        let what = format!("published container ports ({source})");
+        Some(match (kind, placement) {
+            (
+                BackendKind::Nftables,
+                Some(
+                    Placement::NftOwnChain {
+                        table,
+                        forward: Some(chain),
+                        ..
+                    }
+                    | Placement::NftChainTop {
+                        table,
+                        forward: Some(chain),
+                        ..
+                    },
+                ),
+            ) => format!(
+                "{what} are covered by chain inet {table} {chain} (DNAT'd connections by their original port{})",
+                if config.nftables.lockdown { ", lockdown on" } else { "" }
+            ),
+            (BackendKind::Nftables, _) => format!(
+                "{what} are not locked down: lockdown is off, so the runtime's own rules decide who reaches them"
+            ),
+            (BackendKind::Iptables, _) => {
+                let hooks = iptables_settings(config, self).hooks;
+                if hooks.iter().any(|h| h == cf_allow_iptables::DOCKER_USER) && self.iptables.docker_user {
+                    format!(
+                        "{what} are covered by the DOCKER-USER hook (chain {}-DOCKER{})",
+                        config.iptables.chain,
+                        if config.iptables.hooks_explicit {
+                            ""
+                        } else {
+                            "; added automatically because iptables.hooks is not set"
+                        }
+                    )
+                } else if self.iptables.docker_user {
+                    format!(
+                        "{what} are not covered: iptables.hooks does not list DOCKER-USER (add it, or leave hooks unset to have it added)"
+                    )
+                } else {
+                    format!(
+                        "{what} are not covered: there is no DOCKER-USER chain, and cf-allow's iptables chains sit on the input path only"
+                    )
+                }
+            }
+            (other, _) => format!(
+                "{what} are not covered by {}: its rules apply to the input path, and DNAT'd connections are forwarded past them",
+                other.as_str()
+            ),
+        })
+    }
+}
+
+/// The iptables settings the backend runs with: the config's, plus `DOCKER-USER` as a hook
+/// when the config does not set `iptables.hooks` and Docker's `DOCKER-USER` chain exists.
+fn iptables_settings(config: &Config, published: &Published) -> cf_allow_iptables::Settings {
+    let mut settings = config.iptables.clone();
+    if !settings.hooks_explicit
+        && published.iptables.docker_user
+        && !settings
+            .hooks
+            .iter()
+            .any(|h| h == cf_allow_iptables::DOCKER_USER)
+    {
+        tracing::debug!(
+            "iptables: DOCKER-USER exists and iptables.hooks is not set; hooking it too"
+        );
+        settings
+            .hooks
+            .push(cf_allow_iptables::DOCKER_USER.to_owned());
+    }
+    settings
+}
+
+/// A backend whose plan output carries one more line (the published-ports note).
+struct Noted {
+    inner: Box<dyn Firewall>,
+    note: String,
+}
+
+impl Firewall for Noted {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn inspect(&mut self) -> Result<Inspection> {
+        self.inner.inspect()
+    }
+    fn apply(&mut self, plan: &Plan) -> Result<()> {
+        self.inner.apply(plan)
+    }
+    fn remove(&mut self, dry_run: bool) -> Result<Vec<String>> {
+        self.inner.remove(dry_run)
+    }
+    fn placement(&self) -> Option<Placement> {
+        self.inner.placement()
+    }
+    fn describe(&self, plan: &Plan) -> Vec<String> {
+        let mut lines = self.inner.describe(plan);
+        lines.push(self.note.clone());
+        lines
+    }
 }

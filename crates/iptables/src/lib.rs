@@ -5,6 +5,7 @@
 //! half-applied state is ever visible; state is read from the kernel on every run.
 
 mod backend;
+mod docker;
 mod edit;
 mod error;
 mod exec;
@@ -16,8 +17,9 @@ mod saved;
 mod settings;
 
 pub use backend::IptablesBackend;
+pub use docker::{published, Published};
 pub use error::Error;
-pub use settings::{Settings, Variant};
+pub use settings::{Settings, Variant, DOCKER_USER};
 
 /// Whether the stderr of `iptables-nft-save` / `ip6tables-nft-save` says that x_tables
 /// (iptables-legacy) tables exist next to the nf_tables ones

@@ -41,7 +41,7 @@ impl Variant {
 
 /// The `iptables:` section of the config.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "RawSettings")]
 pub struct Settings {
     /// The chain cf-allow owns in the filter table (`CF-ALLOW`).
     pub chain: String,
@@ -56,6 +56,10 @@ pub struct Settings {
     pub variant: Variant,
     /// Extension: how long to wait for the xtables lock (`-w`), in seconds.
     pub lock_wait_secs: u32,
+    /// True when the config file set `hooks` (even to the default `[INPUT]`). When it did
+    /// not, the binary adds `DOCKER-USER` on a Docker host (see [`crate::published`]).
+    #[serde(skip_serializing)]
+    pub hooks_explicit: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +71,47 @@ impl Default for Settings {
             lockdown: false,
             variant: Variant::Auto,
             lock_wait_secs: 10,
+            hooks_explicit: false,
+        }
+    }
+}
+
+/// The section as written: `hooks` absent is told apart from `hooks: [INPUT]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    chain: String,
+    hooks: Option<Vec<String>>,
+    ipset: bool,
+    lockdown: bool,
+    variant: Variant,
+    lock_wait_secs: u32,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        let d = Settings::default();
+        RawSettings {
+            chain: d.chain,
+            hooks: None,
+            ipset: d.ipset,
+            lockdown: d.lockdown,
+            variant: d.variant,
+            lock_wait_secs: d.lock_wait_secs,
+        }
+    }
+}
+
+impl From<RawSettings> for Settings {
+    fn from(raw: RawSettings) -> Settings {
+        Settings {
+            hooks_explicit: raw.hooks.is_some(),
+            hooks: raw.hooks.unwrap_or_else(|| Settings::default().hooks),
+            chain: raw.chain,
+            ipset: raw.ipset,
+            lockdown: raw.lockdown,
+            variant: raw.variant,
+            lock_wait_secs: raw.lock_wait_secs,
         }
     }
 }
@@ -254,6 +299,22 @@ mod tests {
         assert!(err.to_string().contains("hooks is empty"), "{err}");
         let err = Layout::new(&settings("CF-ALLOW", &["INPUT"]), &[0]).expect_err("port 0");
         assert!(err.to_string().contains("port 0"), "{err}");
+    }
+
+    #[test]
+    fn hooks_left_out_are_told_apart_from_hooks_set_to_the_default() {
+        let parse = |json: &str| serde_json::from_str::<Settings>(json).expect("settings");
+        let absent = parse(r#"{"chain": "MINE"}"#);
+        assert!(!absent.hooks_explicit);
+        assert_eq!(absent.hooks, ["INPUT"]);
+        assert_eq!(absent.chain, "MINE");
+        assert_eq!(absent.lock_wait_secs, 10);
+        let set = parse(r#"{"hooks": ["INPUT"]}"#);
+        assert!(set.hooks_explicit);
+        assert_eq!(set.hooks, ["INPUT"]);
+        let err = serde_json::from_str::<Settings>(r#"{"hooks": ["INPUT"], "hook": 1}"#)
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `hook`"), "{err}");
     }
 
     #[test]
