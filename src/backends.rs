@@ -283,57 +283,65 @@ impl Published {
         config: &Config,
         placement: Option<&Placement>,
     ) -> Option<String> {
-        let source = self.source()?;
-        let what = format!("published container ports ({source})");
-        Some(match (kind, placement) {
-            (
-                BackendKind::Nftables,
-                Some(
-                    Placement::NftOwnChain {
-                        table,
-                        forward: Some(chain),
-                        ..
-                    }
-                    | Placement::NftChainTop {
-                        table,
-                        forward: Some(chain),
-                        ..
-                    },
-                ),
-            ) => format!(
-                "{what} are covered by chain inet {table} {chain} (DNAT'd connections by their original port{})",
-                if config.nftables.lockdown { ", lockdown on" } else { "" }
-            ),
-            (BackendKind::Nftables, _) => format!(
-                "{what} are not locked down: lockdown is off, so the runtime's own rules decide who reaches them"
-            ),
-            (BackendKind::Iptables, _) => {
-                let hooks = iptables_settings(config, self).hooks;
-                if hooks.iter().any(|h| h == cf_allow_iptables::DOCKER_USER) && self.iptables.docker_user {
-                    format!(
-                        "{what} are covered by the DOCKER-USER hook (chain {}-DOCKER{})",
-                        config.iptables.chain,
-                        if config.iptables.hooks_explicit {
-                            ""
-                        } else {
-                            "; added automatically because iptables.hooks is not set"
-                        }
-                    )
-                } else if self.iptables.docker_user {
-                    format!(
-                        "{what} are not covered: iptables.hooks does not list DOCKER-USER (add it, or leave hooks unset to have it added)"
-                    )
-                } else {
-                    format!(
-                        "{what} are not covered: there is no DOCKER-USER chain, and cf-allow's iptables chains sit on the input path only"
-                    )
-                }
-            }
-            (other, _) => format!(
-                "{what} are not covered by {}: its rules apply to the input path, and DNAT'd connections are forwarded past them",
+        let what = format!("published container ports ({})", self.source()?);
+        let how = match kind {
+            BackendKind::Nftables => nft_coverage(config, placement),
+            BackendKind::Iptables => self.iptables_coverage(config),
+            other => format!(
+                "are not covered by {}: its rules apply to the input path, and DNAT'd \
+                 connections are forwarded past them",
                 other.as_str()
             ),
-        })
+        };
+        Some(format!("{what} {how}"))
+    }
+
+    /// Whether the iptables backend's hooks reach the published ports.
+    fn iptables_coverage(&self, config: &Config) -> String {
+        let hooks = iptables_settings(config, self).hooks;
+        let hooked = hooks.iter().any(|h| h == cf_allow_iptables::DOCKER_USER);
+        match (self.iptables.docker_user, hooked) {
+            (true, true) => format!(
+                "are covered by the DOCKER-USER hook (chain {}-DOCKER{})",
+                config.iptables.chain,
+                if config.iptables.hooks_explicit {
+                    ""
+                } else {
+                    "; added automatically because iptables.hooks is not set"
+                }
+            ),
+            (true, false) => "are not covered: iptables.hooks does not list DOCKER-USER (add \
+                 it, or leave hooks unset to have it added)"
+                .to_owned(),
+            (false, _) => "are not covered: there is no DOCKER-USER chain, and cf-allow's \
+                 iptables chains sit on the input path only"
+                .to_owned(),
+        }
+    }
+}
+
+/// Whether the nftables backend's forward chain covers the published ports.
+fn nft_coverage(config: &Config, placement: Option<&Placement>) -> String {
+    let forward = match placement {
+        Some(Placement::NftOwnChain { table, forward, .. })
+        | Some(Placement::NftChainTop { table, forward, .. }) => {
+            forward.as_ref().map(|chain| (table, chain))
+        }
+        _ => None,
+    };
+    match forward {
+        Some((table, chain)) => format!(
+            "are covered by chain inet {table} {chain} (DNAT'd connections by their original \
+             port{})",
+            if config.nftables.lockdown {
+                ", lockdown on"
+            } else {
+                ""
+            }
+        ),
+        None => "are not locked down: lockdown is off, so the runtime's own rules decide who \
+             reaches them"
+            .to_owned(),
     }
 }
 
@@ -354,6 +362,7 @@ fn iptables_settings(config: &Config, published: &Published) -> cf_allow_iptable
         settings
             .hooks
             .push(cf_allow_iptables::DOCKER_USER.to_owned());
+        settings.docker_user_auto = true;
     }
     settings
 }

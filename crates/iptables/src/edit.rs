@@ -156,6 +156,10 @@ pub(crate) fn plan_family(
         if hook == DOCKER_USER {
             if exists {
                 docker_hooks.push(hook);
+            } else if layout.docker_user_auto {
+                tracing::debug!(
+                    "{tool}: no DOCKER-USER chain; the hook cf-allow added by itself is skipped"
+                );
             } else {
                 edit.warnings.push(format!(
                     "{tool}: the DOCKER-USER chain does not exist (is Docker running?); skipped that hook, the other hooks are kept in sync"
@@ -488,6 +492,12 @@ mod tests {
         )
         .expect("plan");
         assert!(edit.warnings[0].contains("DOCKER-USER chain does not exist"));
+        assert!(!edit.commands.iter().any(|c| c.contains("DOCKER")));
+        // Added by the binary itself (Docker without IPv6): skipped without a warning.
+        let mut auto = layout(&["INPUT", "DOCKER-USER"], false);
+        auto.docker_user_auto = true;
+        let edit = plan_family(&auto, &table(BASE), Family::Ipv6, &[]).expect("plan");
+        assert!(edit.warnings.is_empty(), "{:?}", edit.warnings);
         assert!(!edit.commands.iter().any(|c| c.contains("DOCKER")));
         let err = plan_family(
             &layout(&["ufw-before-input"], false),

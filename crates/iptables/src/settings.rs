@@ -60,6 +60,11 @@ pub struct Settings {
     /// not, the binary adds `DOCKER-USER` on a Docker host (see [`crate::published`]).
     #[serde(skip_serializing)]
     pub hooks_explicit: bool,
+    /// Set by the binary when it added `DOCKER-USER` to `hooks` by itself: a family without
+    /// that chain (Docker without IPv6 has none in ip6tables) is then skipped without a
+    /// warning.
+    #[serde(skip_serializing)]
+    pub docker_user_auto: bool,
 }
 
 impl Default for Settings {
@@ -72,6 +77,7 @@ impl Default for Settings {
             variant: Variant::Auto,
             lock_wait_secs: 10,
             hooks_explicit: false,
+            docker_user_auto: false,
         }
     }
 }
@@ -112,6 +118,7 @@ impl From<RawSettings> for Settings {
             lockdown: raw.lockdown,
             variant: raw.variant,
             lock_wait_secs: raw.lock_wait_secs,
+            docker_user_auto: false,
         }
     }
 }
@@ -176,6 +183,8 @@ pub(crate) struct Layout {
     pub ports: Vec<u16>,
     pub ipset: bool,
     pub lockdown: bool,
+    /// `DOCKER-USER` was added to the hooks automatically: a missing one is not a warning.
+    pub docker_user_auto: bool,
 }
 
 impl Layout {
@@ -237,6 +246,7 @@ impl Layout {
             ports,
             ipset: settings.ipset,
             lockdown: settings.lockdown,
+            docker_user_auto: settings.docker_user_auto,
         })
     }
 }

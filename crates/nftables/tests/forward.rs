@@ -5,7 +5,9 @@
 mod common;
 
 use cf_allow_diff::RangeSet;
-use cf_allow_testkit::docker_host::{DockerHost, Shape, CLIENT_V4, LOCAL_PORT, PUBLISHED_PORT};
+use cf_allow_testkit::docker_host::{
+    DockerHost, Shape, CLIENT_V4, CONNECT_WAIT, CONTAINER_V4, LOCAL_PORT, PUBLISHED_PORT,
+};
 use common::*;
 
 const PORTS: [u16; 2] = [LOCAL_PORT, PUBLISHED_PORT];
@@ -171,6 +173,14 @@ fn published_port_is_locked_down(test: &str, shape: Shape) {
         runtime,
         "the runtime's tables changed"
     );
+    // A connection the container opens itself (to port 443 of the client) is not a DNAT'd
+    // original: it is not dropped.
+    host.client.tcp_listen(&format!("0.0.0.0:{PUBLISHED_PORT}"));
+    assert!(host.container.tcp_connect(
+        CONTAINER_V4,
+        &format!("{CLIENT_V4}:{PUBLISHED_PORT}"),
+        CONNECT_WAIT
+    ));
     remove(&host.server, own(true), &PORTS, false).expect("remove");
     assert_eq!(
         host.runtime_tables(),
