@@ -367,6 +367,12 @@ fn iptables_settings(config: &Config, published: &Published) -> cf_allow_iptable
     settings
 }
 
+/// The iptables settings the backend would run with on this host (`DOCKER-USER` added when
+/// `iptables.hooks` is not set and Docker's chain exists), for read-only commands (doctor).
+pub fn effective_iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
+    iptables_settings(config, &Published::read(config))
+}
+
 /// A backend whose plan output carries one more line (the published-ports note).
 struct Noted {
     inner: Box<dyn Firewall>,

@@ -180,3 +180,26 @@ fn podman_netavark_published_port_is_locked_down_by_nftables() {
     assert_eq!(host.runtime_tables(), netavark);
     assert_eq!(host.reach(), [true; 4]);
 }
+
+#[test]
+fn doctor_counts_the_automatic_docker_user_hook_as_covering() {
+    if !ready("doctor_counts_the_automatic_docker_user_hook_as_covering") {
+        return;
+    }
+    let host = DockerHost::new("e2e-dock-doc", Shape::Docker);
+    let check = |extra: &str| {
+        let (env, _) = env(extra);
+        let run = env.run(
+            Some(&host.server),
+            &["doctor", "--offline", "--backend", "iptables", "--json"],
+        );
+        run.json()["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == "docker").cloned())
+            .unwrap_or_else(|| panic!("no docker check:\n{}", run.stdout))
+    };
+    // hooks not set: DOCKER-USER is what sync would hook, so the published port is covered.
+    assert_eq!(check("")["status"], "ok");
+    // hooks: [INPUT] written out: not covered.
+    assert_ne!(check("iptables: {hooks: [INPUT]}\n")["status"], "ok");
+}

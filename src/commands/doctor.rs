@@ -117,7 +117,10 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         None => Err("iptables was not read".to_string()),
     };
     let covered = kind == Some(BackendKind::Iptables)
-        && config.iptables.hooks.iter().any(|h| h == "DOCKER-USER");
+        && crate::backends::effective_iptables_settings(&config)
+            .hooks
+            .iter()
+            .any(|h| h == "DOCKER-USER");
     let lockdown = match kind {
         Some(BackendKind::Nftables) => config.nftables.lockdown,
         Some(BackendKind::Iptables) => config.iptables.lockdown,
