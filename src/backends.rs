@@ -191,14 +191,13 @@ const NFTABLES_GENERATION_FILE: &str = "nftables-generation";
 
 fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Firewall>> {
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
-    let published = Published::read(config);
     let backend: Box<dyn Firewall> = match kind {
         BackendKind::Nftables => Box::new(
             cf_allow_nftables::NftablesBackend::new(config.nftables.clone(), ports)?
                 .with_memory(config.state_dir.join(NFTABLES_GENERATION_FILE), record),
         ),
         BackendKind::Iptables => Box::new(cf_allow_iptables::IptablesBackend::new(
-            iptables_settings(config, &published),
+            iptables_settings(config),
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
@@ -209,7 +208,11 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
         )?),
     };
     Ok(
-        match published.note(kind, config, backend.placement().as_ref()) {
+        // The iptables backend says it itself (its placement would read the tables now).
+        match (kind != BackendKind::Iptables)
+            .then(|| published_note(kind, config, backend.placement().as_ref()))
+            .flatten()
+        {
             Some(note) => Box::new(Noted {
                 inner: backend,
                 note,
@@ -221,103 +224,40 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
 
 // --- published container ports (issue 17) ---
 
-/// What shows that this host publishes ports by DNAT (Docker, podman/netavark, Kubernetes
-/// hostPort/NodePort): read once per backend built, nothing changed.
-#[derive(Debug, Default)]
-struct Published {
-    /// iptables' view: Docker's `DOCKER-USER` chain, DNAT rules in the nat tables.
-    iptables: cf_allow_iptables::Published,
-    /// nftables tables with a nat base chain on the prerouting hook that holds rules, other
-    /// than iptables-nft's `ip nat` / `ip6 nat` (which `iptables` already names).
-    nft_tables: Vec<String>,
+/// The nftables tables where this host DNATs ports (Docker through iptables-nft's `ip nat`,
+/// podman's `inet netavark`, Kubernetes), read over netlink (no program is run), for the
+/// line `sync` prints about published ports; `None` when there are none.
+fn dnat_source() -> Option<String> {
+    let tables = cf_allow_nftables::dnat_tables();
+    if tables.is_empty() {
+        return None;
+    }
+    let podman = tables.iter().any(|t| t == "inet netavark");
+    Some(format!(
+        "{}{}",
+        if podman { "podman: " } else { "DNAT in " },
+        tables.join(", ")
+    ))
 }
 
-impl Published {
-    fn read(config: &Config) -> Published {
-        let iptables = if cf_allow_iptables::available() {
-            cf_allow_iptables::published(&config.iptables)
-        } else {
-            cf_allow_iptables::Published::default()
-        };
-        let nft_tables = cf_allow_nftables::dnat_tables()
-            .into_iter()
-            .filter(|t| t != "ip nat" && t != "ip6 nat")
-            .collect();
-        Published {
-            iptables,
-            nft_tables,
-        }
-    }
-
-    /// Where the DNAT is, for the note (`Docker: iptables nat DOCKER`, `nftables inet netavark`).
-    fn source(&self) -> Option<String> {
-        let mut parts: Vec<String> = self.iptables.dnat_chains.clone();
-        parts.extend(self.nft_tables.iter().map(|t| format!("nftables {t}")));
-        if parts.is_empty() && self.iptables.docker_user {
-            parts.push("iptables filter DOCKER-USER".to_owned());
-        }
-        if parts.is_empty() {
-            return None;
-        }
-        let docker = self.iptables.docker_user
-            || self
-                .iptables
-                .dnat_chains
-                .iter()
-                .any(|c| c.ends_with(" DOCKER"));
-        let podman = self.nft_tables.iter().any(|t| t == "inet netavark");
-        let runtime = match (docker, podman) {
-            (true, true) => "Docker, podman: ",
-            (true, false) => "Docker: ",
-            (false, true) => "podman: ",
-            (false, false) => "DNAT: ",
-        };
-        Some(format!("{runtime}{}", parts.join(", ")))
-    }
-
-    /// The one line `sync` prints under the plan about published ports on this host, or
-    /// `None` when nothing is published by DNAT.
-    fn note(
-        &self,
-        kind: BackendKind,
-        config: &Config,
-        placement: Option<&Placement>,
-    ) -> Option<String> {
-        let what = format!("published container ports ({})", self.source()?);
-        let how = match kind {
-            BackendKind::Nftables => nft_coverage(config, placement),
-            BackendKind::Iptables => self.iptables_coverage(config),
-            other => format!(
-                "are not covered by {}: its rules apply to the input path, and DNAT'd \
-                 connections are forwarded past them",
-                other.as_str()
-            ),
-        };
-        Some(format!("{what} {how}"))
-    }
-
-    /// Whether the iptables backend's hooks reach the published ports.
-    fn iptables_coverage(&self, config: &Config) -> String {
-        let hooks = iptables_settings(config, self).hooks;
-        let hooked = hooks.iter().any(|h| h == cf_allow_iptables::DOCKER_USER);
-        match (self.iptables.docker_user, hooked) {
-            (true, true) => format!(
-                "are covered by the DOCKER-USER hook (chain {}-DOCKER{})",
-                config.iptables.chain,
-                if config.iptables.hooks_explicit {
-                    ""
-                } else {
-                    "; added automatically because iptables.hooks is not set"
-                }
-            ),
-            (true, false) => "are not covered: iptables.hooks does not list DOCKER-USER (add \
-                 it, or leave hooks unset to have it added)"
-                .to_owned(),
-            (false, _) => "are not covered: there is no DOCKER-USER chain, and cf-allow's \
-                 iptables chains sit on the input path only"
-                .to_owned(),
-        }
-    }
+/// The line `sync` prints under the plan about published (DNAT'd) ports for backends other
+/// than iptables (whose backend says it from its own read of `DOCKER-USER`), or `None` when
+/// the host DNATs nothing.
+fn published_note(
+    kind: BackendKind,
+    config: &Config,
+    placement: Option<&Placement>,
+) -> Option<String> {
+    let what = format!("published container ports ({})", dnat_source()?);
+    let how = match kind {
+        BackendKind::Nftables => nft_coverage(config, placement),
+        other => format!(
+            "are not covered by {}: its rules apply to the input path, and DNAT'd \
+             connections are forwarded past them",
+            other.as_str()
+        ),
+    };
+    Some(format!("{what} {how}"))
 }
 
 /// Whether the nftables backend's forward chain covers the published ports.
@@ -345,32 +285,23 @@ fn nft_coverage(config: &Config, placement: Option<&Placement>) -> String {
     }
 }
 
-/// The iptables settings the backend runs with: the config's, plus `DOCKER-USER` as a hook
-/// when the config does not set `iptables.hooks` and Docker's `DOCKER-USER` chain exists.
-fn iptables_settings(config: &Config, published: &Published) -> cf_allow_iptables::Settings {
+/// The iptables settings the backend runs with: the config's; when the config does not set
+/// `iptables.hooks`, `DOCKER-USER` is hooked too wherever Docker's chain exists.
+fn iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
     let mut settings = config.iptables.clone();
-    if !settings.hooks_explicit
-        && published.iptables.docker_user
-        && !settings
-            .hooks
-            .iter()
-            .any(|h| h == cf_allow_iptables::DOCKER_USER)
-    {
-        tracing::debug!(
-            "iptables: DOCKER-USER exists and iptables.hooks is not set; hooking it too"
-        );
-        settings
-            .hooks
-            .push(cf_allow_iptables::DOCKER_USER.to_owned());
-        settings.docker_user_auto = true;
-    }
+    settings.docker_user_auto = !settings.hooks_explicit;
     settings
 }
 
-/// The iptables settings the backend would run with on this host (`DOCKER-USER` added when
-/// `iptables.hooks` is not set and Docker's chain exists), for read-only commands (doctor).
-pub fn effective_iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
-    iptables_settings(config, &Published::read(config))
+/// True when the iptables backend hooks `DOCKER-USER` on this host (`docker_user`: the chain
+/// exists): listed in `iptables.hooks`, or added because `hooks` is not set. For doctor.
+pub fn iptables_hooks_docker_user(config: &Config, docker_user: bool) -> bool {
+    let settings = iptables_settings(config);
+    settings
+        .hooks
+        .iter()
+        .any(|h| h == cf_allow_iptables::DOCKER_USER)
+        || (settings.docker_user_auto && docker_user)
 }
 
 /// A backend whose plan output carries one more line (the published-ports note).

@@ -69,7 +69,7 @@ fn nftables_lockdown_covers_the_published_port_and_remove_leaves_docker_alone() 
     let run = sync(&env, &host, &feed, &["--backend", "nftables"]);
     assert_eq!(
         note(&run),
-        "published container ports (Docker: iptables nat DOCKER) are covered by chain inet cf_allow forward (DNAT'd connections by their original port, lockdown on)"
+        "published container ports (DNAT in ip nat) are covered by chain inet cf_allow forward (DNAT'd connections by their original port, lockdown on)"
     );
     assert_eq!(host.reach(), LOCKED);
     assert_eq!(
@@ -102,7 +102,7 @@ fn iptables_hooks_docker_user_by_itself_unless_hooks_are_set() {
     let run = sync(&env, &host, &feed, &["--backend", "iptables"]);
     assert_eq!(
         note(&run),
-        "published container ports (Docker: iptables nat DOCKER) are covered by the DOCKER-USER hook (chain CF-ALLOW-DOCKER; added automatically because iptables.hooks is not set)"
+        "published container ports (Docker's DOCKER-USER chain exists) are covered by the DOCKER-USER hook (chain CF-ALLOW-DOCKER; added automatically because iptables.hooks is not set)"
     );
     // Docker without IPv6 has no DOCKER-USER in ip6tables: the hook cf-allow added by
     // itself is skipped there without a warning.
@@ -135,7 +135,7 @@ fn iptables_hooks_docker_user_by_itself_unless_hooks_are_set() {
     let run = sync(&env, &host, &feed, &["--backend", "iptables"]);
     assert_eq!(
         note(&run),
-        "published container ports (Docker: iptables nat DOCKER) are not covered: iptables.hooks does not list DOCKER-USER (add it, or leave hooks unset to have it added)"
+        "published container ports (Docker's DOCKER-USER chain exists) are not covered: iptables.hooks does not list DOCKER-USER (add it, or leave hooks unset to have it added)"
     );
     let save = cf_allow_testkit::iptables::filter_table(&host.server, "iptables-nft-save");
     assert_eq!(
@@ -172,7 +172,7 @@ fn podman_netavark_published_port_is_locked_down_by_nftables() {
     let run = sync(&env, &host, &feed, &["--backend", "nftables"]);
     assert_eq!(
         note(&run),
-        "published container ports (podman: nftables inet netavark) are covered by chain inet cf_allow forward (DNAT'd connections by their original port, lockdown on)"
+        "published container ports (podman: inet netavark) are covered by chain inet cf_allow forward (DNAT'd connections by their original port, lockdown on)"
     );
     assert_eq!(host.reach(), LOCKED);
     env.run(Some(&host.server), &["remove", "--backend", "nftables"])

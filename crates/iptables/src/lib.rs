@@ -5,7 +5,6 @@
 //! half-applied state is ever visible; state is read from the kernel on every run.
 
 mod backend;
-mod docker;
 mod edit;
 mod error;
 mod exec;
@@ -17,7 +16,6 @@ mod saved;
 mod settings;
 
 pub use backend::IptablesBackend;
-pub use docker::{published, Published};
 pub use error::Error;
 pub use settings::{Settings, Variant, DOCKER_USER};
 

@@ -57,12 +57,12 @@ pub struct Settings {
     /// Extension: how long to wait for the xtables lock (`-w`), in seconds.
     pub lock_wait_secs: u32,
     /// True when the config file set `hooks` (even to the default `[INPUT]`). When it did
-    /// not, the binary adds `DOCKER-USER` on a Docker host (see [`crate::published`]).
+    /// not, the binary sets [`Settings::docker_user_auto`].
     #[serde(skip_serializing)]
     pub hooks_explicit: bool,
-    /// Set by the binary when it added `DOCKER-USER` to `hooks` by itself: a family without
-    /// that chain (Docker without IPv6 has none in ip6tables) is then skipped without a
-    /// warning.
+    /// Also hook `DOCKER-USER`, in each family whose filter table has that chain (Docker's
+    /// published ports), without a warning where it is missing (Docker without IPv6 has none
+    /// in ip6tables). Never read from the config: the binary sets it when `hooks` is not set.
     #[serde(skip_serializing)]
     pub docker_user_auto: bool,
 }
@@ -183,7 +183,7 @@ pub(crate) struct Layout {
     pub ports: Vec<u16>,
     pub ipset: bool,
     pub lockdown: bool,
-    /// `DOCKER-USER` was added to the hooks automatically: a missing one is not a warning.
+    /// Hook `DOCKER-USER` too wherever the chain exists ([`Settings::docker_user_auto`]).
     pub docker_user_auto: bool,
 }
 
