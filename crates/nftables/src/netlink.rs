@@ -733,32 +733,13 @@ impl OwnedChain {
         Ok(chain)
     }
 
-    fn make_input_base_chain(&self) {
-        let p = self.ptr.as_ptr();
-        // SAFETY: p is a valid chain.
-        unsafe {
-            sys::nftnl_chain_set_u32(
-                p,
-                sys::NFTNL_CHAIN_HOOKNUM as u16,
-                libc::NF_INET_LOCAL_IN as u32,
-            );
-            sys::nftnl_chain_set_s32(p, sys::NFTNL_CHAIN_PRIO as u16, 0);
-            sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
-            sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_POLICY as u16, libc::NF_ACCEPT as u32);
-        }
-    }
-
-    /// A filter base chain on the forward hook, priority 0 (`filter`), policy accept, with
-    /// cf-allow's comment when `tagged`.
-    fn make_forward_base_chain(&self, tagged: bool) {
+    /// A filter base chain on `hook` (`NF_INET_*`), priority 0 (`filter`), policy accept,
+    /// with cf-allow's comment when `tagged`.
+    fn make_filter_base_chain(&self, hook: i32, tagged: bool) {
         let p = self.ptr.as_ptr();
         // SAFETY: p is a valid chain; libnftnl copies strings and data.
         unsafe {
-            sys::nftnl_chain_set_u32(
-                p,
-                sys::NFTNL_CHAIN_HOOKNUM as u16,
-                libc::NF_INET_FORWARD as u32,
-            );
+            sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_HOOKNUM as u16, hook as u32);
             sys::nftnl_chain_set_s32(p, sys::NFTNL_CHAIN_PRIO as u16, 0);
             sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
             sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_POLICY as u16, libc::NF_ACCEPT as u32);
@@ -1305,7 +1286,7 @@ impl Message {
                 name,
             } => {
                 let chain = OwnedChain::new(*family, table, name)?;
-                chain.make_input_base_chain();
+                chain.make_filter_base_chain(libc::NF_INET_LOCAL_IN, false);
                 vec![Message::new(
                     Object::Chain(chain),
                     libc::NFT_MSG_NEWCHAIN,
@@ -1320,7 +1301,7 @@ impl Message {
                 tagged,
             } => {
                 let chain = OwnedChain::new(*family, table, name)?;
-                chain.make_forward_base_chain(*tagged);
+                chain.make_filter_base_chain(libc::NF_INET_FORWARD, *tagged);
                 vec![Message::new(
                     Object::Chain(chain),
                     libc::NFT_MSG_NEWCHAIN,
