@@ -202,7 +202,7 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
                 .with_memory(config.state_dir.join(NFTABLES_GENERATION_FILE), record),
         ),
         BackendKind::Iptables => Box::new(cf_allow_iptables::IptablesBackend::new(
-            config.iptables.clone(),
+            iptables_settings(config),
             ports,
         )?),
         BackendKind::Csf => Box::new(cf_allow_csf::CsfBackend::new(config.csf.clone(), ports)?),
@@ -212,5 +212,128 @@ fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Fir
             ports,
         )?),
     };
-    Ok(backend)
+    Ok(
+        // The iptables backend says it itself (its placement would read the tables now).
+        match (kind != BackendKind::Iptables)
+            .then(|| published_note(kind, config, backend.placement().as_ref()))
+            .flatten()
+        {
+            Some(note) => Box::new(Noted {
+                inner: backend,
+                note,
+            }),
+            None => backend,
+        },
+    )
+}
+
+// --- published container ports (issue 17) ---
+
+/// The nftables tables where this host DNATs ports (Docker through iptables-nft's `ip nat`,
+/// podman's `inet netavark`, Kubernetes), read over netlink (no program is run), for the
+/// line `sync` prints about published ports; `None` when there are none.
+fn dnat_source() -> Option<String> {
+    let tables = cf_allow_nftables::dnat_tables();
+    if tables.is_empty() {
+        return None;
+    }
+    let podman = tables.iter().any(|t| t == "inet netavark");
+    Some(format!(
+        "{}{}",
+        if podman { "podman: " } else { "DNAT in " },
+        tables.join(", ")
+    ))
+}
+
+/// The line `sync` prints under the plan about published (DNAT'd) ports for backends other
+/// than iptables (whose backend says it from its own read of `DOCKER-USER`), or `None` when
+/// the host DNATs nothing.
+fn published_note(
+    kind: BackendKind,
+    config: &Config,
+    placement: Option<&Placement>,
+) -> Option<String> {
+    let what = format!("published container ports ({})", dnat_source()?);
+    let how = match kind {
+        BackendKind::Nftables => nft_coverage(config, placement),
+        other => format!(
+            "are not covered by {}: its rules apply to the input path, and DNAT'd \
+             connections are forwarded past them",
+            other.as_str()
+        ),
+    };
+    Some(format!("{what} {how}"))
+}
+
+/// Whether the nftables backend's forward chain covers the published ports.
+fn nft_coverage(config: &Config, placement: Option<&Placement>) -> String {
+    let forward = match placement {
+        Some(Placement::NftOwnChain { table, forward, .. })
+        | Some(Placement::NftChainTop { table, forward, .. }) => {
+            forward.as_ref().map(|chain| (table, chain))
+        }
+        _ => None,
+    };
+    match forward {
+        Some((table, chain)) => format!(
+            "are covered by chain inet {table} {chain} (DNAT'd connections by their original \
+             port{})",
+            if config.nftables.lockdown {
+                ", lockdown on"
+            } else {
+                ""
+            }
+        ),
+        None => "are not locked down: lockdown is off, so the runtime's own rules decide who \
+             reaches them"
+            .to_owned(),
+    }
+}
+
+/// The iptables settings the backend runs with: the config's; when the config does not set
+/// `iptables.hooks`, `DOCKER-USER` is hooked too wherever Docker's chain exists.
+fn iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
+    let mut settings = config.iptables.clone();
+    settings.docker_user_auto = !settings.hooks_explicit;
+    settings
+}
+
+/// True when the iptables backend hooks `DOCKER-USER` on this host (`docker_user`: the chain
+/// exists): listed in `iptables.hooks`, or added because `hooks` is not set. For doctor.
+pub fn iptables_hooks_docker_user(config: &Config, docker_user: bool) -> bool {
+    let settings = iptables_settings(config);
+    settings
+        .hooks
+        .iter()
+        .any(|h| h == cf_allow_iptables::DOCKER_USER)
+        || (settings.docker_user_auto && docker_user)
+}
+
+/// A backend whose plan output carries one more line (the published-ports note).
+struct Noted {
+    inner: Box<dyn Firewall>,
+    note: String,
+}
+
+impl Firewall for Noted {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn inspect(&mut self) -> Result<Inspection> {
+        self.inner.inspect()
+    }
+    fn apply(&mut self, plan: &Plan) -> Result<()> {
+        self.inner.apply(plan)
+    }
+    fn remove(&mut self, dry_run: bool) -> Result<Vec<String>> {
+        self.inner.remove(dry_run)
+    }
+    fn placement(&self) -> Option<Placement> {
+        self.inner.placement()
+    }
+    fn describe(&self, plan: &Plan) -> Vec<String> {
+        let mut lines = self.inner.describe(plan);
+        lines.push(self.note.clone());
+        lines
+    }
 }

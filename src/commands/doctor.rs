@@ -117,7 +117,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         None => Err("iptables was not read".to_string()),
     };
     let covered = kind == Some(BackendKind::Iptables)
-        && config.iptables.hooks.iter().any(|h| h == "DOCKER-USER");
+        && crate::backends::iptables_hooks_docker_user(&config, docker_user == Ok(true));
     let lockdown = match kind {
         Some(BackendKind::Nftables) => config.nftables.lockdown,
         Some(BackendKind::Iptables) => config.iptables.lockdown,

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use tracing::{debug, error, info, warn};
 
-use crate::edit::{foreign_references, owner, plan_family, rollback_commands, FamilyEdit, Owner};
+use crate::edit::{
+    effective_hooks, foreign_references, owner, plan_family, rollback_commands, FamilyEdit, Owner,
+};
 use crate::exec::Program;
 use crate::ipset::{add_line, create_line, owned_names, Ipset, SetHeader};
 use crate::rules::{is_tmp_set, set_name, tmp_set_name, tool, ChainKind};
@@ -21,6 +23,8 @@ pub struct IptablesBackend {
     lock_wait_secs: u32,
     /// What the last `inspect` read, used by the `apply` that follows it.
     snapshot: Option<Snapshot>,
+    /// Whether the last `inspect` found Docker's `DOCKER-USER` chain (either family).
+    docker_user_seen: Option<bool>,
 }
 
 /// The kernel state cf-allow looks at, read in one go.
@@ -78,6 +82,16 @@ impl IptablesBackend {
             variant: settings.variant,
             lock_wait_secs: settings.lock_wait_secs,
             snapshot: None,
+            docker_user_seen: None,
+        })
+    }
+
+    /// True when either family's filter table has Docker's `DOCKER-USER` chain (read now;
+    /// a table that cannot be read counts as without it).
+    fn docker_user_exists(&self) -> bool {
+        [Family::Ipv4, Family::Ipv6].into_iter().any(|family| {
+            self.read_table(family, &mut Vec::new())
+                .is_ok_and(|table| table.has_chain(DOCKER_USER))
         })
     }
 
@@ -181,7 +195,7 @@ impl IptablesBackend {
         }
         let table = snapshot.table(family);
         let mut chains = vec![self.layout.main.as_str()];
-        if self.layout.hooks.iter().any(|h| h == DOCKER_USER) {
+        if effective_hooks(&self.layout, table).contains(&DOCKER_USER) {
             chains.push(&self.layout.docker);
         }
         chains
@@ -453,12 +467,47 @@ impl Backend for IptablesBackend {
             Variant::Nft => false,
             Variant::Auto => cf_allow_exec::is_legacy_iptables("iptables-restore"),
         };
+        let mut hooks = self.layout.hooks.clone();
+        if self.layout.docker_user_auto
+            && !hooks.iter().any(|h| h == DOCKER_USER)
+            && self
+                .docker_user_seen
+                .unwrap_or_else(|| self.docker_user_exists())
+        {
+            hooks.push(DOCKER_USER.to_owned());
+        }
         Some(Placement::IptablesJump {
             legacy,
             chain: self.layout.main.clone(),
-            hooks: self.layout.hooks.clone(),
+            hooks,
             lockdown: self.layout.lockdown,
         })
+    }
+
+    /// With `DOCKER-USER` found: one line on whether published container ports are covered.
+    fn describe(&self, _plan: &Plan) -> Vec<String> {
+        if self.docker_user_seen != Some(true) {
+            return Vec::new();
+        }
+        let what = "published container ports (Docker's DOCKER-USER chain exists)";
+        vec![
+            if self.layout.docker_user_auto || self.layout.hooks.iter().any(|h| h == DOCKER_USER) {
+                format!(
+                    "{what} are covered by the DOCKER-USER hook (chain {}{})",
+                    self.layout.docker,
+                    if self.layout.docker_user_auto {
+                        "; added automatically because iptables.hooks is not set"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                format!(
+                    "{what} are not covered: iptables.hooks does not list DOCKER-USER (add it, or \
+                 leave hooks unset to have it added)"
+                )
+            },
+        ]
     }
 
     fn name(&self) -> &'static str {
@@ -467,6 +516,7 @@ impl Backend for IptablesBackend {
 
     fn inspect(&mut self) -> Result<Inspection, Error> {
         let snapshot = self.read_snapshot(true)?;
+        self.docker_user_seen = Some(snapshot.tables.iter().any(|t| t.has_chain(DOCKER_USER)));
         let mut inspection = Inspection {
             warnings: snapshot.warnings.clone(),
             ..Inspection::default()

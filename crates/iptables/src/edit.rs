@@ -37,6 +37,16 @@ fn known_hooks(layout: &Layout) -> Vec<&str> {
     hooks
 }
 
+/// The hooks cf-allow keeps in one family's `table`: the configured ones, plus `DOCKER-USER`
+/// when it is automatic ([`Layout::docker_user_auto`]) and the table has that chain.
+pub(crate) fn effective_hooks<'a>(layout: &'a Layout, table: &FilterTable) -> Vec<&'a str> {
+    let mut hooks: Vec<&str> = layout.hooks.iter().map(String::as_str).collect();
+    if layout.docker_user_auto && !hooks.contains(&DOCKER_USER) && table.has_chain(DOCKER_USER) {
+        hooks.push(DOCKER_USER);
+    }
+    hooks
+}
+
 /// Rules anywhere in the table that use `chain` but are not a jump cf-allow made.
 pub(crate) fn foreign_references(layout: &Layout, table: &FilterTable, chain: &str) -> Vec<String> {
     let known = known_hooks(layout);
@@ -151,8 +161,8 @@ pub(crate) fn plan_family(
     // Which hooks can be used now.
     let mut main_hooks: Vec<&str> = Vec::new();
     let mut docker_hooks: Vec<&str> = Vec::new();
-    for hook in &layout.hooks {
-        let exists = table.has_chain(hook) || BUILTIN.contains(&hook.as_str());
+    for hook in effective_hooks(layout, table) {
+        let exists = table.has_chain(hook) || BUILTIN.contains(&hook);
         if hook == DOCKER_USER {
             if exists {
                 docker_hooks.push(hook);
@@ -165,7 +175,7 @@ pub(crate) fn plan_family(
             main_hooks.push(hook);
         } else {
             return Err(Error::MissingHook {
-                chain: hook.clone(),
+                chain: hook.to_owned(),
                 family: tool,
             });
         }
@@ -489,6 +499,22 @@ mod tests {
         .expect("plan");
         assert!(edit.warnings[0].contains("DOCKER-USER chain does not exist"));
         assert!(!edit.commands.iter().any(|c| c.contains("DOCKER")));
+        // Automatic (hooks not set): hooked where the chain exists, silently skipped where it
+        // does not (Docker without IPv6).
+        let mut auto = layout(&["INPUT"], false);
+        auto.docker_user_auto = true;
+        let edit = plan_family(&auto, &table(BASE), Family::Ipv6, &[]).expect("plan");
+        assert!(edit.warnings.is_empty(), "{:?}", edit.warnings);
+        assert!(!edit.commands.iter().any(|c| c.contains("DOCKER")));
+        let docker = format!("{BASE}:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\n");
+        let edit = plan_family(&auto, &table(&docker), Family::Ipv4, &[]).expect("plan");
+        assert!(
+            edit.commands
+                .iter()
+                .any(|c| c == "-I DOCKER-USER 1 -j CF-ALLOW-DOCKER"),
+            "{:?}",
+            edit.commands
+        );
         let err = plan_family(
             &layout(&["ufw-before-input"], false),
             &table(BASE),

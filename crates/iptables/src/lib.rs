@@ -17,7 +17,7 @@ mod settings;
 
 pub use backend::IptablesBackend;
 pub use error::Error;
-pub use settings::{Settings, Variant};
+pub use settings::{Settings, Variant, DOCKER_USER};
 
 /// Whether the stderr of `iptables-nft-save` / `ip6tables-nft-save` says that x_tables
 /// (iptables-legacy) tables exist next to the nf_tables ones

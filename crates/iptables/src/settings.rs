@@ -41,7 +41,7 @@ impl Variant {
 
 /// The `iptables:` section of the config.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "RawSettings")]
 pub struct Settings {
     /// The chain cf-allow owns in the filter table (`CF-ALLOW`).
     pub chain: String,
@@ -56,6 +56,15 @@ pub struct Settings {
     pub variant: Variant,
     /// Extension: how long to wait for the xtables lock (`-w`), in seconds.
     pub lock_wait_secs: u32,
+    /// True when the config file set `hooks` (even to the default `[INPUT]`). When it did
+    /// not, the binary sets [`Settings::docker_user_auto`].
+    #[serde(skip_serializing)]
+    pub hooks_explicit: bool,
+    /// Also hook `DOCKER-USER`, in each family whose filter table has that chain (Docker's
+    /// published ports), without a warning where it is missing (Docker without IPv6 has none
+    /// in ip6tables). Never read from the config: the binary sets it when `hooks` is not set.
+    #[serde(skip_serializing)]
+    pub docker_user_auto: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +76,49 @@ impl Default for Settings {
             lockdown: false,
             variant: Variant::Auto,
             lock_wait_secs: 10,
+            hooks_explicit: false,
+            docker_user_auto: false,
+        }
+    }
+}
+
+/// The section as written: `hooks` absent is told apart from `hooks: [INPUT]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    chain: String,
+    hooks: Option<Vec<String>>,
+    ipset: bool,
+    lockdown: bool,
+    variant: Variant,
+    lock_wait_secs: u32,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        let d = Settings::default();
+        RawSettings {
+            chain: d.chain,
+            hooks: None,
+            ipset: d.ipset,
+            lockdown: d.lockdown,
+            variant: d.variant,
+            lock_wait_secs: d.lock_wait_secs,
+        }
+    }
+}
+
+impl From<RawSettings> for Settings {
+    fn from(raw: RawSettings) -> Settings {
+        Settings {
+            hooks_explicit: raw.hooks.is_some(),
+            hooks: raw.hooks.unwrap_or_else(|| Settings::default().hooks),
+            chain: raw.chain,
+            ipset: raw.ipset,
+            lockdown: raw.lockdown,
+            variant: raw.variant,
+            lock_wait_secs: raw.lock_wait_secs,
+            docker_user_auto: false,
         }
     }
 }
@@ -131,6 +183,8 @@ pub(crate) struct Layout {
     pub ports: Vec<u16>,
     pub ipset: bool,
     pub lockdown: bool,
+    /// Hook `DOCKER-USER` too wherever the chain exists ([`Settings::docker_user_auto`]).
+    pub docker_user_auto: bool,
 }
 
 impl Layout {
@@ -192,6 +246,7 @@ impl Layout {
             ports,
             ipset: settings.ipset,
             lockdown: settings.lockdown,
+            docker_user_auto: settings.docker_user_auto,
         })
     }
 }
@@ -254,6 +309,22 @@ mod tests {
         assert!(err.to_string().contains("hooks is empty"), "{err}");
         let err = Layout::new(&settings("CF-ALLOW", &["INPUT"]), &[0]).expect_err("port 0");
         assert!(err.to_string().contains("port 0"), "{err}");
+    }
+
+    #[test]
+    fn hooks_left_out_are_told_apart_from_hooks_set_to_the_default() {
+        let parse = |json: &str| serde_json::from_str::<Settings>(json).expect("settings");
+        let absent = parse(r#"{"chain": "MINE"}"#);
+        assert!(!absent.hooks_explicit);
+        assert_eq!(absent.hooks, ["INPUT"]);
+        assert_eq!(absent.chain, "MINE");
+        assert_eq!(absent.lock_wait_secs, 10);
+        let set = parse(r#"{"hooks": ["INPUT"]}"#);
+        assert!(set.hooks_explicit);
+        assert_eq!(set.hooks, ["INPUT"]);
+        let err = serde_json::from_str::<Settings>(r#"{"hooks": ["INPUT"], "hook": 1}"#)
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `hook`"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 
 use crate::error::Error;
+use crate::forward::{self, Forward};
 use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
-use crate::layout::{self, OWN_CHAIN, SET_V4, SET_V6};
+use crate::layout::{self, FORWARD_CHAIN, OWN_CHAIN, SET_V4, SET_V6};
 use crate::memory::{self, Memory, Record, Stamp};
 use crate::model::{
     family_name, ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo,
@@ -74,6 +75,8 @@ struct State {
     rules: Vec<RuleInfo>,
     /// The rules are exactly the expected ones, in place.
     rules_ok: bool,
+    /// The forward-hook chain and cf-allow's rules there (DNAT'd connections).
+    forward: Forward,
     warnings: Vec<String>,
     /// The ruleset generation the read started at.
     generation: u32,
@@ -286,6 +289,7 @@ impl NftablesBackend {
             )));
         }
 
+        let mut target_sets = None;
         if table_exists {
             // Own-table mode: the target is the own table, whose sets were just read.
             let sets = match own_sets.filter(|_| !target.into) {
@@ -315,7 +319,22 @@ impl NftablesBackend {
                     && rules.iter().zip(&expected).all(|(r, e)| &r.exprs == e);
                 state.rules = rules;
             }
+            target_sets = Some(sets);
         }
+        state.forward = match &target_sets {
+            Some(sets) => forward::read(
+                nl,
+                &self.settings,
+                &self.ports,
+                &chains,
+                state.own_table,
+                sets,
+            )?,
+            None => Forward {
+                target: forward::target(&self.settings, &chains)?,
+                ..Forward::default()
+            },
+        };
         state.warnings = self.warnings(target, &chains);
         state.consistent = state.recalled || nl.generation()? == generation;
         Ok(state)
@@ -333,10 +352,12 @@ impl NftablesBackend {
             return Ok(OwnTable::Absent);
         };
         let sets = nl.sets(FAMILY_INET, name)?;
-        let rules = match find_chain(chains, name, OWN_CHAIN) {
-            Some(_) => nl.rules(FAMILY_INET, name, OWN_CHAIN)?,
-            None => Vec::new(),
-        };
+        let mut rules = Vec::new();
+        for chain in [OWN_CHAIN, FORWARD_CHAIN] {
+            if find_chain(chains, name, chain).is_some() {
+                rules.push((chain, nl.rules(FAMILY_INET, name, chain)?));
+            }
+        }
         Ok(match foreign_reason(table, chains, &sets, &rules) {
             None => {
                 let foreign = foreign_object(table, chains, &sets, &rules);
@@ -539,6 +560,11 @@ impl NftablesBackend {
                 });
             }
         }
+        let (fwd_before, fwd_after, fwd_repairs) =
+            forward::structure(&state.forward, &self.ports, self.settings.lockdown);
+        before.extend(fwd_before);
+        after.extend(fwd_after);
+        repairs.extend(fwd_repairs);
         (before, after, repairs)
     }
 }
@@ -553,14 +579,14 @@ impl Backend for NftablesBackend {
                 chain: OWN_CHAIN.to_owned(),
                 priority: 0,
                 lockdown: self.settings.lockdown,
-                forward: None,
+                forward: forward::placement_chain(&self.settings),
             },
             Some(into) => Placement::NftChainTop {
                 family: into.family.as_str().to_owned(),
                 table: into.table.clone(),
                 chain: into.chain.clone(),
                 lockdown: self.settings.lockdown,
-                forward: None,
+                forward: forward::placement_chain(&self.settings),
             },
         })
     }
@@ -701,6 +727,9 @@ impl Backend for NftablesBackend {
                         }
                     }
                 }
+                let (fwd_changes, fwd_lines) = forward::remove_into(&mut nl, &into.table, &chains)?;
+                changes.extend(fwd_changes);
+                lines.extend(fwd_lines);
                 for set in nl.sets(FAMILY_INET, &into.table)? {
                     if is_our_set(&set) {
                         lines.push(format!("set inet {} {}", into.table, set.name));
@@ -724,30 +753,33 @@ impl Backend for NftablesBackend {
             }
             OwnTable::Ours(sets, Some(object)) => {
                 // Delete only what cf-allow created; the table stays for the admin's object.
-                let mut foreign_rule = false;
-                if find_chain(&chains, own, OWN_CHAIN).is_some() {
-                    for rule in nl.rules(FAMILY_INET, own, OWN_CHAIN)? {
+                for chain in [OWN_CHAIN, FORWARD_CHAIN] {
+                    if find_chain(&chains, own, chain).is_none() {
+                        continue;
+                    }
+                    let mut foreign_rule = false;
+                    for rule in nl.rules(FAMILY_INET, own, chain)? {
                         if !rule.is_tagged() {
                             foreign_rule = true;
                             continue;
                         }
                         lines.push(format!(
-                            "rule inet {own} {OWN_CHAIN} handle {} (comment \"{TAG}\")",
+                            "rule inet {own} {chain} handle {} (comment \"{TAG}\")",
                             rule.handle
                         ));
                         changes.push(Change::DelRule {
                             family: FAMILY_INET,
                             table: own.clone(),
-                            chain: OWN_CHAIN.to_owned(),
+                            chain: chain.to_owned(),
                             handle: rule.handle,
                         });
                     }
                     if !foreign_rule {
-                        lines.push(format!("chain inet {own} {OWN_CHAIN}"));
+                        lines.push(format!("chain inet {own} {chain}"));
                         changes.push(Change::DelChain {
                             family: FAMILY_INET,
                             table: own.clone(),
-                            name: OWN_CHAIN.to_owned(),
+                            name: chain.to_owned(),
                         });
                     }
                 }
@@ -844,7 +876,7 @@ fn elements_after(stored: &[StoredRange], delta: &ElementDelta) -> Vec<Element> 
 }
 
 /// Replaces lookups into anonymous sets by the ports those sets hold.
-fn resolve_port_sets(
+pub(crate) fn resolve_port_sets(
     nl: &mut Netlink,
     table: &str,
     sets: &[SetInfo],
@@ -888,14 +920,14 @@ fn is_our_set(set: &SetInfo) -> bool {
 }
 
 /// Why a table with cf-allow's name is not cf-allow's, or `None` when it is. `rules`: the
-/// rules of its chain [`OWN_CHAIN`]. Ownership is proven by cf-allow's tag: the table's
+/// rules of its chains [`OWN_CHAIN`] and [`FORWARD_CHAIN`], by chain. Ownership is proven by cf-allow's tag: the table's
 /// comment, or (kernels before 5.13 drop table comments) a tagged set or rule of cf-allow's
 /// in a table that holds nothing else.
 fn foreign_reason(
     table: &TableInfo,
     chains: &[ChainInfo],
     sets: &[SetInfo],
-    rules: &[RuleInfo],
+    rules: &[(&str, Vec<RuleInfo>)],
 ) -> Option<String> {
     match table.comment.as_deref() {
         Some(TAG) => return None,
@@ -905,7 +937,7 @@ fn foreign_reason(
     if let Some(object) = foreign_object(table, chains, sets, rules) {
         return Some(format!("it holds {object}"));
     }
-    if !sets.iter().any(is_our_set) && !rules.iter().any(RuleInfo::is_tagged) {
+    if !sets.iter().any(is_our_set) && !rules.iter().flat_map(|(_, r)| r).any(RuleInfo::is_tagged) {
         return Some(format!(
             "it has no comment \"{TAG}\" and holds nothing tagged by cf-allow"
         ));
@@ -914,18 +946,20 @@ fn foreign_reason(
 }
 
 /// The first object in cf-allow's table that cf-allow did not create: a chain other than
-/// [`OWN_CHAIN`], a named set other than its two tagged sets, or an untagged rule in
-/// [`OWN_CHAIN`] (`rules`).
+/// [`OWN_CHAIN`] and [`FORWARD_CHAIN`], a named set other than its two tagged sets, or an
+/// untagged rule in those chains (`rules`, by chain).
 fn foreign_object(
     table: &TableInfo,
     chains: &[ChainInfo],
     sets: &[SetInfo],
-    rules: &[RuleInfo],
+    rules: &[(&str, Vec<RuleInfo>)],
 ) -> Option<String> {
-    if let Some(chain) = chains
-        .iter()
-        .find(|c| c.family == table.family && c.table == table.name && c.name != OWN_CHAIN)
-    {
+    if let Some(chain) = chains.iter().find(|c| {
+        c.family == table.family
+            && c.table == table.name
+            && c.name != OWN_CHAIN
+            && c.name != FORWARD_CHAIN
+    }) {
         return Some(format!("chain {}", chain.name));
     }
     if let Some(set) = sets
@@ -934,11 +968,13 @@ fn foreign_object(
     {
         return Some(format!("set {}", set.name));
     }
-    if let Some(rule) = rules.iter().find(|r| !r.is_tagged()) {
-        return Some(format!(
-            "rule handle {} in chain {OWN_CHAIN} (it has no comment \"{TAG}\")",
-            rule.handle
-        ));
+    for (chain, rules) in rules {
+        if let Some(rule) = rules.iter().find(|r| !r.is_tagged()) {
+            return Some(format!(
+                "rule handle {} in chain {chain} (it has no comment \"{TAG}\")",
+                rule.handle
+            ));
+        }
     }
     None
 }
@@ -1082,10 +1118,11 @@ mod tests {
         let chain = ChainInfo {
             family: FAMILY_INET,
             table: "cf_allow".into(),
-            name: "forward".into(),
+            name: "prerouting".into(),
             hook: None,
             policy: None,
             kind: None,
+            comment: None,
         };
         assert!(foreign_reason(&table(None), std::slice::from_ref(&chain), &[], &[]).is_some());
         let set = |name: &str, comment: Option<&str>| SetInfo {
@@ -1104,15 +1141,25 @@ mod tests {
         );
         // A tagged table holding an admin's chain is cf-allow's, with a foreign object.
         assert_eq!(
-            foreign_object(&table(Some(TAG)), &[chain], &[], &[]).as_deref(),
-            Some("chain forward")
+            foreign_object(&table(Some(TAG)), std::slice::from_ref(&chain), &[], &[]).as_deref(),
+            Some("chain prerouting")
         );
         let rule = |comment: Option<&str>| RuleInfo {
             handle: 7,
             exprs: Vec::new(),
             comment: comment.map(str::to_owned),
         };
-        assert!(foreign_object(&table(Some(TAG)), &[], &[], &[rule(Some(TAG))]).is_none());
-        assert!(foreign_object(&table(Some(TAG)), &[], &[], &[rule(None)]).is_some());
+        let in_chain = |chain, comment| [(chain, vec![rule(comment)])];
+        assert!(
+            foreign_object(&table(Some(TAG)), &[], &[], &in_chain(OWN_CHAIN, Some(TAG))).is_none()
+        );
+        assert!(foreign_object(&table(Some(TAG)), &[], &[], &in_chain(OWN_CHAIN, None)).is_some());
+        let forward_chain = ChainInfo {
+            name: FORWARD_CHAIN.into(),
+            ..chain.clone()
+        };
+        assert!(foreign_object(&table(Some(TAG)), &[forward_chain], &[], &[]).is_none());
+        let untagged = foreign_object(&table(Some(TAG)), &[], &[], &in_chain(FORWARD_CHAIN, None));
+        assert!(untagged.is_some_and(|o| o.contains("chain forward")));
     }
 }

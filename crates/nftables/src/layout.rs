@@ -19,6 +19,17 @@ pub(crate) const SET_V4: &str = "cf_v4";
 pub(crate) const SET_V6: &str = "cf_v6";
 /// The base chain in cf-allow's own table.
 pub(crate) const OWN_CHAIN: &str = "input";
+/// The base chain on the forward hook in cf-allow's own table (with lockdown).
+pub(crate) const FORWARD_CHAIN: &str = "forward";
+/// Into mode: the tagged base chain on the forward hook cf-allow creates in the `into` table
+/// when that table has none of its own (with lockdown).
+pub(crate) const INTO_FORWARD_CHAIN: &str = "cf_allow_forward";
+
+const NFT_CT_DIRECTION: u32 = 1;
+const NFT_CT_STATUS: u32 = 2;
+const NFT_CT_PROTO_DST: u32 = 12;
+/// `IPS_DST_NAT`: the connection's destination was rewritten (DNAT).
+const IPS_DST_NAT: u32 = 1 << 5;
 
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
@@ -42,6 +53,76 @@ pub(crate) fn expected_rules(ports: &[u16], lockdown: bool) -> Vec<Vec<Expr>> {
         rules.push(drop);
     }
     rules
+}
+
+/// The rules of the forward-hook chain, in order: the same accepts and drop as
+/// [`expected_rules`], for new connections that were DNAT'd (published container ports),
+/// matched by their original destination port instead of the forwarded packet's:
+///
+/// ```text
+/// meta l4proto tcp ct direction original ct status dnat ip saddr @cf_v4 ct original proto-dst { 80, 443 } accept
+/// meta l4proto tcp ct direction original ct status dnat ip6 saddr @cf_v6 ct original proto-dst { 80, 443 } accept
+/// meta l4proto tcp ct direction original ct status dnat ct original proto-dst { 80, 443 } drop
+/// ```
+///
+/// `ct direction original` leaves the container's replies alone.
+pub(crate) fn expected_forward_rules(ports: &[u16], lockdown: bool) -> Vec<Vec<Expr>> {
+    let mut rules = Vec::new();
+    for (nfproto, offset, len, set) in [(FAMILY_IP, 12, 4, SET_V4), (FAMILY_IP6, 8, 16, SET_V6)] {
+        let mut rule = dnat_original();
+        rule.extend([
+            Expr::Meta(NFT_META_NFPROTO),
+            Expr::CmpEq(vec![nfproto]),
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len,
+            },
+            Expr::Lookup(set.to_owned()),
+        ]);
+        rule.extend(original_ports(ports));
+        rule.push(Expr::Verdict(VERDICT_ACCEPT));
+        rules.push(rule);
+    }
+    if lockdown {
+        let mut drop = dnat_original();
+        drop.extend(original_ports(ports));
+        drop.push(Expr::Verdict(VERDICT_DROP));
+        rules.push(drop);
+    }
+    rules
+}
+
+/// `meta l4proto tcp ct direction original ct status dnat`.
+fn dnat_original() -> Vec<Expr> {
+    vec![
+        Expr::Meta(NFT_META_L4PROTO),
+        Expr::CmpEq(vec![IPPROTO_TCP]),
+        Expr::Ct {
+            key: NFT_CT_DIRECTION,
+            original: false,
+        },
+        Expr::CmpEq(vec![0]),
+        Expr::Ct {
+            key: NFT_CT_STATUS,
+            original: false,
+        },
+        Expr::BitwiseAnd(IPS_DST_NAT.to_ne_bytes().to_vec()),
+        Expr::CmpNeq(0u32.to_ne_bytes().to_vec()),
+    ]
+}
+
+/// `ct original proto-dst 443` or `ct original proto-dst { 80, 443 }`; nothing for no ports.
+fn original_ports(ports: &[u16]) -> Vec<Expr> {
+    let load = Expr::Ct {
+        key: NFT_CT_PROTO_DST,
+        original: true,
+    };
+    match ports {
+        [] => Vec::new(),
+        [port] => vec![load, Expr::CmpEq(port.to_be_bytes().to_vec())],
+        many => vec![load, Expr::LookupPorts(many.to_vec())],
+    }
 }
 
 /// `ip saddr @cf_v4 tcp dport {…} accept` (or the IPv6 twin).
@@ -127,6 +208,26 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn forward_rules_match_dnat_by_the_original_port() {
+        let rules = expected_forward_rules(&[80, 443], true);
+        assert_eq!(rules.len(), 3);
+        for rule in &rules {
+            assert!(rule.contains(&Expr::BitwiseAnd(IPS_DST_NAT.to_ne_bytes().to_vec())));
+            assert!(rule.contains(&Expr::LookupPorts(vec![80, 443])));
+            assert!(!rule.iter().any(|e| matches!(
+                e,
+                Expr::Payload {
+                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                    ..
+                }
+            )));
+        }
+        assert_eq!(rules[2].last(), Some(&Expr::Verdict(VERDICT_DROP)));
+        assert_eq!(expected_forward_rules(&[443], false).len(), 2);
+        assert!(expected_forward_rules(&[443], false)[0].contains(&Expr::CmpEq(vec![0x01, 0xbb])));
     }
 
     #[test]

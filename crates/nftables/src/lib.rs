@@ -9,6 +9,7 @@
 
 mod backend;
 mod error;
+mod forward;
 mod intervals;
 mod layout;
 mod memory;
@@ -26,4 +27,34 @@ pub fn available() -> bool {
     netlink::Netlink::open()
         .and_then(|mut nl| nl.generation().map(drop))
         .is_ok()
+}
+
+/// The tables (`family name`, e.g. `inet netavark`, `ip nat`) that have a nat base chain on
+/// the prerouting hook holding at least one rule: where a host DNATs ports (Docker through
+/// iptables-nft, podman's netavark, Kubernetes). Read-only; empty when nf_tables cannot be
+/// read.
+pub fn dnat_tables() -> Vec<String> {
+    const HOOK_PREROUTING: u32 = 0;
+    let read = || -> Result<Vec<String>, Error> {
+        let mut nl = netlink::Netlink::open()?;
+        let mut tables: Vec<String> = Vec::new();
+        for chain in nl.chains()? {
+            if chain.hook != Some(HOOK_PREROUTING) || chain.kind.as_deref() != Some("nat") {
+                continue;
+            }
+            let name = format!("{} {}", model::family_name(chain.family), chain.table);
+            if !tables.contains(&name)
+                && !nl
+                    .rules(chain.family, &chain.table, &chain.name)?
+                    .is_empty()
+            {
+                tables.push(name);
+            }
+        }
+        Ok(tables)
+    };
+    read().unwrap_or_else(|error| {
+        tracing::debug!(%error, "nftables: cannot read the nat chains");
+        Vec::new()
+    })
 }

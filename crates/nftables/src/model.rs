@@ -49,6 +49,15 @@ pub(crate) struct ChainInfo {
     pub policy: Option<u32>,
     /// Chain type (`filter`, `nat`, `route`; base chains only).
     pub kind: Option<String>,
+    /// The chain's comment (kernels since 5.10 keep it).
+    pub comment: Option<String>,
+}
+
+impl ChainInfo {
+    /// True when the chain carries cf-allow's comment.
+    pub fn is_tagged(&self) -> bool {
+        self.comment.as_deref() == Some(TAG)
+    }
 }
 
 /// A set, as listed by the kernel.
@@ -97,6 +106,13 @@ pub(crate) enum Expr {
     LookupPorts(Vec<u16>),
     /// A verdict (`NF_ACCEPT`, `NF_DROP`).
     Verdict(i32),
+    /// Load a conntrack key (`NFT_CT_*`) into register 1; `original`: of the original
+    /// direction's tuple (`ct original proto-dst`), else without a direction.
+    Ct { key: u32, original: bool },
+    /// Register 1 = (register 1 & mask) ^ 0 (how nft tests flags: `ct status dnat`).
+    BitwiseAnd(Vec<u8>),
+    /// Compare register 1 for inequality with these bytes.
+    CmpNeq(Vec<u8>),
     /// An expression cf-allow does not create.
     Other(String),
 }
@@ -158,6 +174,14 @@ pub(crate) enum Change {
         table: String,
         name: String,
     },
+    /// A filter base chain on the forward hook, priority 0, policy accept; `tagged`: with
+    /// cf-allow's comment (a chain cf-allow creates in someone else's table).
+    AddForwardChain {
+        family: u8,
+        table: String,
+        name: String,
+        tagged: bool,
+    },
     DelChain {
         family: u8,
         table: String,
@@ -216,6 +240,12 @@ impl fmt::Display for Change {
                 family,
                 table,
                 name,
+            } => write!(f, "add chain {} {table} {name}", family_name(*family)),
+            Change::AddForwardChain {
+                family,
+                table,
+                name,
+                ..
             } => write!(f, "add chain {} {table} {name}", family_name(*family)),
             Change::DelChain {
                 family,

@@ -23,6 +23,8 @@ use crate::model::{ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo
 const ELEMENTS_PER_MESSAGE: usize = 256;
 /// `NFTNL_UDATA_TABLE_COMMENT`.
 const UDATA_TABLE_COMMENT: u8 = 0;
+/// `NFTNL_UDATA_CHAIN_COMMENT`.
+const UDATA_CHAIN_COMMENT: u8 = 0;
 /// `NFTNL_UDATA_RULE_COMMENT`.
 const UDATA_RULE_COMMENT: u8 = 0;
 /// `NFTNL_UDATA_SET_KEYBYTEORDER`.
@@ -731,18 +733,25 @@ impl OwnedChain {
         Ok(chain)
     }
 
-    fn make_input_base_chain(&self) {
+    /// A filter base chain on `hook` (`NF_INET_*`), priority 0 (`filter`), policy accept,
+    /// with cf-allow's comment when `tagged`.
+    fn make_filter_base_chain(&self, hook: i32, tagged: bool) {
         let p = self.ptr.as_ptr();
-        // SAFETY: p is a valid chain.
+        // SAFETY: p is a valid chain; libnftnl copies strings and data.
         unsafe {
-            sys::nftnl_chain_set_u32(
-                p,
-                sys::NFTNL_CHAIN_HOOKNUM as u16,
-                libc::NF_INET_LOCAL_IN as u32,
-            );
+            sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_HOOKNUM as u16, hook as u32);
             sys::nftnl_chain_set_s32(p, sys::NFTNL_CHAIN_PRIO as u16, 0);
             sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
             sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_POLICY as u16, libc::NF_ACCEPT as u32);
+            if tagged {
+                let data = udata_string(UDATA_CHAIN_COMMENT, TAG);
+                sys::nftnl_chain_set_data(
+                    p,
+                    sys::NFTNL_CHAIN_USERDATA as u16,
+                    data.as_ptr().cast(),
+                    data.len() as u32,
+                );
+            }
         }
     }
 
@@ -772,6 +781,14 @@ impl OwnedChain {
                     .then(|| sys::nftnl_chain_get_u32(p, sys::NFTNL_CHAIN_POLICY as u16)),
                 kind: if is_set(sys::NFTNL_CHAIN_TYPE) {
                     owned_str(sys::nftnl_chain_get_str(p, sys::NFTNL_CHAIN_TYPE as u16))
+                } else {
+                    None
+                },
+                comment: if is_set(sys::NFTNL_CHAIN_USERDATA) {
+                    let mut len = 0u32;
+                    let data =
+                        sys::nftnl_chain_get_data(p, sys::NFTNL_CHAIN_USERDATA as u16, &mut len);
+                    udata_comment(&owned_bytes(data, len), UDATA_CHAIN_COMMENT)
                 } else {
                     None
                 },
@@ -993,6 +1010,9 @@ impl OwnedRule {
             Expr::Payload { .. } => c"payload",
             Expr::Lookup(_) | Expr::LookupPorts(_) => c"lookup",
             Expr::Verdict(_) => c"immediate",
+            Expr::Ct { .. } => c"ct",
+            Expr::BitwiseAnd(_) => c"bitwise",
+            Expr::CmpNeq(_) => c"cmp",
             Expr::Other(what) => {
                 return Err(Error::Settings(format!("cannot build expression {what}")))
             }
@@ -1012,13 +1032,13 @@ impl OwnedRule {
                     sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_META_KEY as u16, *key);
                     sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_META_DREG as u16, reg1);
                 }
-                Expr::CmpEq(data) => {
+                Expr::CmpEq(data) | Expr::CmpNeq(data) => {
+                    let op = match expr {
+                        Expr::CmpNeq(_) => libc::NFT_CMP_NEQ,
+                        _ => libc::NFT_CMP_EQ,
+                    };
                     sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CMP_SREG as u16, reg1);
-                    sys::nftnl_expr_set_u32(
-                        e,
-                        sys::NFTNL_EXPR_CMP_OP as u16,
-                        libc::NFT_CMP_EQ as u32,
-                    );
+                    sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CMP_OP as u16, op as u32);
                     sys::nftnl_expr_set(
                         e,
                         sys::NFTNL_EXPR_CMP_DATA as u16,
@@ -1053,6 +1073,36 @@ impl OwnedRule {
                         libc::NFT_REG_VERDICT as u32,
                     );
                     sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_IMM_VERDICT as u16, *code as u32);
+                }
+                Expr::Ct { key, original } => {
+                    sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, *key);
+                    sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_DREG as u16, reg1);
+                    if *original {
+                        // IP_CT_DIR_ORIGINAL
+                        sys::nftnl_expr_set_u8(e, sys::NFTNL_EXPR_CT_DIR as u16, 0);
+                    }
+                }
+                Expr::BitwiseAnd(mask) => {
+                    let xor = vec![0u8; mask.len()];
+                    sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_BITWISE_SREG as u16, reg1);
+                    sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_BITWISE_DREG as u16, reg1);
+                    sys::nftnl_expr_set_u32(
+                        e,
+                        sys::NFTNL_EXPR_BITWISE_LEN as u16,
+                        mask.len() as u32,
+                    );
+                    sys::nftnl_expr_set(
+                        e,
+                        sys::NFTNL_EXPR_BITWISE_MASK as u16,
+                        mask.as_ptr().cast(),
+                        mask.len() as u32,
+                    );
+                    sys::nftnl_expr_set(
+                        e,
+                        sys::NFTNL_EXPR_BITWISE_XOR as u16,
+                        xor.as_ptr().cast(),
+                        xor.len() as u32,
+                    );
                 }
                 Expr::Other(_) => {}
             }
@@ -1130,6 +1180,33 @@ unsafe fn read_expr(e: *mut sys::nftnl_expr) -> Expr {
                 let mut len = 0u32;
                 let data = sys::nftnl_expr_get(e, sys::NFTNL_EXPR_CMP_DATA as u16, &mut len);
                 Expr::CmpEq(owned_bytes(data, len))
+            }
+            "cmp" if u32_of(sys::NFTNL_EXPR_CMP_OP) == libc::NFT_CMP_NEQ as u32 => {
+                let mut len = 0u32;
+                let data = sys::nftnl_expr_get(e, sys::NFTNL_EXPR_CMP_DATA as u16, &mut len);
+                Expr::CmpNeq(owned_bytes(data, len))
+            }
+            "ct" if is_set(sys::NFTNL_EXPR_CT_DREG) => Expr::Ct {
+                key: u32_of(sys::NFTNL_EXPR_CT_KEY),
+                original: is_set(sys::NFTNL_EXPR_CT_DIR)
+                    && sys::nftnl_expr_get_u8(e, sys::NFTNL_EXPR_CT_DIR as u16) == 0,
+            },
+            "bitwise"
+                if (!is_set(sys::NFTNL_EXPR_BITWISE_OP)
+                    || u32_of(sys::NFTNL_EXPR_BITWISE_OP) == 0)
+                    && u32_of(sys::NFTNL_EXPR_BITWISE_SREG)
+                        == u32_of(sys::NFTNL_EXPR_BITWISE_DREG) =>
+            {
+                let mut len = 0u32;
+                let xor = sys::nftnl_expr_get(e, sys::NFTNL_EXPR_BITWISE_XOR as u16, &mut len);
+                let xor = owned_bytes(xor, len);
+                let mask = sys::nftnl_expr_get(e, sys::NFTNL_EXPR_BITWISE_MASK as u16, &mut len);
+                let mask = owned_bytes(mask, len);
+                if xor.iter().all(|b| *b == 0) {
+                    Expr::BitwiseAnd(mask)
+                } else {
+                    Expr::Other(name)
+                }
             }
             "payload" if is_set(sys::NFTNL_EXPR_PAYLOAD_DREG) => Expr::Payload {
                 base: u32_of(sys::NFTNL_EXPR_PAYLOAD_BASE),
@@ -1209,7 +1286,22 @@ impl Message {
                 name,
             } => {
                 let chain = OwnedChain::new(*family, table, name)?;
-                chain.make_input_base_chain();
+                chain.make_filter_base_chain(libc::NF_INET_LOCAL_IN, false);
+                vec![Message::new(
+                    Object::Chain(chain),
+                    libc::NFT_MSG_NEWCHAIN,
+                    *family,
+                    create,
+                )]
+            }
+            Change::AddForwardChain {
+                family,
+                table,
+                name,
+                tagged,
+            } => {
+                let chain = OwnedChain::new(*family, table, name)?;
+                chain.make_filter_base_chain(libc::NF_INET_FORWARD, *tagged);
                 vec![Message::new(
                     Object::Chain(chain),
                     libc::NFT_MSG_NEWCHAIN,

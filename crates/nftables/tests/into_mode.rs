@@ -7,17 +7,20 @@ use cf_allow_nftables::NftablesBackend;
 use cf_allow_testkit::Netns;
 use common::*;
 
-/// The foreign objects of [`FOREIGN`] listed one by one (with handles).
+/// The foreign objects of [`FOREIGN`] listed one by one (with handles; cf-allow's tagged
+/// rules left out).
 fn foreign_objects(ns: &Netns) -> Vec<String> {
-    let input: Vec<String> = ns
-        .sh("nft -a list chain inet filter input")
-        .lines()
-        .filter(|l| !l.contains("comment \"cf-allow\""))
-        .map(str::to_owned)
-        .collect();
+    let untagged = |chain: &str| {
+        ns.sh(&format!("nft -a list chain inet filter {chain}"))
+            .lines()
+            .filter(|l| !l.contains("comment \"cf-allow\""))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     vec![
-        input.join("\n"),
-        ns.sh("nft -a list chain inet filter forward"),
+        untagged("input"),
+        untagged("forward"),
         ns.sh("nft -a list set inet filter admins"),
         ns.sh("nft -a list set inet filter blocked6"),
         ns.sh("nft -a list table ip nat"),
@@ -54,6 +57,14 @@ fn into_mode_puts_sets_and_tagged_rules_into_the_users_chain() {
         ]
     );
     assert_eq!(lines.iter().filter(|l| l.contains("cf-allow")).count(), 2);
+    // The table's forward chain (policy drop) gets the same accepts for DNAT'd connections.
+    assert_eq!(
+        rule_lines(&ns, "inet", "filter", "forward"),
+        [
+            "meta l4proto tcp ct direction original ct status dnat ip saddr @cf_v4 ct original proto-dst { 80, 443 } accept comment \"cf-allow\"",
+            "meta l4proto tcp ct direction original ct status dnat ip6 saddr @cf_v6 ct original proto-dst { 80, 443 } accept comment \"cf-allow\"",
+        ]
+    );
     assert_eq!(
         foreign_objects(&ns),
         objects_before,
@@ -70,15 +81,20 @@ fn into_mode_puts_sets_and_tagged_rules_into_the_users_chain() {
     assert!(second.plan.is_empty(), "{:?}", second.plan);
     assert_eq!(ruleset(&ns), settled);
 
-    // remove: the tagged rules and the two sets; everything else byte-identical.
+    // remove: the tagged rules (input and forward) and the two sets; everything else
+    // byte-identical.
     let lines = remove(&ns, into("filter", "input"), &[80, 443], false).expect("remove");
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
     assert!(
         lines[0].starts_with("rule inet filter input handle "),
         "{lines:?}"
     );
+    assert!(
+        lines[2].starts_with("rule inet filter forward handle "),
+        "{lines:?}"
+    );
     assert_eq!(
-        lines[2..],
+        lines[4..],
         ["set inet filter cf_v4", "set inet filter cf_v6"]
     );
     assert_eq!(ruleset(&ns), whole_before);
