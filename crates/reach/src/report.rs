@@ -108,7 +108,60 @@ pub(crate) fn to_json(v: &Verdict) -> Value {
         "checked": {"ranges": v.checked.ranges, "ports": v.checked.ports},
         "blocked": v.blocked.iter().map(finding_json).collect::<Vec<_>>(),
         "unknown": v.unknown.iter().map(finding_json).collect::<Vec<_>>(),
+        "exposed": v.exposed.iter().map(finding_json).collect::<Vec<_>>(),
+        "locked_down": v.locked_down,
     })
+}
+
+/// One line per rule letting outsiders through a locked-down port.
+pub(crate) fn exposed_warnings(
+    v: &Verdict,
+    fix: &dyn Fn(&Finding) -> Option<String>,
+) -> Vec<String> {
+    let mut order: Vec<&RuleRef> = Vec::new();
+    let mut merged: BTreeMap<&RuleRef, Merged> = BTreeMap::new();
+    for f in &v.exposed {
+        let e = merged.entry(&f.by).or_insert_with(|| {
+            order.push(&f.by);
+            (Vec::new(), Vec::new(), None, f)
+        });
+        e.0.extend(f.ranges.iter().map(|n| n.to_string()));
+        e.1.extend(f.ports.iter().copied());
+    }
+    let mut out = Vec::new();
+    for by in order {
+        let Some((ranges, ports, _, first)) = merged.get(by) else {
+            continue;
+        };
+        let ports = merge_spans(
+            ports.iter().map(|p| (p.first, p.last)).collect(),
+            |p: u16| p.checked_add(1),
+        )
+        .into_iter()
+        .map(|(first, last)| PortSpan { first, last })
+        .collect::<Vec<_>>();
+        let verb = if by.rule.starts_with("policy") {
+            "lets (chain policy)"
+        } else {
+            "lets"
+        };
+        let mut line = format!(
+            "{by} {verb} sources outside the list ({}) reach {} although lockdown is on",
+            describe_ranges(&dedup(ranges), 0),
+            describe_ports(&ports)
+        );
+        if let Some(f) = fix(first) {
+            line.push_str(&format!("; fix: {f}"));
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn dedup(ranges: &[String]) -> Vec<String> {
+    let mut r = ranges.to_vec();
+    r.dedup();
+    r
 }
 
 fn describe_ranges(ranges: &[String], total: usize) -> String {

@@ -215,6 +215,7 @@ pub fn engine(model: &HostModel, src: &str, port: u16) -> Result<bool, String> {
     let v = model.evaluate(&Probe {
         ranges: RangeSet::aggregated([net.parse().map_err(|e| format!("{e}"))?]),
         ports: vec![port],
+        lockdown: false,
     });
     if !v.unknown.is_empty() {
         return Err(format!("unknown: {}", v.to_json()));

@@ -17,6 +17,7 @@ pub fn probe(ranges: &[&str], ports: &[u16]) -> Probe {
     Probe {
         ranges: RangeSet::aggregated(ranges.iter().map(|r| r.parse().expect("CIDR"))),
         ports: ports.to_vec(),
+        lockdown: false,
     }
 }
 
