@@ -357,7 +357,7 @@ fn run_hooks<'m>(
                         let by = match stream.by {
                             _ if !track_by => None,
                             Some((r, true)) => Some((r, true)),
-                            Some(p) if base.nat => Some(p),
+                            p if base.nat => p,
                             _ => Some((&base.policy_ref, false)),
                         };
                         push_stream(&mut next, stream.xlat, by, bxs);
@@ -372,8 +372,10 @@ fn run_hooks<'m>(
                         out.unknown.entry((r.clone(), e)).or_default().extend(bxs)
                     }
                     Fate::Nat(r, to) => match resolve(model, &cctx, &to) {
+                        // What lets the connection through is decided after the DNAT; the
+                        // nat rule is kept (not explicit) for `forwarded`.
                         Ok(x) => {
-                            let by = if track_by { Some((r, true)) } else { None };
+                            let by = if track_by { Some((r, false)) } else { None };
                             push_stream(&mut next, Some(x), by, bxs);
                         }
                         Err(e) => out.unknown.entry((r.clone(), e)).or_default().extend(bxs),
