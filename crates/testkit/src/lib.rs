@@ -1,12 +1,13 @@
 //! Test helpers shared by cf-allow's crates: deciding whether privileged tests may run,
 //! private network namespaces, and a loopback HTTP server that serves canned responses;
-//! also a veth [`lab`], the [`csf_sandbox`], [`firewalld_sandbox`], [`server_sandbox`] and
+//! also a veth [`lab`], a Docker-shaped host ([`docker_host`]), the [`csf_sandbox`], [`firewalld_sandbox`], [`server_sandbox`] and
 //! [`ufw_sandbox`] runners and [`nft`] / [`iptables`] read-back helpers.
 //!
 //! Tests that need root (or `../shared`) call [`require_root`] / [`require_path`] first: they
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
 
 pub mod csf_sandbox;
+pub mod docker_host;
 pub mod firewalld_sandbox;
 pub mod fuzz;
 mod http;
