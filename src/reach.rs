@@ -436,11 +436,15 @@ pub fn report(
                     .to_owned(),
             );
         }
-        if finding.by.table.ends_with(" nat") || finding.by.rule.contains("DNAT") {
-            return Some(
-                "connections to published container ports are DNAT'd here and then forwarded, which the verdict does not follow: with `backend: iptables`, add DOCKER-USER to `iptables.hooks` so cf-allow accepts Cloudflare there too"
-                    .to_owned(),
-            );
+        // The forward path: the kernel itself drops what it does not forward or route.
+        if finding.by.layer == "host" && finding.by.rule.contains("_forward") {
+            return Some(format!(
+                "turn forwarding on (`sysctl -w {}=1`, as Docker and Podman do) or stop publishing these ports: connections to them are DNAT'd to another address and must be forwarded",
+                if finding.family == cf_allow_diff::Family::Ipv6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" }
+            ));
+        }
+        if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
+            return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
         // The first alternative that gets everything through, else the first that gets past
         // this rule.
