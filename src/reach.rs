@@ -314,6 +314,17 @@ pub fn verdict(
     Some(report)
 }
 
+/// The verdict for `ranges` on the host as it is, from a `model` already read (doctor reads
+/// the host once and asks it several questions); with the backend's lockdown, the outsiders
+/// too.
+pub fn verdict_on(model: &HostModel, ranges: &RangeSet, kind: BackendKind, config: &Config) -> Report {
+    let probe = Probe {
+        lockdown: config_lockdown(kind, config),
+        ..probe(ranges, config)
+    };
+    report(model, model, &probe, kind, config)
+}
+
 /// The `reachability` JSON value of an optional report (`null` when not checked).
 pub fn json_of(report: Option<&Report>) -> Value {
     report.map_or(Value::Null, Report::json)
