@@ -775,6 +775,14 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     if m.comps.iter().any(|c| c.key == Key::FibSaddrOif) {
         return rpf(m, ctx);
     }
+    // Before the routing decision's output (prerouting, input) there is no output device:
+    // the expression fails and the rule does not match, negated or not.
+    if ctx.oif.is_none()
+        && ctx.hook != Hook::Forward
+        && m.comps.iter().any(|c| matches!(c.key, Key::Oif | Key::Oifname))
+    {
+        return CondRes::Const(false);
+    }
     let owned;
     let (comps, elems): (&[Comp], &[Elem]) = match &m.rhs {
         Rhs::Elems(e) => (&m.comps, e),

@@ -163,7 +163,16 @@ fn atom(v: &Value) -> Option<Atom> {
             }
             Err(_) => match s.parse::<u128>() {
                 Ok(n) => Atom::Num(n, n),
-                Err(_) => Atom::Str(s.clone()),
+                // nft 1.0.6 prints values of keys without a datatype (`ct original
+                // proto-dst { 80, 443 }`) as `"0x50 [invalid type]"`.
+                Err(_) => match s
+                    .strip_suffix(" [invalid type]")
+                    .and_then(|h| h.strip_prefix("0x"))
+                    .and_then(|h| u128::from_str_radix(h, 16).ok())
+                {
+                    Some(n) => Atom::Num(n, n),
+                    None => Atom::Str(s.clone()),
+                },
             },
         }),
         Value::Object(_) => {
@@ -633,7 +642,10 @@ fn render_value(v: &Value) -> String {
             match k.as_str() {
                 "payload" => format!("{} {}", s("protocol"), s("field")),
                 "meta" => format!("meta {}", s("key")),
-                "ct" => format!("ct {}", s("key")),
+                "ct" => match x.get("dir").and_then(Value::as_str) {
+                    Some(dir) => format!("ct {dir} {}", s("key")),
+                    None => format!("ct {}", s("key")),
+                },
                 "fib" => format!(
                     "fib {} {}",
                     x.get("flags")
