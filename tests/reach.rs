@@ -68,7 +68,7 @@ fn plain_nftables_host_detects_nftables_reachable_and_the_client_connects() {
     assert_eq!(
         doc["reachability"],
         json!({"reachable": true, "checked": {"ranges": 24, "ports": [443]},
-               "blocked": [], "unknown": []})
+               "blocked": [], "unknown": [], "exposed": [], "locked_down": false})
     );
     assert!(connect(&client, lab::ALLOWED_V4));
     assert!(connect(&client, lab::ALLOWED_V6));
@@ -400,7 +400,7 @@ section status; "$BIN" --config "$W/config.yaml" status --json --exit-code 2>>"$
     assert_eq!(
         *reach,
         json!({"reachable": true, "checked": {"ranges": 22, "ports": [80, 443]},
-               "blocked": [], "unknown": []}),
+               "blocked": [], "unknown": [], "exposed": [], "locked_down": false}),
         "{stderr}"
     );
     assert_eq!(code, 0, "{stderr}");
