@@ -317,7 +317,12 @@ pub fn verdict(
 /// The verdict for `ranges` on the host as it is, from a `model` already read (doctor reads
 /// the host once and asks it several questions); with the backend's lockdown, the outsiders
 /// too.
-pub fn verdict_on(model: &HostModel, ranges: &RangeSet, kind: BackendKind, config: &Config) -> Report {
+pub fn verdict_on(
+    model: &HostModel,
+    ranges: &RangeSet,
+    kind: BackendKind,
+    config: &Config,
+) -> Report {
     let probe = Probe {
         lockdown: config_lockdown(kind, config),
         ..probe(ranges, config)

@@ -1037,7 +1037,10 @@ fn doctor_reports_a_published_port_as_forwarded_and_fails_it_uncovered_under_loc
         "ok",
         "443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER",
     );
-    assert!(!doc.to_string().contains("nothing listens on TCP 443"), "{doc:#}");
+    assert!(
+        !doc.to_string().contains("nothing listens on TCP 443"),
+        "{doc:#}"
+    );
     let docker = expect_check(
         &doc,
         "docker",
@@ -1045,7 +1048,9 @@ fn doctor_reports_a_published_port_as_forwarded_and_fails_it_uncovered_under_loc
         "443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER: lockdown is on, but these published ports are not covered",
     );
     assert!(
-        docker["summary"].as_str().is_some_and(|s| s.contains("ip filter DOCKER")),
+        docker["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("ip filter DOCKER")),
         "{docker}"
     );
     assert!(
@@ -1060,7 +1065,12 @@ fn doctor_reports_a_published_port_as_forwarded_and_fails_it_uncovered_under_loc
     // With DOCKER-USER among the hooks, cf-allow covers it and the outsider is dropped.
     let doc = docker_doctor(&host, &env, "[INPUT, DOCKER-USER]");
     expect_check(&doc, "docker", "ok", "covered, only the list gets through");
-    expect_check(&doc, "listen:443", "ok", "is forwarded to 198.51.100.2:8443");
+    expect_check(
+        &doc,
+        "listen:443",
+        "ok",
+        "is forwarded to 198.51.100.2:8443",
+    );
     assert!(!host.outsider_reaches(docker_host::PUBLISHED_PORT));
     assert!(host.client_reaches(docker_host::PUBLISHED_PORT));
 }

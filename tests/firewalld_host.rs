@@ -32,7 +32,14 @@ fn assert_exact_keys(reach: &Value) {
     };
     assert_eq!(
         keys(reach),
-        ["blocked", "checked", "exposed", "locked_down", "reachable", "unknown"],
+        [
+            "blocked",
+            "checked",
+            "exposed",
+            "locked_down",
+            "reachable",
+            "unknown"
+        ],
         "{reach:#}"
     );
     assert_eq!(keys(&reach["checked"]), ["ports", "ranges"]);

@@ -236,7 +236,9 @@ fn docker_sync(label: &str, hooks: &str) -> (DockerHost, Run, Env) {
 
 #[test]
 fn docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_connects() {
-    if !ready("docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_connects") {
+    if !ready(
+        "docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_connects",
+    ) {
         return;
     }
     // INPUT only: cf-allow's lockdown drop never sees the DNAT'd connections.
@@ -251,11 +253,17 @@ fn docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_c
     assert_eq!(exposed.len(), 1, "{reach:#}");
     let e = &exposed[0];
     assert_eq!(e["family"], "ipv4");
-    assert_eq!(e["ports"], json!([docker_host::PUBLISHED_PORT]), "{reach:#}");
+    assert_eq!(
+        e["ports"],
+        json!([docker_host::PUBLISHED_PORT]),
+        "{reach:#}"
+    );
     assert_eq!(e["by"]["table"], "ip filter", "{reach:#}");
     assert_eq!(e["by"]["chain"], "DOCKER", "{reach:#}");
     assert!(
-        e["by"]["rule"].as_str().is_some_and(|r| r.contains("-j ACCEPT")),
+        e["by"]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("-j ACCEPT")),
         "{reach:#}"
     );
     let ranges: Vec<&str> = e["ranges"]
@@ -286,9 +294,17 @@ fn docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_c
     let [client_pub, outsider_pub, client_local, outsider_local] = host.reach();
     assert!(client_pub && outsider_pub && client_local && !outsider_local);
     // status --exit-code judges the same.
-    let status = env.run(Some(&host.server), &["status", "--backend", "iptables", "--json", "--exit-code"]);
+    let status = env.run(
+        Some(&host.server),
+        &["status", "--backend", "iptables", "--json", "--exit-code"],
+    );
     status.expect_code(2);
-    assert_eq!(status.json()["reachability"]["exposed"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        status.json()["reachability"]["exposed"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }
 
 #[test]

@@ -59,7 +59,11 @@ pub fn check(
             "no configured port is DNAT'd (no published container port on them)",
         );
     }
-    let described = dnat.iter().map(Dnat::describe).collect::<Vec<_>>().join(", ");
+    let described = dnat
+        .iter()
+        .map(Dnat::describe)
+        .collect::<Vec<_>>()
+        .join(", ");
     if !lockdown {
         return Check::ok(
             ID,
@@ -136,11 +140,15 @@ mod tests {
         let failed = check(&d, true, &open);
         assert_eq!(failed.status, Status::Fail);
         assert!(
-            failed.summary.starts_with("443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER: lockdown is on")
-                && failed.summary.contains("ip filter DOCKER"),
+            failed.summary.starts_with(
+                "443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER: lockdown is on"
+            ) && failed.summary.contains("ip filter DOCKER"),
             "{failed:?}"
         );
-        assert_eq!(failed.fix.as_deref(), Some("set `backend: iptables` with hooks"));
+        assert_eq!(
+            failed.fix.as_deref(),
+            Some("set `backend: iptables` with hooks")
+        );
         // An exposure of another (local) port is not this check's.
         let other = Ok(vec![Exposure {
             ports: vec![80],
@@ -148,7 +156,13 @@ mod tests {
         }]);
         assert_eq!(check(&d, true, &other).status, Status::Ok);
         assert_eq!(check(&d, true, &Err("off".into())).status, Status::Warn);
-        assert_eq!(check(&Ok(Vec::new()), true, &Ok(Vec::new())).status, Status::Ok);
-        assert_eq!(check(&Err("x".into()), true, &Ok(Vec::new())).status, Status::Skip);
+        assert_eq!(
+            check(&Ok(Vec::new()), true, &Ok(Vec::new())).status,
+            Status::Ok
+        );
+        assert_eq!(
+            check(&Err("x".into()), true, &Ok(Vec::new())).status,
+            Status::Skip
+        );
     }
 }

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use cf_allow_diff::Family;
 
 use crate::model::{
-    Action, Atom, Chain, Comp, Cond, Elem, Hook, Interface, Key, Match, NatTo, Rhs, Table,
-    VmapRhs,
+    Action, Atom, Chain, Comp, Cond, Elem, Hook, Interface, Key, Match, NatTo, Rhs, Table, VmapRhs,
 };
 use crate::space::{full, net_span, Bx, Shape};
 use crate::{report, HostModel, Probe, RuleRef, Verdict};
@@ -531,7 +530,14 @@ impl HostModel {
                     Hook::Other => false,
                 };
                 if applies {
-                    out.push((b.hook, effective_prio(b.hook, b.prio, b.nat), b.prio, n, t, c));
+                    out.push((
+                        b.hook,
+                        effective_prio(b.hook, b.prio, b.nat),
+                        b.prio,
+                        n,
+                        t,
+                        c,
+                    ));
                 }
             }
         }
@@ -779,7 +785,9 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     // the expression fails and the rule does not match, negated or not.
     if ctx.oif.is_none()
         && ctx.hook != Hook::Forward
-        && m.comps.iter().any(|c| matches!(c.key, Key::Oif | Key::Oifname))
+        && m.comps
+            .iter()
+            .any(|c| matches!(c.key, Key::Oif | Key::Oifname))
     {
         return CondRes::Const(false);
     }

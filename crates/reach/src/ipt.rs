@@ -405,9 +405,14 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             "--ctorigdstport" if module == "conntrack" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
                 match port_atom(&v) {
-                    Some(p) => {
-                        conds.push(one(Key::CtOrigDport, None, None, neg, vec![vec![p]], text(&v)))
-                    }
+                    Some(p) => conds.push(one(
+                        Key::CtOrigDport,
+                        None,
+                        None,
+                        neg,
+                        vec![vec![p]],
+                        text(&v),
+                    )),
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
@@ -519,13 +524,15 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     "DROP" | "REJECT" => Action::Drop,
                     "RETURN" => Action::Return,
                     "LOG" | "NFLOG" | "ULOG" | "MARK" | "CONNMARK" => Action::Continue,
-                    "DNAT" | "REDIRECT" if !goto => match nat_target(&target, &args[i + 1..], family) {
-                        Some(to) => Action::Nat(to),
-                        None => {
-                            unknown_stmt.get_or_insert(format!("-j {}", args[i..].join(" ")));
-                            Action::Continue
+                    "DNAT" | "REDIRECT" if !goto => {
+                        match nat_target(&target, &args[i + 1..], family) {
+                            Some(to) => Action::Nat(to),
+                            None => {
+                                unknown_stmt.get_or_insert(format!("-j {}", args[i..].join(" ")));
+                                Action::Continue
+                            }
                         }
-                    },
+                    }
                     // A target that is no chain of the table (iptables-save declares every
                     // chain before the rules): DNAT, REDIRECT, NFQUEUE, CT, TPROXY, …
                     t if t_chain_missing(t) => {

@@ -230,7 +230,15 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             m.tables
                 .retain(|t| !(t.layer == Layer::Nftables && t.family == fam && &t.name == table));
             let mut t = Table::new(Layer::Nftables, fam.clone(), table);
-            let rules = cf_rules(&t, "input", ranges, ports, &families(&fam), *lockdown, false);
+            let rules = cf_rules(
+                &t,
+                "input",
+                ranges,
+                ports,
+                &families(&fam),
+                *lockdown,
+                false,
+            );
             let base = t.base_info("input", Hook::Input, *priority, false, Vec::new());
             let c = t.chain_mut("input");
             c.base = Some(base);

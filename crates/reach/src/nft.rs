@@ -6,8 +6,8 @@ use cf_allow_diff::Family;
 use serde_json::Value;
 
 use crate::model::{
-    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, NatTo, Rhs, Rule, SetDef, TFam,
-    Table, VmapRhs,
+    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, NatTo, Rhs, Rule, SetDef, TFam, Table,
+    VmapRhs,
 };
 use crate::space::addr_value;
 

@@ -2,7 +2,9 @@
 //! (`docker run -p 443:8443` shape, captured with iptables-nft 1.8.9 / nft 1.0.6 from a
 //! namespace) and netavark's nftables rules (Podman). No root needed.
 
-use cf_allow_reach::{CfLayer, HostModel, Interface, Probe, RangeSet, ReadOptions, RuleLayer, Sources};
+use cf_allow_reach::{
+    CfLayer, HostModel, Interface, Probe, RangeSet, ReadOptions, RuleLayer, Sources,
+};
 
 const DOCKER_NFT: &str = include_str!("data/docker-iptables-nft.json");
 const DOCKER_SAVE: &str = include_str!("data/docker-iptables-nft.save");
@@ -26,7 +28,10 @@ fn interfaces() -> Vec<Interface> {
             index: 2,
             addrs: vec!["192.0.2.1".parse().expect("addr")],
             default_v4: true,
-            routes: vec!["0.0.0.0/0".parse().expect("net"), "192.0.2.0/24".parse().expect("net")],
+            routes: vec![
+                "0.0.0.0/0".parse().expect("net"),
+                "192.0.2.0/24".parse().expect("net"),
+            ],
             up: true,
             ..Interface::default()
         },
@@ -71,7 +76,11 @@ fn exposed(m: &HostModel, p: &Probe) -> Vec<String> {
         .map(|f| {
             format!(
                 "{} | {}",
-                f.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+                f.ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 f.by
             )
         })
@@ -100,8 +109,15 @@ fn docker_published_port_is_followed_to_the_container() {
     assert!(v.reachable, "{}", v.to_json());
     assert!(v.exposed.is_empty() && !v.locked_down);
     // Where 443 goes, from the same model (doctor's "forwarded", never "nothing listens").
-    let fwd: Vec<String> = m.forwarded(&[80, 443]).iter().map(|f| f.to_string()).collect();
-    assert_eq!(fwd, ["443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER"]);
+    let fwd: Vec<String> = m
+        .forwarded(&[80, 443])
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(
+        fwd,
+        ["443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER"]
+    );
     assert!(m.has_chain("filter", "DOCKER-USER"));
 }
 
@@ -146,20 +162,23 @@ fn docker_lockdown_without_forward_rules_is_exposed_by_dockers_accept() {
 fn docker_user_hook_covers_the_published_port() {
     let m = docker(true);
     let p = probe(true);
-    let layers: Vec<CfLayer> = [("INPUT", "CF-ALLOW", false), ("DOCKER-USER", "CF-ALLOW-DOCKER", true)]
-        .iter()
-        .map(|(hook, own, dnat)| CfLayer::FirstRule {
-            layer: RuleLayer::Nftables,
-            family: "ip".into(),
-            table: "filter".into(),
-            chain: (*hook).into(),
-            ranges: p.ranges.clone(),
-            ports: p.ports.clone(),
-            replaces_jump_to: Some((*own).into()),
-            lockdown: true,
-            dnat: *dnat,
-        })
-        .collect();
+    let layers: Vec<CfLayer> = [
+        ("INPUT", "CF-ALLOW", false),
+        ("DOCKER-USER", "CF-ALLOW-DOCKER", true),
+    ]
+    .iter()
+    .map(|(hook, own, dnat)| CfLayer::FirstRule {
+        layer: RuleLayer::Nftables,
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: (*hook).into(),
+        ranges: p.ranges.clone(),
+        ports: p.ports.clone(),
+        replaces_jump_to: Some((*own).into()),
+        lockdown: true,
+        dnat: *dnat,
+    })
+    .collect();
     let v = m.with_layers(&layers).evaluate(&p);
     assert!(v.reachable && v.exposed.is_empty(), "{}", v.to_json());
     // INPUT alone leaves the published port open.
@@ -207,5 +226,8 @@ fn a_dnat_the_engine_cannot_follow_stays_unknown() {
     let v = HostModel::from_sources(&s, &ReadOptions::default()).evaluate(&probe(false));
     assert!(!v.reachable);
     assert_eq!(v.unknown.len(), 1, "{}", v.to_json());
-    assert!(v.unknown[0].expr.as_deref().is_some_and(|e| e.contains("8443-8444")));
+    assert!(v.unknown[0]
+        .expr
+        .as_deref()
+        .is_some_and(|e| e.contains("8443-8444")));
 }

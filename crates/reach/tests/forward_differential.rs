@@ -126,7 +126,10 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    let rule = (prop::collection::vec(0..MATCHES.len(), 0..3), 0..VERDICTS.len());
+    let rule = (
+        prop::collection::vec(0..MATCHES.len(), 0..3),
+        0..VERDICTS.len(),
+    );
     let chain = (
         prop_oneof![3 => Just(0u8), 1 => Just(1u8)],
         prop_oneof![Just(-10), Just(0), Just(10)],
@@ -229,7 +232,11 @@ fn compare(lab: &Lab, script: &str, probes: &[(&'static str, u16)]) -> Result<()
             .any(|f| f.ranges.iter().any(|n| n.contains(&addr)));
         engine.push((v.reachable, exposed));
     }
-    let mut kernel = lab.kernel(probes, Duration::from_millis(300), &vec![false; probes.len()]);
+    let mut kernel = lab.kernel(
+        probes,
+        Duration::from_millis(300),
+        &vec![false; probes.len()],
+    );
     let recheck: Vec<bool> = kernel
         .iter()
         .zip(&engine)
