@@ -967,6 +967,26 @@ fn scalar_unknown(key: Key) -> String {
     }
 }
 
+/// `meta iif`/`oif`: the device by index or name.
+fn device_is(i: &Interface, a: &Atom) -> Option<bool> {
+    Some(match a {
+        Atom::Num(lo, hi) => *lo <= i.index as u128 && i.index as u128 <= *hi,
+        Atom::Str(s) => s.eq_ignore_ascii_case(&i.name),
+        Atom::Bool(_) => false,
+    })
+}
+
+/// `meta iifname`/`oifname`, iptables `-i`/`-o`: the device's name (`*` wildcard).
+fn device_name_is(i: &Interface, a: &Atom) -> Option<bool> {
+    match a {
+        Atom::Str(pat) => Some(match pat.strip_suffix('*') {
+            Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
+            _ => i.name == *pat,
+        }),
+        _ => Some(false),
+    }
+}
+
 /// Whether a fixed fact of the packet equals the atom; `None` when unknown.
 fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
     let num_in = |v: u128| match a {
@@ -1005,23 +1025,8 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             (_, Family::Ipv4) => str_is("ip"),
             (_, Family::Ipv6) => str_is("ip6"),
         },
-        Key::Iif => {
-            let i = ctx.iface?;
-            match a {
-                Atom::Num(..) => num_in(i.index as u128),
-                _ => str_is(&i.name),
-            }
-        }
-        Key::Iifname => {
-            let i = ctx.iface?;
-            match a {
-                Atom::Str(pat) => Some(match pat.strip_suffix('*') {
-                    Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
-                    _ => i.name == *pat,
-                }),
-                _ => Some(false),
-            }
-        }
+        Key::Iif => device_is(ctx.iface?, a),
+        Key::Iifname => device_name_is(ctx.iface?, a),
         // iptables' virtual states DNAT/SNAT (`--ctstate DNAT`): the connection's NAT.
         Key::CtState => {
             let state = ctx.ct_state?;
@@ -1050,23 +1055,8 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             ctx.ct_state?;
             str_is("original")
         }
-        Key::Oif => {
-            let i = ctx.oif?;
-            match a {
-                Atom::Num(..) => num_in(i.index as u128),
-                _ => str_is(&i.name),
-            }
-        }
-        Key::Oifname => {
-            let i = ctx.oif?;
-            match a {
-                Atom::Str(pat) => Some(match pat.strip_suffix('*') {
-                    Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
-                    _ => i.name == *pat,
-                }),
-                _ => Some(false),
-            }
-        }
+        Key::Oif => device_is(ctx.oif?, a),
+        Key::Oifname => device_name_is(ctx.oif?, a),
         Key::FibSaddrOif => None,
         // The SYN's flags under the mask.
         Key::TcpFlags(mask) => num_in((0x02 & mask) as u128),

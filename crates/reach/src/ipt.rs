@@ -262,29 +262,19 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
-            "-i" | "--in-interface" => {
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
                 let pat = match v.strip_suffix('+') {
                     Some(p) => format!("{p}*"),
                     None => v.clone(),
                 };
-                conds.push(one(
-                    Key::Iifname,
-                    None,
-                    None,
-                    neg,
-                    vec![vec![Atom::Str(pat)]],
-                    text(&v),
-                ));
-            }
-            "-o" | "--out-interface" => {
-                let v = next(&mut i).cloned().unwrap_or_default();
-                let pat = match v.strip_suffix('+') {
-                    Some(p) => format!("{p}*"),
-                    None => v.clone(),
+                let key = if a.starts_with("-i") || a == "--in-interface" {
+                    Key::Iifname
+                } else {
+                    Key::Oifname
                 };
                 conds.push(one(
-                    Key::Oifname,
+                    key,
                     None,
                     None,
                     neg,

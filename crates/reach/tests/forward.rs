@@ -2,6 +2,8 @@
 //! (`docker run -p 443:8443` shape, captured with iptables-nft 1.8.9 / nft 1.0.6 from a
 //! namespace) and netavark's nftables rules (Podman). No root needed.
 
+mod common;
+
 use cf_allow_reach::{
     CfLayer, HostModel, Interface, Probe, RangeSet, ReadOptions, RuleLayer, Sources,
 };
@@ -69,25 +71,7 @@ fn probe(lockdown: bool) -> Probe {
 
 /// `ports | table chain: rule` of each exposed finding, sorted, deduplicated.
 fn exposed(m: &HostModel, p: &Probe) -> Vec<String> {
-    let v = m.evaluate(p);
-    let mut out: Vec<String> = v
-        .exposed
-        .iter()
-        .map(|f| {
-            format!(
-                "{} | {}",
-                f.ports
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                f.by
-            )
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    common::described(&m.evaluate(p).exposed, false)
 }
 
 fn own_table(lockdown: bool, forward: Option<&str>) -> CfLayer {

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use cf_allow_reach::{Probe, RangeSet};
 use cf_allow_testkit::{veth_pair, Netns};
-use common::kernel::{Lab, PORTS, SOURCES};
+use common::kernel::{Lab, Tally, PORTS, SOURCES};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, TestRunner};
 
 const CONTAINER_V4: &str = "198.51.100.66";
 const CONTAINER_V6: &str = "2001:db8:c::2";
@@ -299,36 +299,22 @@ fn forward_path_agrees_with_the_kernel_on_generated_rulesets() {
         max_shrink_iters: 100,
         ..Config::default()
     });
-    let loaded = std::cell::Cell::new(0u32);
-    let refused = std::cell::Cell::new(0u32);
+    let tally = Tally::default();
     let result = runner.run(&(case(), probes()), |(c, probes)| {
         let script = render(&c, &ctr, &inbound);
-        match compare(&fwd.lab, &script, &probes) {
-            Ok(()) => {
-                loaded.set(loaded.get() + 1);
-                Ok(())
-            }
-            Err(e) if e.starts_with("nft refused") => {
-                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
-                    eprintln!("{e}");
-                }
-                refused.set(refused.get() + 1);
-                Ok(())
-            }
-            Err(e) => Err(TestCaseError::fail(e)),
-        }
+        tally.outcome(compare(&fwd.lab, &script, &probes))
     });
     eprintln!(
         "forward differential: cf-allow's forward chain × {} probes, then {} generated rulesets × 8 probes compared with the kernel ({} refused by nft and skipped)",
         all.len(),
-        loaded.get(),
-        refused.get()
+        tally.loaded(),
+        tally.refused()
     );
     if let Err(e) = result {
         panic!("the engine disagrees with the kernel on the forward path: {e}");
     }
     assert!(
-        loaded.get() * 2 >= cases,
+        tally.loaded() * 2 >= cases,
         "too many generated rulesets were refused by nft"
     );
 }

@@ -290,3 +290,45 @@ fn verdict(accepted: bool) -> &'static str {
         "blocked"
     }
 }
+
+/// The tally of a differential run: rulesets compared with the kernel, and rulesets the
+/// loader refused (skipped; printed with `CF_ALLOW_DIFF_VERBOSE`).
+#[derive(Default)]
+pub struct Tally {
+    loaded: std::cell::Cell<u32>,
+    refused: std::cell::Cell<u32>,
+}
+
+impl Tally {
+    /// One comparison's result as the proptest outcome: a refused ruleset (`nft refused …`)
+    /// is skipped, a disagreement fails the case.
+    pub fn outcome<T>(
+        &self,
+        result: Result<T, String>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        match result {
+            Ok(_) => {
+                self.loaded.set(self.loaded.get() + 1);
+                Ok(())
+            }
+            Err(e) if e.starts_with("nft refused") => {
+                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
+                    eprintln!("{e}");
+                }
+                self.refused.set(self.refused.get() + 1);
+                Ok(())
+            }
+            Err(e) => Err(proptest::test_runner::TestCaseError::fail(e)),
+        }
+    }
+
+    /// Rulesets compared.
+    pub fn loaded(&self) -> u32 {
+        self.loaded.get()
+    }
+
+    /// Rulesets refused and skipped.
+    pub fn refused(&self) -> u32 {
+        self.refused.get()
+    }
+}
