@@ -82,4 +82,4 @@ bench: release
 ## rulesets than CI runs (root). CF_ALLOW_DIFF_CASES sets how many.
 .PHONY: soak-reach
 soak-reach: deps
-	CF_ALLOW_DIFF_CASES=$${CF_ALLOW_DIFF_CASES:-2000} $(CARGO) test --locked -p cf-allow-reach --test differential -- --nocapture
+	CF_ALLOW_DIFF_CASES=$${CF_ALLOW_DIFF_CASES:-2000} $(CARGO) test --locked -p cf-allow-reach --test differential --test forward_differential -- --nocapture

@@ -17,6 +17,38 @@ pub fn probe(ranges: &RangeSet, config: &Config) -> Probe {
     Probe {
         ranges: ranges.clone(),
         ports,
+        lockdown: false,
+    }
+}
+
+/// True when the backend at `placement` locks its ports down (drops every other source).
+pub fn placement_lockdown(placement: &Placement) -> bool {
+    match placement {
+        Placement::NftOwnChain { lockdown, .. }
+        | Placement::NftChainTop { lockdown, .. }
+        | Placement::IptablesJump { lockdown, .. } => *lockdown,
+        Placement::IptablesChainTop { .. } => false,
+    }
+}
+
+/// The configured lockdown of the backend `kind` (for the host as it is, where no placement
+/// is projected; the same setting the backend's placement carries).
+pub fn config_lockdown(kind: BackendKind, config: &Config) -> bool {
+    match kind {
+        BackendKind::Nftables => config.nftables.lockdown,
+        BackendKind::Iptables => config.iptables.lockdown,
+        BackendKind::Firewalld => config.firewalld.lockdown,
+        _ => false,
+    }
+}
+
+/// The chain a hook of the iptables backend jumps to: `CF-ALLOW-DOCKER` from DOCKER-USER
+/// (matched by the original destination port), `CF-ALLOW` from the others.
+fn iptables_target(hook: &str, chain: &str) -> (String, bool) {
+    if hook == "DOCKER-USER" {
+        (format!("{chain}-DOCKER"), true)
+    } else {
+        (chain.to_owned(), false)
     }
 }
 
@@ -40,55 +72,88 @@ pub fn read(config: &Config) -> HostModel {
 pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
     let ranges = probe.ranges.clone();
     let ports = probe.ports.clone();
-    let iptables = |legacy: bool, chain: &str, replaces: Option<&str>| {
-        ["ip", "ip6"].map(|family| CfLayer::FirstRule {
-            layer: if legacy {
-                RuleLayer::IptablesLegacy
-            } else {
-                RuleLayer::Nftables
-            },
-            family: family.to_owned(),
-            table: "filter".to_owned(),
-            chain: chain.to_owned(),
-            ranges: ranges.clone(),
-            ports: ports.clone(),
-            replaces_jump_to: replaces.map(str::to_owned),
-        })
-    };
+    let iptables =
+        |legacy: bool, chain: &str, replaces: Option<&str>, lockdown: bool, dnat: bool| {
+            ["ip", "ip6"].map(|family| CfLayer::FirstRule {
+                layer: if legacy {
+                    RuleLayer::IptablesLegacy
+                } else {
+                    RuleLayer::Nftables
+                },
+                family: family.to_owned(),
+                table: "filter".to_owned(),
+                chain: chain.to_owned(),
+                ranges: ranges.clone(),
+                ports: ports.clone(),
+                replaces_jump_to: replaces.map(str::to_owned),
+                lockdown,
+                dnat,
+            })
+        };
     match placement {
         Placement::NftOwnChain {
-            table, priority, ..
+            table,
+            priority,
+            lockdown,
+            forward,
+            ..
         } => vec![CfLayer::OwnTable {
             family: "inet".to_owned(),
             table: table.clone(),
             priority: i64::from(*priority),
             ranges,
             ports,
+            lockdown: *lockdown,
+            forward: forward.clone(),
         }],
         Placement::NftChainTop {
             family,
             table,
             chain,
-            ..
-        } => vec![CfLayer::FirstRule {
-            layer: RuleLayer::Nftables,
-            family: family.clone(),
-            table: table.clone(),
-            chain: chain.clone(),
-            ranges,
-            ports,
-            replaces_jump_to: None,
-        }],
+            lockdown,
+            forward,
+        } => {
+            let mut out = vec![CfLayer::FirstRule {
+                layer: RuleLayer::Nftables,
+                family: family.clone(),
+                table: table.clone(),
+                chain: chain.clone(),
+                ranges: ranges.clone(),
+                ports: ports.clone(),
+                replaces_jump_to: None,
+                lockdown: *lockdown,
+                dnat: false,
+            }];
+            if let Some(fwd) = forward {
+                out.push(CfLayer::FirstRule {
+                    layer: RuleLayer::Nftables,
+                    family: family.clone(),
+                    table: table.clone(),
+                    chain: fwd.clone(),
+                    ranges,
+                    ports,
+                    replaces_jump_to: None,
+                    lockdown: *lockdown,
+                    dnat: true,
+                });
+            }
+            out
+        }
         Placement::IptablesJump {
             legacy,
             chain,
             hooks,
-            ..
+            lockdown,
         } => hooks
             .iter()
-            .flat_map(|hook| iptables(*legacy, hook, Some(chain)))
+            .flat_map(|hook| {
+                let (own, dnat) = iptables_target(hook, chain);
+                iptables(*legacy, hook, Some(&own), *lockdown, dnat)
+            })
             .collect(),
-        Placement::IptablesChainTop { legacy, chain } => iptables(*legacy, chain, None).to_vec(),
+        Placement::IptablesChainTop { legacy, chain } => {
+            iptables(*legacy, chain, None, false, false).to_vec()
+        }
     }
 }
 
@@ -104,10 +169,13 @@ pub fn without_own_rules(model: &HostModel, config: &Config) -> HostModel {
         priority: 0,
         ranges: none.clone(),
         ports: Vec::new(),
+        lockdown: false,
+        forward: None,
     }];
     for layer in [RuleLayer::Nftables, RuleLayer::IptablesLegacy] {
         for family in ["ip", "ip6"] {
             for hook in &config.iptables.hooks {
+                let (own, _) = iptables_target(hook, &config.iptables.chain);
                 layers.push(CfLayer::FirstRule {
                     layer,
                     family: family.to_owned(),
@@ -115,7 +183,9 @@ pub fn without_own_rules(model: &HostModel, config: &Config) -> HostModel {
                     chain: hook.clone(),
                     ranges: none.clone(),
                     ports: Vec::new(),
-                    replaces_jump_to: Some(config.iptables.chain.clone()),
+                    replaces_jump_to: Some(own),
+                    lockdown: false,
+                    dnat: false,
                 });
             }
         }
@@ -142,6 +212,12 @@ impl Report {
         self.verdict.to_json()
     }
 
+    /// True when Cloudflare gets through and, with lockdown, no other source does: what
+    /// `sync` (exit 3) and `status --exit-code` (exit 2) judge.
+    pub fn ok(&self) -> bool {
+        self.verdict.reachable && self.verdict.exposed.is_empty()
+    }
+
     /// Logs each warning line.
     pub fn log(&self) {
         for warning in &self.warnings {
@@ -166,7 +242,9 @@ impl Report {
             )
         };
         let what = format!("{} ranges on {ports}", checked.ranges);
-        if self.verdict.reachable {
+        if self.verdict.reachable && !self.verdict.exposed.is_empty() {
+            format!("Cloudflare gets through ({what}), but lockdown is NOT effective: sources outside the list get through too")
+        } else if self.verdict.reachable {
             format!("Cloudflare gets through ({what})")
         } else if self.verdict.blocked.is_empty() {
             format!("UNKNOWN whether Cloudflare gets through ({what})")
@@ -200,7 +278,15 @@ pub fn verdict(
     let started = std::time::Instant::now();
     let model = read(config);
     let read_at = started.elapsed();
-    let probe = probe(ranges, config);
+    // With lockdown, the outsiders are evaluated too (`exposed`).
+    let lockdown = match &state {
+        State::Projected(Some(placement)) => placement_lockdown(placement),
+        _ => config_lockdown(kind, config),
+    };
+    let probe = Probe {
+        lockdown,
+        ..probe(ranges, config)
+    };
     let projected = match state {
         State::Now => None,
         State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
@@ -226,6 +312,22 @@ pub fn verdict(
         (total - read_at).as_secs_f64() * 1e3
     );
     Some(report)
+}
+
+/// The verdict for `ranges` on the host as it is, from a `model` already read (doctor reads
+/// the host once and asks it several questions); with the backend's lockdown, the outsiders
+/// too.
+pub fn verdict_on(
+    model: &HostModel,
+    ranges: &RangeSet,
+    kind: BackendKind,
+    config: &Config,
+) -> Report {
+    let probe = Probe {
+        lockdown: config_lockdown(kind, config),
+        ..probe(ranges, config)
+    };
+    report(model, model, &probe, kind, config)
 }
 
 /// The `reachability` JSON value of an optional report (`null` when not checked).
@@ -311,10 +413,11 @@ pub fn report(
     config: &Config,
 ) -> Report {
     let verdict = model.evaluate(probe);
+    let exposed = exposed_warnings(&verdict, base, probe, kind, config);
     if verdict.reachable {
         return Report {
             verdict,
-            warnings: Vec::new(),
+            warnings: exposed,
         };
     }
     // Which alternatives are proven to get past which deciding rules.
@@ -349,11 +452,15 @@ pub fn report(
                     .to_owned(),
             );
         }
-        if finding.by.table.ends_with(" nat") || finding.by.rule.contains("DNAT") {
-            return Some(
-                "connections to published container ports are DNAT'd here and then forwarded, which the verdict does not follow: with `backend: iptables`, add DOCKER-USER to `iptables.hooks` so cf-allow accepts Cloudflare there too"
-                    .to_owned(),
-            );
+        // The forward path: the kernel itself drops what it does not forward or route.
+        if finding.by.layer == "host" && finding.by.rule.contains("_forward") {
+            return Some(format!(
+                "turn forwarding on (`sysctl -w {}=1`, as Docker and Podman do) or stop publishing these ports: connections to them are DNAT'd to another address and must be forwarded",
+                if finding.family == cf_allow_diff::Family::Ipv6 { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" }
+            ));
+        }
+        if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
+            return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
         // The first alternative that gets everything through, else the first that gets past
         // this rule.
@@ -377,8 +484,81 @@ pub fn report(
             None => "no cf-allow backend can accept before this rule (it runs before the input hook, or in a chain cf-allow does not manage): exempt Cloudflare's ranges in it, remove the Cloudflare addresses from the set it matches (fail2ban `ignoreip`, csf.ignore), or remove it".to_owned(),
         })
     };
-    let warnings = verdict.warnings(&fix);
+    let mut warnings = verdict.warnings(&fix);
+    warnings.extend(exposed);
     Report { verdict, warnings }
+}
+
+/// The warning lines for outsiders accepted on locked-down ports, each with a fix cf-allow
+/// accepts — proven by projection where cf-allow can project it.
+fn exposed_warnings(
+    verdict: &Verdict,
+    base: &HostModel,
+    probe: &Probe,
+    kind: BackendKind,
+    config: &Config,
+) -> Vec<String> {
+    if verdict.exposed.is_empty() {
+        return Vec::new();
+    }
+    let probe = Probe {
+        lockdown: true,
+        ..probe.clone()
+    };
+    let mut alts: Vec<Alternative> = Vec::new();
+    if base.has_chain("filter", "DOCKER-USER") {
+        let mut hooks = config.iptables.hooks.clone();
+        if !hooks.iter().any(|h| h == "DOCKER-USER") {
+            hooks.push("DOCKER-USER".to_owned());
+        }
+        let legacy = base.has_chain_in("iptables-legacy", "filter", "DOCKER-USER");
+        alts.push(Alternative {
+            advice: format!(
+                "set `backend: iptables` with `iptables: {{hooks: [{}], lockdown: true}}` (CF-ALLOW-DOCKER, jumped to from DOCKER-USER, then drops other sources of connections DNAT'd to published container ports)",
+                hooks.join(", ")
+            ),
+            kind: BackendKind::Iptables,
+            placement: Placement::IptablesJump {
+                legacy,
+                chain: config.iptables.chain.clone(),
+                hooks,
+                lockdown: true,
+            },
+        });
+    }
+    if kind != BackendKind::Nftables || config.nftables.into.is_some() {
+        alts.push(Alternative {
+            advice: "set `backend: nftables` with `nftables: {lockdown: true}` (its own table's forward chain then drops other sources of DNAT'd connections by their original port)".to_owned(),
+            kind: BackendKind::Nftables,
+            placement: Placement::NftOwnChain {
+                table: config.nftables.table.clone(),
+                chain: "input".to_owned(),
+                priority: 0,
+                lockdown: true,
+                forward: Some("forward".to_owned()),
+            },
+        });
+    }
+    let proven: Vec<&Alternative> = alts
+        .iter()
+        .filter(|alt| {
+            let v = project(base, &alt.placement, &probe).evaluate(&probe);
+            v.reachable && v.exposed.is_empty()
+        })
+        .collect();
+    let fix = |finding: &Finding| -> Option<String> {
+        if finding.by.layer == "host" {
+            return None;
+        }
+        Some(match proven.first() {
+            Some(alt) => format!(
+                "{} — checked: then only the list gets through",
+                alt.advice
+            ),
+            None => "accept only the list before this rule, or drop other sources on these ports before it (cf-allow's lockdown drop does not come before it)".to_owned(),
+        })
+    };
+    verdict.exposed_warnings(&fix)
 }
 
 /// True when `alt` is what the admin runs already (no point proposing it).

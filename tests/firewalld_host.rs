@@ -32,11 +32,20 @@ fn assert_exact_keys(reach: &Value) {
     };
     assert_eq!(
         keys(reach),
-        ["blocked", "checked", "reachable", "unknown"],
+        [
+            "blocked",
+            "checked",
+            "exposed",
+            "locked_down",
+            "reachable",
+            "unknown"
+        ],
         "{reach:#}"
     );
     assert_eq!(keys(&reach["checked"]), ["ports", "ranges"]);
-    for f in reach["blocked"].as_array().expect("blocked") {
+    let blocked = reach["blocked"].as_array().expect("blocked");
+    let exposed = reach["exposed"].as_array().expect("exposed");
+    for f in blocked.iter().chain(exposed) {
         assert_eq!(keys(f), ["by", "family", "ports", "ranges"], "{f:#}");
         assert_eq!(
             keys(&f["by"]),

@@ -7,6 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use cf_allow_testkit::docker_host::{self, DockerHost, Shape};
 use cf_allow_testkit::{csf_sandbox, lab, Netns};
 use common::*;
 use serde_json::{json, Value};
@@ -67,7 +68,7 @@ fn plain_nftables_host_detects_nftables_reachable_and_the_client_connects() {
     assert_eq!(
         doc["reachability"],
         json!({"reachable": true, "checked": {"ranges": 24, "ports": [443]},
-               "blocked": [], "unknown": []})
+               "blocked": [], "unknown": [], "exposed": [], "locked_down": false})
     );
     assert!(connect(&client, lab::ALLOWED_V4));
     assert!(connect(&client, lab::ALLOWED_V6));
@@ -216,69 +217,112 @@ table inet f2b {
     assert!(connect(&client, lab::ALLOWED_V6));
 }
 
-/// What Docker leaves in iptables-nft for a container publishing port 443: the SYN to the
-/// host's 443 is DNAT'd in `ip nat PREROUTING` and forwarded, not delivered locally.
-const DOCKER_RULES: &str = "*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A DOCKER -i docker0 -j RETURN
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:443
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 443 -j ACCEPT
--A DOCKER-USER -j RETURN
-COMMIT
-";
+/// A Docker-shaped host (testkit's `docker_host`: 443 DNAT'd to a container, Docker's real
+/// iptables-nft rules) with `backend: iptables`, `lockdown: true` and the allowlist holding the
+/// client's /24 and Cloudflare's ranges.
+fn docker_sync(label: &str, hooks: &str) -> (DockerHost, Run, Env) {
+    let host = DockerHost::new(label, Shape::Docker);
+    let env = Env::new(&format!(
+        "ports: [{}, {}]\nguard: {{allow_reserved: true}}\niptables:\n  hooks: {hooks}\n  lockdown: true\n",
+        docker_host::LOCAL_PORT,
+        docker_host::PUBLISHED_PORT
+    ));
+    let mut ranges = cf_allow_testkit::cloudflare_ranges();
+    ranges.push("192.0.2.0/24");
+    let feed = env.feed("feed.txt", &ranges);
+    let run = sync(&env, &host.server, &feed, &["--backend", "iptables"]);
+    (host, run, env)
+}
 
 #[test]
-fn docker_published_port_is_not_claimed_reachable() {
-    if !ready("docker_published_port_is_not_claimed_reachable") {
+fn docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_connects() {
+    if !ready(
+        "docker_lockdown_on_input_only_is_exposed_by_dockers_accept_and_the_outsider_connects",
+    ) {
         return;
     }
-    let (server, client) = lab::server_and_client("reach-dock", &[443]);
-    server.sh_with_input("iptables-nft-restore", DOCKER_RULES);
-    let env = Env::new(&format!(
-        "{CONFIG}iptables:\n  hooks: [INPUT, DOCKER-USER]\n"
-    ));
-    let feed = feed(&env);
-    let run = sync(&env, &server, &feed, &["--backend", "iptables"]);
-    // The engine does not follow DNAT'd packets into the forward path: the published port is
-    // `unknown` (named: the nat PREROUTING rule), never "reachable", and the exit code is 3.
+    // INPUT only: cf-allow's lockdown drop never sees the DNAT'd connections.
+    let (host, run, env) = docker_sync("reach-dexp", "[INPUT]");
     run.expect_code(3);
     let reach = &run.json()["reachability"];
-    assert_eq!(reach["reachable"], false, "{reach:#}");
-    let unknown = reach["unknown"].as_array().expect("unknown");
-    let v4 = unknown
+    // Cloudflare (and the client) get through: `reachable` stays about Cloudflare.
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(reach["locked_down"], true, "{reach:#}");
+    assert_eq!(reach["blocked"], json!([]), "{reach:#}");
+    let exposed = reach["exposed"].as_array().expect("exposed");
+    assert_eq!(exposed.len(), 1, "{reach:#}");
+    let e = &exposed[0];
+    assert_eq!(e["family"], "ipv4");
+    assert_eq!(
+        e["ports"],
+        json!([docker_host::PUBLISHED_PORT]),
+        "{reach:#}"
+    );
+    assert_eq!(e["by"]["table"], "ip filter", "{reach:#}");
+    assert_eq!(e["by"]["chain"], "DOCKER", "{reach:#}");
+    assert!(
+        e["by"]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("-j ACCEPT")),
+        "{reach:#}"
+    );
+    let ranges: Vec<&str> = e["ranges"]
+        .as_array()
+        .expect("ranges")
         .iter()
-        .find(|f| f["family"] == "ipv4")
-        .unwrap_or_else(|| panic!("an ipv4 unknown: {reach:#}"));
-    assert_eq!(v4["by"]["table"], "ip nat", "{reach:#}");
-    assert!(v4["ports"].as_array().expect("ports").contains(&json!(443)));
-    assert!(v4["expr"].is_string());
+        .filter_map(Value::as_str)
+        .collect();
+    let covers = |addr: &str| {
+        let addr: std::net::IpAddr = addr.parse().expect("address");
+        ranges
+            .iter()
+            .any(|r| r.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&addr)))
+    };
+    assert!(covers(docker_host::OUTSIDER_V4), "{ranges:?}");
+    assert!(!covers(docker_host::CLIENT_V4), "{ranges:?}");
+    // The warning names Docker's accept and a fix cf-allow accepts (proven by projection).
     let lines = warning_lines(&run);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("ip nat") && l.contains("DOCKER-USER")),
+        lines.iter().any(|l| l.contains("ip filter DOCKER")
+            && l.contains("although lockdown is on")
+            && l.contains("hooks: [INPUT, DOCKER-USER], lockdown: true")
+            && l.contains("checked")),
         "{}",
         run.stderr
     );
-    // And indeed nothing local answers: the SYN is DNAT'd to a container that is not there.
-    assert!(!connect(&client, lab::ALLOWED_V4));
+    // The kernel agrees: the outsider reaches the published port, not the local one.
+    let [client_pub, outsider_pub, client_local, outsider_local] = host.reach();
+    assert!(client_pub && outsider_pub && client_local && !outsider_local);
+    // status --exit-code judges the same.
+    let status = env.run(
+        Some(&host.server),
+        &["status", "--backend", "iptables", "--json", "--exit-code"],
+    );
+    status.expect_code(2);
+    assert_eq!(
+        status.json()["reachability"]["exposed"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn docker_lockdown_with_docker_user_exits_0_and_the_outsider_is_blocked() {
+    if !ready("docker_lockdown_with_docker_user_exits_0_and_the_outsider_is_blocked") {
+        return;
+    }
+    let (host, run, _env) = docker_sync("reach-dcov", "[INPUT, DOCKER-USER]");
+    run.expect_code(0);
+    let reach = &run.json()["reachability"];
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(reach["locked_down"], true, "{reach:#}");
+    assert_eq!(reach["exposed"], json!([]), "{reach:#}");
+    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    // The engine read cf-allow's real CF-ALLOW-DOCKER rules (--ctorigdstport, --ctstate DNAT,
+    // --ctdir ORIGINAL) and agrees with the kernel.
+    let [client_pub, outsider_pub, client_local, outsider_local] = host.reach();
+    assert!(client_pub && !outsider_pub && client_local && !outsider_local);
 }
 
 #[test]
@@ -372,7 +416,7 @@ section status; "$BIN" --config "$W/config.yaml" status --json --exit-code 2>>"$
     assert_eq!(
         *reach,
         json!({"reachable": true, "checked": {"ranges": 22, "ports": [80, 443]},
-               "blocked": [], "unknown": []}),
+               "blocked": [], "unknown": [], "exposed": [], "locked_down": false}),
         "{stderr}"
     );
     assert_eq!(code, 0, "{stderr}");

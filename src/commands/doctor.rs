@@ -64,12 +64,18 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     if let Some(kind) = kind {
         checks.extend(firewall_checks(kind, &config, &allowed, which));
     }
-    checks.push(reachability_check(kind, &config, &allowed));
+    // The host's rules, read once by the verdict engine: the reachability verdict and the
+    // forwarded (DNAT'd) ports are questions to the same model.
+    let model = crate::reach::read(&config);
+    let report = kind
+        .filter(|_| config.reachability.check)
+        .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config));
+    checks.push(reachability_check(kind, report.as_ref()));
 
     // The host, read once.
     let facts = HostFacts::read();
     let tables = heuristics::read_iptables(&config.iptables.variant);
-    let dnat = read_dnat(config.iptables.variant);
+    let dnat = read_dnat(&model, &ports);
     let forwarded: &[Dnat] = dnat.as_deref().unwrap_or(&[]);
     // Cloudflare's ranges only: extra_cidrs (an office, a VPN) may well be routed elsewhere.
     let ipv6_allowed = cloudflare.len_of(Family::Ipv6) > 0;
@@ -111,25 +117,12 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     };
     checks.extend(heuristics::checks(&inputs, &tables));
 
-    let docker_user = match tables.first().map(|t| &t.table) {
-        Some(Ok(t)) => Ok(t.has_chain("DOCKER-USER")),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("iptables was not read".to_string()),
+    let lockdown = kind.is_some_and(|kind| crate::reach::config_lockdown(kind, &config));
+    let exposed = match &report {
+        Some(report) => Ok(exposures(report)),
+        None => Err("the reachability verdict is off".to_string()),
     };
-    let covered = kind == Some(BackendKind::Iptables)
-        && crate::backends::iptables_hooks_docker_user(&config, docker_user == Ok(true));
-    let lockdown = match kind {
-        Some(BackendKind::Nftables) => config.nftables.lockdown,
-        Some(BackendKind::Iptables) => config.iptables.lockdown,
-        _ => false,
-    };
-    checks.push(docker::check(
-        &dnat,
-        &docker_user,
-        covered,
-        &ports,
-        lockdown,
-    ));
+    checks.push(docker::check(&dnat, lockdown, &exposed));
 
     let findings = checks.iter().any(|c| c.status.is_finding());
     if args.json {
@@ -241,26 +234,50 @@ fn firewall_checks(
     }
 }
 
-/// The DNAT rules of the nat tables (Docker's published ports). The legacy nat table is read
-/// only when it exists: reading it would make the kernel load `iptable_nat`.
-fn read_dnat(variant: cf_allow_iptables::Variant) -> Result<Vec<Dnat>, String> {
-    let mut all = Vec::new();
-    for (tool, names) in [
-        ("iptables", "/proc/net/ip_tables_names"),
-        ("ip6tables", "/proc/net/ip6_tables_names"),
-    ] {
-        if matches!(variant, cf_allow_iptables::Variant::Legacy)
-            && !std::fs::read_to_string(names).is_ok_and(|t| t.lines().any(|l| l == "nat"))
-        {
-            continue;
-        }
-        match docker::read_nat(&variant.program(tool, "-save")) {
-            Ok(rules) => all.extend(rules),
-            Err(e) if tool == "iptables" => return Err(e.to_string()),
-            Err(e) => tracing::debug!("ip6tables nat table: {e}"),
+/// The configured ports that prerouting DNATs (Docker's, Podman's published ports), from
+/// the verdict engine's model: one reader of the host's rules.
+fn read_dnat(model: &cf_allow_reach::HostModel, ports: &[u16]) -> Result<Vec<Dnat>, String> {
+    if let Some(why) = model.unreadable_reason() {
+        return Err(why.to_string());
+    }
+    let mut out: Vec<Dnat> = Vec::new();
+    for f in model.forwarded(ports) {
+        let d = Dnat {
+            port: f.port,
+            to: f.to.clone(),
+            by: format!("{} {}", f.by.table, f.by.chain),
+        };
+        if !out.contains(&d) {
+            out.push(d);
         }
     }
-    Ok(all)
+    Ok(out)
+}
+
+/// The verdict's exposures (outsiders accepted on locked-down ports), with their warning
+/// lines (which name the rule and a fix cf-allow accepts).
+fn exposures(report: &crate::reach::Report) -> Vec<docker::Exposure> {
+    let lines: Vec<&String> = report
+        .warnings
+        .iter()
+        .filter(|w| w.contains("although lockdown is on"))
+        .collect();
+    report
+        .verdict
+        .exposed
+        .iter()
+        .map(|f| docker::Exposure {
+            ports: f
+                .ports
+                .iter()
+                .flat_map(|p| p.first..=p.last.min(p.first.saturating_add(64)))
+                .collect(),
+            warning: lines
+                .iter()
+                .find(|l| l.starts_with(&f.by.to_string()))
+                .map_or_else(|| f.by.to_string(), |l| (*l).clone()),
+        })
+        .collect()
 }
 
 /// One `service:PORT` check per port whose `listen:PORT` check did not fail: a connect (and
@@ -358,17 +375,18 @@ fn fail2ban_checks(cloudflare: &RangeSet, timeout: std::time::Duration) -> Vec<C
 
 /// The `reachability` check: the verdict engine over the host's whole input path for the
 /// allowed ranges on `ports`, as the rules are now (read-only).
-fn reachability_check(kind: Option<BackendKind>, config: &Config, allowed: &RangeSet) -> Check {
-    let verdict = match kind {
-        None => Err("no backend could be chosen, so cf-allow's own rules are unknown".to_string()),
-        Some(kind) => crate::reach::verdict(allowed, kind, crate::reach::State::Now, config)
-            .map(|report| cf_allow_doctor::reachability::Verdict {
-                reachable: report.verdict.reachable,
-                blocked: !report.verdict.blocked.is_empty(),
-                summary: report.summary(),
-                warnings: report.warnings,
-            })
-            .ok_or_else(|| "reachability.check is off".to_string()),
+fn reachability_check(kind: Option<BackendKind>, report: Option<&crate::reach::Report>) -> Check {
+    let verdict = match (kind, report) {
+        (None, _) => {
+            Err("no backend could be chosen, so cf-allow's own rules are unknown".to_string())
+        }
+        (Some(_), None) => Err("reachability.check is off".to_string()),
+        (Some(_), Some(report)) => Ok(cf_allow_doctor::reachability::Verdict {
+            reachable: report.verdict.reachable,
+            blocked: !report.verdict.blocked.is_empty(),
+            summary: report.summary(),
+            warnings: report.warnings.clone(),
+        }),
     };
     cf_allow_doctor::reachability::check(verdict)
 }

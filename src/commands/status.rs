@@ -26,7 +26,7 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     let outputs = super::outputs::status(&config, &expected)?;
     let in_sync = plan.is_empty() && super::outputs::all_in_sync(&outputs);
     let reach = crate::reach::verdict(&expected, kind, crate::reach::State::Now, &config);
-    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
+    let reachable = reach.as_ref().is_none_or(crate::reach::Report::ok);
     let mut warnings = found.warnings.clone();
     warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
 

@@ -16,7 +16,8 @@ use crate::report::{Facts, Reporter};
 pub struct Synced {
     /// Whether something changed (or would).
     pub outcome: Outcome,
-    /// False when the verdict says Cloudflare is blocked somewhere, or cannot tell (exit 3).
+    /// False when the verdict says Cloudflare is blocked somewhere, or cannot tell, or (with
+    /// lockdown) that other sources get through too (exit 3).
     pub reachable: bool,
 }
 
@@ -82,7 +83,7 @@ fn sync(
     if let Some(reach) = &reach {
         reach.log();
     }
-    let reachable = reach.as_ref().is_none_or(|r| r.verdict.reachable);
+    let reachable = reach.as_ref().is_none_or(crate::reach::Report::ok);
 
     // outputs: after the firewall, from the same validated list.
     let outputs = super::outputs::sync(&config, &desired.ranges, args.dry_run)?;

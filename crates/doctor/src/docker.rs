@@ -1,156 +1,111 @@
-//! Ports forwarded by DNAT (Docker's published ports: `nat PREROUTING → DOCKER → DNAT`),
-//! from `iptables-save -t nat`, and the `docker` check: such connections are forwarded
-//! before the INPUT hook, so an allowlist on INPUT does not guard them.
+//! Ports forwarded by DNAT (Docker's, Podman's published ports: `nat PREROUTING → DOCKER →
+//! DNAT`, netavark's `dnat ip to`) and the `docker` check. The forwarded ports come from the
+//! reachability engine's model (crates/reach, asked by the binary: one reader of the host's
+//! rules), and whether they are covered under lockdown from its verdict (`exposed`).
 
 use crate::Check;
 
-/// One DNAT rule of the nat table.
+/// The check's stable id.
+pub const ID: &str = "docker";
+
+/// One port a nat rule in prerouting DNATs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dnat {
-    /// The chain it is in (`DOCKER`).
-    pub chain: String,
-    /// The TCP destination ports it matches (`--dport N` or `N:M`); `None` = every port.
-    pub dports: Option<(u16, u16)>,
-    /// Where it sends the connection (`172.17.0.2:8443`).
+    /// The destination port on this host.
+    pub port: u16,
+    /// Where it goes (`198.51.100.2:8443`, `local port 8080` for a redirect).
     pub to: String,
+    /// The nat rule's table and chain (`ip nat DOCKER`, `inet netavark nv_…_dnat`).
+    pub by: String,
 }
 
 impl Dnat {
     /// True when the rule forwards connections to `port`.
     pub fn forwards(&self, port: u16) -> bool {
-        self.dports.is_none_or(|(lo, hi)| lo <= port && port <= hi)
+        self.port == port
     }
 
-    /// `443 is forwarded to 172.17.0.2:8443 by nat DOCKER`.
-    pub fn describe(&self, port: u16) -> String {
-        let to = match self.to.rsplit_once(':') {
-            Some((_, p)) if p.parse::<u16>().is_ok() => self.to.clone(),
-            _ => format!("{}:{port}", self.to),
-        };
-        format!("{port} is forwarded to {to} by nat {}", self.chain)
+    /// `443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER`.
+    pub fn describe(&self) -> String {
+        format!("{} is forwarded to {} by {}", self.port, self.to, self.by)
     }
 }
 
-/// Reads the nat table with `program` (`iptables-save`, `ip6tables-nft-save`, …).
-pub fn read_nat(program: &str) -> Result<Vec<Dnat>, crate::Error> {
-    Ok(parse_nat(&crate::run_program(program, &["-t", "nat"])?))
+/// What the verdict said about outsiders on the forwarded ports (with lockdown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    /// The forwarded ports other sources reach although lockdown is on.
+    pub ports: Vec<u16>,
+    /// The verdict's warning line for it (names the rule that lets them through and, after
+    /// `; fix: `, a fix cf-allow accepts).
+    pub warning: String,
 }
 
-/// The DNAT rules of `iptables-save` output (only the `*nat` table).
-pub fn parse_nat(text: &str) -> Vec<Dnat> {
-    let mut out = Vec::new();
-    let mut in_nat = false;
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix('*') {
-            in_nat = name.trim() == "nat";
-            continue;
-        }
-        if !in_nat || !line.starts_with("-A ") {
-            continue;
-        }
-        let words = crate::iptables::split_words(line);
-        let at = |key: &str| {
-            words
-                .iter()
-                .position(|w| w == key)
-                .and_then(|i| words.get(i + 1))
-        };
-        if at("-j").map(String::as_str) != Some("DNAT") {
-            continue;
-        }
-        if at("-p").is_some_and(|p| p != "tcp" && p != "6") {
-            continue;
-        }
-        let Some(to) = at("--to-destination") else {
-            continue;
-        };
-        let dports = match at("--dport") {
-            None => None,
-            Some(p) => {
-                let (lo, hi) = p.split_once(':').unwrap_or((p, p));
-                match (lo.parse(), hi.parse()) {
-                    (Ok(lo), Ok(hi)) => Some((lo, hi)),
-                    _ => continue,
-                }
-            }
-        };
-        out.push(Dnat {
-            chain: words.get(1).cloned().unwrap_or_default(),
-            dports,
-            to: to.clone(),
-        });
-    }
-    out
-}
-
-/// The `docker` check. `dnat`: the nat tables' DNAT rules; `docker_user`: whether the filter
-/// table has a DOCKER-USER chain; `covered`: cf-allow's iptables backend hooks DOCKER-USER;
-/// `ports`: the configured ports (empty = all); `lockdown`: the backend in use drops every
-/// other source on those ports, which forwarded ports then escape.
+/// The `docker` check. `dnat`: the forwarded ports of `ports` (from the model);
+/// `lockdown`: the backend in use drops every other source on the ports; `exposed`: the
+/// verdict's exposures of those ports (`Err`: no verdict, with the reason).
 pub fn check(
     dnat: &Result<Vec<Dnat>, String>,
-    docker_user: &Result<bool, String>,
-    covered: bool,
-    ports: &[u16],
     lockdown: bool,
+    exposed: &Result<Vec<Exposure>, String>,
 ) -> Check {
-    const ID: &str = "docker";
-    const FIX: &str = "use `backend: iptables` with `iptables: {hooks: [INPUT, DOCKER-USER]}` so published container ports get the same allowlist";
-    let published: Vec<String> = match dnat {
-        Ok(rules) => {
-            let mut found = Vec::new();
-            for rule in rules {
-                let mut ps: Vec<u16> = ports
-                    .iter()
-                    .copied()
-                    .filter(|p| rule.forwards(*p))
-                    .collect();
-                if ports.is_empty() {
-                    ps.extend(rule.dports.map(|(lo, _)| lo));
-                }
-                found.extend(ps.into_iter().map(|p| rule.describe(p)));
-            }
-            found
-        }
-        Err(_) => Vec::new(),
+    let dnat = match dnat {
+        Ok(d) => d,
+        Err(e) => return Check::skip(ID, format!("cannot read the nat rules: {e}")),
     };
-    if covered {
+    if dnat.is_empty() {
         return Check::ok(
             ID,
-            "DOCKER-USER is one of iptables.hooks: published container ports are covered",
+            "no configured port is DNAT'd (no published container port on them)",
         );
     }
-    if !published.is_empty() && lockdown {
-        return Check::fail(
+    let described = dnat
+        .iter()
+        .map(Dnat::describe)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !lockdown {
+        return Check::ok(
             ID,
             format!(
-                "{}: lockdown is on, but published container ports are not covered by cf-allow: every source reaches them, not only Cloudflare",
-                published.join(", ")
+                "{described}: lockdown is off, so every source reaches them, as every other configured port"
             ),
-            FIX,
         );
     }
-    if !published.is_empty() {
-        return Check::warn(
+    match exposed {
+        Err(why) => Check::warn(
             ID,
-            format!(
-                "{}: published container ports are not covered by cf-allow, Docker forwards them before the INPUT hook cf-allow guards",
-                published.join(", ")
-            ),
-            FIX,
-        );
-    }
-    match docker_user {
-        Ok(true) => Check::warn(
-            ID,
-            "a DOCKER-USER chain exists, but published container ports are not covered by cf-allow: Docker forwards them before the INPUT hook cf-allow uses",
-            FIX,
+            format!("{described}: cannot tell whether lockdown covers them ({why})"),
+            "turn `reachability.check` on so the verdict evaluates the forward path",
         ),
-        Ok(false) => Check::ok(
-            ID,
-            "no DOCKER-USER chain and no DNAT'd port (Docker's iptables rules are not in use)",
-        ),
-        Err(e) => Check::skip(ID, format!("cannot look for Docker's rules: {e}")),
+        Ok(list) => {
+            let open: Vec<&Exposure> = list
+                .iter()
+                .filter(|e| e.ports.iter().any(|p| dnat.iter().any(|d| d.forwards(*p))))
+                .collect();
+            match open.first() {
+                None => Check::ok(
+                    ID,
+                    format!("{described}: covered, only the list gets through (lockdown)"),
+                ),
+                Some(first) => {
+                    let (what, fix) = match first.warning.split_once("; fix: ") {
+                        Some((w, f)) => (w.to_owned(), f.to_owned()),
+                        None => (
+                            first.warning.clone(),
+                            "use `backend: iptables` with `iptables: {hooks: [INPUT, DOCKER-USER], lockdown: true}`, or `backend: nftables` with `nftables: {lockdown: true}` (its forward chain)".to_owned(),
+                        ),
+                    };
+                    Check::fail(
+                        ID,
+                        format!(
+                            "{described}: lockdown is on, but these published ports are not covered: {what}"
+                        ),
+                        fix,
+                    )
+                }
+            }
+        }
     }
 }
 
@@ -159,70 +114,54 @@ mod tests {
     use super::*;
     use crate::Status;
 
-    // Captured with iptables-nft 1.8.9 after `docker run -p 443:8443`, as Docker 24 writes it.
-    const NAT: &str = "*nat
-:PREROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
--A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
--A DOCKER -i docker0 -j RETURN
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:8443
--A DOCKER ! -i docker0 -p udp -m udp --dport 53 -j DNAT --to-destination 172.17.0.3:53
--A PREROUTING -p tcp -m tcp --dport 8000:8010 -j DNAT --to-destination 192.0.2.9
-COMMIT
-*filter
--A FORWARD -p tcp --dport 80 -j DNAT --to-destination 1.2.3.4:80
-COMMIT
-";
-
-    #[test]
-    fn parses_dockers_dnat_rules() {
-        let rules = parse_nat(NAT);
-        assert_eq!(rules.len(), 2, "{rules:?}");
-        assert_eq!(
-            rules[0].describe(443),
-            "443 is forwarded to 172.17.0.2:8443 by nat DOCKER"
-        );
-        assert!(rules[0].forwards(443) && !rules[0].forwards(80));
-        assert!(rules[1].forwards(8005));
-        assert_eq!(
-            rules[1].describe(8005),
-            "8005 is forwarded to 192.0.2.9:8005 by nat PREROUTING"
-        );
+    fn dnat() -> Dnat {
+        Dnat {
+            port: 443,
+            to: "198.51.100.2:8443".into(),
+            by: "ip nat DOCKER".into(),
+        }
     }
 
     #[test]
-    fn published_ports_outside_the_hooks_are_a_warning() {
-        let rules = Ok(parse_nat(NAT));
-        let c = check(&rules, &Ok(true), false, &[80, 443], false);
-        assert_eq!(c.status, Status::Warn);
+    fn published_ports_are_judged_by_the_verdict() {
+        assert_eq!(
+            dnat().describe(),
+            "443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER"
+        );
+        let d = Ok(vec![dnat()]);
+        assert_eq!(check(&d, false, &Ok(Vec::new())).status, Status::Ok);
+        let covered = check(&d, true, &Ok(Vec::new()));
+        assert_eq!(covered.status, Status::Ok);
+        assert!(covered.summary.contains("covered"), "{covered:?}");
+        let open = Ok(vec![Exposure {
+            ports: vec![443],
+            warning: "ip filter DOCKER: \"-A DOCKER … -j ACCEPT\" lets sources outside the list reach TCP 443; fix: set `backend: iptables` with hooks".into(),
+        }]);
+        let failed = check(&d, true, &open);
+        assert_eq!(failed.status, Status::Fail);
         assert!(
-            c.summary
-                .starts_with("443 is forwarded to 172.17.0.2:8443 by nat DOCKER:"),
-            "{c:?}"
+            failed.summary.starts_with(
+                "443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER: lockdown is on"
+            ) && failed.summary.contains("ip filter DOCKER"),
+            "{failed:?}"
         );
-        assert!(c
-            .fix
-            .as_deref()
-            .is_some_and(|f| f.contains("hooks: [INPUT, DOCKER-USER]")));
         assert_eq!(
-            check(&rules, &Ok(true), true, &[443], true).status,
+            failed.fix.as_deref(),
+            Some("set `backend: iptables` with hooks")
+        );
+        // An exposure of another (local) port is not this check's.
+        let other = Ok(vec![Exposure {
+            ports: vec![80],
+            warning: "x".into(),
+        }]);
+        assert_eq!(check(&d, true, &other).status, Status::Ok);
+        assert_eq!(check(&d, true, &Err("off".into())).status, Status::Warn);
+        assert_eq!(
+            check(&Ok(Vec::new()), true, &Ok(Vec::new())).status,
             Status::Ok
         );
-        let locked = check(&rules, &Ok(true), false, &[443], true);
-        assert_eq!(locked.status, Status::Fail);
-        assert!(locked.summary.contains("lockdown is on"), "{locked:?}");
         assert_eq!(
-            check(&Ok(Vec::new()), &Ok(false), false, &[443], true).status,
-            Status::Ok
-        );
-        assert_eq!(
-            check(&Ok(Vec::new()), &Ok(true), false, &[443], false).status,
-            Status::Warn
-        );
-        assert_eq!(
-            check(&Err("x".into()), &Err("x".into()), false, &[443], false).status,
+            check(&Err("x".into()), true, &Ok(Vec::new())).status,
             Status::Skip
         );
     }

@@ -120,7 +120,7 @@ pub fn checks(
         let forwarded: Vec<String> = dnat
             .iter()
             .filter(|d| d.forwards(port))
-            .map(|d| d.describe(port))
+            .map(crate::docker::Dnat::describe)
             .collect();
         let on_v6 = on_port
             .iter()
@@ -215,13 +215,17 @@ mod tests {
             routes: Ok(Vec::new()),
             listeners: Ok(listeners),
         };
-        let dnat = crate::docker::parse_nat("*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 443 -j DNAT --to-destination 172.17.0.2:8443\nCOMMIT\n");
+        let dnat = vec![crate::docker::Dnat {
+            port: 443,
+            to: "172.17.0.2:8443".into(),
+            by: "ip nat DOCKER".into(),
+        }];
         let got = checks(&[80, 443, 8080], &facts(v4.clone()), &dnat, true);
         let show: Vec<(Status, &str)> =
             got.iter().map(|c| (c.status, c.summary.as_str())).collect();
         assert_eq!(show[0].0, Status::Warn, "{show:?}");
         assert!(show[0].1.contains("not on IPv6"), "{show:?}");
-        assert_eq!(show[1], (Status::Ok, "443 is forwarded to 172.17.0.2:8443 by nat DOCKER: the container (or host) behind it answers Cloudflare"));
+        assert_eq!(show[1], (Status::Ok, "443 is forwarded to 172.17.0.2:8443 by ip nat DOCKER: the container (or host) behind it answers Cloudflare"));
         assert_eq!(show[2].0, Status::Fail);
         let got = checks(&[80], &facts(v4), &[], false);
         assert_eq!(

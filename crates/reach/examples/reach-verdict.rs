@@ -1,5 +1,6 @@
 //! Reads this host's input path and prints the reachability verdict as JSON:
-//! `reach-verdict [--interfaces eth0,eth1] [--ports 80,443] CIDR…`
+//! `reach-verdict [--interfaces eth0,eth1] [--ports 80,443] [--lockdown] CIDR…`
+//! (`--lockdown`: also list the outsiders the path accepts, `exposed`)
 //! (used by the crate's sandbox tests and by `make bench`; also handy by hand, as root).
 
 #![forbid(unsafe_code)]
@@ -12,9 +13,11 @@ fn main() {
     let mut opts = ReadOptions::default();
     let mut ports: Vec<u16> = Vec::new();
     let mut nets = Vec::new();
+    let mut lockdown = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--lockdown" => lockdown = true,
             "--interfaces" => {
                 opts.interfaces = args
                     .next()
@@ -45,6 +48,7 @@ fn main() {
     let verdict = model.evaluate(&Probe {
         ranges: RangeSet::aggregated(nets),
         ports,
+        lockdown,
     });
     let total = start.elapsed();
     let mut json = verdict.to_json();

@@ -1,11 +1,13 @@
-//! The pure evaluator: regions of (source × port) pushed through the base chains in order.
+//! The pure evaluator: regions of (source × port) pushed through the base chains in order —
+//! ingress and prerouting (where a nat chain may DNAT the connection), then either the input
+//! hook (local delivery) or, for a connection DNAT'd to another host, the forward hook.
 
 use std::collections::BTreeMap;
 
 use cf_allow_diff::Family;
 
 use crate::model::{
-    Action, Atom, Chain, Comp, Cond, Elem, Hook, Interface, Key, Match, Rhs, Table, VmapRhs,
+    Action, Atom, Chain, Comp, Cond, Elem, Hook, Interface, Key, Match, NatTo, Rhs, Table, VmapRhs,
 };
 use crate::space::{full, net_span, Bx, Shape};
 use crate::{report, HostModel, Probe, RuleRef, Verdict};
@@ -13,15 +15,34 @@ use crate::{report, HostModel, Probe, RuleRef, Verdict};
 /// How deep jumps may nest before the evaluator gives up (the kernel allows 16).
 const MAX_DEPTH: usize = 32;
 
+/// The destination of a connection after a DNAT (or redirect) in prerouting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Xlat {
+    /// The new destination address; `None` when it is not known (a redirect on an
+    /// interface without an address of the family).
+    pub daddr: Option<u128>,
+    /// The new destination port; `None` = unchanged (the original port).
+    pub dport: Option<u16>,
+    /// True when the new destination is one of the host's addresses (delivered on input).
+    pub local: bool,
+}
+
 /// The fixed facts about the packet besides its source and destination port.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub family: Family,
     pub iface: Option<&'a Interface>,
+    /// The (original) destination address.
     pub daddr: Option<u128>,
     /// The conntrack state rules see: `new` once conntrack has run (priority -200 of
     /// prerouting), `invalid` before it (ingress, raw), `None` at exactly -200.
     pub ct_state: Option<&'static str>,
+    /// The hook of the base chain being evaluated.
+    pub hook: Hook,
+    /// After a DNAT: where the connection goes now.
+    pub xlat: Option<Xlat>,
+    /// On the forward path: the device the route to the new destination goes out of.
+    pub oif: Option<&'a Interface>,
 }
 
 /// Link-local addresses: Cloudflare never connects to them, so they are not destinations.
@@ -42,14 +63,27 @@ fn ct_state_at(hook: Hook, prio: i64) -> Option<&'static str> {
     }
 }
 
+/// The priority a base chain effectively runs at: nat chains run from the kernel's one nat
+/// hook (prerouting -100, input 100), among themselves in their own priority order.
+fn effective_prio(hook: Hook, prio: i64, nat: bool) -> i64 {
+    match (nat, hook) {
+        (true, Hook::Prerouting) => -100,
+        (true, Hook::Input) => 100,
+        _ => prio,
+    }
+}
+
 /// Where a piece of the region ends.
 #[derive(Clone, Debug)]
 enum Fate<'m> {
-    Accept,
+    /// Accepted by this rule (`None`: by a verdict map entry without a rule of its own).
+    Accept(Option<&'m RuleRef>),
     Drop(&'m RuleRef),
     Unknown(&'m RuleRef, String),
     /// Fell off the end of the chain or hit `return`.
     Return,
+    /// DNAT'd (ends the nat base chain like an accept).
+    Nat(&'m RuleRef, NatTo),
 }
 
 type Pieces<'m> = Vec<(Vec<Bx>, Fate<'m>)>;
@@ -61,9 +95,42 @@ enum CondRes {
     Shape(Shape, bool),
 }
 
+/// The rule that lets a piece through so far: the last explicit accept, else the last
+/// accepting policy (`true` = explicit).
+type By<'m> = Option<(&'m RuleRef, bool)>;
+
+/// Part of the region on its way through the hooks, with what happened to it so far.
+struct Stream<'m> {
+    xlat: Option<Xlat>,
+    by: By<'m>,
+    bxs: Vec<Bx>,
+}
+
+/// What became of a region, per deciding rule.
+#[derive(Default)]
+struct Outcome<'m> {
+    blocked: BTreeMap<RuleRef, Vec<Bx>>,
+    unknown: BTreeMap<(RuleRef, String), Vec<Bx>>,
+    /// Accepted by the whole path, by the rule that let it through.
+    accepted: BTreeMap<RuleRef, Vec<Bx>>,
+    _m: std::marker::PhantomData<&'m ()>,
+}
+
+/// A rule reference for what the host itself decides (no rule of any table).
+fn host_ref(rule: String) -> RuleRef {
+    RuleRef {
+        layer: "host".into(),
+        table: String::new(),
+        chain: String::new(),
+        handle: None,
+        rule,
+    }
+}
+
 pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
     let mut blocked: BTreeMap<(Family, RuleRef), Vec<Bx>> = BTreeMap::new();
     let mut unknown: BTreeMap<(Family, RuleRef, String), Vec<Bx>> = BTreeMap::new();
+    let mut exposed: BTreeMap<(Family, RuleRef), Vec<Bx>> = BTreeMap::new();
     let ports: Vec<(u16, u16)> = if probe.ports.is_empty() {
         vec![(0, u16::MAX)]
     } else {
@@ -82,88 +149,56 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                 });
             }
         }
-        if region.is_empty() {
+        // The outsiders: every other address of the family, as intervals.
+        // (Only for a family the host has an address of on an inbound interface, when the
+        // interfaces are known: nothing connects to a family the host does not speak.)
+        let speaks = model.all_ifaces.is_empty()
+            || model.inbound(family).iter().any(|i| {
+                i.addrs
+                    .iter()
+                    .any(|a| a.is_ipv4() == (family == Family::Ipv4) && !link_local(a))
+            });
+        let outsiders: Vec<Bx> = if probe.lockdown && speaks && model.unreadable.is_none() {
+            let spans: Vec<(u128, u128)> = probe
+                .ranges
+                .iter_family(family)
+                .map(|n| net_span(&n))
+                .collect();
+            complement(family, spans)
+                .into_iter()
+                .flat_map(|s| ports.iter().map(move |&p| Bx { s, p }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if region.is_empty() && outsiders.is_empty() {
             continue;
         }
         if let Some(reason) = &model.unreadable {
-            let by = RuleRef {
-                layer: "host".into(),
-                table: String::new(),
-                chain: String::new(),
-                handle: None,
-                rule: format!("the host's rules could not be read: {reason}"),
-            };
+            let by = host_ref(format!("the host's rules could not be read: {reason}"));
             unknown
                 .entry((family, by, reason.clone()))
                 .or_default()
                 .extend(region);
             continue;
         }
-        let uses_daddr = model.uses_key(Key::Daddr);
-        let ifaces = model.inbound(family);
-        let mut ctxs: Vec<Ctx> = Vec::new();
-        if ifaces.is_empty() {
-            ctxs.push(Ctx {
-                family,
-                iface: None,
-                daddr: None,
-                ct_state: None,
-            });
-        }
-        for iface in ifaces {
-            let addrs: Vec<u128> = iface
-                .addrs
-                .iter()
-                .filter(|a| a.is_ipv4() == (family == Family::Ipv4) && !link_local(a))
-                .map(|a| crate::space::addr_value(*a))
-                .collect();
-            if !uses_daddr || addrs.is_empty() {
-                ctxs.push(Ctx {
-                    family,
-                    iface: Some(iface),
-                    daddr: None,
-                    ct_state: None,
-                });
-            } else {
-                for a in addrs {
-                    ctxs.push(Ctx {
-                        family,
-                        iface: Some(iface),
-                        daddr: Some(a),
-                        ct_state: None,
-                    });
+        let ctxs = contexts(model, family);
+        for ctx in &ctxs {
+            if !region.is_empty() {
+                let out = run_path(model, ctx, region.clone(), false);
+                for (r, bxs) in out.blocked {
+                    blocked.entry((family, r)).or_default().extend(bxs);
+                }
+                for ((r, e), bxs) in out.unknown {
+                    unknown.entry((family, r, e)).or_default().extend(bxs);
                 }
             }
-        }
-        for ctx in &ctxs {
-            let mut cur = region.clone();
-            for (table, chain) in model.base_chains(ctx) {
-                if cur.is_empty() {
-                    break;
-                }
-                let Some(base) = &chain.base else { continue };
-                let ctx = Ctx {
-                    ct_state: ct_state_at(base.hook, base.prio),
-                    ..*ctx
-                };
-                let pieces = eval_chain(model, table, chain, cur, &ctx, 0);
-                cur = Vec::new();
-                for (bxs, fate) in pieces {
-                    match fate {
-                        Fate::Accept => cur.extend(bxs),
-                        Fate::Return if !base.policy_drop => cur.extend(bxs),
-                        Fate::Return => blocked
-                            .entry((family, base.policy_ref.clone()))
-                            .or_default()
-                            .extend(bxs),
-                        Fate::Drop(r) => {
-                            blocked.entry((family, r.clone())).or_default().extend(bxs)
-                        }
-                        Fate::Unknown(r, e) => unknown
-                            .entry((family, r.clone(), e))
-                            .or_default()
-                            .extend(bxs),
-                    }
+            if !outsiders.is_empty() {
+                // An outsider accepted by the whole path is exposed; one whose fate the
+                // engine cannot evaluate is not claimed either way.
+                let out = run_path(model, ctx, outsiders.clone(), true);
+                for (r, bxs) in out.accepted {
+                    exposed.entry((family, r)).or_default().extend(bxs);
                 }
             }
         }
@@ -176,6 +211,8 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
         },
         blocked: Vec::new(),
         unknown: Vec::new(),
+        exposed: Vec::new(),
+        locked_down: probe.lockdown,
     };
     for ((family, by), bxs) in blocked {
         v.blocked.extend(report::findings(family, by, None, bxs));
@@ -184,20 +221,304 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
         v.unknown
             .extend(report::findings(family, by, Some(expr), bxs));
     }
+    for ((family, by), bxs) in exposed {
+        v.exposed.extend(report::findings(family, by, None, bxs));
+    }
     v.reachable = v.blocked.is_empty() && v.unknown.is_empty();
     v
 }
 
+/// The spans of `family` not covered by `spans`.
+fn complement(family: Family, spans: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    let max = crate::space::max_addr(family);
+    let merged = crate::space::merge_spans(spans, |a: u128| a.checked_add(1));
+    let mut out = Vec::new();
+    let mut next: Option<u128> = Some(0);
+    for (lo, hi) in merged {
+        if let Some(n) = next {
+            if lo > n {
+                out.push((n, lo - 1));
+            }
+        }
+        next = hi.checked_add(1);
+    }
+    if let Some(n) = next {
+        if n <= max {
+            out.push((n, max));
+        }
+    }
+    out
+}
+
+/// One context per inbound interface (and per destination address when a rule matches it).
+fn contexts(model: &HostModel, family: Family) -> Vec<Ctx<'_>> {
+    let uses_daddr = model.uses_key(Key::Daddr) || model.uses_key(Key::CtOrigDaddr);
+    let ifaces = model.inbound(family);
+    let base = Ctx {
+        family,
+        iface: None,
+        daddr: None,
+        ct_state: None,
+        hook: Hook::Ingress,
+        xlat: None,
+        oif: None,
+    };
+    let mut ctxs: Vec<Ctx> = Vec::new();
+    if ifaces.is_empty() {
+        ctxs.push(base);
+    }
+    for iface in ifaces {
+        let addrs: Vec<u128> = iface
+            .addrs
+            .iter()
+            .filter(|a| a.is_ipv4() == (family == Family::Ipv4) && !link_local(a))
+            .map(|a| crate::space::addr_value(*a))
+            .collect();
+        if !uses_daddr || addrs.is_empty() {
+            ctxs.push(Ctx {
+                iface: Some(iface),
+                ..base
+            });
+        } else {
+            for a in addrs {
+                ctxs.push(Ctx {
+                    iface: Some(iface),
+                    daddr: Some(a),
+                    ..base
+                });
+            }
+        }
+    }
+    ctxs
+}
+
+/// Adds `bxs` to the stream with the same translation and accepting rule (or a new one).
+fn push_stream<'m>(streams: &mut Vec<Stream<'m>>, xlat: Option<Xlat>, by: By<'m>, bxs: Vec<Bx>) {
+    if bxs.is_empty() {
+        return;
+    }
+    let same = |a: By, b: By| match (a, b) {
+        (None, None) => true,
+        (Some((x, e)), Some((y, f))) => std::ptr::eq(x, y) && e == f,
+        _ => false,
+    };
+    match streams
+        .iter_mut()
+        .find(|s| s.xlat == xlat && same(s.by, by))
+    {
+        Some(s) => s.bxs.extend(bxs),
+        None => streams.push(Stream { xlat, by, bxs }),
+    }
+}
+
+/// Pushes every stream through the base chains of `hooks` (ingress and prerouting, input, or
+/// forward), in order; returns the streams still accepted at the end.
+fn run_hooks<'m>(
+    model: &'m HostModel,
+    ctx: &Ctx<'m>,
+    hooks: &[Hook],
+    mut streams: Vec<Stream<'m>>,
+    track_by: bool,
+    out: &mut Outcome<'m>,
+) -> Vec<Stream<'m>> {
+    for (table, chain) in model.base_chains(ctx, hooks) {
+        if streams.is_empty() {
+            break;
+        }
+        let Some(base) = &chain.base else { continue };
+        let mut next: Vec<Stream> = Vec::new();
+        for stream in streams {
+            // A connection already DNAT'd skips the remaining nat chains of prerouting.
+            if base.nat && base.hook == Hook::Prerouting && stream.xlat.is_some() {
+                push_stream(&mut next, stream.xlat, stream.by, stream.bxs);
+                continue;
+            }
+            let cctx = Ctx {
+                ct_state: ct_state_at(base.hook, effective_prio(base.hook, base.prio, base.nat)),
+                hook: base.hook,
+                xlat: stream.xlat,
+                ..*ctx
+            };
+            let pieces = eval_chain(model, table, chain, stream.bxs, &cctx, 0);
+            for (bxs, fate) in pieces {
+                match fate {
+                    Fate::Accept(r) => {
+                        let by = match (track_by, r) {
+                            (false, _) => None,
+                            (true, Some(r)) => Some((r, true)),
+                            (true, None) => stream.by,
+                        };
+                        push_stream(&mut next, stream.xlat, by, bxs);
+                    }
+                    Fate::Return if !base.policy_drop => {
+                        // A nat chain's policy never names what lets a packet through
+                        // when a filter chain's does.
+                        let by = match stream.by {
+                            _ if !track_by => None,
+                            Some((r, true)) => Some((r, true)),
+                            p if base.nat => p,
+                            _ => Some((&base.policy_ref, false)),
+                        };
+                        push_stream(&mut next, stream.xlat, by, bxs);
+                    }
+                    Fate::Return => out
+                        .blocked
+                        .entry(base.policy_ref.clone())
+                        .or_default()
+                        .extend(bxs),
+                    Fate::Drop(r) => out.blocked.entry(r.clone()).or_default().extend(bxs),
+                    Fate::Unknown(r, e) => {
+                        out.unknown.entry((r.clone(), e)).or_default().extend(bxs)
+                    }
+                    Fate::Nat(r, to) => match resolve(model, &cctx, &to) {
+                        // What lets the connection through is decided after the DNAT; the
+                        // nat rule is kept (not explicit) for `forwarded`.
+                        Ok(x) => {
+                            let by = if track_by { Some((r, false)) } else { None };
+                            push_stream(&mut next, Some(x), by, bxs);
+                        }
+                        Err(e) => out.unknown.entry((r.clone(), e)).or_default().extend(bxs),
+                    },
+                }
+            }
+        }
+        streams = next;
+    }
+    streams
+}
+
+/// Where a DNAT sends the packet of `ctx`.
+fn resolve(model: &HostModel, ctx: &Ctx, to: &NatTo) -> Result<Xlat, String> {
+    if to.fam.is_some_and(|f| f != ctx.family) {
+        return Err("a nat statement of the other address family".into());
+    }
+    match to.addr {
+        // redirect: to the primary address of the inbound interface.
+        None => {
+            let daddr = ctx.iface.and_then(|i| {
+                i.addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() == (ctx.family == Family::Ipv4))
+                    .map(|a| crate::space::addr_value(*a))
+            });
+            Ok(Xlat {
+                daddr,
+                dport: to.port,
+                local: true,
+            })
+        }
+        Some(a) => Ok(Xlat {
+            daddr: Some(a),
+            dport: to.port,
+            local: model.is_local(ctx.family, a),
+        }),
+    }
+}
+
+/// The whole path of `region` arriving in `ctx`.
+fn run_path<'m>(
+    model: &'m HostModel,
+    ctx: &Ctx<'m>,
+    region: Vec<Bx>,
+    track_by: bool,
+) -> Outcome<'m> {
+    let mut out = Outcome::default();
+    let start = vec![Stream {
+        xlat: None,
+        by: None,
+        bxs: region,
+    }];
+    let after_pre = run_hooks(
+        model,
+        ctx,
+        &[Hook::Ingress, Hook::Prerouting],
+        start,
+        track_by,
+        &mut out,
+    );
+    let (local, forwarded): (Vec<Stream>, Vec<Stream>) = after_pre
+        .into_iter()
+        .partition(|s| s.xlat.is_none_or(|x| x.local));
+    let mut done = run_hooks(model, ctx, &[Hook::Input], local, track_by, &mut out);
+    for s in forwarded {
+        let Some(x) = s.xlat else { continue };
+        let forwarding = match ctx.family {
+            Family::Ipv4 => model.forwarding_v4,
+            Family::Ipv6 => model.forwarding_v6,
+        };
+        let sysctl = match ctx.family {
+            Family::Ipv4 => "net.ipv4.ip_forward",
+            Family::Ipv6 => "net.ipv6.conf.all.forwarding",
+        };
+        match forwarding {
+            Some(true) => {}
+            Some(false) => {
+                out.blocked
+                    .entry(host_ref(format!(
+                        "{sysctl} = 0: the kernel does not forward DNAT'd connections"
+                    )))
+                    .or_default()
+                    .extend(s.bxs);
+                continue;
+            }
+            None => {
+                out.unknown
+                    .entry((
+                        host_ref(format!("{sysctl} could not be read")),
+                        format!("whether the kernel forwards DNAT'd connections ({sysctl})"),
+                    ))
+                    .or_default()
+                    .extend(s.bxs);
+                continue;
+            }
+        }
+        let Some(daddr) = x.daddr else { continue };
+        let Some(oif) = model.route_out(ctx.family, daddr) else {
+            out.blocked
+                .entry(host_ref(format!(
+                    "no route to {} (the DNAT's destination)",
+                    crate::space::show_addr(ctx.family, daddr)
+                )))
+                .or_default()
+                .extend(s.bxs);
+            continue;
+        };
+        let fctx = Ctx {
+            oif: Some(oif),
+            ..*ctx
+        };
+        done.extend(run_hooks(
+            model,
+            &fctx,
+            &[Hook::Forward],
+            vec![s],
+            track_by,
+            &mut out,
+        ));
+    }
+    for s in done {
+        let by = match s.by {
+            Some((r, _)) => r.clone(),
+            None => host_ref("no base chain on the path: nothing filters these packets".into()),
+        };
+        out.accepted.entry(by).or_default().extend(s.bxs);
+    }
+    out
+}
+
 impl HostModel {
-    /// The base chains a packet of `ctx` traverses, in order: ingress, prerouting, input,
-    /// each by priority (ties: the order the tables were read).
-    fn base_chains<'m>(&'m self, ctx: &Ctx) -> Vec<(&'m Table, &'m Chain)> {
-        let mut out: Vec<(Hook, i64, usize, &Table, &Chain)> = Vec::new();
+    /// The base chains of `hooks` a packet of `ctx` traverses, in order: by hook, then by
+    /// (effective) priority (ties: the order the tables were read).
+    fn base_chains<'m>(&'m self, ctx: &Ctx, hooks: &[Hook]) -> Vec<(&'m Table, &'m Chain)> {
+        let mut out: Vec<(Hook, i64, i64, usize, &Table, &Chain)> = Vec::new();
         let mut n = 0;
         for t in &self.tables {
             for c in &t.chains {
                 let Some(b) = &c.base else { continue };
                 n += 1;
+                if !hooks.contains(&b.hook) {
+                    continue;
+                }
                 let applies = match b.hook {
                     Hook::Ingress => {
                         matches!(t.family, crate::model::TFam::Netdev | crate::model::TFam::Inet)
@@ -205,16 +526,49 @@ impl HostModel {
                             && (b.devices.is_empty()
                                 || ctx.iface.is_none_or(|i| b.devices.iter().any(|d| d == &i.name)))
                     }
-                    Hook::Prerouting | Hook::Input => t.family.sees(ctx.family),
+                    Hook::Prerouting | Hook::Input | Hook::Forward => t.family.sees(ctx.family),
                     Hook::Other => false,
                 };
                 if applies {
-                    out.push((b.hook, b.prio, n, t, c));
+                    out.push((
+                        b.hook,
+                        effective_prio(b.hook, b.prio, b.nat),
+                        b.prio,
+                        n,
+                        t,
+                        c,
+                    ));
                 }
             }
         }
-        out.sort_by_key(|(h, p, n, _, _)| (*h, *p, *n));
-        out.into_iter().map(|(_, _, _, t, c)| (t, c)).collect()
+        out.sort_by_key(|(h, e, p, n, _, _)| (*h, *e, *p, *n));
+        out.into_iter().map(|(_, _, _, _, t, c)| (t, c)).collect()
+    }
+
+    /// True when `addr` is one of the host's own addresses.
+    fn is_local(&self, family: Family, addr: u128) -> bool {
+        self.all_ifaces.iter().any(|i| {
+            i.addrs.iter().any(|a| {
+                a.is_ipv4() == (family == Family::Ipv4) && crate::space::addr_value(*a) == addr
+            })
+        })
+    }
+
+    /// The interface the main table routes `addr` out of (longest prefix).
+    fn route_out(&self, family: Family, addr: u128) -> Option<&Interface> {
+        let mut best: Option<(u8, &Interface)> = None;
+        for i in &self.all_ifaces {
+            for r in &i.routes {
+                if Family::of(r) != family {
+                    continue;
+                }
+                let (lo, hi) = net_span(r);
+                if lo <= addr && addr <= hi && best.is_none_or(|(l, _)| r.prefix_len() > l) {
+                    best = Some((r.prefix_len(), i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
     }
 
     fn uses_key(&self, key: Key) -> bool {
@@ -311,7 +665,14 @@ fn apply_action<'m>(
 ) {
     match action {
         Action::Continue => rest.extend(cur),
-        Action::Accept => out.push((cur, Fate::Accept)),
+        Action::Accept => out.push((cur, Fate::Accept(Some(rref)))),
+        Action::Nat(to) if ctx.hook == Hook::Prerouting && ctx.xlat.is_none() => {
+            out.push((cur, Fate::Nat(rref, *to)))
+        }
+        Action::Nat(_) => out.push((
+            cur,
+            Fate::Unknown(rref, "a nat statement outside prerouting".into()),
+        )),
         Action::Drop => out.push((cur, Fate::Drop(rref))),
         Action::Return => out.push((cur, Fate::Return)),
         Action::Jump(target) | Action::Goto(target) => {
@@ -420,6 +781,16 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     if m.comps.iter().any(|c| c.key == Key::FibSaddrOif) {
         return rpf(m, ctx);
     }
+    // Before the routing decision's output (prerouting, input) there is no output device:
+    // the expression fails and the rule does not match, negated or not.
+    if ctx.oif.is_none()
+        && ctx.hook != Hook::Forward
+        && m.comps
+            .iter()
+            .any(|c| matches!(c.key, Key::Oif | Key::Oifname))
+    {
+        return CondRes::Const(false);
+    }
     let owned;
     let (comps, elems): (&[Comp], &[Elem]) = match &m.rhs {
         Rhs::Elems(e) => (&m.comps, e),
@@ -462,7 +833,7 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     };
     let dimensional = comps
         .iter()
-        .any(|c| matches!(c.key, Key::Saddr | Key::Dport));
+        .any(|c| matches!(c.key, Key::Saddr | Key::Dport | Key::CtOrigDport));
     let mut boxes = Vec::new();
     for e in elems {
         match elem_shape(comps, e, ctx) {
@@ -542,7 +913,17 @@ fn elem_shape(comps: &[Comp], elem: &Elem, ctx: &Ctx) -> ElemRes {
                 }
                 _ => return ElemRes::Unknown(format!("address {a:?}")),
             },
-            Key::Dport => match a {
+            // After a DNAT that changed the port, `tcp dport` is that port for every piece.
+            Key::Dport if ctx.xlat.is_some_and(|x| x.dport.is_some()) => {
+                let port = ctx.xlat.and_then(|x| x.dport).unwrap_or(0) as u128;
+                match a {
+                    Atom::Num(lo, hi) if *lo <= port && port <= *hi => {}
+                    Atom::Num(..) => return ElemRes::No,
+                    _ => return ElemRes::Unknown(format!("port {a:?}")),
+                }
+            }
+            // The original destination port is the probe's port dimension.
+            Key::Dport | Key::CtOrigDport => match a {
                 Atom::Num(lo, hi) => {
                     let lo = (*lo).min(u16::MAX as u128) as u16;
                     let hi = (*hi).min(u16::MAX as u128) as u16;
@@ -576,11 +957,33 @@ fn scalar_unknown(key: Key) -> String {
         Key::Daddr => "the destination address (no local address known)".into(),
         Key::Sport => "the source port (any)".into(),
         Key::Iif | Key::Iifname => "the inbound interface (none known)".into(),
+        Key::Oif | Key::Oifname => "the outbound interface (only known on the forward path)".into(),
+        Key::CtOrigDaddr => "the original destination address (no local address known)".into(),
         Key::CtState => {
             "ct state in a chain at priority -200, which runs alongside conntrack".into()
         }
         Key::FibSaddrOif => "the reverse-path lookup (no default route)".into(),
         other => format!("{other:?}"),
+    }
+}
+
+/// `meta iif`/`oif`: the device by index or name.
+fn device_is(i: &Interface, a: &Atom) -> Option<bool> {
+    Some(match a {
+        Atom::Num(lo, hi) => *lo <= i.index as u128 && i.index as u128 <= *hi,
+        Atom::Str(s) => s.eq_ignore_ascii_case(&i.name),
+        Atom::Bool(_) => false,
+    })
+}
+
+/// `meta iifname`/`oifname`, iptables `-i`/`-o`: the device's name (`*` wildcard).
+fn device_name_is(i: &Interface, a: &Atom) -> Option<bool> {
+    match a {
+        Atom::Str(pat) => Some(match pat.strip_suffix('*') {
+            Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
+            _ => i.name == *pat,
+        }),
+        _ => Some(false),
     }
 }
 
@@ -595,7 +998,12 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
         _ => Some(false),
     };
     match key {
-        Key::Daddr => num_in(ctx.daddr?),
+        // After a DNAT, the destination is the new one.
+        Key::Daddr => match ctx.xlat {
+            Some(x) => num_in(x.daddr?),
+            None => num_in(ctx.daddr?),
+        },
+        Key::CtOrigDaddr => num_in(ctx.daddr?),
         Key::Sport => match a {
             Atom::Num(lo, hi) if *lo == 0 && *hi >= u16::MAX as u128 => Some(true),
             _ => None,
@@ -617,35 +1025,126 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             (_, Family::Ipv4) => str_is("ip"),
             (_, Family::Ipv6) => str_is("ip6"),
         },
-        Key::Iif => {
-            let i = ctx.iface?;
+        Key::Iif => device_is(ctx.iface?, a),
+        Key::Iifname => device_name_is(ctx.iface?, a),
+        // iptables' virtual states DNAT/SNAT (`--ctstate DNAT`): the connection's NAT.
+        Key::CtState => {
+            let state = ctx.ct_state?;
             match a {
-                Atom::Num(..) => num_in(i.index as u128),
-                _ => str_is(&i.name),
+                Atom::Str(s) if s.eq_ignore_ascii_case("dnat") => Some(ctx.xlat.is_some()),
+                Atom::Str(s) if s.eq_ignore_ascii_case("snat") => Some(false),
+                _ => str_is(state),
             }
         }
-        Key::Iifname => {
-            let i = ctx.iface?;
-            match a {
-                Atom::Str(pat) => Some(match pat.strip_suffix('*') {
-                    Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
-                    _ => i.name == *pat,
-                }),
-                _ => Some(false),
-            }
-        }
-        Key::CtState => str_is(ctx.ct_state?),
-        Key::FibDaddrType => str_is("local"),
+        Key::FibDaddrType => match ctx.xlat {
+            Some(x) if !x.local => str_is("unicast"),
+            _ => str_is("local"),
+        },
         Key::PktType => str_is("host"),
         Key::CtStatus => match a {
-            // No status flag is set on a new connection's first packet (no NAT is modelled:
-            // a nat statement before makes the packet unknown).
-            Atom::Str(_) => ctx.ct_state.map(|_| false),
+            // A new connection's first packet has no status flag but `dnat` once a nat
+            // chain DNAT'd it (before conntrack: no conntrack entry at all).
+            Atom::Str(s) => {
+                ctx.ct_state?;
+                Some(s.eq_ignore_ascii_case("dnat") && ctx.xlat.is_some())
+            }
             _ => None,
         },
+        // The SYN opens the connection: the original direction.
+        Key::CtDirection => {
+            ctx.ct_state?;
+            str_is("original")
+        }
+        Key::Oif => device_is(ctx.oif?, a),
+        Key::Oifname => device_name_is(ctx.oif?, a),
         Key::FibSaddrOif => None,
         // The SYN's flags under the mask.
         Key::TcpFlags(mask) => num_in((0x02 & mask) as u128),
-        Key::Saddr | Key::Dport => None,
+        Key::Saddr | Key::Dport | Key::CtOrigDport => None,
     }
+}
+
+/// The ports prerouting DNATs, for [`HostModel::forwarded`].
+pub(crate) fn forwarded(model: &HostModel, ports: &[u16]) -> Vec<crate::Forwarded> {
+    if model.unreadable.is_some()
+        || !model.tables.iter().any(|t| {
+            t.chains
+                .iter()
+                .any(|c| c.rules.iter().any(|r| matches!(r.action, Action::Nat(_))))
+        })
+    {
+        return Vec::new();
+    }
+    let spans: Vec<(u16, u16)> = if ports.is_empty() {
+        vec![(0, u16::MAX)]
+    } else {
+        ports.iter().map(|&p| (p, p)).collect()
+    };
+    let mut out: Vec<crate::Forwarded> = Vec::new();
+    for family in Family::ALL {
+        let region: Vec<Bx> = spans
+            .iter()
+            .map(|&p| Bx {
+                s: (0, crate::space::max_addr(family)),
+                p,
+            })
+            .collect();
+        for ctx in contexts(model, family) {
+            let mut sink = Outcome::default();
+            let streams = run_hooks(
+                model,
+                &ctx,
+                &[Hook::Ingress, Hook::Prerouting],
+                vec![Stream {
+                    xlat: None,
+                    by: None,
+                    bxs: region.clone(),
+                }],
+                true,
+                &mut sink,
+            );
+            for s in streams {
+                let (Some(x), Some((by, _))) = (s.xlat, s.by) else {
+                    continue;
+                };
+                let mut seen: Vec<u16> = Vec::new();
+                for b in &s.bxs {
+                    // Every port of the piece (bounded: a DNAT of a whole range is named once
+                    // per port only for the configured ports).
+                    let last = if ports.is_empty() { b.p.0 } else { b.p.1 };
+                    for port in b.p.0..=last {
+                        if seen.contains(&port) || (!ports.is_empty() && !ports.contains(&port)) {
+                            continue;
+                        }
+                        seen.push(port);
+                        let to_port = x.dport.unwrap_or(port);
+                        let to = match (x.local, x.daddr) {
+                            (true, _) => format!("local port {to_port}"),
+                            (false, Some(a)) => match family {
+                                Family::Ipv4 => {
+                                    format!("{}:{to_port}", crate::space::show_addr(family, a))
+                                }
+                                Family::Ipv6 => {
+                                    format!("[{}]:{to_port}", crate::space::show_addr(family, a))
+                                }
+                            },
+                            (false, None) => format!("port {to_port}"),
+                        };
+                        let f = crate::Forwarded {
+                            family,
+                            port,
+                            to,
+                            local: x.local,
+                            by: by.clone(),
+                        };
+                        if !out.contains(&f) {
+                            out.push(f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.port, a.family, &a.to).cmp(&(b.port, b.family, &b.to)));
+    out
 }

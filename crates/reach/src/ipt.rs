@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use cf_allow_diff::Family;
 
 use crate::model::{
-    Action, Atom, Comp, Cond, Elem, Hook, Ipset, IpsetKind, Key, Layer, Match, Rhs, Rule, TFam,
-    Table,
+    Action, Atom, Comp, Cond, Elem, Hook, Ipset, IpsetKind, Key, Layer, Match, NatTo, Rhs, Rule,
+    TFam, Table,
 };
 use crate::space::addr_value;
 
@@ -22,6 +22,9 @@ fn classic_base(table: &str, chain: &str) -> Option<(Hook, i64)> {
         ("filter", "INPUT") => (Hook::Input, 0),
         ("security", "INPUT") => (Hook::Input, 50),
         ("nat", "INPUT") => (Hook::Input, 100),
+        ("mangle", "FORWARD") => (Hook::Forward, -150),
+        ("filter", "FORWARD") => (Hook::Forward, 0),
+        ("security", "FORWARD") => (Hook::Forward, 50),
         _ => return None,
     })
 }
@@ -93,7 +96,9 @@ pub(crate) fn parse_save(text: &str, family: Family, layer: Layer) -> Vec<Table>
                 continue;
             };
             let base = classic_base(&t.name, name).map(|(hook, prio)| {
-                t.base_info(name, hook, prio, policy == Some("DROP"), Vec::new())
+                let mut b = t.base_info(name, hook, prio, policy == Some("DROP"), Vec::new());
+                b.nat = t.name == "nat";
+                b
             });
             t.chain_mut(name).base = base;
             continue;
@@ -257,24 +262,25 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
-            "-i" | "--in-interface" => {
+            "-i" | "--in-interface" | "-o" | "--out-interface" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
                 let pat = match v.strip_suffix('+') {
                     Some(p) => format!("{p}*"),
                     None => v.clone(),
                 };
+                let key = if a.starts_with("-i") || a == "--in-interface" {
+                    Key::Iifname
+                } else {
+                    Key::Oifname
+                };
                 conds.push(one(
-                    Key::Iifname,
+                    key,
                     None,
                     None,
                     neg,
                     vec![vec![Atom::Str(pat)]],
                     text(&v),
                 ));
-            }
-            "-o" | "--out-interface" => {
-                let v = next(&mut i).cloned().unwrap_or_default();
-                conds.push(Cond::Unknown(text(&v)));
             }
             "-f" | "--fragment" => {
                 // A SYN is never a second fragment.
@@ -375,6 +381,59 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     .collect();
                 conds.push(one(Key::CtState, None, None, neg, elems, text(&v)));
             }
+            "--ctdir" if module == "conntrack" => {
+                let v = next(&mut i).cloned().unwrap_or_default();
+                conds.push(one(
+                    Key::CtDirection,
+                    None,
+                    None,
+                    neg,
+                    vec![vec![Atom::Str(v.to_ascii_lowercase())]],
+                    text(&v),
+                ));
+            }
+            "--ctorigdstport" if module == "conntrack" => {
+                let v = next(&mut i).cloned().unwrap_or_default();
+                match port_atom(&v) {
+                    Some(p) => conds.push(one(
+                        Key::CtOrigDport,
+                        None,
+                        None,
+                        neg,
+                        vec![vec![p]],
+                        text(&v),
+                    )),
+                    None => conds.push(Cond::Unknown(text(&v))),
+                }
+            }
+            "--ctorigdst" | "--ctorigsrc" if module == "conntrack" => {
+                let v = next(&mut i).cloned().unwrap_or_default();
+                // Before any SNAT the original source is the source.
+                let key = if a == "--ctorigdst" {
+                    Key::CtOrigDaddr
+                } else {
+                    Key::Saddr
+                };
+                match addr_atom(&v, family) {
+                    Some(at) => conds.push(one(key, None, None, neg, vec![vec![at]], text(&v))),
+                    None => conds.push(Cond::Unknown(text(&v))),
+                }
+            }
+            "--ctproto" if module == "conntrack" => {
+                let v = next(&mut i).cloned().unwrap_or_default();
+                match proto_of(&v) {
+                    Some(Some(p)) => conds.push(one(
+                        Key::L4proto,
+                        None,
+                        None,
+                        neg,
+                        vec![vec![Atom::Num(p as u128, p as u128)]],
+                        text(&v),
+                    )),
+                    Some(None) => {}
+                    None => conds.push(Cond::Unknown(text(&v))),
+                }
+            }
             "--match-set" => {
                 let name = next(&mut i).cloned().unwrap_or_default();
                 let dirs = next(&mut i).cloned().unwrap_or_default();
@@ -455,6 +514,15 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     "DROP" | "REJECT" => Action::Drop,
                     "RETURN" => Action::Return,
                     "LOG" | "NFLOG" | "ULOG" | "MARK" | "CONNMARK" => Action::Continue,
+                    "DNAT" | "REDIRECT" if !goto => {
+                        match nat_target(&target, &args[i + 1..], family) {
+                            Some(to) => Action::Nat(to),
+                            None => {
+                                unknown_stmt.get_or_insert(format!("-j {}", args[i..].join(" ")));
+                                Action::Continue
+                            }
+                        }
+                    }
                     // A target that is no chain of the table (iptables-save declares every
                     // chain before the rules): DNAT, REDIRECT, NFQUEUE, CT, TPROXY, …
                     t if t_chain_missing(t) => {
@@ -503,6 +571,64 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
         unknown_stmt,
         action,
     }
+}
+
+/// `-j DNAT --to-destination A[:P]` (one address, one port) / `-j REDIRECT [--to-ports P]`;
+/// `None` for ranges, several destinations, or options the evaluator does not follow.
+fn nat_target(target: &str, opts: &[String], family: Family) -> Option<NatTo> {
+    let mut to: Option<&str> = None;
+    let mut it = opts.iter();
+    while let Some(o) = it.next() {
+        match o.as_str() {
+            "--to-destination" | "--to-ports" | "--to-port" => {
+                if to.is_some() {
+                    return None;
+                }
+                to = Some(it.next()?.as_str());
+            }
+            "--random" | "--persistent" | "--random-fully" => {}
+            _ => return None,
+        }
+    }
+    let port = |p: &str| -> Option<u16> { p.parse().ok() };
+    if target == "REDIRECT" {
+        return Some(NatTo {
+            addr: None,
+            fam: None,
+            port: match to {
+                None => None,
+                Some(p) => Some(port(p)?),
+            },
+        });
+    }
+    let to = to?;
+    let (addr, p) = match family {
+        Family::Ipv4 => match to.split_once(':') {
+            Some((a, p)) => (a, Some(port(p)?)),
+            None => (to, None),
+        },
+        Family::Ipv6 => match to.strip_prefix('[') {
+            Some(rest) => {
+                let (a, tail) = rest.split_once(']')?;
+                let p = match tail.strip_prefix(':') {
+                    Some(p) => Some(port(p)?),
+                    None if tail.is_empty() => None,
+                    None => return None,
+                };
+                (a, p)
+            }
+            None => (to, None),
+        },
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    if addr.is_ipv4() != (family == Family::Ipv4) {
+        return None;
+    }
+    Some(NatTo {
+        addr: Some(addr_value(addr)),
+        fam: Some(family),
+        port: p,
+    })
 }
 
 /// Parses `ipset save`.
@@ -682,13 +808,24 @@ mod save_tests {
     #[test]
     fn upper_case_user_chains_are_jumps_and_unknown_targets_are_unknown() {
         let t = parse_save(
-            "*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -p tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n",
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n-A DOCKER -p tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n-A DOCKER -p tcp --dport 8081 -j DNAT --to-destination 172.17.0.2:80-90\n-A DOCKER -p tcp --dport 8082 -j NFQUEUE\nCOMMIT\n",
             Family::Ipv4,
             Layer::Nftables,
         );
         let pre = t[0].chain("PREROUTING").expect("PREROUTING");
         assert!(matches!(&pre.rules[0].action, Action::Jump(c) if c == "DOCKER"));
         let docker = t[0].chain("DOCKER").expect("DOCKER");
-        assert_eq!(docker.rules[0].unknown_stmt.as_deref(), Some("-j DNAT"));
+        assert!(
+            matches!(&docker.rules[0].action, Action::Nat(to) if to.port == Some(80) && to.addr == Some(0xac11_0002)),
+            "{:?}",
+            docker.rules[0]
+        );
+        assert!(pre.base.as_ref().is_some_and(|b| b.nat));
+        // A port range is not followed.
+        assert_eq!(
+            docker.rules[1].unknown_stmt.as_deref(),
+            Some("-j DNAT --to-destination 172.17.0.2:80-90")
+        );
+        assert_eq!(docker.rules[2].unknown_stmt.as_deref(), Some("-j NFQUEUE"));
     }
 }

@@ -1,4 +1,5 @@
-//! The dry-run projection: what the model looks like once a backend has installed its accept.
+//! The dry-run projection: what the model looks like once a backend has installed its rules
+//! (the accepts, with `lockdown` the drop, and the forward-path rules for DNAT'd connections).
 
 use cf_allow_diff::{Family, RangeSet};
 
@@ -20,7 +21,17 @@ pub enum RuleLayer {
 pub enum CfLayer {
     /// cf-allow's own nftables table `family table` with one base chain at hook input,
     /// priority `priority`, policy accept, accepting `ranges` × `ports` (empty = all
-    /// ports). An existing table of that name is removed from the model first.
+    /// ports) and, with `lockdown`, dropping every other source on `ports`; with `forward`,
+    /// a second base chain of that name on the forward hook (priority filter, policy
+    /// accept) doing the same for DNAT'd connections by their original destination port:
+    ///
+    /// ```text
+    /// meta l4proto tcp ct direction original ct status dnat ip saddr @cf_v4 ct original proto-dst { 80, 443 } accept
+    /// meta l4proto tcp ct direction original ct status dnat ip6 saddr @cf_v6 ct original proto-dst { 80, 443 } accept
+    /// meta l4proto tcp ct direction original ct status dnat ct original proto-dst { 80, 443 } drop
+    /// ```
+    ///
+    /// An existing table of that name is removed from the model first.
     OwnTable {
         /// `inet` (or `ip`/`ip6`).
         family: String,
@@ -32,11 +43,21 @@ pub enum CfLayer {
         ranges: RangeSet,
         /// Accepted ports (empty = all).
         ports: Vec<u16>,
+        /// Every other source is dropped on `ports` (after the accepts).
+        lockdown: bool,
+        /// The forward-hook base chain for DNAT'd connections, when there is one.
+        forward: Option<String>,
     },
-    /// An accept of `ranges` × `ports` inserted first in the existing chain `chain` of
-    /// `family table` (nft `into`, iptables' jump at the top of `INPUT`). When the chain
-    /// does not exist and is `INPUT` of an iptables table, it is created as a base chain at
-    /// hook input, priority 0 (filter), policy accept, as iptables would. Rules jumping to
+    /// An accept of `ranges` × `ports` (and, with `lockdown`, a drop of every other source on
+    /// `ports`) inserted first in the existing chain `chain` of `family table` (nft `into`,
+    /// iptables' jump at the top of `INPUT`). With `dnat`, the rules match DNAT'd
+    /// connections by their original destination port instead (`ct status dnat`, `ct
+    /// original proto-dst`; iptables' CF-ALLOW-DOCKER from `DOCKER-USER`: `-m conntrack
+    /// --ctorigdstport P -j ACCEPT`, `--ctstate DNAT --ctorigdstport P --ctdir ORIGINAL -j
+    /// DROP`). When the chain does not exist and is `INPUT` of an iptables table, it is
+    /// created as a base chain at hook input, priority 0 (filter), policy accept, as iptables
+    /// would; a missing nftables chain with `dnat` (other than `DOCKER-USER`) is created as a
+    /// base chain on the forward hook, priority filter, policy accept. Rules jumping to
     /// `replaces_jump_to` (cf-allow's own chain, re-created by the plan) are removed first.
     FirstRule {
         /// Where the chain lives.
@@ -53,17 +74,90 @@ pub enum CfLayer {
         ports: Vec<u16>,
         /// cf-allow's own chain whose jumps the projected accept replaces.
         replaces_jump_to: Option<String>,
+        /// Every other source is dropped on `ports` (after the accepts).
+        lockdown: bool,
+        /// Match DNAT'd connections by their original destination port (forward path).
+        dnat: bool,
     },
 }
 
-fn accept_rules(
+fn m(key: Key, fam: Option<Family>, proto: Option<u8>, elems: Vec<Vec<Atom>>, text: &str) -> Cond {
+    Cond::M(Match {
+        comps: vec![Comp { key, fam, proto }],
+        neg: false,
+        rhs: Rhs::Elems(elems),
+        text: text.into(),
+    })
+}
+
+/// `meta l4proto tcp [ct direction original ct status dnat]`.
+fn prefix(dnat: bool) -> Vec<Cond> {
+    let mut c = vec![m(
+        Key::L4proto,
+        None,
+        None,
+        vec![vec![Atom::Num(6, 6)]],
+        "meta l4proto tcp",
+    )];
+    if dnat {
+        c.push(m(
+            Key::CtDirection,
+            None,
+            None,
+            vec![vec![Atom::Str("original".into())]],
+            "ct direction original",
+        ));
+        c.push(m(
+            Key::CtStatus,
+            None,
+            None,
+            vec![vec![Atom::Str("dnat".into())]],
+            "ct status dnat",
+        ));
+    }
+    c
+}
+
+/// `tcp dport { ports }` or, for DNAT'd connections, `ct original proto-dst { ports }`.
+fn ports_cond(ports: &[u16], dnat: bool) -> Option<Cond> {
+    if ports.is_empty() {
+        return None;
+    }
+    let elems = ports
+        .iter()
+        .map(|&p| vec![Atom::Num(p as u128, p as u128)])
+        .collect();
+    Some(if dnat {
+        m(
+            Key::CtOrigDport,
+            None,
+            None,
+            elems,
+            "ct original proto-dst (cf-allow's ports)",
+        )
+    } else {
+        m(
+            Key::Dport,
+            None,
+            Some(6),
+            elems,
+            "tcp dport (cf-allow's ports)",
+        )
+    })
+}
+
+/// cf-allow's rules for one chain: the accepts per family, then (with `lockdown`) the drop.
+fn cf_rules(
     t: &Table,
     chain: &str,
     ranges: &RangeSet,
     ports: &[u16],
     fams: &[Family],
+    lockdown: bool,
+    dnat: bool,
 ) -> Vec<Rule> {
     let mut rules = Vec::new();
+    let what = if dnat { " of DNAT'd connections" } else { "" };
     for &f in fams {
         let elems: Vec<Vec<Atom>> = ranges
             .iter_family(f)
@@ -75,42 +169,38 @@ fn accept_rules(
         if elems.is_empty() {
             continue;
         }
-        let mut conds = vec![Cond::M(Match {
-            comps: vec![Comp {
-                key: Key::Saddr,
-                fam: Some(f),
-                proto: None,
-            }],
-            neg: false,
-            rhs: Rhs::Elems(elems),
-            text: "saddr (cf-allow's ranges)".into(),
-        })];
-        if !ports.is_empty() {
-            conds.push(Cond::M(Match {
-                comps: vec![Comp {
-                    key: Key::Dport,
-                    fam: None,
-                    proto: Some(6),
-                }],
-                neg: false,
-                rhs: Rhs::Elems(
-                    ports
-                        .iter()
-                        .map(|&p| vec![Atom::Num(p as u128, p as u128)])
-                        .collect(),
-                ),
-                text: "tcp dport (cf-allow's ports)".into(),
-            }));
-        }
+        let mut conds = prefix(dnat);
+        conds.push(m(
+            Key::Saddr,
+            Some(f),
+            None,
+            elems,
+            "saddr (cf-allow's ranges)",
+        ));
+        conds.extend(ports_cond(ports, dnat));
         rules.push(Rule {
             rref: t.rule_ref(
                 chain,
                 None,
-                format!("cf-allow accept for {} (projected)", f.as_str()),
+                format!("cf-allow accept{what} for {} (projected)", f.as_str()),
             ),
             conds,
             unknown_stmt: None,
             action: Action::Accept,
+        });
+    }
+    if lockdown {
+        let mut conds = prefix(dnat);
+        conds.extend(ports_cond(ports, dnat));
+        rules.push(Rule {
+            rref: t.rule_ref(
+                chain,
+                None,
+                format!("cf-allow lockdown drop{what} (projected)"),
+            ),
+            conds,
+            unknown_stmt: None,
+            action: Action::Drop,
         });
     }
     rules
@@ -133,16 +223,33 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             priority,
             ranges,
             ports,
+            lockdown,
+            forward,
         } => {
             let fam = TFam::parse(family);
             m.tables
                 .retain(|t| !(t.layer == Layer::Nftables && t.family == fam && &t.name == table));
             let mut t = Table::new(Layer::Nftables, fam.clone(), table);
-            let rules = accept_rules(&t, "input", ranges, ports, &families(&fam));
+            let rules = cf_rules(
+                &t,
+                "input",
+                ranges,
+                ports,
+                &families(&fam),
+                *lockdown,
+                false,
+            );
             let base = t.base_info("input", Hook::Input, *priority, false, Vec::new());
             let c = t.chain_mut("input");
             c.base = Some(base);
             c.rules = rules;
+            if let Some(fwd) = forward {
+                let rules = cf_rules(&t, fwd, ranges, ports, &families(&fam), *lockdown, true);
+                let base = t.base_info(fwd, Hook::Forward, 0, false, Vec::new());
+                let c = t.chain_mut(fwd);
+                c.base = Some(base);
+                c.rules = rules;
+            }
             m.tables.push(t);
         }
         CfLayer::FirstRule {
@@ -153,6 +260,8 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             ranges,
             ports,
             replaces_jump_to,
+            lockdown,
+            dnat,
         } => {
             let l = match layer {
                 RuleLayer::Nftables => Layer::Nftables,
@@ -174,8 +283,11 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             if t.chain(chain).is_none() && chain == "INPUT" && table == "filter" {
                 let base = t.base_info(chain, Hook::Input, 0, false, Vec::new());
                 t.chain_mut(chain).base = Some(base);
+            } else if t.chain(chain).is_none() && *dnat && chain != "DOCKER-USER" {
+                let base = t.base_info(chain, Hook::Forward, 0, false, Vec::new());
+                t.chain_mut(chain).base = Some(base);
             }
-            let rules = accept_rules(t, chain, ranges, ports, &families(&fam));
+            let rules = cf_rules(t, chain, ranges, ports, &families(&fam), *lockdown, *dnat);
             if let Some(own) = replaces_jump_to {
                 for c in t.chains.iter_mut() {
                     c.rules.retain(

@@ -29,13 +29,18 @@ pub use model::Interface;
 pub use read::{ReadOptions, Sources};
 
 /// The question: TCP SYNs (conntrack state new) from every address of `ranges` to each of
-/// `ports` (empty = every port), arriving on the inbound interfaces, to a local address.
+/// `ports` (empty = every port), arriving on the inbound interfaces, to a local address —
+/// delivered locally, or DNAT'd in prerouting and forwarded (published container ports).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Probe {
     /// Source ranges.
     pub ranges: RangeSet,
     /// Destination ports; empty = all ports.
     pub ports: Vec<u16>,
+    /// The backend locks the ports down: also evaluate the outsiders — every address of each
+    /// family NOT in `ranges`, as intervals — on `ports`; the ones the whole path accepts are
+    /// [`Verdict::exposed`].
+    pub lockdown: bool,
 }
 
 /// Everything on the host's input path, read once. Cheap to evaluate many times.
@@ -52,6 +57,12 @@ pub struct HostModel {
     /// Partial problems (a program that failed, an ipset that could not be read) that the
     /// evaluator turns into `unknown` where they matter.
     pub(crate) notes: Vec<String>,
+    /// Every interface (the forward path's route lookup and local-address test).
+    pub(crate) all_ifaces: Vec<Interface>,
+    /// `net.ipv4.ip_forward` (`None`: not read).
+    pub(crate) forwarding_v4: Option<bool>,
+    /// `net.ipv6.conf.all.forwarding` (`None`: not read).
+    pub(crate) forwarding_v6: Option<bool>,
 }
 
 impl HostModel {
@@ -78,6 +89,9 @@ impl HostModel {
             inbound_v6: Vec::new(),
             unreadable: Some(reason.into()),
             notes: Vec::new(),
+            all_ifaces: Vec::new(),
+            forwarding_v4: None,
+            forwarding_v6: None,
         }
     }
 
@@ -209,6 +223,13 @@ pub struct Verdict {
     pub blocked: Vec<Finding>,
     /// Parts whose fate depends on something the engine cannot evaluate, by rule.
     pub unknown: Vec<Finding>,
+    /// With [`Probe::lockdown`]: the outsiders (sources not in the probe's ranges) that the
+    /// whole path accepts on the ports, by the rule that lets them through (the last
+    /// explicit accept on their path, else the last accepting chain policy). An outsider
+    /// whose fate cannot be evaluated is not listed.
+    pub exposed: Vec<Finding>,
+    /// True when the outsiders were evaluated ([`Probe::lockdown`]).
+    pub locked_down: bool,
 }
 
 impl Verdict {
@@ -221,5 +242,63 @@ impl Verdict {
     /// `; fix: <fix(finding)>` when `fix` returns one.
     pub fn warnings(&self, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
         report::warnings(self, fix)
+    }
+
+    /// One line per rule that lets outsiders through a locked-down port, each ending with
+    /// `; fix: <fix(finding)>` when `fix` returns one.
+    pub fn exposed_warnings(&self, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
+        report::exposed_warnings(self, fix)
+    }
+}
+
+/// A destination port that prerouting DNATs (a published container port): what doctor
+/// reports instead of "nothing listens".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The family of the connections.
+    pub family: Family,
+    /// The destination port (on this host) that is forwarded.
+    pub port: u16,
+    /// Where it goes: `198.51.100.2:8443` (the port is the original one when the DNAT keeps
+    /// it); for a redirect, `local port P`.
+    pub to: String,
+    /// True when the new destination is one of this host's addresses (a redirect).
+    pub local: bool,
+    /// The nat rule.
+    pub by: RuleRef,
+}
+
+impl fmt::Display for Forwarded {
+    /// `443 is forwarded to 198.51.100.2:8443 by ip nat DOCKER`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is forwarded to {} by {} {}",
+            self.port, self.to, self.by.table, self.by.chain
+        )
+    }
+}
+
+/// Questions about the forward (DNAT) path.
+impl HostModel {
+    /// The ports of `ports` (empty: every port a DNAT rule names) that a nat chain in
+    /// prerouting DNATs or redirects for connections from some source on an inbound
+    /// interface, with where they go and the rule. Empty on a host without nat rules.
+    pub fn forwarded(&self, ports: &[u16]) -> Vec<Forwarded> {
+        eval::forwarded(self, ports)
+    }
+
+    /// True when some table named `table` (any family, any layer) has a chain `chain`.
+    pub fn has_chain(&self, table: &str, chain: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.name == table && t.chain(chain).is_some())
+    }
+
+    /// [`HostModel::has_chain`] in tables of `layer` only (`nftables`, `iptables-legacy`).
+    pub fn has_chain_in(&self, layer: &str, table: &str, chain: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.layer.as_str() == layer && t.name == table && t.chain(chain).is_some())
     }
 }

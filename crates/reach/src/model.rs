@@ -70,7 +70,9 @@ pub(crate) enum Hook {
     Ingress,
     Prerouting,
     Input,
-    /// Any hook a packet to a local address does not traverse on the way in.
+    /// The forward hook: connections DNAT'd to another host (a container) pass it.
+    Forward,
+    /// Any other hook (output, postrouting): not evaluated.
     Other,
 }
 
@@ -80,6 +82,7 @@ impl Hook {
             "ingress" => Hook::Ingress,
             "prerouting" => Hook::Prerouting,
             "input" => Hook::Input,
+            "forward" => Hook::Forward,
             _ => Hook::Other,
         }
     }
@@ -90,6 +93,9 @@ pub(crate) struct BaseInfo {
     pub hook: Hook,
     pub prio: i64,
     pub policy_drop: bool,
+    /// A chain of type nat: the kernel runs every nat chain of a hook from its one nat hook
+    /// (prerouting: priority -100), in their priority order, until one sets up a binding.
+    pub nat: bool,
     /// For ingress chains: the devices it is bound to.
     pub devices: Vec<String>,
     /// The policy as a rule reference (for findings).
@@ -135,6 +141,16 @@ pub(crate) enum Key {
     CtStatus,
     /// `tcp flags [& mask]`: the SYN's flags (`syn`) under the mask.
     TcpFlags(u8),
+    /// `meta oif` (forward path: the device the route to the destination goes out of).
+    Oif,
+    /// `meta oifname`, iptables `-o`.
+    Oifname,
+    /// `ct direction`, `-m conntrack --ctdir`: a new connection's SYN is `original`.
+    CtDirection,
+    /// `ct original proto-dst`, `--ctorigdstport`: the destination port before DNAT.
+    CtOrigDport,
+    /// `ct original [ip|ip6] daddr`, `--ctorigdst`: the destination address before DNAT.
+    CtOrigDaddr,
 }
 
 /// One component of a compared value, with its implicit dependencies.
@@ -195,11 +211,26 @@ pub(crate) enum Action {
     Jump(String),
     Goto(String),
     Return,
+    /// A nat statement that ends the (nat) base chain and sets up a DNAT binding:
+    /// `dnat to A[:P]`, `-j DNAT --to-destination A[:P]`, `redirect [to :P]`, `-j REDIRECT`.
+    Nat(NatTo),
     Vmap {
         comps: Vec<Comp>,
         map: VmapRhs,
         text: String,
     },
+}
+
+/// Where a DNAT sends the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NatTo {
+    /// The new destination address (`None` for `redirect`: the inbound interface's
+    /// primary address).
+    pub addr: Option<u128>,
+    /// Its family, when the statement says (`dnat ip to`, an address of one family).
+    pub fam: Option<Family>,
+    /// The new destination port (`None` = unchanged).
+    pub port: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +317,7 @@ impl Table {
             hook,
             prio,
             policy_drop,
+            nat: false,
             devices,
             policy_ref: self.rule_ref(
                 chain,

@@ -6,7 +6,7 @@ use cf_allow_diff::Family;
 use serde_json::Value;
 
 use crate::model::{
-    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, Rhs, Rule, SetDef, TFam, Table,
+    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, NatTo, Rhs, Rule, SetDef, TFam, Table,
     VmapRhs,
 };
 use crate::space::addr_value;
@@ -63,7 +63,9 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
                             .collect(),
                         _ => Vec::new(),
                     };
-                    t.base_info(name, Hook::parse(hook), prio, policy_drop, devices)
+                    let mut b = t.base_info(name, Hook::parse(hook), prio, policy_drop, devices);
+                    b.nat = o.get("type").and_then(Value::as_str) == Some("nat");
+                    b
                 });
                 t.chain_mut(name).base = base;
             }
@@ -161,7 +163,16 @@ fn atom(v: &Value) -> Option<Atom> {
             }
             Err(_) => match s.parse::<u128>() {
                 Ok(n) => Atom::Num(n, n),
-                Err(_) => Atom::Str(s.clone()),
+                // nft 1.0.6 prints values of keys without a datatype (`ct original
+                // proto-dst { 80, 443 }`) as `"0x50 [invalid type]"`.
+                Err(_) => match s
+                    .strip_suffix(" [invalid type]")
+                    .and_then(|h| h.strip_prefix("0x"))
+                    .and_then(|h| u128::from_str_radix(h, 16).ok())
+                {
+                    Some(n) => Atom::Num(n, n),
+                    None => Atom::Str(s.clone()),
+                },
             },
         }),
         Value::Object(_) => {
@@ -262,15 +273,27 @@ fn comps(left: &Value) -> Result<Vec<Comp>, String> {
             "protocol" => c(Key::EtherProto, None, None),
             "iif" => c(Key::Iif, None, None),
             "iifname" => c(Key::Iifname, None, None),
+            "oif" => c(Key::Oif, None, None),
+            "oifname" => c(Key::Oifname, None, None),
             "pkttype" => c(Key::PktType, None, None),
             _ => Err(format!("meta {key}")),
         };
     }
     if let Some(ct) = left.get("ct") {
         let key = ct.get("key").and_then(Value::as_str).unwrap_or("");
-        return match (key, ct.get("dir")) {
+        let dir = ct.get("dir").and_then(Value::as_str);
+        return match (key, dir) {
             ("state", None) => c(Key::CtState, None, None),
             ("status", None) => c(Key::CtStatus, None, None),
+            ("direction", None) => c(Key::CtDirection, None, None),
+            ("proto-dst", Some("original")) => c(Key::CtOrigDport, None, None),
+            ("daddr", Some("original")) => c(Key::CtOrigDaddr, None, None),
+            ("ip daddr", Some("original")) => c(Key::CtOrigDaddr, Some(Family::Ipv4), None),
+            ("ip6 daddr", Some("original")) => c(Key::CtOrigDaddr, Some(Family::Ipv6), None),
+            // Before any SNAT (prerouting, input, forward), the original source is the source.
+            ("saddr", Some("original")) => c(Key::Saddr, None, None),
+            ("ip saddr", Some("original")) => c(Key::Saddr, Some(Family::Ipv4), None),
+            ("ip6 saddr", Some("original")) => c(Key::Saddr, Some(Family::Ipv6), None),
             _ => Err(format!("ct {key}")),
         };
     }
@@ -539,6 +562,12 @@ fn parse_rule(t: &Table, chain: &str, handle: Option<u64>, exprs: &[Value]) -> R
                     }
                 }
             }
+            "dnat" | "redirect" => match nat_to(k, arg) {
+                Some(to) => action = Action::Nat(to),
+                None => {
+                    unknown_stmt.get_or_insert(render_stmt(e));
+                }
+            },
             "xt" => {
                 let what = render_stmt(e);
                 if arg.get("type").and_then(Value::as_str) == Some("target") {
@@ -560,6 +589,42 @@ fn parse_rule(t: &Table, chain: &str, handle: Option<u64>, exprs: &[Value]) -> R
     }
 }
 
+/// `dnat [ip|ip6] to ADDR[:PORT]` / `redirect [to :PORT]` with a plain address and port;
+/// `None` for maps, ranges, and anything else the evaluator does not follow.
+fn nat_to(kind: &str, arg: &Value) -> Option<NatTo> {
+    let port = match arg.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(u16::try_from(n.as_u64()?).ok()?),
+        Some(_) => return None,
+    };
+    if kind == "redirect" {
+        return Some(NatTo {
+            addr: None,
+            fam: None,
+            port,
+        });
+    }
+    let addr: IpAddr = arg.get("addr")?.as_str()?.parse().ok()?;
+    let fam = match arg.get("family").and_then(Value::as_str) {
+        Some("ip") => Some(Family::Ipv4),
+        Some("ip6") => Some(Family::Ipv6),
+        _ => None,
+    };
+    let of_addr = if addr.is_ipv4() {
+        Family::Ipv4
+    } else {
+        Family::Ipv6
+    };
+    if fam.is_some_and(|f| f != of_addr) {
+        return None;
+    }
+    Some(NatTo {
+        addr: Some(addr_value(addr)),
+        fam: Some(of_addr),
+        port,
+    })
+}
+
 // ---- rendering nft JSON back to (approximately) nft syntax, for messages ----
 
 fn render_value(v: &Value) -> String {
@@ -577,7 +642,10 @@ fn render_value(v: &Value) -> String {
             match k.as_str() {
                 "payload" => format!("{} {}", s("protocol"), s("field")),
                 "meta" => format!("meta {}", s("key")),
-                "ct" => format!("ct {}", s("key")),
+                "ct" => match x.get("dir").and_then(Value::as_str) {
+                    Some(dir) => format!("ct {dir} {}", s("key")),
+                    None => format!("ct {}", s("key")),
+                },
                 "fib" => format!(
                     "fib {} {}",
                     x.get("flags")
@@ -663,6 +731,17 @@ fn render_stmt(e: &Value) -> String {
             arg.get("key").map(render_value).unwrap_or_default(),
             arg.get("data").map(render_value).unwrap_or_default()
         ),
+        "dnat" => format!(
+            "dnat to {}{}",
+            arg.get("addr").map(render_value).unwrap_or_default(),
+            arg.get("port")
+                .map(|p| format!(":{}", render_value(p)))
+                .unwrap_or_default()
+        ),
+        "redirect" => match arg.get("port") {
+            Some(p) => format!("redirect to :{}", render_value(p)),
+            None => "redirect".into(),
+        },
         "xt" => format!(
             "xt {} {}",
             arg.get("type").map(render_value).unwrap_or_default(),

@@ -37,6 +37,9 @@ pub struct Sources {
     pub ipset: Option<Result<String, String>>,
     /// Every interface, with its addresses and whether default routes use it.
     pub interfaces: Vec<Interface>,
+    /// `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding` (`None`: not read), for
+    /// connections DNAT'd to another host.
+    pub forwarding: [Option<bool>; 2],
 }
 
 impl Sources {
@@ -51,6 +54,7 @@ impl Sources {
             iptables_legacy_v6: None,
             ipset: None,
             interfaces,
+            forwarding: [None, None],
         }
     }
 }
@@ -195,6 +199,19 @@ fn read_rules() -> Sources {
         iptables_legacy_v6,
         ipset,
         interfaces: Vec::new(),
+        forwarding: [
+            sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
+            sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
+        ],
+    }
+}
+
+/// A 0/1 sysctl (`None` when it cannot be read).
+fn sysctl_bool(path: &str) -> Option<bool> {
+    match std::fs::read_to_string(path).ok()?.trim() {
+        "0" => Some(false),
+        "" => None,
+        _ => Some(true),
     }
 }
 
@@ -424,6 +441,9 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
         inbound_v6: inbound(&s.interfaces, opts, Family::Ipv6),
         unreadable: None,
         notes,
+        all_ifaces: s.interfaces.clone(),
+        forwarding_v4: s.forwarding[0],
+        forwarding_v6: s.forwarding[1],
     }
 }
 

@@ -108,11 +108,83 @@ pub(crate) fn to_json(v: &Verdict) -> Value {
         "checked": {"ranges": v.checked.ranges, "ports": v.checked.ports},
         "blocked": v.blocked.iter().map(finding_json).collect::<Vec<_>>(),
         "unknown": v.unknown.iter().map(finding_json).collect::<Vec<_>>(),
+        "exposed": v.exposed.iter().map(finding_json).collect::<Vec<_>>(),
+        "locked_down": v.locked_down,
     })
 }
 
-fn describe_ranges(ranges: &[String], total: usize) -> String {
-    let _ = total;
+/// One deciding rule's findings merged: its rule, sorted ranges, merged ports, expression and
+/// first finding.
+struct Merged<'a> {
+    by: &'a RuleRef,
+    ranges: Vec<String>,
+    ports: Vec<PortSpan>,
+    expr: Option<&'a str>,
+    first: &'a Finding,
+}
+
+/// `list` merged by deciding rule, in the order the rules first appear.
+fn by_rule(list: &[Finding]) -> Vec<Merged<'_>> {
+    let mut out: Vec<Merged> = Vec::new();
+    for f in list {
+        let i = match out.iter().position(|m| m.by == &f.by) {
+            Some(i) => i,
+            None => {
+                out.push(Merged {
+                    by: &f.by,
+                    ranges: Vec::new(),
+                    ports: Vec::new(),
+                    expr: f.expr.as_deref(),
+                    first: f,
+                });
+                out.len() - 1
+            }
+        };
+        out[i].ranges.extend(f.ranges.iter().map(|n| n.to_string()));
+        out[i].ports.extend(f.ports.iter().copied());
+    }
+    for m in &mut out {
+        m.ranges.sort();
+        m.ranges.dedup();
+        m.ports = merge_spans(
+            m.ports.iter().map(|p| (p.first, p.last)).collect(),
+            |p: u16| p.checked_add(1),
+        )
+        .into_iter()
+        .map(|(first, last)| PortSpan { first, last })
+        .collect();
+    }
+    out
+}
+
+/// One line per rule letting outsiders through a locked-down port.
+pub(crate) fn exposed_warnings(
+    v: &Verdict,
+    fix: &dyn Fn(&Finding) -> Option<String>,
+) -> Vec<String> {
+    by_rule(&v.exposed)
+        .into_iter()
+        .map(|m| {
+            let verb = if m.by.rule.starts_with("policy") {
+                "lets (chain policy)"
+            } else {
+                "lets"
+            };
+            let mut line = format!(
+                "{} {verb} sources outside the list ({}) reach {} although lockdown is on",
+                m.by,
+                describe_ranges(&m.ranges),
+                describe_ports(&m.ports)
+            );
+            if let Some(f) = fix(m.first) {
+                line.push_str(&format!("; fix: {f}"));
+            }
+            line
+        })
+        .collect()
+}
+
+fn describe_ranges(ranges: &[String]) -> String {
     match ranges.len() {
         0 => "no range".into(),
         1..=3 => ranges.join(", "),
@@ -134,60 +206,33 @@ fn describe_ports(ports: &[PortSpan]) -> String {
     )
 }
 
-/// One deciding rule's ranges, ports, expression and first finding.
-type Merged<'a> = (Vec<String>, Vec<PortSpan>, Option<&'a str>, &'a Finding);
-
 pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) -> Vec<String> {
     let mut out = Vec::new();
-    for (list, what) in [(&v.blocked, "blocks"), (&v.unknown, "may block")] {
-        // One line per deciding rule: merge that rule's findings.
-        let mut order: Vec<&RuleRef> = Vec::new();
-        let mut merged: BTreeMap<&RuleRef, Merged> = BTreeMap::new();
-        for f in list.iter() {
-            let e = merged.entry(&f.by).or_insert_with(|| {
-                order.push(&f.by);
-                (Vec::new(), Vec::new(), f.expr.as_deref(), f)
-            });
-            e.0.extend(f.ranges.iter().map(|n| n.to_string()));
-            e.1.extend(f.ports.iter().copied());
-        }
-        for by in order {
-            let Some((ranges, ports, expr, first)) = merged.get(by) else {
-                continue;
-            };
-            let mut ranges = ranges.clone();
-            ranges.sort();
-            ranges.dedup();
-            let ports = merge_spans(
-                ports.iter().map(|p| (p.first, p.last)).collect(),
-                |p: u16| p.checked_add(1),
-            )
-            .into_iter()
-            .map(|(first, last)| PortSpan { first, last })
-            .collect::<Vec<_>>();
-            let verb = if what == "blocks" {
-                if by.rule.starts_with("policy") {
-                    "drops (chain policy)"
-                } else if by.rule.contains("reject") || by.rule.contains("REJECT") {
-                    "rejects"
-                } else {
-                    "drops"
-                }
-            } else {
+    for (list, blocks) in [(&v.blocked, true), (&v.unknown, false)] {
+        // One line per deciding rule.
+        for m in by_rule(list) {
+            let verb = if !blocks {
                 "may block"
+            } else if m.by.rule.starts_with("policy") {
+                "drops (chain policy)"
+            } else if m.by.rule.contains("reject") || m.by.rule.contains("REJECT") {
+                "rejects"
+            } else {
+                "drops"
             };
             let mut line = format!(
-                "{by} {verb} {} on {}",
-                describe_ranges(&ranges, v.checked.ranges),
-                describe_ports(&ports)
+                "{} {verb} {} on {}",
+                m.by,
+                describe_ranges(&m.ranges),
+                describe_ports(&m.ports)
             );
-            if what == "blocks" {
+            if blocks {
                 line.push_str(" (Error 523)");
             }
-            if let Some(e) = expr {
+            if let Some(e) = m.expr {
                 line.push_str(&format!(" — cannot evaluate {e}"));
             }
-            if let Some(f) = fix(first) {
+            if let Some(f) = fix(m.first) {
                 line.push_str(&format!("; fix: {f}"));
             }
             out.push(line);

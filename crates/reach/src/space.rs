@@ -174,6 +174,14 @@ pub(crate) fn addr_value(addr: IpAddr) -> u128 {
     }
 }
 
+/// An address value as text.
+pub(crate) fn show_addr(family: Family, v: u128) -> String {
+    match family {
+        Family::Ipv4 => Ipv4Addr::from(v as u32).to_string(),
+        Family::Ipv6 => Ipv6Addr::from(v).to_string(),
+    }
+}
+
 /// The span of `addr/len` (host bits ignored); `None` when `len` is too long.
 pub(crate) fn prefix_span(addr: IpAddr, len: u32) -> Option<Span<u128>> {
     let bits = if addr.is_ipv4() { 32 } else { 128 };

@@ -9,9 +9,9 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::kernel::{compare, Lab, PORTS, SOURCES};
+use common::kernel::{compare, Lab, Tally, PORTS, SOURCES};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, TestRunner};
 
 const V4_VALUES: [&str; 10] = [
     "192.0.2.0/24",
@@ -455,36 +455,22 @@ fn engine_agrees_with_the_kernel_on_generated_rulesets() {
     }
     let (cases, mut runner) = runner(1, 200);
     let lab = Lab::new("diff");
-    let loaded = std::cell::Cell::new(0u32);
-    let refused = std::cell::Cell::new(0u32);
+    let tally = Tally::default();
     let strategy = (prop::collection::vec(table(), 1..4), probes());
     let result = runner.run(&strategy, |(tables, probes)| {
         let script = render(&tables, &lab.iface);
-        match compare(&lab, &script, &probes) {
-            Ok(_) => {
-                loaded.set(loaded.get() + 1);
-                Ok(())
-            }
-            Err(e) if e.starts_with("nft refused") => {
-                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
-                    eprintln!("{e}");
-                }
-                refused.set(refused.get() + 1);
-                Ok(())
-            }
-            Err(e) => Err(TestCaseError::fail(e)),
-        }
+        tally.outcome(compare(&lab, &script, &probes))
     });
     eprintln!(
         "differential: {} rulesets × 8 probes compared with the kernel ({} generated rulesets refused by nft and skipped)",
-        loaded.get(),
-        refused.get()
+        tally.loaded(),
+        tally.refused()
     );
     if let Err(e) = result {
         panic!("the engine disagrees with the kernel: {e}");
     }
     assert!(
-        loaded.get() * 2 >= cases,
+        tally.loaded() * 2 >= cases,
         "too many generated rulesets were refused by nft"
     );
 }
@@ -697,8 +683,7 @@ fn engine_agrees_with_the_kernel_on_generated_iptables_rulesets() {
     }
     let (cases, mut runner) = runner(3, 60);
     let lab = Lab::new("diffipt");
-    let loaded = std::cell::Cell::new(0u32);
-    let refused = std::cell::Cell::new(0u32);
+    let tally = Tally::default();
     let v4: Vec<&'static str> = SOURCES
         .iter()
         .copied()
@@ -734,25 +719,12 @@ fn engine_agrees_with_the_kernel_on_generated_iptables_rulesets() {
             )?;
             lab.run_input(&format!("{program} -w 5"), &text)
         };
-        match common::kernel::compare_loaded(&lab, &shown, &probes, &load) {
-            Ok(_) => {
-                loaded.set(loaded.get() + 1);
-                Ok(())
-            }
-            Err(e) if e.starts_with("nft refused") => {
-                refused.set(refused.get() + 1);
-                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
-                    eprintln!("{e}");
-                }
-                Ok(())
-            }
-            Err(e) => Err(TestCaseError::fail(e)),
-        }
+        tally.outcome(common::kernel::compare_loaded(&lab, &shown, &probes, &load))
     });
     eprintln!(
         "differential (iptables-nft / iptables-legacy + ipset): {} rulesets × 8 probes compared with the kernel ({} refused by iptables-restore and skipped)",
-        loaded.get(),
-        refused.get()
+        tally.loaded(),
+        tally.refused()
     );
     // Leave no legacy tables behind in the namespace (it is deleted anyway).
     let _ = lab.run_input("iptables-legacy-restore", EMPTY_IPT);
@@ -760,7 +732,7 @@ fn engine_agrees_with_the_kernel_on_generated_iptables_rulesets() {
         panic!("the engine disagrees with the kernel: {e}");
     }
     assert!(
-        loaded.get() * 2 >= cases,
+        tally.loaded() * 2 >= cases,
         "too many generated rulesets were refused"
     );
 }

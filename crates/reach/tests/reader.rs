@@ -228,6 +228,8 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
         priority: -10,
         ranges: ranges.clone(),
         ports: vec![443],
+        lockdown: false,
+        forward: None,
     });
     // The old cf_allow table is replaced; ip filter's policy (priority 0) decides before
     // firewalld's reject (priority 10).
@@ -254,6 +256,8 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
         ranges: ranges.clone(),
         ports: vec![443],
         replaces_jump_to: None,
+        lockdown: false,
+        dnat: false,
     });
     let v = one.evaluate(&p);
     assert_eq!(
@@ -272,6 +276,8 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
             ranges: ranges.clone(),
             ports: vec![443],
             replaces_jump_to: None,
+            lockdown: false,
+            dnat: false,
         },
         CfLayer::FirstRule {
             layer: RuleLayer::Nftables,
@@ -281,6 +287,8 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
             ranges,
             ports: vec![443],
             replaces_jump_to: Some("cf-allow".into()),
+            lockdown: false,
+            dnat: false,
         },
     ]);
     let v = both.evaluate(&p);

@@ -215,6 +215,7 @@ pub fn engine(model: &HostModel, src: &str, port: u16) -> Result<bool, String> {
     let v = model.evaluate(&Probe {
         ranges: RangeSet::aggregated([net.parse().map_err(|e| format!("{e}"))?]),
         ports: vec![port],
+        lockdown: false,
     });
     if !v.unknown.is_empty() {
         return Err(format!("unknown: {}", v.to_json()));
@@ -287,5 +288,47 @@ fn verdict(accepted: bool) -> &'static str {
         "accepted"
     } else {
         "blocked"
+    }
+}
+
+/// The tally of a differential run: rulesets compared with the kernel, and rulesets the
+/// loader refused (skipped; printed with `CF_ALLOW_DIFF_VERBOSE`).
+#[derive(Default)]
+pub struct Tally {
+    loaded: std::cell::Cell<u32>,
+    refused: std::cell::Cell<u32>,
+}
+
+impl Tally {
+    /// One comparison's result as the proptest outcome: a refused ruleset (`nft refused …`)
+    /// is skipped, a disagreement fails the case.
+    pub fn outcome<T>(
+        &self,
+        result: Result<T, String>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        match result {
+            Ok(_) => {
+                self.loaded.set(self.loaded.get() + 1);
+                Ok(())
+            }
+            Err(e) if e.starts_with("nft refused") => {
+                if std::env::var_os("CF_ALLOW_DIFF_VERBOSE").is_some() {
+                    eprintln!("{e}");
+                }
+                self.refused.set(self.refused.get() + 1);
+                Ok(())
+            }
+            Err(e) => Err(proptest::test_runner::TestCaseError::fail(e)),
+        }
+    }
+
+    /// Rulesets compared.
+    pub fn loaded(&self) -> u32 {
+        self.loaded.get()
+    }
+
+    /// Rulesets refused and skipped.
+    pub fn refused(&self) -> u32 {
+        self.refused.get()
     }
 }

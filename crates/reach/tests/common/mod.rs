@@ -17,33 +17,33 @@ pub fn probe(ranges: &[&str], ports: &[u16]) -> Probe {
     Probe {
         ranges: RangeSet::aggregated(ranges.iter().map(|r| r.parse().expect("CIDR"))),
         ports: ports.to_vec(),
+        lockdown: false,
     }
 }
 
 /// The blocked findings as `family range… ports… by-rule` strings, sorted.
 pub fn blocked(v: &Verdict) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .blocked
+    described(&v.blocked, true)
+}
+
+/// Findings as `family range… ports… | by-rule` strings (`ports… | by-rule` without
+/// `with_ranges`), sorted and deduplicated.
+pub fn described(list: &[cf_allow_reach::Finding], with_ranges: bool) -> Vec<String> {
+    let join = |items: Vec<String>| items.join(",");
+    let mut out: Vec<String> = list
         .iter()
         .map(|f| {
-            format!(
-                "{} {} {} | {}",
-                f.family,
-                f.ranges
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                f.ports
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                f.by
-            )
+            let ports = join(f.ports.iter().map(|p| p.to_string()).collect());
+            if with_ranges {
+                let ranges = join(f.ranges.iter().map(|n| n.to_string()).collect());
+                format!("{} {ranges} {ports} | {}", f.family, f.by)
+            } else {
+                format!("{ports} | {}", f.by)
+            }
         })
         .collect();
     out.sort();
+    out.dedup();
     out
 }
 
