@@ -298,16 +298,6 @@ fn iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
     settings
 }
 
-/// True when the iptables backend hooks `DOCKER-USER` on this host (`docker_user`: the chain
-/// exists): listed in `iptables.hooks`, or added because `hooks` is not set. For doctor.
-pub fn iptables_hooks_docker_user(config: &Config, docker_user: bool) -> bool {
-    let settings = iptables_settings(config);
-    settings
-        .hooks
-        .iter()
-        .any(|h| h == cf_allow_iptables::DOCKER_USER)
-        || (settings.docker_user_auto && docker_user)
-}
 
 /// A backend whose plan output carries one more line (the published-ports note).
 struct Noted {
@@ -335,5 +325,8 @@ impl Firewall for Noted {
         let mut lines = self.inner.describe(plan);
         lines.push(self.note.clone());
         lines
+    }
+    fn families(&self) -> Vec<cf_allow_diff::Family> {
+        self.inner.families()
     }
 }
