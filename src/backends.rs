@@ -298,7 +298,6 @@ fn iptables_settings(config: &Config) -> cf_allow_iptables::Settings {
     settings
 }
 
-
 /// A backend whose plan output carries one more line (the published-ports note).
 struct Noted {
     inner: Box<dyn Firewall>,
