@@ -197,6 +197,18 @@ fn one(
     })
 }
 
+/// The match on the layer-4 protocol number `p` (`-p`, `--ctproto`).
+fn l4proto(p: u8, neg: bool, text: String) -> Cond {
+    one(
+        Key::L4proto,
+        None,
+        None,
+        neg,
+        vec![vec![Atom::Num(p as u128, p as u128)]],
+        text,
+    )
+}
+
 fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Family) -> Rule {
     let t_chain_missing = |name: &str| t.chain(name).is_none();
     let mut conds = Vec::new();
@@ -247,14 +259,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     }
                     Some(Some(p)) => {
                         proto = Some(p);
-                        conds.push(one(
-                            Key::L4proto,
-                            None,
-                            None,
-                            neg,
-                            vec![vec![Atom::Num(p as u128, p as u128)]],
-                            text(&v),
-                        ));
+                        conds.push(l4proto(p, neg, text(&v)));
                         if neg {
                             proto = None;
                         }
@@ -422,14 +427,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
             "--ctproto" if module == "conntrack" => {
                 let v = next(&mut i).cloned().unwrap_or_default();
                 match proto_of(&v) {
-                    Some(Some(p)) => conds.push(one(
-                        Key::L4proto,
-                        None,
-                        None,
-                        neg,
-                        vec![vec![Atom::Num(p as u128, p as u128)]],
-                        text(&v),
-                    )),
+                    Some(Some(p)) => conds.push(l4proto(p, neg, text(&v))),
                     Some(None) => {}
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
