@@ -33,7 +33,7 @@ fn sync(env: &Env, host: &DockerHost, feed: &str, args: &[&str]) -> Run {
     all.extend_from_slice(args);
     let run = env.run(Some(&host.server), &all);
     assert!(
-        run.code == 0 || run.code == 3,
+        run.code == 0,
         "sync failed ({}):\n{}\n{}",
         run.code,
         run.stdout,
@@ -187,8 +187,7 @@ fn doctor_counts_the_automatic_docker_user_hook_as_covering() {
         return;
     }
     let host = DockerHost::new("e2e-dock-doc", Shape::Docker);
-    let check = |extra: &str| {
-        let (env, _) = env(extra);
+    let doctor = |env: &Env| {
         let run = env.run(
             Some(&host.server),
             &["doctor", "--offline", "--backend", "iptables", "--json"],
@@ -198,8 +197,25 @@ fn doctor_counts_the_automatic_docker_user_hook_as_covering() {
             .and_then(|c| c.iter().find(|c| c["id"] == "docker").cloned())
             .unwrap_or_else(|| panic!("no docker check:\n{}", run.stdout))
     };
-    // hooks not set: DOCKER-USER is what sync would hook, so the published port is covered.
-    assert_eq!(check("")["status"], "ok");
-    // hooks: [INPUT] written out: not covered.
-    assert_ne!(check("iptables: {hooks: [INPUT]}\n")["status"], "ok");
+    // hooks not set: sync hooks DOCKER-USER by itself, so the published port is covered, and
+    // doctor's verdict is what the packets do.
+    let (env, feed) = env("iptables: {lockdown: true}\n");
+    sync(&env, &host, &feed, &["--backend", "iptables"]);
+    assert_eq!(host.reach(), LOCKED);
+    let covered = doctor(&env);
+    assert_eq!(covered["status"], "ok", "{covered}");
+    env.run(Some(&host.server), &["remove", "--backend", "iptables"])
+        .expect_code(0);
+    assert_eq!(host.reach(), [true; 4]);
+
+    // hooks: [INPUT] written out: the outsider reaches the container, and doctor says so.
+    let (input_only, feed) = self::env("iptables: {hooks: [INPUT], lockdown: true}\n");
+    sync(&input_only, &host, &feed, &["--backend", "iptables"]);
+    assert_eq!(host.reach(), [true, true, true, false]);
+    let open = doctor(&input_only);
+    assert_eq!(open["status"], "fail", "{open}");
+    assert!(
+        open["summary"].as_str().is_some_and(|m| m.contains("443")),
+        "{open}"
+    );
 }

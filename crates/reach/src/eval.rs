@@ -666,6 +666,9 @@ fn apply_action<'m>(
     match action {
         Action::Continue => rest.extend(cur),
         Action::Accept => out.push((cur, Fate::Accept(Some(rref)))),
+        // An inet table's nat statement of the other family does nothing to this packet
+        // (the kernel's nft_nat_inet_eval): the rule goes on like one without a verdict.
+        Action::Nat(to) if to.fam.is_some_and(|f| f != ctx.family) => rest.extend(cur),
         Action::Nat(to) if ctx.hook == Hook::Prerouting && ctx.xlat.is_none() => {
             out.push((cur, Fate::Nat(rref, *to)))
         }
@@ -780,16 +783,6 @@ fn eval_match(model: &HostModel, table: &Table, m: &Match, ctx: &Ctx) -> CondRes
     }
     if m.comps.iter().any(|c| c.key == Key::FibSaddrOif) {
         return rpf(m, ctx);
-    }
-    // Before the routing decision's output (prerouting, input) there is no output device:
-    // the expression fails and the rule does not match, negated or not.
-    if ctx.oif.is_none()
-        && ctx.hook != Hook::Forward
-        && m.comps
-            .iter()
-            .any(|c| matches!(c.key, Key::Oif | Key::Oifname))
-    {
-        return CondRes::Const(false);
     }
     let owned;
     let (comps, elems): (&[Comp], &[Elem]) = match &m.rhs {
@@ -968,20 +961,20 @@ fn scalar_unknown(key: Key) -> String {
 }
 
 /// `meta iif`/`oif`: the device by index or name.
-fn device_is(i: &Interface, a: &Atom) -> Option<bool> {
+fn device_is(index: u32, name: &str, a: &Atom) -> Option<bool> {
     Some(match a {
-        Atom::Num(lo, hi) => *lo <= i.index as u128 && i.index as u128 <= *hi,
-        Atom::Str(s) => s.eq_ignore_ascii_case(&i.name),
+        Atom::Num(lo, hi) => *lo <= index as u128 && index as u128 <= *hi,
+        Atom::Str(s) => !name.is_empty() && s.eq_ignore_ascii_case(name),
         Atom::Bool(_) => false,
     })
 }
 
 /// `meta iifname`/`oifname`, iptables `-i`/`-o`: the device's name (`*` wildcard).
-fn device_name_is(i: &Interface, a: &Atom) -> Option<bool> {
+fn device_name_is(name: &str, a: &Atom) -> Option<bool> {
     match a {
         Atom::Str(pat) => Some(match pat.strip_suffix('*') {
-            Some(prefix) if !pat.ends_with("\\*") => i.name.starts_with(prefix),
-            _ => i.name == *pat,
+            Some(prefix) if !pat.ends_with("\\*") => name.starts_with(prefix),
+            _ => name == *pat,
         }),
         _ => Some(false),
     }
@@ -1025,8 +1018,8 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             (_, Family::Ipv4) => str_is("ip"),
             (_, Family::Ipv6) => str_is("ip6"),
         },
-        Key::Iif => device_is(ctx.iface?, a),
-        Key::Iifname => device_name_is(ctx.iface?, a),
+        Key::Iif => ctx.iface.and_then(|i| device_is(i.index, &i.name, a)),
+        Key::Iifname => ctx.iface.and_then(|i| device_name_is(&i.name, a)),
         // iptables' virtual states DNAT/SNAT (`--ctstate DNAT`): the connection's NAT.
         Key::CtState => {
             let state = ctx.ct_state?;
@@ -1055,8 +1048,20 @@ fn scalar(key: Key, a: &Atom, ctx: &Ctx) -> Option<bool> {
             ctx.ct_state?;
             str_is("original")
         }
-        Key::Oif => device_is(ctx.oif?, a),
-        Key::Oifname => device_name_is(ctx.oif?, a),
+        // Before the routing decision's output (prerouting, input) there is no output
+        // device: the kernel reads index 0 and the empty name (nft_meta_store_ifindex/
+        // _ifname), so `oifname != "x"` matches there. On the forward path an output
+        // device the engine cannot name stays unknown.
+        Key::Oif => match ctx.oif {
+            Some(i) => device_is(i.index, &i.name, a),
+            None if ctx.hook != Hook::Forward => device_is(0, "", a),
+            None => None,
+        },
+        Key::Oifname => match ctx.oif {
+            Some(i) => device_name_is(&i.name, a),
+            None if ctx.hook != Hook::Forward => device_name_is("", a),
+            None => None,
+        },
         Key::FibSaddrOif => None,
         // The SYN's flags under the mask.
         Key::TcpFlags(mask) => num_in((0x02 & mask) as u128),

@@ -73,13 +73,16 @@ impl FwdLab {
 }
 
 /// DNAT rules of the prerouting nat chain.
-const DNATS: [&str; 6] = [
+/// The last one has no `meta nfproto`: in an inet table the kernel's nat statement of the
+/// other family does nothing (IPv6 SYNs to 22 stay local), as netavark's rules rely on.
+const DNATS: [&str; 7] = [
     "meta nfproto ipv4 tcp dport 443 dnat ip to 198.51.100.66:8443",
     "meta nfproto ipv6 tcp dport 443 dnat ip6 to [2001:db8:c::2]:8443",
     "meta nfproto ipv4 tcp dport 80 dnat ip to 198.51.100.66",
     "meta nfproto ipv6 tcp dport 80 dnat ip6 to 2001:db8:c::2",
     "tcp dport 1000 redirect to :22",
     "meta nfproto ipv4 ip saddr 192.0.2.0/25 tcp dport 8080 dnat ip to 198.51.100.66:8443",
+    "tcp dport 22 dnat ip to 198.51.100.66:80",
 ];
 
 /// Match vocabulary of the forward and input chains (`{ctr}`: the container's veth, `{in}`:

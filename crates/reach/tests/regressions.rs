@@ -213,3 +213,28 @@ fn netdev_ingress_vmap_with_a_drop_policy() {
         &[22, 80, 443],
     );
 }
+
+/// Found by the forward differential soak: on the input hook there is no output device, and
+/// the kernel reads the empty name and index 0 (`nft_meta_store_ifname`/`_ifindex`), so
+/// `oifname != "x"` matches every SYN there and `oifname "x"`, `oif 7` match none.
+#[test]
+fn oifname_on_the_input_hook_is_the_empty_name() {
+    check(
+        "oifname_on_the_input_hook_is_the_empty_name",
+        r#"table inet t {
+  chain pre { type filter hook prerouting priority -10; policy accept;
+    meta l4proto != tcp accept
+    oifname "IFACE" drop
+    meta oifname "cf*" tcp dport 443 drop
+  }
+  chain b { type filter hook input priority -10; policy accept;
+    meta l4proto != tcp accept
+    oif 1 drop
+    ip saddr 192.0.2.0/25 oifname != "IFACE" drop
+    ip6 saddr 2001:db8::/64 oifname != "nomatch*" tcp dport 80 drop
+  }
+}
+"#,
+        &[22, 80, 443],
+    );
+}
