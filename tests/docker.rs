@@ -26,14 +26,20 @@ fn env(extra: &str) -> (Env, String) {
     (env, feed)
 }
 
-/// `sync` with `args`; the run must apply (exit 0, or 3 while the verdict cannot yet follow
-/// the DNAT'd path and calls the published port `unknown`).
+/// `sync` with `args`; the run must apply and the verdict must find Cloudflare reachable and
+/// nothing exposed (exit 0).
 fn sync(env: &Env, host: &DockerHost, feed: &str, args: &[&str]) -> Run {
+    sync_exits(env, host, feed, args, 0)
+}
+
+/// `sync` with `args`, exiting `code` (3: applied, but the verdict found an outsider
+/// reaching a locked-down published port).
+fn sync_exits(env: &Env, host: &DockerHost, feed: &str, args: &[&str], code: i32) -> Run {
     let mut all = vec!["sync", "--source", feed];
     all.extend_from_slice(args);
     let run = env.run(Some(&host.server), &all);
     assert!(
-        run.code == 0,
+        run.code == code,
         "sync failed ({}):\n{}\n{}",
         run.code,
         run.stdout,
@@ -132,7 +138,12 @@ fn iptables_hooks_docker_user_by_itself_unless_hooks_are_set() {
     env.write_config(
         "ports: [80, 443]\nguard: {allow_reserved: true}\niptables: {lockdown: true, variant: nft, hooks: [INPUT]}\n",
     );
-    let run = sync(&env, &host, &feed, &["--backend", "iptables"]);
+    let run = sync_exits(&env, &host, &feed, &["--backend", "iptables"], 3);
+    assert!(
+        run.stderr.contains("reach TCP 443 although lockdown is on"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         note(&run),
         "published container ports (Docker's DOCKER-USER chain exists) are not covered: iptables.hooks does not list DOCKER-USER (add it, or leave hooks unset to have it added)"
@@ -210,7 +221,7 @@ fn doctor_counts_the_automatic_docker_user_hook_as_covering() {
 
     // hooks: [INPUT] written out: the outsider reaches the container, and doctor says so.
     let (input_only, feed) = self::env("iptables: {hooks: [INPUT], lockdown: true}\n");
-    sync(&input_only, &host, &feed, &["--backend", "iptables"]);
+    sync_exits(&input_only, &host, &feed, &["--backend", "iptables"], 3);
     assert_eq!(host.reach(), [true, true, true, false]);
     let open = doctor(&input_only);
     assert_eq!(open["status"], "fail", "{open}");

@@ -215,3 +215,33 @@ fn a_dnat_the_engine_cannot_follow_stays_unknown() {
         .as_deref()
         .is_some_and(|e| e.contains("8443-8444")));
 }
+
+/// An inet table's `dnat ip to` without `meta nfproto ipv4` before it (testkit's Podman shape
+/// writes it so): for an IPv6 SYN the kernel's nat statement does nothing
+/// (nft_nat_inet_eval) and the packet stays local. Found on the Podman host, where every
+/// IPv6 range was `unknown`.
+#[test]
+fn netavark_ipv4_dnat_does_nothing_to_ipv6() {
+    let mut ifaces = interfaces();
+    ifaces[1].addrs.push("2001:db8::1".parse().expect("addr"));
+    ifaces[1].default_v6 = true;
+    ifaces[1].routes.push("::/0".parse().expect("net"));
+    let nfproto =
+        r#"{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, "#;
+    assert!(NETAVARK_NFT.contains(nfproto));
+    let mut s = Sources::nft_only(&NETAVARK_NFT.replace(nfproto, ""), ifaces);
+    s.forwarding = [Some(true), Some(false)];
+    let m = HostModel::from_sources(&s, &ReadOptions::default());
+    let p = Probe {
+        ranges: RangeSet::aggregated(["2001:db8:1::/48".parse().expect("net")]),
+        ports: vec![443],
+        lockdown: false,
+    };
+    let v = m.evaluate(&p);
+    assert!(v.reachable, "{}", v.to_json());
+    assert!(
+        v.unknown.is_empty() && v.blocked.is_empty(),
+        "{}",
+        v.to_json()
+    );
+}
