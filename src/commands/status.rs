@@ -58,8 +58,8 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     println!("backend: {name} ({installed})");
     println!(
         "ranges:  {} IPv4, {} IPv6",
-        found.ranges.ipv4.len(),
-        found.ranges.ipv6.len()
+        found.ranges.ipv4().len(),
+        found.ranges.ipv6().len()
     );
     if last_good.origin == Origin::Embedded {
         println!(

@@ -50,13 +50,23 @@ impl fmt::Display for Family {
 /// now, so a plan can remove exactly the entries that exist).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct RangeSet {
-    /// IPv4 ranges, sorted.
-    pub ipv4: Vec<Ipv4Net>,
+    /// IPv4 ranges, sorted (private: every constructor keeps them sorted and unique).
+    ipv4: Vec<Ipv4Net>,
     /// IPv6 ranges, sorted.
-    pub ipv6: Vec<Ipv6Net>,
+    ipv6: Vec<Ipv6Net>,
 }
 
 impl RangeSet {
+    /// The IPv4 ranges, sorted.
+    pub fn ipv4(&self) -> &[Ipv4Net] {
+        &self.ipv4
+    }
+
+    /// The IPv6 ranges, sorted.
+    pub fn ipv6(&self) -> &[Ipv6Net] {
+        &self.ipv6
+    }
+
     /// The smallest set of prefixes that covers exactly the addresses of `nets`.
     pub fn aggregated<I: IntoIterator<Item = IpNet>>(nets: I) -> RangeSet {
         let (v4, v6) = split(nets);

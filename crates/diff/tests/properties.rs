@@ -86,6 +86,6 @@ proptest! {
         prop_assert_eq!(coverage(&out), coverage(&input));
         // Aggregated prefixes never overlap.
         let spans = coverage(&out);
-        prop_assert!(spans.0.len() <= set.ipv4.len() && spans.1.len() <= set.ipv6.len());
+        prop_assert!(spans.0.len() <= set.ipv4().len() && spans.1.len() <= set.ipv6().len());
     }
 }

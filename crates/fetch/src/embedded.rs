@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn every_embedded_range_parses() {
         let list = embedded();
-        assert_eq!(list.ranges.ipv4.len(), EMBEDDED_V4.len());
-        assert_eq!(list.ranges.ipv6.len(), EMBEDDED_V6.len());
+        assert_eq!(list.ranges.ipv4().len(), EMBEDDED_V4.len());
+        assert_eq!(list.ranges.ipv6().len(), EMBEDDED_V6.len());
     }
 }

@@ -193,8 +193,8 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
                     "using the list from {} ({}: {} IPv4 and {} IPv6 ranges{})",
                     list.source,
                     list.origin,
-                    list.ranges.ipv4.len(),
-                    list.ranges.ipv6.len(),
+                    list.ranges.ipv4().len(),
+                    list.ranges.ipv6().len(),
                     if i > 0 {
                         format!("; source {} of {} in order", i + 1, alternatives.len())
                     } else {
@@ -228,10 +228,13 @@ pub fn last_good(state_dir: &Path) -> Result<Option<FetchedList>, FetchError> {
 fn from_cache(list: CachedList) -> FetchedList {
     FetchedList {
         fetched_at: list.fetched_at(),
-        ranges: RangeSet {
-            ipv4: list.ipv4,
-            ipv6: list.ipv6,
-        },
+        // Sorted and deduplicated again: a hand-edited cache cannot break the set's order.
+        ranges: RangeSet::exact(
+            list.ipv4
+                .into_iter()
+                .map(IpNet::V4)
+                .chain(list.ipv6.into_iter().map(IpNet::V6)),
+        ),
         source: list.source,
         etag: list.etag,
         origin: Origin::Cache,
@@ -381,8 +384,8 @@ fn persist(
         source: list.source.clone(),
         etag: list.etag.clone(),
         fetched_at: cache::unix_secs(list.fetched_at),
-        ipv4: list.ranges.ipv4.clone(),
-        ipv6: list.ranges.ipv6.clone(),
+        ipv4: list.ranges.ipv4().to_vec(),
+        ipv6: list.ranges.ipv6().to_vec(),
     });
     // The cache keys URLs with their credentials redacted.
     let configured: BTreeSet<String> = opts

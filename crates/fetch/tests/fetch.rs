@@ -176,7 +176,7 @@ fn api_json_is_fetched_cached_and_then_not_modified_by_its_etag() {
     let third = fetch(&o).expect("third fetch");
     assert_eq!(third.origin, Origin::Network);
     assert_eq!(third.etag.as_deref(), Some("new-etag"));
-    assert_eq!(third.ranges.ipv4.len(), 14);
+    assert_eq!(third.ranges.ipv4().len(), 14);
     let cached = last_good(dir.path()).expect("readable").expect("cached");
     assert_eq!(cached.ranges, third.ranges);
 }
@@ -252,8 +252,8 @@ fn a_changed_url_in_a_merged_alternative_means_network() {
     *v6_version.lock().expect("lock") = 2;
     let second = fetch(&o).expect("second");
     assert_eq!(second.origin, Origin::Network);
-    assert_eq!(second.ranges.ipv6.len(), 1);
-    assert_eq!(second.ranges.ipv4.len(), CLOUDFLARE_V4.len());
+    assert_eq!(second.ranges.ipv6().len(), 1);
+    assert_eq!(second.ranges.ipv4().len(), CLOUDFLARE_V4.len());
 }
 
 #[test]
