@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use cf_allow_diff::{Family, RangeSet};
 use cf_allow_doctor::docker::Dnat;
 use cf_allow_doctor::{
-    basics, dns, docker, heuristics, listen, ports, route, service, Check, HostFacts, Status,
+    basics, blocklists, dns, docker, listen, ports, route, service, Check, HostFacts, Status,
 };
 use serde_json::json;
 
@@ -64,9 +64,10 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     if let Some(kind) = kind {
         checks.extend(firewall_checks(kind, &config, &allowed, which));
     }
-    // The host's rules, read once by the verdict engine: the reachability verdict and the
-    // forwarded (DNAT'd) ports are questions to the same model.
-    let model = crate::reach::read(&config);
+    // The host's rules, read once by the verdict engine: the reachability verdict, the
+    // forwarded (DNAT'd) ports and the block lists are questions to the same model (with
+    // every ipset, also those no rule uses yet).
+    let model = crate::reach::read_with(&config, true);
     let report = kind
         .filter(|_| config.reachability.check)
         .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config));
@@ -74,7 +75,6 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
 
     // The host, read once.
     let facts = HostFacts::read();
-    let tables = heuristics::read_iptables(&config.iptables.variant);
     let dnat = read_dnat(&model, &ports);
     let forwarded: &[Dnat] = dnat.as_deref().unwrap_or(&[]);
     // Cloudflare's ranges only: extra_cidrs (an office, a VPN) may well be routed elsewhere.
@@ -98,8 +98,8 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     checks.extend(dns::checks(&config.doctor, &origin, timeout));
     checks.extend(fail2ban_checks(&cloudflare, timeout));
 
-    // Firewall heuristics, one group: the reachability verdict replaces it.
-    let own_nft = heuristics::OwnNft {
+    // Block lists the verdict does not see (sets no rule uses yet, CSF's deny files).
+    let own_nft = blocklists::OwnNft {
         table: config.nftables.table.clone(),
         into: config
             .nftables
@@ -107,15 +107,8 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
             .as_ref()
             .map(|i| (i.family.as_str().to_string(), i.table.clone())),
     };
-    let inputs = heuristics::Inputs {
-        cloudflare: &cloudflare,
-        iptables_backend: kind == Some(BackendKind::Iptables),
-        own_chain: &config.iptables.chain,
-        ports: &ports,
-        own_nft: &own_nft,
-        csf_dir: &config.csf.dir,
-    };
-    checks.extend(heuristics::checks(&inputs, &tables));
+    checks.extend(blocklists::set_checks(&model, &cloudflare, &own_nft));
+    checks.extend(blocklists::csf_checks(&cloudflare, &config.csf.dir));
 
     let lockdown = kind.is_some_and(|kind| crate::reach::config_lockdown(kind, &config));
     let exposed = match &report {
