@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cf_allow_testkit::docker_host::{self, DockerHost, Shape};
+use cf_allow_testkit::spawns::Spawns;
 use cf_allow_testkit::{require_programs, require_root, Netns, Reply, Request, Server};
 use common::{Env, Run};
 use serde_json::Value;
@@ -745,6 +746,114 @@ fn doctor_reads_legacy_tables_next_to_the_nft_ones() {
     );
     for gone in ["iptables", "iptables (legacy)", "ip6tables (legacy)"] {
         assert!(checks(&doc, gone).is_empty(), "{gone}: {doc:#}");
+    }
+}
+
+/// The programs that print the host's rules or sets.
+const RULE_READERS: [&str; 8] = [
+    "nft",
+    "ipset",
+    "iptables-save",
+    "ip6tables-save",
+    "iptables-nft-save",
+    "ip6tables-nft-save",
+    "iptables-legacy-save",
+    "ip6tables-legacy-save",
+];
+
+#[test]
+fn doctor_reads_the_hosts_rules_once() {
+    let test = "doctor_reads_the_hosts_rules_once";
+    if !ready(test)
+        || !require_programs(
+            test,
+            &[
+                "iptables-nft-save",
+                "iptables-legacy",
+                "ip6tables-legacy",
+                "iptables-legacy-save",
+                "ip6tables-legacy-save",
+            ],
+        )
+    {
+        return;
+    }
+    let (ns, env, _) = nft_env("doc-once");
+    sync(&ns, &env);
+    listen_web(&ns);
+    // Every layer the reader loads: a fail2ban ipset an iptables-nft rule rejects with, one no
+    // rule uses yet, legacy tables of both families, and a foreign nft set.
+    ns.sh(
+        "ipset create f2b-sshd hash:ip && ipset add f2b-sshd 172.70.1.2 \
+         && iptables -I INPUT -p tcp -m set --match-set f2b-sshd src -j REJECT \
+         && ipset create f2b-nginx hash:ip && ipset add f2b-nginx 104.16.0.9 \
+         && iptables-legacy -A INPUT -s 198.51.100.0/24 -j DROP \
+         && ip6tables-legacy -A INPUT -s 2001:db8::/32 -j DROP",
+    );
+    ns.sh_with_input(
+        "nft -f -",
+        "table inet f2b-table {\n\
+           set addr-set-nginx { type ipv6_addr; elements = { 2a06:98c0::7 } }\n\
+         }\n",
+    );
+    let untouched = Untouched::capture(&ns, &env);
+    let spawns = Spawns::wrap(&RULE_READERS);
+    let mut cmd = env.cmd(Some(&ns), &["doctor", "--json", "--offline"]);
+    cmd.env("PATH", spawns.path_env());
+    let run = Run::of(cmd.output().expect("run cf-allow doctor"));
+    untouched.assert_same(&ns, &env);
+    run.expect_code(0);
+    let doc = run.json();
+
+    let runs = spawns.runs();
+    for program in spawns.wrapped() {
+        assert!(
+            spawns.count(program) <= 1,
+            "{program} ran more than once in one doctor run: {runs:#?}"
+        );
+    }
+    // The one reader ran each program this host needs (the wrappers were on the path).
+    for program in [
+        "nft",
+        "ipset",
+        "iptables-nft-save",
+        "iptables-legacy-save",
+        "ip6tables-legacy-save",
+    ] {
+        assert_eq!(spawns.count(program), 1, "{program}: {runs:#?}");
+    }
+    for program in ["iptables-save", "ip6tables-save"] {
+        assert_eq!(spawns.count(program), 0, "{program}: {runs:#?}");
+    }
+
+    // And the checks still come out of that one read.
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    expect_check(&doc, "reachability", "fail", "172.70.1.2/32");
+    let lists: Vec<&str> = checks(&doc, "blocklists")
+        .iter()
+        .map(|c| c["summary"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(lists.len(), 3, "{doc:#}");
+    assert!(
+        lists[0].starts_with("nftables set inet f2b-table addr-set-nginx holds 2a06:98c0::7"),
+        "{lists:#?}"
+    );
+    assert!(
+        lists[1].starts_with(
+            "ipset f2b-nginx holds 104.16.0.9 (Cloudflare's 104.16.0.0/13); no rule uses it yet"
+        ),
+        "{lists:#?}"
+    );
+    assert!(
+        lists[2].starts_with(
+            "ipset f2b-sshd holds 172.70.1.2 (Cloudflare's 172.64.0.0/13); used by ip filter INPUT"
+        ),
+        "{lists:#?}"
+    );
+    for c in doc["checks"].as_array().expect("checks") {
+        for key in ["id", "status", "summary", "fix"] {
+            assert!(c.get(key).is_some(), "{key} missing in {c}");
+        }
     }
 }
 
