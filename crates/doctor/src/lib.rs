@@ -21,6 +21,7 @@ pub mod fail2ban;
 pub mod host;
 pub mod listen;
 mod nets;
+pub mod policy;
 pub mod ports;
 mod program;
 pub mod reachability;
