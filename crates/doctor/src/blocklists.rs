@@ -76,6 +76,11 @@ pub fn set_checks(model: &HostModel, cloudflare: &RangeSet, own: &OwnNft) -> Vec
     }
     let sets = model.sets();
     let foreign: Vec<&HostSet> = sets.iter().filter(|s| !own.owns(s)).collect();
+    tracing::debug!(
+        sets = sets.len(),
+        foreign = foreign.len(),
+        "blocklists: the model's sets"
+    );
     let mut checks = Vec::new();
     if let Some(why) = model.ipset_problem() {
         checks.push(Check::warn(
