@@ -55,8 +55,15 @@ fn iptables_target(hook: &str, chain: &str) -> (String, bool) {
 /// Reads the host's input path once (never fails: an unreadable host gives a model that
 /// answers `unknown` with the reason).
 pub fn read(config: &Config) -> HostModel {
+    read_with(config, false)
+}
+
+/// [`read`], also reading the ipsets no rule references when `all_ipsets` (doctor's block
+/// lists).
+pub fn read_with(config: &Config, all_ipsets: bool) -> HostModel {
     let opts = ReadOptions {
         interfaces: config.reachability.interfaces.as_ref().map(|i| i.0.clone()),
+        all_ipsets,
     };
     let model = HostModel::read(&opts);
     if let Some(reason) = model.unreadable_reason() {

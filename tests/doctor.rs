@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cf_allow_testkit::docker_host::{self, DockerHost, Shape};
+use cf_allow_testkit::spawns::Spawns;
 use cf_allow_testkit::{require_programs, require_root, Netns, Reply, Request, Server};
 use common::{Env, Run};
 use serde_json::Value;
@@ -269,10 +270,7 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         "firewall",
         "listen:80",
         "listen:443",
-        "ipset",
-        "iptables",
-        "ip6tables",
-        "nftables-sets",
+        "blocklists",
         "docker",
         "ports",
         "route",
@@ -293,6 +291,10 @@ fn doctor_healthy_host_is_all_ok_and_changes_nothing() {
         "{service}"
     );
     assert_eq!(check(&doc, "csf-deny")["status"], "skip");
+    // The firewall is judged by the verdict over the one model: no rule heuristics.
+    for gone in ["iptables", "ip6tables", "ipset", "nftables-sets"] {
+        assert!(checks(&doc, gone).is_empty(), "{gone}: {doc:#}");
+    }
     assert!(checks(&doc, "backend-warning").is_empty());
     let firewall = check(&doc, "firewall")["summary"]
         .as_str()
@@ -459,8 +461,8 @@ fn doctor_warns_when_never_synced_or_stale_and_fails_on_missing_ranges() {
 }
 
 #[test]
-fn doctor_finds_cloudflare_in_ipsets_iptables_rules_and_csf_deny() {
-    if !ready("doctor_finds_cloudflare_in_ipsets_iptables_rules_and_csf_deny") {
+fn doctor_finds_cloudflare_in_ipsets_rules_and_csf_deny() {
+    if !ready("doctor_finds_cloudflare_in_ipsets_rules_and_csf_deny") {
         return;
     }
     let (ns, env, feed) = nft_env("doc-blocked");
@@ -513,37 +515,25 @@ fn doctor_finds_cloudflare_in_ipsets_iptables_rules_and_csf_deny() {
         !summary.contains("198.51.100.0/24"),
         "a drop outside the list is not Cloudflare's: {reach}"
     );
-    let ipset = checks(&doc, "ipset");
-    assert_eq!(ipset.len(), 1, "only f2b-sshd is a block list: {doc:#}");
-    assert_eq!(ipset[0]["status"], "fail");
-    let summary = ipset[0]["summary"].as_str().expect("summary");
+    // The rules themselves are the verdict's: no per-rule heuristic checks any more.
+    for gone in ["iptables", "ip6tables", "ipset"] {
+        assert!(checks(&doc, gone).is_empty(), "{gone}: {doc:#}");
+    }
+    // The block list is reported from the same model, naming the rule that uses it; the
+    // `office` allowlist (only ACCEPT rules use it) is not a block list.
+    let lists = checks(&doc, "blocklists");
+    assert_eq!(lists.len(), 1, "only f2b-sshd is a block list: {doc:#}");
+    assert_eq!(lists[0]["status"], "warn");
+    let summary = lists[0]["summary"].as_str().expect("summary");
     assert!(
-        summary.contains("ipset set f2b-sshd holds 172.70.1.2 (Cloudflare's 172.64.0.0/13)")
+        summary
+            .starts_with("ipset f2b-sshd holds 172.70.1.2 (Cloudflare's 172.64.0.0/13); used by ")
             && summary.contains("--match-set f2b-sshd src -j REJECT"),
         "{summary}"
     );
-    assert!(ipset[0]["fix"]
+    assert!(lists[0]["fix"]
         .as_str()
         .is_some_and(|f| f.starts_with("ipset del f2b-sshd 172.70.1.2;")));
-
-    let v4 = checks(&doc, "iptables");
-    assert_eq!(v4.len(), 1, "{doc:#}");
-    assert_eq!(v4[0]["status"], "fail");
-    assert_eq!(
-        v4[0]["summary"],
-        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
-    );
-    assert!(v4[0]["fix"]
-        .as_str()
-        .is_some_and(|f| f.contains("iptables -D INPUT -s 104.16.0.0/13 -j DROP")));
-    let v6 = check(&doc, "ip6tables");
-    assert_eq!(v6["status"], "fail");
-    assert!(
-        v6["summary"]
-            .as_str()
-            .is_some_and(|s| s.contains("2606:4700::/32")),
-        "{v6}"
-    );
 
     let deny = check(&doc, "csf-deny");
     assert_eq!(deny["status"], "fail");
@@ -584,20 +574,31 @@ fn doctor_warns_about_a_foreign_nft_set_holding_cloudflare() {
            set other { type ipv4_addr; elements = { 203.0.113.1 } }\n\
          }\n",
     );
+    // fail2ban's ipset exists before the first ban's rule: no rule references it yet.
+    ns.sh("ipset create f2b-nginx hash:ip && ipset add f2b-nginx 104.16.0.9 && ipset add f2b-nginx 192.0.2.9");
     let untouched = Untouched::capture(&ns, &env);
     let (run, doc) = doctor_json(&ns, &env, &["--offline"]);
     untouched.assert_same(&ns, &env);
     run.expect_code(0);
-    let sets = checks(&doc, "nftables-sets");
-    assert_eq!(sets.len(), 1, "{doc:#}");
-    assert_eq!(sets[0]["status"], "warn");
+    let sets = checks(&doc, "blocklists");
+    assert_eq!(sets.len(), 2, "{doc:#}");
+    assert!(sets.iter().all(|s| s["status"] == "warn"), "{doc:#}");
     let summary = sets[0]["summary"].as_str().expect("summary");
     assert!(
-        summary.contains(
-            "set inet f2b-table addr-set-nginx holds 2a06:98c0::7 (Cloudflare's 2a06:98c0::/29)"
+        summary.starts_with(
+            "nftables set inet f2b-table addr-set-nginx holds 2a06:98c0::7 (Cloudflare's 2a06:98c0::/29); no rule uses it yet"
         ),
         "{summary}"
     );
+    let ipset = sets[1]["summary"].as_str().expect("summary");
+    assert!(
+        ipset.starts_with(
+            "ipset f2b-nginx holds 104.16.0.9 (Cloudflare's 104.16.0.0/13); no rule uses it yet"
+        ),
+        "{ipset}"
+    );
+    // Nothing uses the sets, so Cloudflare still gets through.
+    assert_eq!(check(&doc, "reachability")["status"], "ok", "{doc:#}");
     assert!(sets[0]["fix"].as_str().is_some_and(
         |f| f.contains("nft delete element inet f2b-table addr-set-nginx { 2a06:98c0::7 }")
     ));
@@ -730,28 +731,136 @@ fn doctor_reads_legacy_tables_next_to_the_nft_ones() {
     // An IPv4 drop that only iptables-legacy shows: cf-allow's nf_tables jump does not cover it.
     ns.sh("iptables-legacy -A INPUT -s 104.16.0.0/13 -j DROP");
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
-    let legacy = check(&doc, "iptables (legacy)");
-    assert_eq!(legacy["status"], "fail", "{doc:#}");
-    assert_eq!(
-        legacy["summary"],
-        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
+    // The verdict over both layers names the legacy drop and the config that fixes it.
+    let reach = expect_check(
+        &doc,
+        "reachability",
+        "fail",
+        "ip filter INPUT: \"-A INPUT -s 104.16.0.0/13 -j DROP\" drops 104.16.0.0/13",
     );
     assert!(
-        legacy["fix"]
+        reach["fix"]
             .as_str()
-            .is_some_and(|f| f.contains("(iptables-legacy -D INPUT -s 104.16.0.0/13 -j DROP)")),
-        "{legacy}"
+            .is_some_and(|f| f.contains("iptables: {variant: legacy}")),
+        "{reach}"
+    );
+    for gone in ["iptables", "iptables (legacy)", "ip6tables (legacy)"] {
+        assert!(checks(&doc, gone).is_empty(), "{gone}: {doc:#}");
+    }
+}
+
+/// The programs that print the host's rules or sets.
+const RULE_READERS: [&str; 8] = [
+    "nft",
+    "ipset",
+    "iptables-save",
+    "ip6tables-save",
+    "iptables-nft-save",
+    "ip6tables-nft-save",
+    "iptables-legacy-save",
+    "ip6tables-legacy-save",
+];
+
+#[test]
+fn doctor_reads_the_hosts_rules_once() {
+    let test = "doctor_reads_the_hosts_rules_once";
+    if !ready(test)
+        || !require_programs(
+            test,
+            &[
+                "iptables-nft-save",
+                "iptables-legacy",
+                "ip6tables-legacy",
+                "iptables-legacy-save",
+                "ip6tables-legacy-save",
+            ],
+        )
+    {
+        return;
+    }
+    let (ns, env, _) = nft_env("doc-once");
+    sync(&ns, &env);
+    listen_web(&ns);
+    // Every layer the reader loads: a fail2ban ipset an iptables-nft rule rejects with, one no
+    // rule uses yet, legacy tables of both families, and a foreign nft set.
+    ns.sh(
+        "ipset create f2b-sshd hash:ip && ipset add f2b-sshd 172.70.1.2 \
+         && iptables -I INPUT -p tcp -m set --match-set f2b-sshd src -j REJECT \
+         && ipset create f2b-nginx hash:ip && ipset add f2b-nginx 104.16.0.9 \
+         && iptables-legacy -A INPUT -s 198.51.100.0/24 -j DROP \
+         && ip6tables-legacy -A INPUT -s 2001:db8::/32 -j DROP",
+    );
+    ns.sh_with_input(
+        "nft -f -",
+        "table inet f2b-table {\n\
+           set addr-set-nginx { type ipv6_addr; elements = { 2a06:98c0::7 } }\n\
+         }\n",
+    );
+    let untouched = Untouched::capture(&ns, &env);
+    let spawns = Spawns::wrap(&RULE_READERS);
+    let mut cmd = env.cmd(Some(&ns), &["doctor", "--json", "--offline"]);
+    cmd.env("PATH", spawns.path_env());
+    let run = Run::of(cmd.output().expect("run cf-allow doctor"));
+    untouched.assert_same(&ns, &env);
+    run.expect_code(0);
+    let doc = run.json();
+
+    let runs = spawns.runs();
+    for program in spawns.wrapped() {
+        assert!(
+            spawns.count(program) <= 1,
+            "{program} ran more than once in one doctor run: {runs:#?}"
+        );
+    }
+    // The one reader ran each program this host needs (the wrappers were on the path).
+    for program in [
+        "nft",
+        "ipset",
+        "iptables-nft-save",
+        "iptables-legacy-save",
+        "ip6tables-legacy-save",
+    ] {
+        assert_eq!(spawns.count(program), 1, "{program}: {runs:#?}");
+    }
+    for program in ["iptables-save", "ip6tables-save"] {
+        assert_eq!(spawns.count(program), 0, "{program}: {runs:#?}");
+    }
+
+    // And the checks still come out of that one read.
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    expect_check(&doc, "reachability", "fail", "172.70.1.2/32");
+    let lists: Vec<&str> = checks(&doc, "blocklists")
+        .iter()
+        .map(|c| c["summary"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(lists.len(), 3, "{doc:#}");
+    assert!(
+        lists[0].starts_with("nftables set inet f2b-table addr-set-nginx holds 2a06:98c0::7"),
+        "{lists:#?}"
     );
     assert!(
-        checks(&doc, "ip6tables (legacy)").is_empty(),
-        "no IPv6 legacy table: {doc:#}"
+        lists[1].starts_with(
+            "ipset f2b-nginx holds 104.16.0.9 (Cloudflare's 104.16.0.0/13); no rule uses it yet"
+        ),
+        "{lists:#?}"
     );
-    assert_eq!(check(&doc, "iptables")["status"], "ok", "{doc:#}");
+    assert!(
+        lists[2].starts_with(
+            "ipset f2b-sshd holds 172.70.1.2 (Cloudflare's 172.64.0.0/13); used by ip filter INPUT"
+        ),
+        "{lists:#?}"
+    );
+    for c in doc["checks"].as_array().expect("checks") {
+        for key in ["id", "status", "summary", "fix"] {
+            assert!(c.get(key).is_some(), "{key} missing in {c}");
+        }
+    }
 }
 
 /// With the iptables backend driving the tables `program` edits: a drop appended after
-/// cf-allow's jump is only a warning (Cloudflare is accepted first), one inserted above it
-/// (what fail2ban does when it starts) is a failure, and the fix names `program`.
+/// cf-allow's jump does not block Cloudflare (the verdict: it gets through), one inserted
+/// above it (what fail2ban does when it starts) is the verdict's failure, naming the rule,
+/// and the `firewall` check asks for the jump back on top.
 fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
     let ns = Netns::new(label);
     let env = Env::new("");
@@ -766,31 +875,29 @@ fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
     let untouched = Untouched::capture(&ns, &env);
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
     untouched.assert_same(&ns, &env);
-    let v4 = check(&doc, "iptables");
-    assert_eq!(v4["status"], "warn", "{doc:#}");
-    assert!(
-        v4["summary"].as_str().is_some_and(|s| s.contains(
-            "cf-allow's jump at the top of INPUT accepts Cloudflare on TCP 80, 443 first"
-        )),
-        "{v4}"
-    );
-    let remove = format!("({program} -D INPUT -s 104.16.0.0/13 -j DROP)");
-    assert!(
-        v4["fix"].as_str().is_some_and(|f| f.contains(&remove)),
-        "the fix names the program that edits the table: {v4}"
-    );
+    // cf-allow's jump comes first: the verdict says Cloudflare gets through.
+    expect_check(&doc, "reachability", "ok", "Cloudflare gets through");
+    assert!(checks(&doc, "iptables").is_empty(), "{doc:#}");
     assert_eq!(check(&doc, "firewall")["status"], "ok");
 
     ns.sh(&format!(
         "{program} -D INPUT -s 104.16.0.0/13 -j DROP && {program} -I INPUT -s 104.16.0.0/13 -j DROP"
     ));
     let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
-    let v4 = check(&doc, "iptables");
-    assert_eq!(v4["status"], "fail", "{doc:#}");
-    assert_eq!(
-        v4["summary"],
-        "chain INPUT drops Cloudflare's 104.16.0.0/13: `-A INPUT -s 104.16.0.0/13 -j DROP`"
+    // Inserted above the jump: the verdict names the drop that decides.
+    let reach = expect_check(
+        &doc,
+        "reachability",
+        "fail",
+        "drops 104.16.0.0/13 on TCP 80, 443",
     );
+    assert!(
+        reach["summary"].as_str().is_some_and(
+            |s| s.starts_with("ip filter INPUT: \"-A INPUT -s 104.16.0.0/13 -j DROP\"")
+        ),
+        "{reach}"
+    );
+    assert!(checks(&doc, "iptables").is_empty(), "{doc:#}");
     let firewall = check(&doc, "firewall");
     assert_eq!(
         firewall["status"], "warn",

@@ -1,16 +1,14 @@
 //! `cf-allow doctor`: looks for the usual causes of Cloudflare Errors 521/522/523 on this
 //! host and reports one check per line. Read-only: no firewall change, no cache write, no
-//! download. The verdicts live in `cf_allow_doctor`; this module reads the inputs once and
-//! wires them.
+//! download. The policy (which checks, in what order) and the verdicts live in
+//! `cf_allow_doctor`; this module loads the config, reads the host's rules once (the verdict
+//! engine's model), asks the backend what it holds, and prints.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cf_allow_diff::{Family, RangeSet};
-use cf_allow_doctor::docker::Dnat;
-use cf_allow_doctor::{
-    basics, dns, docker, heuristics, listen, ports, route, service, Check, HostFacts, Status,
-};
+use cf_allow_doctor::policy::{self, Facts};
+use cf_allow_doctor::{basics, blocklists, docker, reachability, Check, Status};
 use serde_json::json;
 
 use super::{labelled, print_json, Outcome};
@@ -29,17 +27,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     let timeout = Duration::from_secs(config.timeout_secs.0).min(MAX_PROBE_TIMEOUT);
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();
 
-    let mut checks = vec![basics::config_check(path.as_deref(), DEFAULT_PATH)];
-    let kind = backend_check(args, &config, &mut checks);
-    let probes: Option<Vec<Result<String, String>>> = (!args.offline).then(|| {
-        config
-            .sources
-            .iter()
-            .flat_map(|alt| alt.urls())
-            .map(|url| cf_allow_doctor::sources::probe(&url, timeout))
-            .collect()
-    });
-    checks.push(basics::sources_check(probes.as_deref()));
+    let (kind, backend) = choose_backend(args, &config);
     let last_good = cf_allow_fetch::last_good(&config.state_dir);
     let cached = match &last_good {
         Err(e) => Err(e.to_string()),
@@ -52,7 +40,6 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
             age_text: cf_allow_fetch::format_duration(list.age()),
         })),
     };
-    checks.push(basics::list_check(&config.state_dir, &cached));
     let (cloudflare, which) = match last_good.ok().flatten() {
         Some(list) => (list.ranges, "the last good list"),
         None => (
@@ -61,68 +48,66 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
         ),
     };
     let allowed = cloudflare.union(&extra);
-    if let Some(kind) = kind {
-        checks.extend(firewall_checks(kind, &config, &allowed, which));
-    }
-    // The host's rules, read once by the verdict engine: the reachability verdict and the
-    // forwarded (DNAT'd) ports are questions to the same model.
-    let model = crate::reach::read(&config);
+    // Not `open_and_inspect`: it logs the backend's warnings, which are checks here.
+    let inspected = kind.map(|kind| {
+        backends::open(kind, &config).and_then(|mut backend| {
+            let found = backend.inspect().context("cannot read the current state")?;
+            Ok((backend, found))
+        })
+    });
+    let held = inspected
+        .as_ref()
+        .zip(kind)
+        .map(|(opened, kind)| match opened {
+            Ok((backend, found)) => Ok(basics::Held {
+                name: backend.name(),
+                ranges: &found.ranges,
+                repairs: found.repairs.clone(),
+                warnings: &found.warnings,
+            }),
+            Err(e) => Err(format!("{}: {}", kind.as_str(), crate::one_line(e))),
+        });
+
+    // The host's rules, read once by the verdict engine: the reachability verdict, the
+    // forwarded (DNAT'd) ports and the block lists are questions to the same model (with
+    // every ipset, also those no rule uses yet).
+    let model = crate::reach::read_with(&config, true);
     let report = kind
         .filter(|_| config.reachability.check)
         .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config));
-    checks.push(reachability_check(kind, report.as_ref()));
-
-    // The host, read once.
-    let facts = HostFacts::read();
-    let tables = heuristics::read_iptables(&config.iptables.variant);
-    let dnat = read_dnat(&model, &ports);
-    let forwarded: &[Dnat] = dnat.as_deref().unwrap_or(&[]);
-    // Cloudflare's ranges only: extra_cidrs (an office, a VPN) may well be routed elsewhere.
-    let ipv6_allowed = cloudflare.len_of(Family::Ipv6) > 0;
-    let lookups = route::lookups(&cloudflare);
-
-    checks.push(ports::check(&ports));
-    let listens = listen::checks(&ports, &facts, forwarded, ipv6_allowed);
-    checks.extend(listens.iter().cloned());
-    checks.extend(service_checks(
-        &ports,
-        &listens,
-        &facts,
-        &lookups,
-        ipv6_allowed,
-        &config,
-        timeout,
-    ));
-    let origin = dns_origin(&facts, &listens, &config);
-    checks.extend(route::checks(&cloudflare, &facts, &lookups));
-    checks.extend(dns::checks(&config.doctor, &origin, timeout));
-    checks.extend(fail2ban_checks(&cloudflare, timeout));
-
-    // Firewall heuristics, one group: the reachability verdict replaces it.
-    let own_nft = heuristics::OwnNft {
-        table: config.nftables.table.clone(),
-        into: config
-            .nftables
-            .into
-            .as_ref()
-            .map(|i| (i.family.as_str().to_string(), i.table.clone())),
-    };
-    let inputs = heuristics::Inputs {
+    let facts = Facts {
+        config_path: path.as_deref(),
+        default_config_path: DEFAULT_PATH,
+        backend,
+        source_urls: (!args.offline)
+            .then(|| config.sources.iter().flat_map(|alt| alt.urls()).collect()),
+        state_dir: &config.state_dir,
+        cached,
         cloudflare: &cloudflare,
-        iptables_backend: kind == Some(BackendKind::Iptables),
-        own_chain: &config.iptables.chain,
+        allowed: &allowed,
+        which,
+        held,
+        label: labelled,
+        reachability: reachability_verdict(kind, report.as_ref()),
+        lockdown: kind.is_some_and(|kind| crate::reach::config_lockdown(kind, &config)),
+        exposed: match &report {
+            Some(report) => Ok(exposures(report)),
+            None => Err("the reachability verdict is off".to_string()),
+        },
         ports: &ports,
-        own_nft: &own_nft,
+        timeout,
+        settings: &config.doctor,
+        own_nft: blocklists::OwnNft {
+            table: config.nftables.table.clone(),
+            into: config
+                .nftables
+                .into
+                .as_ref()
+                .map(|i| (i.family.as_str().to_string(), i.table.clone())),
+        },
         csf_dir: &config.csf.dir,
     };
-    checks.extend(heuristics::checks(&inputs, &tables));
-
-    let lockdown = kind.is_some_and(|kind| crate::reach::config_lockdown(kind, &config));
-    let exposed = match &report {
-        Some(report) => Ok(exposures(report)),
-        None => Err("the reachability verdict is off".to_string()),
-    };
-    checks.push(docker::check(&dnat, lockdown, &exposed));
+    let checks = policy::run(&facts, &model);
 
     let findings = checks.iter().any(|c| c.status.is_finding());
     if args.json {
@@ -155,12 +140,12 @@ fn print_report(checks: &[Check]) {
     );
 }
 
-/// The `backend` check; returns the backend to inspect when one could be chosen.
-fn backend_check(
+/// The backend to inspect, when one could be chosen, and how it was chosen (the `backend`
+/// check's input).
+fn choose_backend(
     args: &DoctorArgs,
     config: &Config,
-    checks: &mut Vec<Check>,
-) -> Option<BackendKind> {
+) -> (Option<BackendKind>, basics::Backend<'static>) {
     let chosen = args.backend.or(config.backend);
     let how = match (args.backend, chosen) {
         (Some(_), _) => "chosen with --backend",
@@ -169,12 +154,7 @@ fn backend_check(
     };
     let kind = match backends::choose(args.backend, config) {
         Ok(kind) => kind,
-        Err(e) => {
-            checks.push(basics::backend_check(&basics::Backend::NoneChosen(
-                e.to_string(),
-            )));
-            return None;
-        }
+        Err(e) => return (None, basics::Backend::NoneChosen(e.to_string())),
     };
     // Detection only picks an available backend; one chosen by hand may not be.
     let missing = match kind {
@@ -193,65 +173,12 @@ fn backend_check(
             "firewalld is not running (nobody owns org.fedoraproject.FirewallD1 on the system bus)",
         ),
     };
-    checks.push(basics::backend_check(&basics::Backend::Chosen {
+    let backend = basics::Backend::Chosen {
         name: kind.as_str(),
         how,
         missing,
-    }));
-    Some(kind)
-}
-
-/// The `firewall` check (ranges and repairs) and one `backend-warning` per backend warning.
-fn firewall_checks(
-    kind: BackendKind,
-    config: &Config,
-    expected: &RangeSet,
-    which: &str,
-) -> Vec<Check> {
-    // Not `open_and_inspect`: it logs the backend's warnings, which are checks here.
-    let opened = backends::open(kind, config).and_then(|mut backend| {
-        let found = backend.inspect().context("cannot read the current state")?;
-        Ok((backend, found))
-    });
-    match opened {
-        Ok((backend, found)) => basics::firewall_checks(
-            expected,
-            which,
-            Ok(basics::Held {
-                name: backend.name(),
-                ranges: &found.ranges,
-                repairs: found.repairs.clone(),
-                warnings: &found.warnings,
-            }),
-            labelled,
-        ),
-        Err(e) => basics::firewall_checks(
-            expected,
-            which,
-            Err(format!("{}: {}", kind.as_str(), crate::one_line(&e))),
-            labelled,
-        ),
-    }
-}
-
-/// The configured ports that prerouting DNATs (Docker's, Podman's published ports), from
-/// the verdict engine's model: one reader of the host's rules.
-fn read_dnat(model: &cf_allow_reach::HostModel, ports: &[u16]) -> Result<Vec<Dnat>, String> {
-    if let Some(why) = model.unreadable_reason() {
-        return Err(why.to_string());
-    }
-    let mut out: Vec<Dnat> = Vec::new();
-    for f in model.forwarded(ports) {
-        let d = Dnat {
-            port: f.port,
-            to: f.to.clone(),
-            by: format!("{} {}", f.by.table, f.by.chain),
-        };
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    Ok(out)
+    };
+    (Some(kind), backend)
 }
 
 /// The verdict's exposures (outsiders accepted on locked-down ports), with their warning
@@ -280,113 +207,22 @@ fn exposures(report: &crate::reach::Report) -> Vec<docker::Exposure> {
         .collect()
 }
 
-/// One `service:PORT` check per port whose `listen:PORT` check did not fail: a connect (and
-/// on HTTPS ports a TLS handshake) to the address Cloudflare would use, per family.
-fn service_checks(
-    ports: &[u16],
-    listens: &[Check],
-    facts: &HostFacts,
-    lookups: &route::Lookups,
-    ipv6_allowed: bool,
-    config: &Config,
-    timeout: Duration,
-) -> Vec<Check> {
-    let mut targets = Vec::new();
-    targets.extend(route::default_source(facts, lookups, false));
-    if ipv6_allowed {
-        targets.extend(route::default_source(facts, lookups, true));
-    }
-    let sni = config.doctor.hostnames.first().map(String::as_str);
-    let now = service::now_secs();
-    let mut out = Vec::new();
-    for &port in ports {
-        let listen_id = format!("listen:{port}");
-        if listens
-            .iter()
-            .any(|c| c.id == listen_id && c.status == Status::Fail)
-        {
-            out.push(Check::skip(
-                format!("service:{port}"),
-                format!("nothing to connect to (see {listen_id})"),
-            ));
-            continue;
-        }
-        let probes: Vec<_> = targets
-            .iter()
-            .map(|ip| {
-                let addr = std::net::SocketAddr::new(*ip, port);
-                (
-                    addr,
-                    service::probe(addr, ports::is_https(port), sni, timeout),
-                )
-            })
-            .collect();
-        out.push(service::evaluate(port, &probes, now));
-    }
-    out
-}
-
-/// What the `dns` check compares the records with.
-fn dns_origin(facts: &HostFacts, listens: &[Check], config: &Config) -> dns::Origin {
-    let addresses = match &facts.addresses {
-        Ok(addrs) => addrs.iter().filter(|a| a.global).map(|a| a.addr).collect(),
-        Err(_) => Vec::new(),
-    };
-    let v6_listener = |port: Option<u16>| {
-        facts.listeners.as_ref().is_ok_and(|ls| {
-            ls.iter().any(|l| {
-                l.addr.is_ipv6() && !l.is_loopback_only() && port.is_none_or(|p| l.port == p)
-            })
-        })
-    };
-    let listens_v6 = if config.ports.is_empty() {
-        v6_listener(None)
-    } else {
-        config.ports.iter().all(|p| {
-            v6_listener(Some(p.0))
-                || listens.iter().any(|c| {
-                    c.id == format!("listen:{}", p.0) && c.summary.contains("is forwarded to")
-                })
-        })
-    };
-    dns::Origin {
-        addresses,
-        public: config.doctor.public_addresses.clone(),
-        has_global_v6: !facts.global_addresses(true).is_empty(),
-        listens_v6,
-    }
-}
-
-/// The `fail2ban` check: bans inside Cloudflare's ranges and jails whose ignoreip misses them,
-/// from what the running fail2ban answers (`fail2ban-client`, read-only).
-fn fail2ban_checks(cloudflare: &RangeSet, timeout: std::time::Duration) -> Vec<Check> {
-    let Some(client) = cf_allow_exec::find_program("fail2ban-client") else {
-        return cf_allow_doctor::fail2ban::check(None, cloudflare);
-    };
-    match cf_allow_outputs::fail2ban::probe(&client, timeout) {
-        Ok(jails) => cf_allow_doctor::fail2ban::check(jails.as_deref(), cloudflare),
-        Err(e) => vec![Check::warn(
-            cf_allow_doctor::fail2ban::ID,
-            format!("fail2ban did not answer: {e}"),
-            "check `fail2ban-client status` as root",
-        )],
-    }
-}
-
-/// The `reachability` check: the verdict engine over the host's whole input path for the
-/// allowed ranges on `ports`, as the rules are now (read-only).
-fn reachability_check(kind: Option<BackendKind>, report: Option<&crate::reach::Report>) -> Check {
-    let verdict = match (kind, report) {
+/// The verdict for the `reachability` check: the engine over the host's whole input path for
+/// the allowed ranges on the ports, as the rules are now (read-only).
+fn reachability_verdict(
+    kind: Option<BackendKind>,
+    report: Option<&crate::reach::Report>,
+) -> Result<reachability::Verdict, String> {
+    match (kind, report) {
         (None, _) => {
             Err("no backend could be chosen, so cf-allow's own rules are unknown".to_string())
         }
         (Some(_), None) => Err("reachability.check is off".to_string()),
-        (Some(_), Some(report)) => Ok(cf_allow_doctor::reachability::Verdict {
+        (Some(_), Some(report)) => Ok(reachability::Verdict {
             reachable: report.verdict.reachable,
             blocked: !report.verdict.blocked.is_empty(),
             summary: report.summary(),
             warnings: report.warnings.clone(),
         }),
-    };
-    cf_allow_doctor::reachability::check(verdict)
+    }
 }

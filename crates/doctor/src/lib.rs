@@ -3,26 +3,25 @@
 //! takes plain inputs (config values, the list, [`HostFacts`] read once) and returns
 //! [`Check`]s; the `cf-allow doctor` command only wires them.
 //!
-//! Every probe only reads: `/proc/net/tcp*`, `ip -j addr|route`, `ipset save`,
-//! `iptables-save`, `nft -j list ruleset`, CSF's deny files, TCP connects (and TLS
-//! handshakes) to the list sources and the local listeners, and `GET`s to Cloudflare's API
-//! for the optional `dns` check. Nothing is written.
+//! The host's firewall (nftables, iptables, ipsets) is read once, by the verdict engine
+//! ([`cf_allow_reach::HostModel`]); the firewall checks are questions to that model. Every
+//! other probe only reads too: `/proc/net/tcp*`, `ip -j addr|route`, CSF's deny files, TCP
+//! connects (and TLS handshakes) to the list sources and the local listeners, and `GET`s to
+//! Cloudflare's API for the optional `dns` check. Nothing is written.
 #![forbid(unsafe_code)]
 
 pub mod basics;
+pub mod blocklists;
 mod check;
 pub mod csf;
 pub mod dns;
 pub mod docker;
 mod error;
 pub mod fail2ban;
-pub mod heuristics;
 pub mod host;
-pub mod ipset;
-pub mod iptables;
 pub mod listen;
 mod nets;
-pub mod nft;
+pub mod policy;
 pub mod ports;
 mod program;
 pub mod reachability;

@@ -15,6 +15,7 @@ mod ipt;
 mod layer;
 mod model;
 mod nft;
+mod query;
 mod read;
 mod report;
 mod space;
@@ -26,6 +27,7 @@ use ipnet::IpNet;
 
 pub use layer::{CfLayer, RuleLayer};
 pub use model::Interface;
+pub use query::{AddrSpan, HostSet, SetUser};
 pub use read::{ReadOptions, Sources};
 
 /// The question: TCP SYNs (conntrack state new) from every address of `ranges` to each of
@@ -63,6 +65,8 @@ pub struct HostModel {
     pub(crate) forwarding_v4: Option<bool>,
     /// `net.ipv6.conf.all.forwarding` (`None`: not read).
     pub(crate) forwarding_v6: Option<bool>,
+    /// Why `ipset save` could not be read, when it was run and failed.
+    pub(crate) ipset_problem: Option<String>,
 }
 
 impl HostModel {
@@ -92,6 +96,7 @@ impl HostModel {
             all_ifaces: Vec::new(),
             forwarding_v4: None,
             forwarding_v6: None,
+            ipset_problem: None,
         }
     }
 

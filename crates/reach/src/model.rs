@@ -246,6 +246,9 @@ pub(crate) struct SetDef {
     pub verdicts: Option<Vec<Action>>,
     /// Why the set cannot be evaluated (e.g. an ipset with `nomatch` entries).
     pub unknown: Option<String>,
+    /// The family of the key's first component when it is an address (`ipv4_addr`,
+    /// `ipv6_addr`); `None` for other keys (ports, marks, interface names).
+    pub addr_fam: Option<Family>,
 }
 
 #[derive(Clone, Debug)]

@@ -103,6 +103,16 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
 
 fn parse_set(o: &serde_json::Map<String, Value>, is_map: bool) -> SetDef {
     let mut def = SetDef::default();
+    let key = match o.get("type") {
+        Some(Value::Array(parts)) => parts.first().and_then(Value::as_str),
+        Some(Value::String(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    def.addr_fam = match key {
+        Some("ipv4_addr") => Some(Family::Ipv4),
+        Some("ipv6_addr") => Some(Family::Ipv6),
+        _ => None,
+    };
     let is_vmap = is_map && o.get("map").and_then(Value::as_str) == Some("verdict");
     if is_map && !is_vmap {
         def.unknown = Some("a data map".into());

@@ -14,6 +14,10 @@ pub struct ReadOptions {
     /// `reachability.interfaces`: the inbound interfaces, instead of those of the default
     /// routes (or every non-loopback interface that is up when there is none).
     pub interfaces: Option<Vec<String>>,
+    /// Also read the ipsets no rule references (`ipset save` whenever the ip_set module is
+    /// loaded): doctor lists block lists that exist before a rule uses them (fail2ban's
+    /// `f2b-*`). Without it, `ipset save` runs only when an iptables rule matches a set.
+    pub all_ipsets: bool,
 }
 
 /// The captured outputs the model is built from. `Err` holds why a program could not be
@@ -116,13 +120,13 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
     // The interfaces are read while nft runs (threads inherit this thread's namespace).
     std::thread::scope(|scope| {
         let interfaces = scope.spawn(read_interfaces);
-        let mut sources = read_rules();
+        let mut sources = read_rules(opts);
         sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
         from_sources(&sources, opts)
     })
 }
 
-fn read_rules() -> Sources {
+fn read_rules(opts: &ReadOptions) -> Sources {
     let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
@@ -185,7 +189,9 @@ fn read_rules() -> Sources {
     ]
     .iter()
     .any(|s| matches!(s, Some(Ok(t)) if t.contains("--match-set")));
-    let ipset = if uses_ipset {
+    // Without the ip_set module no set exists, and running `ipset` would load it.
+    let all = opts.all_ipsets && std::path::Path::new("/sys/module/ip_set").exists();
+    let ipset = if uses_ipset || all {
         Some(run("ipset", &["save"]).unwrap_or_else(|| Err("ipset is not installed".into())))
     } else {
         None
@@ -421,10 +427,12 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
             None => {}
         }
     }
+    let mut ipset_problem = None;
     let ipsets = match &s.ipset {
         Some(Ok(text)) => ipt::parse_ipsets(text),
         Some(Err(why)) => {
             notes.push(why.clone());
+            ipset_problem = Some(why.clone());
             Default::default()
         }
         None => {
@@ -444,6 +452,7 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
         all_ifaces: s.interfaces.clone(),
         forwarding_v4: s.forwarding[0],
         forwarding_v6: s.forwarding[1],
+        ipset_problem,
     }
 }
 

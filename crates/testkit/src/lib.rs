@@ -1,7 +1,8 @@
 //! Test helpers shared by cf-allow's crates: deciding whether privileged tests may run,
 //! private network namespaces, and a loopback HTTP server that serves canned responses;
 //! also a veth [`lab`], a Docker-shaped host ([`docker_host`]), the [`csf_sandbox`], [`firewalld_sandbox`], [`server_sandbox`] and
-//! [`ufw_sandbox`] runners and [`nft`] / [`iptables`] read-back helpers.
+//! [`ufw_sandbox`] runners, [`nft`] / [`iptables`] read-back helpers and [`spawns`] (which
+//! programs a run spawns).
 //!
 //! Tests that need root (or `../shared`) call [`require_root`] / [`require_path`] first: they
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
@@ -16,6 +17,7 @@ pub mod lab;
 mod netns;
 pub mod nft;
 pub mod server_sandbox;
+pub mod spawns;
 pub mod ufw_sandbox;
 
 pub use http::{Reply, Request, Server};
