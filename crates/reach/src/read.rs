@@ -113,16 +113,60 @@ fn ipv6_routes() -> Vec<(String, Option<ipnet::IpNet>)> {
 }
 
 pub(crate) fn read(opts: &ReadOptions) -> HostModel {
-    // The interfaces are read while nft runs (threads inherit this thread's namespace).
-    std::thread::scope(|scope| {
-        let interfaces = scope.spawn(read_interfaces);
-        let mut sources = read_rules();
-        sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
-        from_sources(&sources, opts)
-    })
+    read_with(opts, &Network::read())
 }
 
-fn read_rules() -> Sources {
+pub(crate) fn read_with(opts: &ReadOptions, network: &Network) -> HostModel {
+    let mut sources = read_rules(network);
+    sources.interfaces = network.interfaces.clone();
+    from_sources(&sources, opts)
+}
+
+/// The part of the host the verdict depends on besides the rules, read without running a
+/// program: the interfaces with their addresses and routes (rtnetlink, `/proc`), the
+/// forwarding sysctls, and whether iptables-legacy tables are loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// Every interface, with its addresses and whether default routes use it.
+    pub(crate) interfaces: Vec<Interface>,
+    /// `net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`.
+    pub(crate) forwarding: [Option<bool>; 2],
+    /// The iptables-legacy tables loaded in this namespace (IPv4, IPv6): from
+    /// `/proc/thread-self/net/ip*_tables_names`.
+    pub(crate) legacy: [bool; 2],
+}
+
+impl Network {
+    /// Reads this network namespace's interfaces, routes, forwarding and legacy tables.
+    pub fn read() -> Network {
+        let loaded =
+            |names: &str| std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
+        Network {
+            interfaces: read_interfaces().unwrap_or_default(),
+            forwarding: [
+                sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
+                sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
+            ],
+            legacy: [
+                loaded("/proc/thread-self/net/ip_tables_names"),
+                loaded("/proc/thread-self/net/ip6_tables_names"),
+            ],
+        }
+    }
+
+    /// True when iptables-legacy tables are loaded (their rules have no generation id).
+    pub fn legacy_loaded(&self) -> bool {
+        self.legacy.iter().any(|l| *l)
+    }
+
+    /// Everything read, as one line of text (for a cache key): two equal fingerprints mean
+    /// equal interfaces, addresses, routes, forwarding and legacy tables.
+    pub fn fingerprint(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+fn read_rules(network: &Network) -> Sources {
     let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
@@ -159,24 +203,11 @@ fn read_rules() -> Sources {
     } else {
         None
     };
-    // The legacy tables of this network namespace are listed in /proc/thread-self/net/ip*_tables_names
-    // (absent or empty: none, and nothing to run).
-    let legacy = |names: &str, program: &str| {
-        let loaded = std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
-        if loaded {
-            run(program, &[])
-        } else {
-            None
-        }
-    };
-    let iptables_legacy_v4 = legacy(
-        "/proc/thread-self/net/ip_tables_names",
-        "iptables-legacy-save",
-    );
-    let iptables_legacy_v6 = legacy(
-        "/proc/thread-self/net/ip6_tables_names",
-        "ip6tables-legacy-save",
-    );
+    // The legacy tables of this network namespace are listed in
+    // /proc/thread-self/net/ip*_tables_names (absent or empty: none, and nothing to run).
+    let legacy = |loaded: bool, program: &str| if loaded { run(program, &[]) } else { None };
+    let iptables_legacy_v4 = legacy(network.legacy[0], "iptables-legacy-save");
+    let iptables_legacy_v6 = legacy(network.legacy[1], "ip6tables-legacy-save");
     let uses_ipset = [
         &iptables_nft_v4,
         &iptables_nft_v6,
@@ -199,10 +230,7 @@ fn read_rules() -> Sources {
         iptables_legacy_v6,
         ipset,
         interfaces: Vec::new(),
-        forwarding: [
-            sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
-            sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
-        ],
+        forwarding: network.forwarding,
     }
 }
 
@@ -215,9 +243,54 @@ fn sysctl_bool(path: &str) -> Option<bool> {
     }
 }
 
-/// Every interface from `ip -j addr show`, with the default routes of both families.
-fn read_interfaces() -> Option<Vec<Interface>> {
-    // One `ip` run: the interfaces with their addresses, then the IPv4 main-table routes.
+/// An interface as the dumps give it, before the routes are attached.
+struct Link {
+    index: u32,
+    name: String,
+    addrs: Vec<IpAddr>,
+    up: bool,
+    loopback: bool,
+}
+
+/// The links with their addresses and the IPv4 main-table routes (device, destination;
+/// `None` = default) over rtnetlink.
+fn links_from_rtnetlink() -> Option<(Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>)> {
+    let dump = match crate::rtnl::dump() {
+        Ok(dump) => dump,
+        Err(e) => {
+            tracing::debug!("reachability: rtnetlink: {e}; running `ip` instead");
+            return None;
+        }
+    };
+    let links: Vec<Link> = dump
+        .links
+        .iter()
+        .map(|l| Link {
+            index: l.index,
+            name: l.name.clone(),
+            addrs: dump
+                .addrs
+                .iter()
+                .filter(|(i, _)| *i == l.index)
+                .map(|(_, a)| *a)
+                .collect(),
+            up: l.up,
+            loopback: l.loopback,
+        })
+        .collect();
+    let r4 = dump
+        .routes4
+        .iter()
+        .filter_map(|(oif, net)| {
+            let dev = links.iter().find(|l| l.index == *oif)?;
+            Some((dev.name.clone(), *net))
+        })
+        .collect();
+    Some((links, r4))
+}
+
+/// The same from one `ip -j -batch -` run (`addr show`, `route show table main`).
+fn links_from_ip() -> Option<(Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>)> {
     let batch = run_with_input(
         "ip",
         &["-j", "-batch", "-"],
@@ -245,6 +318,48 @@ fn read_interfaces() -> Option<Vec<Interface>> {
             Some((dev, net))
         })
         .collect();
+    let links = addrs
+        .as_array()?
+        .iter()
+        .map(|i| {
+            let flags: Vec<&str> = i
+                .get("flags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Link {
+                index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
+                name: i
+                    .get("ifname")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                addrs: i
+                    .get("addr_info")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| {
+                                x.get("local")
+                                    .and_then(Value::as_str)?
+                                    .parse::<IpAddr>()
+                                    .ok()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                up: flags.contains(&"UP"),
+                loopback: flags.contains(&"LOOPBACK"),
+            }
+        })
+        .collect();
+    Some((links, r4))
+}
+
+/// Every interface with its addresses (rtnetlink; `ip -j addr show` when that fails), with
+/// the routes of both families.
+fn read_interfaces() -> Option<Vec<Interface>> {
+    let (links, r4) = links_from_rtnetlink().or_else(links_from_ip)?;
     let r6 = ipv6_routes();
     let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
     let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
@@ -258,48 +373,25 @@ fn read_interfaces() -> Option<Vec<Interface>> {
         .filter(|(_, n)| n.is_none())
         .map(|(d, _)| d.clone())
         .collect();
-    let mut out = Vec::new();
-    for i in addrs.as_array()? {
-        let name = i
-            .get("ifname")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let flags: Vec<&str> = i
-            .get("flags")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        out.push(Interface {
-            index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
-            addrs: i
-                .get("addr_info")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| {
-                            x.get("local")
-                                .and_then(Value::as_str)?
-                                .parse::<IpAddr>()
-                                .ok()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+    let out = links
+        .into_iter()
+        .map(|l| Interface {
+            index: l.index,
+            addrs: l.addrs,
             routes: r4
                 .iter()
                 .map(|(d, n)| (d, n.unwrap_or(default_any)))
                 .chain(r6.iter().map(|(d, n)| (d, n.unwrap_or(default_any6))))
-                .filter(|(d, _)| **d == name)
+                .filter(|(d, _)| **d == l.name)
                 .map(|(_, n)| n)
                 .collect(),
-            default_v4: d4.contains(&name),
-            default_v6: d6.contains(&name),
-            up: flags.contains(&"UP"),
-            loopback: flags.contains(&"LOOPBACK"),
-            name,
-        });
-    }
+            default_v4: d4.contains(&l.name),
+            default_v6: d6.contains(&l.name),
+            up: l.up,
+            loopback: l.loopback,
+            name: l.name,
+        })
+        .collect();
     Some(out)
 }
 
@@ -434,7 +526,19 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
             Default::default()
         }
     };
+    let uncacheable = if s.iptables_legacy_v4.is_some() || s.iptables_legacy_v6.is_some() {
+        Some("iptables-legacy tables are loaded".to_owned())
+    } else if s.ipset.is_some() || uses_ipsets(&tables) {
+        Some("iptables rules match ipsets".to_owned())
+    } else if parsed.volatile {
+        Some("the ruleset has sets with timeouts or updated by packets".to_owned())
+    } else if let Some(note) = notes.first() {
+        Some(note.clone())
+    } else {
+        None
+    };
     HostModel {
+        uncacheable,
         tables,
         ipsets,
         inbound_v4: inbound(&s.interfaces, opts, Family::Ipv4),
