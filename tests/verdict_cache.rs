@@ -231,3 +231,31 @@ fn a_new_interface_address_or_route_is_seen_by_the_next_noop_sync() {
     server.sh("ip route add default via 198.51.100.254 dev cfa-up metric 10");
     blocked_after_change(&env, &server, &feed);
 }
+
+#[test]
+fn a_ruleset_with_a_timeout_set_is_never_cached() {
+    if !ready("a_ruleset_with_a_timeout_set_is_never_cached") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-timeout", &[443]);
+    // Elements that expire change what the rule drops without a new generation.
+    server.sh_with_input(
+        "nft -f -",
+        "table inet banned {\n  set v4 {\n    type ipv4_addr\n    flags timeout\n    elements = { 198.51.100.9 timeout 1h }\n  }\n  chain input {\n    type filter hook input priority -10; policy accept;\n    ip saddr @v4 drop\n  }\n}\n",
+    );
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    for _ in 0..3 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(0);
+        assert_eq!(run.json()["reachability"]["reachable"], true);
+        assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("verdict not recorded: the ruleset has sets with timeouts"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!env.state_dir().join("verdict-cache").exists());
+}

@@ -117,9 +117,13 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
 }
 
 pub(crate) fn read_with(opts: &ReadOptions, network: &Network) -> HostModel {
-    let mut sources = read_rules(network);
+    let (mut sources, parsed) = read_rules(network);
     sources.interfaces = network.interfaces.clone();
-    from_sources(&sources, opts)
+    match parsed {
+        // The dump parsed once, for both the programs to run and the model.
+        Some(parsed) => from_parsed(&sources, opts, parsed),
+        None => from_sources(&sources, opts),
+    }
 }
 
 /// The part of the host the verdict depends on besides the rules, read without running a
@@ -166,7 +170,7 @@ impl Network {
     }
 }
 
-fn read_rules(network: &Network) -> Sources {
+fn read_rules(network: &Network) -> (Sources, Option<nft::Parsed>) {
     let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
@@ -221,7 +225,7 @@ fn read_rules(network: &Network) -> Sources {
     } else {
         None
     };
-    Sources {
+    let sources = Sources {
         nft,
         nft_chains,
         iptables_nft_v4,
@@ -231,7 +235,8 @@ fn read_rules(network: &Network) -> Sources {
         ipset,
         interfaces: Vec::new(),
         forwarding: network.forwarding,
-    }
+    };
+    (sources, parsed)
 }
 
 /// A 0/1 sysctl (`None` when it cannot be read).
@@ -244,6 +249,7 @@ fn sysctl_bool(path: &str) -> Option<bool> {
 }
 
 /// An interface as the dumps give it, before the routes are attached.
+#[derive(Debug, PartialEq, Eq)]
 struct Link {
     index: u32,
     name: String,
@@ -451,10 +457,17 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
         Ok(j) => j,
         Err(why) => return HostModel::unreadable(why.clone()),
     };
-    let parsed = match nft::parse(json) {
-        Ok(p) => p,
-        Err(why) => return HostModel::unreadable(why),
-    };
+    match nft::parse(json) {
+        Ok(parsed) => from_parsed(s, opts, parsed),
+        Err(why) => HostModel::unreadable(why),
+    }
+}
+
+/// [`from_sources`] with `s.nft` already parsed.
+fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostModel {
+    if let Err(why) = &s.nft {
+        return HostModel::unreadable(why.clone());
+    }
     let mut notes = Vec::new();
     let mut tables = parsed.tables;
     if let Some(Ok(text)) = &s.nft_chains {
@@ -611,5 +624,39 @@ fn ingress_devices(tables: &mut [Table], text: &str) {
                 b.devices = devices;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtnetlink_reads_what_ip_prints() {
+        if !cf_allow_testkit::require_root("rtnetlink_reads_what_ip_prints")
+            || !cf_allow_testkit::require_programs("rtnetlink_reads_what_ip_prints", &["ip"])
+        {
+            return;
+        }
+        let ns = cf_allow_testkit::Netns::new("reach-rtnl");
+        ns.sh("ip link set lo up
+             ip link add cfa-a0 type veth peer name cfa-a1
+             ip addr add 192.0.2.1/24 dev cfa-a0
+             ip addr add 192.0.2.9/32 dev cfa-a0
+             ip addr add 2001:db8::1/64 dev cfa-a0 nodad
+             ip link set cfa-a0 up
+             ip link set cfa-a1 up
+             ip route add default via 192.0.2.254
+             ip route add 198.51.100.0/24 via 192.0.2.253
+             ip route add 203.0.113.7 dev cfa-a0
+             ip route add blackhole 10.0.0.0/8
+             ip route add default dev cfa-a1 table 100
+             ip link add cfa-b0 type veth peer name cfa-b1");
+        let (rtnl, ip) = ns.run_in(|| (links_from_rtnetlink(), links_from_ip()));
+        let (rtnl, ip) = (rtnl.expect("rtnetlink"), ip.expect("ip"));
+        assert_eq!(rtnl, ip);
+        assert_eq!(rtnl.0.len(), 5, "{rtnl:?}");
+        assert!(rtnl.1.contains(&("cfa-a0".to_string(), None)), "{rtnl:?}");
+        assert!(!rtnl.1.iter().any(|(d, _)| d == "cfa-a1"), "{rtnl:?}");
     }
 }

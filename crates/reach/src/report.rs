@@ -321,3 +321,66 @@ pub(crate) fn from_json(v: &Value) -> Option<Verdict> {
     // Exactly what was printed, or nothing.
     (to_json(&verdict) == *v).then_some(verdict)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(
+        family: Family,
+        ranges: &[&str],
+        ports: &[(u16, u16)],
+        expr: Option<&str>,
+    ) -> Finding {
+        Finding {
+            family,
+            ranges: ranges.iter().map(|r| r.parse().expect("cidr")).collect(),
+            ports: ports
+                .iter()
+                .map(|&(first, last)| PortSpan { first, last })
+                .collect(),
+            by: RuleRef {
+                layer: "nftables".into(),
+                table: "inet filter".into(),
+                chain: "input".into(),
+                handle: expr.is_none().then_some(7),
+                rule: "ip saddr 173.245.48.0/20 drop".into(),
+            },
+            expr: expr.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_verdict_round_trips_through_its_json_and_anything_else_is_refused() {
+        let verdict = Verdict {
+            reachable: false,
+            checked: crate::Checked {
+                ranges: 22,
+                ports: vec![80, 443],
+            },
+            blocked: vec![finding(
+                Family::Ipv4,
+                &["173.245.48.0/20"],
+                &[(80, 80), (443, 443)],
+                None,
+            )],
+            unknown: vec![finding(
+                Family::Ipv6,
+                &["2400:cb00::/32"],
+                &[(1, 1024)],
+                Some("meta hour"),
+            )],
+            exposed: vec![finding(Family::Ipv4, &["0.0.0.0/1"], &[(443, 443)], None)],
+            locked_down: true,
+        };
+        let json = to_json(&verdict);
+        assert_eq!(from_json(&json), Some(verdict));
+        let mut damaged = json.clone();
+        damaged["blocked"][0]["ranges"][0] = json!("not a range");
+        assert_eq!(from_json(&damaged), None);
+        let mut extra = json;
+        extra["more"] = json!(1);
+        assert_eq!(from_json(&extra), None);
+        assert_eq!(from_json(&json!(null)), None);
+    }
+}
