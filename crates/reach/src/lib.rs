@@ -72,9 +72,9 @@ pub struct HostModel {
 impl HostModel {
     /// Reads the host's input path (`nft -j list ruleset`, `iptables-nft-save` for tables
     /// holding iptables compat expressions, `iptables-legacy-save` / `ip6tables-legacy-save`,
-    /// `ipset save`, the interfaces, addresses and routes over rtnetlink — `ip -j` when that fails). Never fails: when the rules cannot be
-    /// read (not root, nft missing), the model answers every probe with `unknown` and the
-    /// reason.
+    /// `ipset save`, the interfaces, addresses and routes over rtnetlink — `ip -j` when that
+    /// fails). Never fails: when the rules cannot be read (not root, nft missing), the model
+    /// answers every probe with `unknown` and the reason.
     pub fn read(opts: &ReadOptions) -> HostModel {
         read::read(opts)
     }

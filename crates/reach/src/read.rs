@@ -258,9 +258,12 @@ struct Link {
     loopback: bool,
 }
 
-/// The links with their addresses and the IPv4 main-table routes (device, destination;
-/// `None` = default) over rtnetlink.
-fn links_from_rtnetlink() -> Option<(Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>)> {
+/// The links with their addresses, and the IPv4 main-table routes (device, destination;
+/// `None` = default).
+type Links = (Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>);
+
+/// [`Links`] over rtnetlink.
+fn links_from_rtnetlink() -> Option<Links> {
     let dump = match crate::rtnl::dump() {
         Ok(dump) => dump,
         Err(e) => {
@@ -296,7 +299,7 @@ fn links_from_rtnetlink() -> Option<(Vec<Link>, Vec<(String, Option<ipnet::IpNet
 }
 
 /// The same from one `ip -j -batch -` run (`addr show`, `route show table main`).
-fn links_from_ip() -> Option<(Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>)> {
+fn links_from_ip() -> Option<Links> {
     let batch = run_with_input(
         "ip",
         &["-j", "-batch", "-"],
@@ -545,10 +548,8 @@ fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostMode
         Some("iptables rules match ipsets".to_owned())
     } else if parsed.volatile {
         Some("the ruleset has sets with timeouts or updated by packets".to_owned())
-    } else if let Some(note) = notes.first() {
-        Some(note.clone())
     } else {
-        None
+        notes.first().cloned()
     };
     HostModel {
         uncacheable,
