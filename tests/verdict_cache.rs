@@ -139,6 +139,11 @@ fn a_foreign_nft_drop_of_a_cloudflare_range_is_seen_by_the_next_noop_sync() {
         "{}",
         again.stderr
     );
+    // `status` judges the same state from the same cache.
+    let status = env.run(Some(&server), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(2);
+    assert!(status.stderr.contains(REUSED), "{}", status.stderr);
+    assert_eq!(status.json()["reachability"], reach);
     // The drop removed: reachable again, and cached again.
     server.sh("nft delete table inet foreign");
     cached(&env, &server, &feed);
