@@ -264,3 +264,45 @@ fn a_ruleset_with_a_timeout_set_is_never_cached() {
     }
     assert!(!env.state_dir().join("verdict-cache").exists());
 }
+
+#[test]
+fn a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached() {
+    if !ready("a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached")
+        || !cf_allow_testkit::require_programs(
+            "a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached",
+            &["iptables-nft", "iptables-legacy"],
+        )
+    {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-ipt", &[443]);
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    cached(&env, &server, &feed);
+    // iptables-nft commits to nf_tables: a new generation.
+    server.sh("iptables-nft -I INPUT -s 173.245.48.0/20 -p tcp --dport 443 -j DROP");
+    let reach = blocked_after_change(&env, &server, &feed);
+    assert_eq!(reach["blocked"][0]["by"]["table"], "ip filter", "{reach:#}");
+    server.sh("iptables-nft -D INPUT -s 173.245.48.0/20 -p tcp --dport 443 -j DROP");
+    cached(&env, &server, &feed);
+    // iptables-legacy rules have no generation id: once a legacy table is loaded, every run
+    // reads the host in full, and sees a legacy drop at once.
+    server.sh("iptables-legacy -A INPUT -s 198.51.100.0/24 -j DROP");
+    for _ in 0..2 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(0);
+        assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("not cached: iptables-legacy tables are loaded"),
+            "{}",
+            run.stderr
+        );
+    }
+    server.sh("iptables-legacy -I INPUT -s 173.245.48.0/20 -j DROP");
+    let reach = blocked_after_change(&env, &server, &feed);
+    assert_eq!(
+        reach["blocked"][0]["by"]["layer"], "iptables-legacy",
+        "{reach:#}"
+    );
+}
