@@ -6,8 +6,9 @@
 # 2. Below: wall time and peak memory of every backend against the real Cloudflare list (22
 #    ranges), each in a fresh private network namespace, and the per-rule shell loop cf-allow
 #    replaces.
-# 3. Then the reachability verdict: its time for the 22-range list against firewalld's ruleset
-#    and against a 10,000-rule ruleset, and a no-op sync with and without it.
+# 3. Then the reachability verdict: its time for the 22-range list against an empty ruleset,
+#    firewalld's and a 10,000-rule ruleset (computed in full, and reused from the verdict
+#    cache), and a no-op sync with and without it, with their ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
@@ -19,8 +20,10 @@ ns=cfa-bench-$$
 cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-BIN="$BIN" RUNS="${BENCH_RUNS:-7}" python3 bench/bench.py
-echo
+if [ "${BENCH_ONLY:-}" != verdict ]; then
+  BIN="$BIN" RUNS="${BENCH_RUNS:-7}" python3 bench/bench.py
+  echo
+fi
 
 # Feeds: Cloudflare's 22 ranges.
 printf 'state_dir: %s/s0\n' "$work" >"$work/c0.yaml"
@@ -83,14 +86,16 @@ done
 fi
 
 # ---------------------------------------------------------------- reachability verdict
-# verdict_times CONFIG: runs a no-op `sync -v` RUNS times in $ns and prints the mean
-# "read ms" and "verdict ms" that cf-allow logs for the verdict.
+# verdict_times CONFIG: runs a no-op `sync -v` RUNS times in $ns and prints the median
+# "read ms" and "verdict ms" that cf-allow logs for a verdict it computes (CONFIG has
+# `reachability: {cache: false}`), or the median "reused … in X ms" of a cached one.
 verdict_times() {
   local cfg=$1
   for _ in $(seq "$RUNS"); do
     ip netns exec "$ns" "$BIN" -v --config "$cfg" sync --source "file://$work/cf.txt" 2>&1 >/dev/null |
-      sed -n 's/.*read the host.s rules in \([0-9.]*\) ms, verdict in \([0-9.]*\) ms.*/\1 \2/p'
-  done | awk '{r+=$1; v+=$2; n++} END {if (n) printf "%.2f %.2f\n", r/n, v/n; else print "- -"}'
+      sed -n -e 's/.*read the host.s rules in \([0-9.]*\) ms, verdict in \([0-9.]*\) ms.*/\1 \2/p' \
+             -e 's/.*verdict reused from .* in \([0-9.]*\) ms.*/\1 0/p'
+  done | sort -n | awk '{r[NR]=$1; v[NR]=$2} END {if (NR) {m=int((NR+1)/2); printf "%.2f %.2f\n", r[m], v[m]} else print "- -"}'
 }
 
 # fresh_ns RULESET_FILE: a new $ns with lo and a veth pair up (inbound interfaces for the
@@ -103,6 +108,23 @@ fresh_ns() {
   ip -n "$ns" link set cfab0 up; ip -n "$ns" link set cfab1 up
   ip -n "$ns" addr add 192.0.2.1/24 dev cfab0
   [ -z "$1" ] || ip netns exec "$ns" nft -f "$1"
+}
+
+# noop_pair CONFIG_A CONFIG_B: the median wall times (ms) of RUNS no-op syncs in $ns with
+# each config, after 3 warm-up runs; the two alternate, so that load from elsewhere on the
+# machine weighs on both alike.
+noop_pair() {
+  local i cfg t0 t1
+  for i in $(seq $((RUNS + 3))); do
+    for cfg in "$1" "$2"; do
+      # $EPOCHREALTIME: no program runs between the two timestamps but the sync.
+      t0=$EPOCHREALTIME
+      ip netns exec "$ns" "$BIN" -q --config "$cfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
+      t1=$EPOCHREALTIME
+      [ "$i" -le 3 ] || awk -v c="$cfg" -v a="$t0" -v b="$t1" -v x="$1" 'BEGIN{printf "%s %.3f\n", (c == x ? "a" : "b"), (b-a)*1000}'
+    done
+  done | sort -k1,1 -k2,2n | awk '{t[$1, ++n[$1]] = $2}
+    END {printf "%.1f %.1f\n", t["a", int((n["a"]+1)/2)], t["b", int((n["b"]+1)/2)]}'
 }
 
 # Rulesets: firewalld's (captured once from the real firewalld in its sandbox), and 10,000
@@ -121,45 +143,38 @@ with open(sys.argv[1], "w") as f:
         f.write(f"    ip saddr 10.{i // 250}.{i % 250}.1 tcp dport {1000 + i % 50000} drop\n")
     f.write("  }\n}\n")
 PY
+# Verdict on, cached (the default); verdict on, never cached; verdict off.
 vcfg=$work/cfg-verdict.yaml
 printf 'state_dir: %s/state-verdict\nbackend: nftables\n' "$work" >"$vcfg"
+fcfg=$work/cfg-verdict-full.yaml
+printf 'state_dir: %s/state-verdict\nbackend: nftables\nreachability: {cache: false}\n' "$work" >"$fcfg"
 ncfg=$work/cfg-noverdict.yaml
 printf 'state_dir: %s/state-verdict\nbackend: nftables\nreachability: {check: false}\n' "$work" >"$ncfg"
 
 echo
-printf '%-34s %10s %14s %14s\n' "reachability verdict (22 ranges)" "rules" "read ms" "verdict ms"
-printf '%-34s %10s %14s %14s\n' ---------------------------------- ---------- -------------- --------------
-for rs in "firewalld|$work/firewalld.nft" "10,000-rule chain|$work/big.nft"; do
+printf '%-34s %10s %10s %11s %10s %11s %11s %8s\n' "reachability verdict (22 ranges)" "rules" "read ms" "verdict ms" "cached ms" "no-op ms" "without ms" "ratio"
+printf '%-34s %10s %10s %11s %10s %11s %11s %8s\n' ---------------------------------- ---------- ---------- ----------- ---------- ----------- ----------- --------
+for rs in "empty ruleset|" "firewalld|$work/firewalld.nft" "10,000-rule chain|$work/big.nft"; do
   name=${rs%%|*}; file=${rs#*|}
-  if [ ! -s "$file" ]; then printf '%-34s %10s\n' "$name" "skipped (no $fw_sandbox)"; continue; fi
+  if [ "$name" = firewalld ] && [ ! -s "$file" ]; then printf '%-34s %10s\n' "$name" "skipped (no $fw_sandbox)"; continue; fi
   fresh_ns "$file"
   rm -rf "$work/state-verdict"
   ip netns exec "$ns" "$BIN" -q --config "$vcfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
   rules=$(ip netns exec "$ns" nft -a list ruleset | grep -c '# handle [0-9]*$' || true)
-  read -r read_ms verdict_ms < <(verdict_times "$vcfg")
-  printf '%-34s %10s %14s %14s\n' "$name" "$rules" "$read_ms" "$verdict_ms"
+  read -r read_ms verdict_ms < <(verdict_times "$fcfg")
+  read -r cached_ms _ < <(verdict_times "$vcfg")
+  # The no-op sync with the (cached) verdict and without it (reachability.check: false).
+  read -r with without < <(noop_pair "$vcfg" "$ncfg")
+  printf '%-34s %10s %10s %11s %10s %11s %11s %8s\n' "$name" "$rules" "$read_ms" "$verdict_ms" "$cached_ms" \
+    "$with" "$without" "$(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.2f x", a/b}')"
 done
-
-# No-op sync on the 22-range list, with and without the verdict (plain host).
-fresh_ns ""
-rm -rf "$work/state-verdict"
-ip netns exec "$ns" "$BIN" -q --config "$vcfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
-noop_ms() {
-  local cfg=$1 t0 t1 total=0
-  for _ in $(seq "$RUNS"); do
-    t0=$(now_ms)
-    ip netns exec "$ns" "$BIN" -q --config "$cfg" sync --source "file://$work/cf.txt" >/dev/null 2>&1 || true
-    t1=$(now_ms); total=$(awk -v t="$total" -v a="$t0" -v b="$t1" 'BEGIN{print t+b-a}')
-  done
-  awk -v t="$total" -v n="$RUNS" 'BEGIN{printf "%.1f", t/n}'
-}
-with=$(noop_ms "$vcfg"); without=$(noop_ms "$ncfg")
-echo
-printf 'no-op sync (nftables, 22 ranges): %s ms with the verdict, %s ms without (reachability.check: false): %s x\n' \
-  "$with" "$without" "$(awk -v a="$with" -v b="$without" 'BEGIN{printf "%.2f", a/b}')"
+echo "(read/verdict ms: a verdict computed in full, reachability.cache: false; cached ms: a reused one;"
+echo " no-op ms: a no-op sync with the verdict, as configured by default; without ms: reachability.check: false)"
 
 # ufw: cf-allow's ufw backend next to the `ufw allow` loop every ufw script runs, each inside
 # a fresh ../shared/ufw/ufw-sandbox (the real ufw, enabled; nothing on the host changes).
+# (BENCH_ONLY=verdict skips them too.)
+[ "${BENCH_ONLY:-}" != verdict ] || exit 0
 ufw_sandbox=${SHARED:-../shared}/ufw/ufw-sandbox
 if [ -x "$ufw_sandbox" ]; then
   printf 'state_dir: %s/state-ufw\nbackend: ufw\nguard: {max_shrink_percent: 100}\n' "$work" >"$work/cfg-ufw.yaml"
@@ -184,6 +199,7 @@ if [ -x "$ufw_sandbox" ]; then
   printf '%-28s %-8s %14s %16s %14s\n' "ufw allow loop" cf "$loop" "-" "-"
 else
   echo "bench: $ufw_sandbox missing: ufw lines skipped" >&2
+fi
 
 # firewalld (inside ../shared/firewalld/firewalld-sandbox: the real firewalld on a private
 # D-Bus): cf-allow's first sync (creates both ipsets and rich rules, one reload) and no-op

@@ -104,6 +104,9 @@ pub struct Reachability {
     /// Compute the verdict after every sync and status (default). Off: no verdict, no exit 3,
     /// `reachability: null` in the JSON, and detection takes the first available backend.
     pub check: bool,
+    /// Reuse the last verdict (kept in `state_dir/verdict-cache`) while nothing it depends
+    /// on can have changed (default). Off: every run reads and evaluates the host's rules.
+    pub cache: bool,
 }
 
 impl Default for Reachability {
@@ -111,6 +114,7 @@ impl Default for Reachability {
         Reachability {
             interfaces: None,
             check: true,
+            cache: true,
         }
     }
 }

@@ -17,6 +17,7 @@ mod output;
 mod reach;
 mod report;
 mod time;
+mod verdict_cache;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,9 @@
 //! own config keys — proven by projection where cf-allow can project them.
 
 use cf_allow_diff::{Placement, RangeSet};
-use cf_allow_reach::{CfLayer, Finding, HostModel, Probe, ReadOptions, RuleLayer, Verdict};
+use cf_allow_reach::{
+    CfLayer, Finding, HostModel, Network, Probe, ReadOptions, RuleLayer, Verdict,
+};
 use serde_json::Value;
 
 use crate::backends::BackendKind;
@@ -52,20 +54,28 @@ fn iptables_target(hook: &str, chain: &str) -> (String, bool) {
     }
 }
 
+/// How the config says to read the host.
+fn read_options(config: &Config, all_ipsets: bool) -> ReadOptions {
+    ReadOptions {
+        interfaces: config.reachability.interfaces.as_ref().map(|i| i.0.clone()),
+        all_ipsets,
+    }
+}
+
 /// Reads the host's input path once (never fails: an unreadable host gives a model that
 /// answers `unknown` with the reason).
 pub fn read(config: &Config) -> HostModel {
-    read_with(config, false)
+    read_model(&read_options(config, false), &Network::read())
 }
 
-/// [`read`], also reading the ipsets no rule references when `all_ipsets` (doctor's block
-/// lists).
-pub fn read_with(config: &Config, all_ipsets: bool) -> HostModel {
-    let opts = ReadOptions {
-        interfaces: config.reachability.interfaces.as_ref().map(|i| i.0.clone()),
-        all_ipsets,
-    };
-    let model = HostModel::read(&opts);
+/// [`read`], also reading the ipsets no rule references (doctor's block lists).
+pub fn read_all_sets(config: &Config) -> HostModel {
+    read_model(&read_options(config, true), &Network::read())
+}
+
+/// [`read`] with the interfaces, routes and forwarding already read in `network`.
+fn read_model(opts: &ReadOptions, network: &Network) -> HostModel {
+    let model = HostModel::read_with(opts, network);
     if let Some(reason) = model.unreadable_reason() {
         tracing::debug!("reachability: the host's rules cannot be read: {reason}");
     }
@@ -283,8 +293,6 @@ pub fn verdict(
         return None;
     }
     let started = std::time::Instant::now();
-    let model = read(config);
-    let read_at = started.elapsed();
     // With lockdown, the outsiders are evaluated too (`exposed`).
     let lockdown = match &state {
         State::Projected(Some(placement)) => placement_lockdown(placement),
@@ -294,6 +302,28 @@ pub fn verdict(
         lockdown,
         ..probe(ranges, config)
     };
+    let opts = read_options(config, false);
+    // The host as it is: the last verdict is reused while nothing it depends on changed.
+    let network = Network::read();
+    let key = match state {
+        State::Now if config.reachability.cache => {
+            crate::verdict_cache::Key::now(&network, &probe, kind, config)
+        }
+        _ => None,
+    };
+    if let Some((verdict, warnings)) = key
+        .as_ref()
+        .and_then(|key| crate::verdict_cache::hit(config, key))
+    {
+        tracing::debug!(
+            "reachability: verdict reused from {} (same ruleset generation, interfaces, routes, forwarding, config and probe) in {:.3} ms",
+            config.state_dir.join(crate::verdict_cache::FILE).display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        return Some(Report { verdict, warnings });
+    }
+    let model = read_model(&opts, &network);
+    let read_at = started.elapsed();
     let projected = match state {
         State::Now => None,
         State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
@@ -318,6 +348,9 @@ pub fn verdict(
         read_at.as_secs_f64() * 1e3,
         (total - read_at).as_secs_f64() * 1e3
     );
+    if let Some(key) = &key {
+        crate::verdict_cache::store(config, key, &model, &report.verdict, &report.warnings);
+    }
     Some(report)
 }
 

@@ -71,7 +71,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     // The host's rules, read once by the verdict engine: the reachability verdict, the
     // forwarded (DNAT'd) ports and the block lists are questions to the same model (with
     // every ipset, also those no rule uses yet).
-    let model = crate::reach::read_with(&config, true);
+    let model = crate::reach::read_all_sets(&config);
     let report = kind
         .filter(|_| config.reachability.check)
         .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config));

@@ -36,6 +36,12 @@ pub enum Error {
     /// An object with cf-allow's name exists but was not created by cf-allow.
     #[error("{0}")]
     Collision(String),
+    /// The boot or the network namespace cannot be told apart (no boot id, or a kernel
+    /// before 5.14 without `SO_NETNS_COOKIE`).
+    #[error(
+        "cannot identify this boot and network namespace (no boot id or network namespace cookie)"
+    )]
+    NoIdentity,
     /// The `into` target does not exist or cannot be used.
     #[error("{0}")]
     IntoTarget(String),

@@ -58,3 +58,29 @@ pub fn dnat_tables() -> Vec<String> {
         Vec::new()
     })
 }
+
+/// Which nf_tables ruleset this process sees, as of now: the boot, the network namespace and
+/// the ruleset generation id. Two equal stamps mean no batch was committed to this
+/// namespace's ruleset in between (by anyone: nft, iptables-nft, firewalld, cf-allow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesetStamp {
+    /// `/proc/sys/kernel/random/boot_id` and the network namespace's cookie.
+    pub host: String,
+    /// The nf_tables generation id (`NFT_MSG_GETGEN`).
+    pub generation: u32,
+}
+
+impl std::fmt::Display for RulesetStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.host, self.generation)
+    }
+}
+
+/// The stamp of the ruleset now; `Err` when nf_tables cannot be asked, or the boot or the
+/// namespace cannot be told apart (kernels before 5.14 have no namespace cookie).
+pub fn ruleset_stamp() -> Result<RulesetStamp, Error> {
+    let mut nl = netlink::Netlink::open()?;
+    let generation = nl.generation()?;
+    let host = memory::host_identity(nl.netns_cookie()).ok_or(Error::NoIdentity)?;
+    Ok(RulesetStamp { host, generation })
+}

@@ -18,6 +18,7 @@ mod nft;
 mod query;
 mod read;
 mod report;
+mod rtnl;
 mod space;
 
 use std::fmt;
@@ -28,7 +29,7 @@ use ipnet::IpNet;
 pub use layer::{CfLayer, RuleLayer};
 pub use model::Interface;
 pub use query::{AddrSpan, HostSet, SetUser};
-pub use read::{ReadOptions, Sources};
+pub use read::{Network, ReadOptions, Sources};
 
 /// The question: TCP SYNs (conntrack state new) from every address of `ranges` to each of
 /// `ports` (empty = every port), arriving on the inbound interfaces, to a local address —
@@ -67,16 +68,33 @@ pub struct HostModel {
     pub(crate) forwarding_v6: Option<bool>,
     /// Why `ipset save` could not be read, when it was run and failed.
     pub(crate) ipset_problem: Option<String>,
+    /// Why a verdict on this model cannot be reused while the nftables generation, the
+    /// [`Network`] and the probe stay the same (`None`: it can).
+    pub(crate) uncacheable: Option<String>,
 }
 
 impl HostModel {
     /// Reads the host's input path (`nft -j list ruleset`, `iptables-nft-save` for tables
     /// holding iptables compat expressions, `iptables-legacy-save` / `ip6tables-legacy-save`,
-    /// `ipset save`, `ip -j addr` / `ip -j route`). Never fails: when the rules cannot be
-    /// read (not root, nft missing), the model answers every probe with `unknown` and the
-    /// reason.
+    /// `ipset save`, the interfaces, addresses and routes over rtnetlink — `ip -j` when that
+    /// fails). Never fails: when the rules cannot be read (not root, nft missing), the model
+    /// answers every probe with `unknown` and the reason.
     pub fn read(opts: &ReadOptions) -> HostModel {
         read::read(opts)
+    }
+
+    /// [`HostModel::read`] with the interfaces, routes, forwarding and legacy tables already
+    /// read in `network` (the rules are read now).
+    pub fn read_with(opts: &ReadOptions, network: &Network) -> HostModel {
+        read::read_with(opts, network)
+    }
+
+    /// `None` when everything this model holds is fixed by the nftables ruleset generation
+    /// and the [`Network`] it was read with, so a verdict on it stays true while both stay
+    /// the same; else why not (iptables-legacy rules and ipsets have no generation id, sets
+    /// with timeouts or updated by packets change without one, a partly unreadable host).
+    pub fn uncacheable_reason(&self) -> Option<&str> {
+        self.unreadable.as_deref().or(self.uncacheable.as_deref())
     }
 
     /// Builds a model from captured program outputs (no I/O). Tests and benches use it.
@@ -97,6 +115,7 @@ impl HostModel {
             forwarding_v4: None,
             forwarding_v6: None,
             ipset_problem: None,
+            uncacheable: None,
         }
     }
 
@@ -241,6 +260,11 @@ impl Verdict {
     /// The `reachability` JSON object of `sync --json` / `status --json`.
     pub fn to_json(&self) -> serde_json::Value {
         report::to_json(self)
+    }
+
+    /// The verdict whose [`Verdict::to_json`] is `json`; `None` when `json` is not one.
+    pub fn from_json(json: &serde_json::Value) -> Option<Verdict> {
+        report::from_json(json)
     }
 
     /// One line per deciding rule (blocked first, then unknown), each ending with

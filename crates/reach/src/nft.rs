@@ -16,6 +16,31 @@ use crate::space::addr_value;
 pub(crate) struct Parsed {
     pub tables: Vec<Table>,
     pub xt_tables: Vec<(String, String)>,
+    /// True when the ruleset holds state that changes without a commit (and so without a
+    /// new generation id): sets with timeouts or updated from the packet path, meters.
+    pub volatile: bool,
+}
+
+/// True when `v` holds element timeouts or expiries, dynamic or timeout set flags, or
+/// statements that add to, update or delete from sets and maps (or meters) from the packet path.
+fn volatile(v: &Value) -> bool {
+    let flag = |x: &Value| match x {
+        Value::String(f) => f == "dynamic" || f == "timeout",
+        Value::Array(a) => a
+            .iter()
+            .any(|f| matches!(f.as_str(), Some("dynamic" | "timeout"))),
+        _ => false,
+    };
+    match v {
+        Value::Object(m) => m.iter().any(|(k, x)| {
+            matches!(k.as_str(), "timeout" | "expires" | "meter" | "gc-interval")
+                || (k == "op" && matches!(x.as_str(), Some("add" | "update" | "delete")))
+                || (k == "flags" && flag(x))
+                || volatile(x)
+        }),
+        Value::Array(a) => a.iter().any(volatile),
+        _ => false,
+    }
 }
 
 pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
@@ -98,7 +123,11 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
             _ => {}
         }
     }
-    Ok(Parsed { tables, xt_tables })
+    Ok(Parsed {
+        tables,
+        xt_tables,
+        volatile: volatile(&v),
+    })
 }
 
 fn parse_set(o: &serde_json::Map<String, Value>, is_map: bool) -> SetDef {

@@ -117,16 +117,64 @@ fn ipv6_routes() -> Vec<(String, Option<ipnet::IpNet>)> {
 }
 
 pub(crate) fn read(opts: &ReadOptions) -> HostModel {
-    // The interfaces are read while nft runs (threads inherit this thread's namespace).
-    std::thread::scope(|scope| {
-        let interfaces = scope.spawn(read_interfaces);
-        let mut sources = read_rules(opts);
-        sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
-        from_sources(&sources, opts)
-    })
+    read_with(opts, &Network::read())
 }
 
-fn read_rules(opts: &ReadOptions) -> Sources {
+pub(crate) fn read_with(opts: &ReadOptions, network: &Network) -> HostModel {
+    let (mut sources, parsed) = read_rules(opts, network);
+    sources.interfaces = network.interfaces.clone();
+    match parsed {
+        // The dump parsed once, for both the programs to run and the model.
+        Some(parsed) => from_parsed(&sources, opts, parsed),
+        None => from_sources(&sources, opts),
+    }
+}
+
+/// The part of the host the verdict depends on besides the rules, read without running a
+/// program: the interfaces with their addresses and routes (rtnetlink, `/proc`), the
+/// forwarding sysctls, and whether iptables-legacy tables are loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Network {
+    /// Every interface, with its addresses and whether default routes use it.
+    pub(crate) interfaces: Vec<Interface>,
+    /// `net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`.
+    pub(crate) forwarding: [Option<bool>; 2],
+    /// The iptables-legacy tables loaded in this namespace (IPv4, IPv6): from
+    /// `/proc/thread-self/net/ip*_tables_names`.
+    pub(crate) legacy: [bool; 2],
+}
+
+impl Network {
+    /// Reads this network namespace's interfaces, routes, forwarding and legacy tables.
+    pub fn read() -> Network {
+        let loaded =
+            |names: &str| std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
+        Network {
+            interfaces: read_interfaces().unwrap_or_default(),
+            forwarding: [
+                sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
+                sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
+            ],
+            legacy: [
+                loaded("/proc/thread-self/net/ip_tables_names"),
+                loaded("/proc/thread-self/net/ip6_tables_names"),
+            ],
+        }
+    }
+
+    /// True when iptables-legacy tables are loaded (their rules have no generation id).
+    pub fn legacy_loaded(&self) -> bool {
+        self.legacy.iter().any(|l| *l)
+    }
+
+    /// Everything read, as one line of text (for a cache key): two equal fingerprints mean
+    /// equal interfaces, addresses, routes, forwarding and legacy tables.
+    pub fn fingerprint(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+fn read_rules(opts: &ReadOptions, network: &Network) -> (Sources, Option<nft::Parsed>) {
     let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
@@ -163,24 +211,11 @@ fn read_rules(opts: &ReadOptions) -> Sources {
     } else {
         None
     };
-    // The legacy tables of this network namespace are listed in /proc/thread-self/net/ip*_tables_names
-    // (absent or empty: none, and nothing to run).
-    let legacy = |names: &str, program: &str| {
-        let loaded = std::fs::read_to_string(names).is_ok_and(|t| !t.trim().is_empty());
-        if loaded {
-            run(program, &[])
-        } else {
-            None
-        }
-    };
-    let iptables_legacy_v4 = legacy(
-        "/proc/thread-self/net/ip_tables_names",
-        "iptables-legacy-save",
-    );
-    let iptables_legacy_v6 = legacy(
-        "/proc/thread-self/net/ip6_tables_names",
-        "ip6tables-legacy-save",
-    );
+    // The legacy tables of this network namespace are listed in
+    // /proc/thread-self/net/ip*_tables_names (absent or empty: none, and nothing to run).
+    let legacy = |loaded: bool, program: &str| if loaded { run(program, &[]) } else { None };
+    let iptables_legacy_v4 = legacy(network.legacy[0], "iptables-legacy-save");
+    let iptables_legacy_v6 = legacy(network.legacy[1], "ip6tables-legacy-save");
     let uses_ipset = [
         &iptables_nft_v4,
         &iptables_nft_v6,
@@ -196,7 +231,7 @@ fn read_rules(opts: &ReadOptions) -> Sources {
     } else {
         None
     };
-    Sources {
+    let sources = Sources {
         nft,
         nft_chains,
         iptables_nft_v4,
@@ -205,11 +240,9 @@ fn read_rules(opts: &ReadOptions) -> Sources {
         iptables_legacy_v6,
         ipset,
         interfaces: Vec::new(),
-        forwarding: [
-            sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
-            sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
-        ],
-    }
+        forwarding: network.forwarding,
+    };
+    (sources, parsed)
 }
 
 /// A 0/1 sysctl (`None` when it cannot be read).
@@ -221,9 +254,58 @@ fn sysctl_bool(path: &str) -> Option<bool> {
     }
 }
 
-/// Every interface from `ip -j addr show`, with the default routes of both families.
-fn read_interfaces() -> Option<Vec<Interface>> {
-    // One `ip` run: the interfaces with their addresses, then the IPv4 main-table routes.
+/// An interface as the dumps give it, before the routes are attached.
+#[derive(Debug, PartialEq, Eq)]
+struct Link {
+    index: u32,
+    name: String,
+    addrs: Vec<IpAddr>,
+    up: bool,
+    loopback: bool,
+}
+
+/// The links with their addresses, and the IPv4 main-table routes (device, destination;
+/// `None` = default).
+type Links = (Vec<Link>, Vec<(String, Option<ipnet::IpNet>)>);
+
+/// [`Links`] over rtnetlink.
+fn links_from_rtnetlink() -> Option<Links> {
+    let dump = match crate::rtnl::dump() {
+        Ok(dump) => dump,
+        Err(e) => {
+            tracing::debug!("reachability: rtnetlink: {e}; running `ip` instead");
+            return None;
+        }
+    };
+    let links: Vec<Link> = dump
+        .links
+        .iter()
+        .map(|l| Link {
+            index: l.index,
+            name: l.name.clone(),
+            addrs: dump
+                .addrs
+                .iter()
+                .filter(|(i, _)| *i == l.index)
+                .map(|(_, a)| *a)
+                .collect(),
+            up: l.up,
+            loopback: l.loopback,
+        })
+        .collect();
+    let r4 = dump
+        .routes4
+        .iter()
+        .filter_map(|(oif, net)| {
+            let dev = links.iter().find(|l| l.index == *oif)?;
+            Some((dev.name.clone(), *net))
+        })
+        .collect();
+    Some((links, r4))
+}
+
+/// The same from one `ip -j -batch -` run (`addr show`, `route show table main`).
+fn links_from_ip() -> Option<Links> {
     let batch = run_with_input(
         "ip",
         &["-j", "-batch", "-"],
@@ -251,6 +333,48 @@ fn read_interfaces() -> Option<Vec<Interface>> {
             Some((dev, net))
         })
         .collect();
+    let links = addrs
+        .as_array()?
+        .iter()
+        .map(|i| {
+            let flags: Vec<&str> = i
+                .get("flags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Link {
+                index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
+                name: i
+                    .get("ifname")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                addrs: i
+                    .get("addr_info")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| {
+                                x.get("local")
+                                    .and_then(Value::as_str)?
+                                    .parse::<IpAddr>()
+                                    .ok()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                up: flags.contains(&"UP"),
+                loopback: flags.contains(&"LOOPBACK"),
+            }
+        })
+        .collect();
+    Some((links, r4))
+}
+
+/// Every interface with its addresses (rtnetlink; `ip -j addr show` when that fails), with
+/// the routes of both families.
+fn read_interfaces() -> Option<Vec<Interface>> {
+    let (links, r4) = links_from_rtnetlink().or_else(links_from_ip)?;
     let r6 = ipv6_routes();
     let default_any: ipnet::IpNet = "0.0.0.0/0".parse().ok()?;
     let default_any6: ipnet::IpNet = "::/0".parse().ok()?;
@@ -264,48 +388,25 @@ fn read_interfaces() -> Option<Vec<Interface>> {
         .filter(|(_, n)| n.is_none())
         .map(|(d, _)| d.clone())
         .collect();
-    let mut out = Vec::new();
-    for i in addrs.as_array()? {
-        let name = i
-            .get("ifname")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let flags: Vec<&str> = i
-            .get("flags")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        out.push(Interface {
-            index: i.get("ifindex").and_then(Value::as_u64).unwrap_or(0) as u32,
-            addrs: i
-                .get("addr_info")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| {
-                            x.get("local")
-                                .and_then(Value::as_str)?
-                                .parse::<IpAddr>()
-                                .ok()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+    let out = links
+        .into_iter()
+        .map(|l| Interface {
+            index: l.index,
+            addrs: l.addrs,
             routes: r4
                 .iter()
                 .map(|(d, n)| (d, n.unwrap_or(default_any)))
                 .chain(r6.iter().map(|(d, n)| (d, n.unwrap_or(default_any6))))
-                .filter(|(d, _)| **d == name)
+                .filter(|(d, _)| **d == l.name)
                 .map(|(_, n)| n)
                 .collect(),
-            default_v4: d4.contains(&name),
-            default_v6: d6.contains(&name),
-            up: flags.contains(&"UP"),
-            loopback: flags.contains(&"LOOPBACK"),
-            name,
-        });
-    }
+            default_v4: d4.contains(&l.name),
+            default_v6: d6.contains(&l.name),
+            up: l.up,
+            loopback: l.loopback,
+            name: l.name,
+        })
+        .collect();
     Some(out)
 }
 
@@ -365,10 +466,17 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
         Ok(j) => j,
         Err(why) => return HostModel::unreadable(why.clone()),
     };
-    let parsed = match nft::parse(json) {
-        Ok(p) => p,
-        Err(why) => return HostModel::unreadable(why),
-    };
+    match nft::parse(json) {
+        Ok(parsed) => from_parsed(s, opts, parsed),
+        Err(why) => HostModel::unreadable(why),
+    }
+}
+
+/// [`from_sources`] with `s.nft` already parsed.
+fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostModel {
+    if let Err(why) = &s.nft {
+        return HostModel::unreadable(why.clone());
+    }
     let mut notes = Vec::new();
     let mut tables = parsed.tables;
     if let Some(Ok(text)) = &s.nft_chains {
@@ -442,7 +550,17 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
             Default::default()
         }
     };
+    let uncacheable = if s.iptables_legacy_v4.is_some() || s.iptables_legacy_v6.is_some() {
+        Some("iptables-legacy tables are loaded".to_owned())
+    } else if s.ipset.is_some() || uses_ipsets(&tables) {
+        Some("iptables rules match ipsets".to_owned())
+    } else if parsed.volatile {
+        Some("the ruleset has sets with timeouts or updated by packets".to_owned())
+    } else {
+        notes.first().cloned()
+    };
     HostModel {
+        uncacheable,
         tables,
         ipsets,
         inbound_v4: inbound(&s.interfaces, opts, Family::Ipv4),
@@ -516,5 +634,39 @@ fn ingress_devices(tables: &mut [Table], text: &str) {
                 b.devices = devices;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtnetlink_reads_what_ip_prints() {
+        if !cf_allow_testkit::require_root("rtnetlink_reads_what_ip_prints")
+            || !cf_allow_testkit::require_programs("rtnetlink_reads_what_ip_prints", &["ip"])
+        {
+            return;
+        }
+        let ns = cf_allow_testkit::Netns::new("reach-rtnl");
+        ns.sh("ip link set lo up
+             ip link add cfa-a0 type veth peer name cfa-a1
+             ip addr add 192.0.2.1/24 dev cfa-a0
+             ip addr add 192.0.2.9/32 dev cfa-a0
+             ip addr add 2001:db8::1/64 dev cfa-a0 nodad
+             ip link set cfa-a0 up
+             ip link set cfa-a1 up
+             ip route add default via 192.0.2.254
+             ip route add 198.51.100.0/24 via 192.0.2.253
+             ip route add 203.0.113.7 dev cfa-a0
+             ip route add blackhole 10.0.0.0/8
+             ip route add default dev cfa-a1 table 100
+             ip link add cfa-b0 type veth peer name cfa-b1");
+        let (rtnl, ip) = ns.run_in(|| (links_from_rtnetlink(), links_from_ip()));
+        let (rtnl, ip) = (rtnl.expect("rtnetlink"), ip.expect("ip"));
+        assert_eq!(rtnl, ip);
+        assert_eq!(rtnl.0.len(), 5, "{rtnl:?}");
+        assert!(rtnl.1.contains(&("cfa-a0".to_string(), None)), "{rtnl:?}");
+        assert!(!rtnl.1.iter().any(|(d, _)| d == "cfa-a1"), "{rtnl:?}");
     }
 }

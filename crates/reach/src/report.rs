@@ -240,3 +240,147 @@ pub(crate) fn warnings(v: &Verdict, fix: &dyn Fn(&Finding) -> Option<String>) ->
     }
     out
 }
+
+fn port_span(v: &Value) -> Option<PortSpan> {
+    if let Some(p) = v.as_u64() {
+        let p = u16::try_from(p).ok()?;
+        return Some(PortSpan { first: p, last: p });
+    }
+    let (a, b) = v.as_str()?.split_once('-')?;
+    Some(PortSpan {
+        first: a.parse().ok()?,
+        last: b.parse().ok()?,
+    })
+}
+
+fn finding_of(v: &Value) -> Option<Finding> {
+    let family = match v.get("family")?.as_str()? {
+        "ipv4" => Family::Ipv4,
+        "ipv6" => Family::Ipv6,
+        _ => return None,
+    };
+    let ranges = v
+        .get("ranges")?
+        .as_array()?
+        .iter()
+        .map(|n| n.as_str()?.parse().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let ports = v
+        .get("ports")?
+        .as_array()?
+        .iter()
+        .map(port_span)
+        .collect::<Option<Vec<_>>>()?;
+    let by = v.get("by")?;
+    let text = |k: &str| by.get(k).and_then(Value::as_str).map(str::to_owned);
+    let handle = match by.get("handle")? {
+        Value::Null => None,
+        h => Some(h.as_u64()?),
+    };
+    let expr = match v.get("expr") {
+        None => None,
+        Some(e) => Some(e.as_str()?.to_owned()),
+    };
+    Some(Finding {
+        family,
+        ranges,
+        ports,
+        by: RuleRef {
+            layer: text("layer")?,
+            table: text("table")?,
+            chain: text("chain")?,
+            handle,
+            rule: text("rule")?,
+        },
+        expr,
+    })
+}
+
+/// The verdict [`to_json`] printed as `v`; `None` when `v` is not one.
+pub(crate) fn from_json(v: &Value) -> Option<Verdict> {
+    let findings = |k: &str| -> Option<Vec<Finding>> {
+        v.get(k)?.as_array()?.iter().map(finding_of).collect()
+    };
+    let checked = v.get("checked")?;
+    let verdict = Verdict {
+        reachable: v.get("reachable")?.as_bool()?,
+        checked: crate::Checked {
+            ranges: usize::try_from(checked.get("ranges")?.as_u64()?).ok()?,
+            ports: checked
+                .get("ports")?
+                .as_array()?
+                .iter()
+                .map(|p| u16::try_from(p.as_u64()?).ok())
+                .collect::<Option<Vec<_>>>()?,
+        },
+        blocked: findings("blocked")?,
+        unknown: findings("unknown")?,
+        exposed: findings("exposed")?,
+        locked_down: v.get("locked_down")?.as_bool()?,
+    };
+    // Exactly what was printed, or nothing.
+    (to_json(&verdict) == *v).then_some(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(
+        family: Family,
+        ranges: &[&str],
+        ports: &[(u16, u16)],
+        expr: Option<&str>,
+    ) -> Finding {
+        Finding {
+            family,
+            ranges: ranges.iter().map(|r| r.parse().expect("cidr")).collect(),
+            ports: ports
+                .iter()
+                .map(|&(first, last)| PortSpan { first, last })
+                .collect(),
+            by: RuleRef {
+                layer: "nftables".into(),
+                table: "inet filter".into(),
+                chain: "input".into(),
+                handle: expr.is_none().then_some(7),
+                rule: "ip saddr 173.245.48.0/20 drop".into(),
+            },
+            expr: expr.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_verdict_round_trips_through_its_json_and_anything_else_is_refused() {
+        let verdict = Verdict {
+            reachable: false,
+            checked: crate::Checked {
+                ranges: 22,
+                ports: vec![80, 443],
+            },
+            blocked: vec![finding(
+                Family::Ipv4,
+                &["173.245.48.0/20"],
+                &[(80, 80), (443, 443)],
+                None,
+            )],
+            unknown: vec![finding(
+                Family::Ipv6,
+                &["2400:cb00::/32"],
+                &[(1, 1024)],
+                Some("meta hour"),
+            )],
+            exposed: vec![finding(Family::Ipv4, &["0.0.0.0/1"], &[(443, 443)], None)],
+            locked_down: true,
+        };
+        let json = to_json(&verdict);
+        assert_eq!(from_json(&json), Some(verdict));
+        let mut damaged = json.clone();
+        damaged["blocked"][0]["ranges"][0] = json!("not a range");
+        assert_eq!(from_json(&damaged), None);
+        let mut extra = json;
+        extra["more"] = json!(1);
+        assert_eq!(from_json(&extra), None);
+        assert_eq!(from_json(&json!(null)), None);
+    }
+}

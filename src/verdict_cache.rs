@@ -1,0 +1,206 @@
+//! The verdict cache (`state_dir/verdict-cache`): a no-op run reuses the last verdict instead
+//! of reading and evaluating the host's rules again, when nothing that verdict depends on
+//! can have changed.
+//!
+//! The file holds the verdict and its warning lines, under a SHA-256 over everything they
+//! were computed from:
+//!
+//! - this binary (version, and the device, inode, size and mtime of `/proc/self/exe`), the
+//!   whole config and the backend (the fixes the warnings propose depend on them), and
+//!   whether `iptables-restore` is iptables-legacy;
+//! - the boot id, the network namespace's cookie and the nf_tables generation id, which every
+//!   commit to the ruleset changes (nft, iptables-nft, firewalld, Docker, cf-allow itself);
+//!   the generation is read before and after the rules, and a verdict is only stored when
+//!   it did not move in between;
+//! - every interface with its index, flags, addresses and routes (rtnetlink and
+//!   `/proc/thread-self/net/ipv6_route`), the forwarding sysctls, and whether
+//!   iptables-legacy tables are loaded (none may be: their rules have no generation id);
+//! - the probe: the ranges, the ports and lockdown.
+//!
+//! A host whose verdict depends on state without a generation id — iptables-legacy tables,
+//! ipsets, sets with timeouts or filled from the packet path, a partly unreadable ruleset —
+//! is never cached: every run reads it in full.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+
+use cf_allow_diff::Family;
+use cf_allow_exec::files::Dir;
+use cf_allow_nftables::RulesetStamp;
+use cf_allow_reach::{HostModel, Network, Probe, Verdict};
+use serde_json::{json, Value};
+
+use crate::backends::BackendKind;
+use crate::config::Config;
+
+/// The file in `state_dir`.
+pub const FILE: &str = "verdict-cache";
+/// The first line of the file.
+const MAGIC: &str = "cf-allow verdict cache v1";
+
+/// The key of a verdict: what it was computed from.
+pub struct Key {
+    stamp: RulesetStamp,
+    digest: String,
+}
+
+impl Key {
+    /// The key for `probe` on the host as it is now; `None` when the host cannot be cached
+    /// (no nf_tables generation or namespace cookie, iptables-legacy tables loaded).
+    pub fn now(
+        network: &Network,
+        probe: &Probe,
+        kind: BackendKind,
+        config: &Config,
+    ) -> Option<Key> {
+        if network.legacy_loaded() {
+            tracing::debug!("reachability: not cached: iptables-legacy tables are loaded");
+            return None;
+        }
+        let stamp = match cf_allow_nftables::ruleset_stamp() {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                tracing::debug!("reachability: not cached: {e}");
+                return None;
+            }
+        };
+        let mut text = format!("{MAGIC}\n{}\n", env!("CARGO_PKG_VERSION"));
+        match std::fs::metadata("/proc/self/exe") {
+            Ok(m) => {
+                let _ = writeln!(
+                    text,
+                    "exe {} {} {} {}.{}",
+                    m.dev(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec()
+                );
+            }
+            Err(e) => {
+                tracing::debug!("reachability: not cached: /proc/self/exe: {e}");
+                return None;
+            }
+        }
+        let _ = writeln!(text, "ruleset {stamp}");
+        let _ = writeln!(text, "network {}", network.fingerprint());
+        let _ = writeln!(text, "backend {}", kind.as_str());
+        let _ = writeln!(text, "config {config:?}");
+        let _ = writeln!(
+            text,
+            "iptables-restore legacy {}",
+            cf_allow_exec::is_legacy_iptables("iptables-restore")
+        );
+        let _ = writeln!(
+            text,
+            "probe ports {:?} lockdown {}",
+            probe.ports, probe.lockdown
+        );
+        for family in Family::ALL {
+            for net in probe.ranges.iter_family(family) {
+                let _ = writeln!(text, "range {net}");
+            }
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let digest = digest.as_ref().iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        Some(Key { stamp, digest })
+    }
+
+    fn header(&self) -> String {
+        format!("{MAGIC}\n{}\n", self.digest)
+    }
+}
+
+/// The state directory, when it can hold the cache (exists, and is trusted when running as
+/// root: nobody else could have written the file).
+fn dir(config: &Config) -> Option<Dir> {
+    let dir = Dir::open(&config.state_dir).ok()?;
+    dir.check_trusted().ok()?;
+    Some(dir)
+}
+
+/// The verdict and warning lines recorded for `key`, if the cache holds them.
+pub fn hit(config: &Config, key: &Key) -> Option<(Verdict, Vec<String>)> {
+    let dir = dir(config)?;
+    let bytes = match dir.read(FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::debug!(
+                "reachability: cannot read {}: {e}",
+                dir.join(FILE).display()
+            );
+            return None;
+        }
+    };
+    let body = bytes.strip_prefix(key.header().as_bytes())?;
+    let doc: Value = serde_json::from_slice(body).ok()?;
+    let verdict = Verdict::from_json(doc.get("verdict")?)?;
+    let warnings = doc
+        .get("warnings")?
+        .as_array()?
+        .iter()
+        .map(|w| w.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()?;
+    Some((verdict, warnings))
+}
+
+/// Records the verdict computed from `model` for `key` with its warning lines, when it may
+/// be reused: `model` holds nothing that changes without a new generation, and the
+/// generation did not move while the rules were read. Otherwise removes a recorded verdict.
+/// Failures only cost speed: logged, not returned.
+pub fn store(
+    config: &Config,
+    key: &Key,
+    model: &HostModel,
+    verdict: &Verdict,
+    warnings: &[String],
+) {
+    let Some(dir) = dir(config) else {
+        return;
+    };
+    let why_not = if let Some(reason) = model.uncacheable_reason() {
+        Some(reason.to_owned())
+    } else {
+        match cf_allow_nftables::ruleset_stamp() {
+            Ok(after) if after == key.stamp => None,
+            Ok(_) => Some("the ruleset changed while it was read".to_owned()),
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    match why_not {
+        None => {
+            let mut bytes = key.header().into_bytes();
+            bytes.extend(
+                json!({"verdict": verdict.to_json(), "warnings": warnings})
+                    .to_string()
+                    .into_bytes(),
+            );
+            match dir.write_atomic(FILE, &bytes, 0o600, None) {
+                Ok(()) => tracing::debug!(
+                    "reachability: verdict recorded in {} (ruleset generation {})",
+                    dir.join(FILE).display(),
+                    key.stamp.generation
+                ),
+                Err(e) => tracing::debug!("reachability: cannot record the verdict: {e}"),
+            }
+        }
+        Some(why) => {
+            tracing::debug!("reachability: verdict not recorded: {why}");
+            forget(&dir);
+        }
+    }
+}
+
+/// Removes the recorded verdict, if there is one.
+fn forget(dir: &Dir) {
+    if let Err(e) = dir.remove(FILE) {
+        tracing::debug!(
+            "reachability: cannot remove {}: {e}",
+            dir.join(FILE).display()
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The verdict cache (`state_dir/verdict-cache`): a no-op sync reuses the last verdict only
+//! while nothing it depends on changed. The real binary in private network namespaces: each
+//! test makes the verdict cached, then changes one thing the way a foreign program would (an
+//! nft drop, the forwarding sysctl, an interface address, a route) and checks that the next
+//! no-op sync sees it.
+
+mod common;
+
+use cf_allow_testkit::{lab, Netns};
+use common::*;
+use serde_json::json;
+
+fn ready(test: &str) -> bool {
+    cf_allow_testkit::require_root(test)
+        && cf_allow_testkit::require_programs(test, &["nft", "ip", "sysctl"])
+}
+
+const CONFIG: &str = "backend: nftables\nports: [443]\n";
+
+const REUSED: &str = "reachability: verdict reused";
+const RECORDED: &str = "reachability: verdict recorded";
+
+fn sync(env: &Env, ns: &Netns, feed: &str) -> Run {
+    env.run(Some(ns), &["-v", "sync", "--source", feed, "--json"])
+}
+
+/// A sync that changes the firewall (first run), then a no-op sync whose verdict is
+/// recorded, then one that reuses it: the cache is in use.
+fn cached(env: &Env, ns: &Netns, feed: &str) {
+    sync(env, ns, feed).expect_code(0);
+    let run = sync(env, ns, feed);
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], false);
+    assert_eq!(run.json()["reachability"]["reachable"], true);
+    let run = sync(env, ns, feed);
+    run.expect_code(0);
+    assert!(run.stderr.contains(REUSED), "{}", run.stderr);
+}
+
+/// The no-op sync after a foreign change: exit 3, not reused, and blocked by `table`.
+fn blocked_after_change(env: &Env, ns: &Netns, feed: &str) -> serde_json::Value {
+    let run = sync(env, ns, feed);
+    run.expect_code(3);
+    assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["changed"], false);
+    assert_eq!(doc["reachability"]["reachable"], false, "{doc:#}");
+    doc["reachability"].clone()
+}
+
+#[test]
+fn the_verdict_is_reused_when_nothing_changed_and_equals_a_full_read() {
+    if !ready("the_verdict_is_reused_when_nothing_changed_and_equals_a_full_read") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-same", &[443]);
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    let first = sync(&env, &server, &feed);
+    first.expect_code(0);
+    assert!(first.stderr.contains(RECORDED), "{}", first.stderr);
+    let full = first.json()["reachability"].clone();
+    assert_eq!(
+        full,
+        json!({"reachable": true, "checked": {"ranges": 22, "ports": [443]},
+               "blocked": [], "unknown": [], "exposed": [], "locked_down": false})
+    );
+    for _ in 0..2 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(0);
+        assert!(run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("read the host's rules"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(run.json()["reachability"], full);
+    }
+    // The nft binary is not run for a reused verdict: a PATH without it changes nothing.
+    let ip = cf_allow_testkit::which("ip").expect("ip");
+    let mut cmd = std::process::Command::new(ip);
+    cmd.args(["netns", "exec", server.name(), BIN, "--config"])
+        .arg(env.config())
+        .args(["-v", "sync", "--source", &feed, "--json"])
+        .env("PATH", env.path("no-programs"))
+        .env_remove("CF_ALLOW_CONFIG");
+    let run = Run::of(cmd.output().expect("run cf-allow"));
+    run.expect_code(0);
+    assert!(run.stderr.contains(REUSED), "{}", run.stderr);
+    assert_eq!(run.json()["reachability"], full);
+
+    // A different probe (another port) is not the cached one.
+    env.write_config("backend: nftables\nports: [443, 8443]\n");
+    let run = sync(&env, &server, &feed);
+    run.expect_code(0);
+    assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+    assert_eq!(
+        run.json()["reachability"]["checked"]["ports"],
+        json!([443, 8443])
+    );
+
+    // `reachability.cache: false` reads the host every time.
+    env.write_config("backend: nftables\nports: [443, 8443]\nreachability: {cache: false}\n");
+    let run = sync(&env, &server, &feed);
+    run.expect_code(0);
+    assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("read the host's rules"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_foreign_nft_drop_of_a_cloudflare_range_is_seen_by_the_next_noop_sync() {
+    if !ready("a_foreign_nft_drop_of_a_cloudflare_range_is_seen_by_the_next_noop_sync") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-drop", &[443]);
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    cached(&env, &server, &feed);
+    server.sh_with_input(
+        "nft -f -",
+        "table inet foreign {\n  chain input {\n    type filter hook input priority -10; policy accept;\n    ip saddr 173.245.48.0/20 drop\n  }\n}\n",
+    );
+    let reach = blocked_after_change(&env, &server, &feed);
+    let blocked = reach["blocked"].as_array().expect("blocked");
+    assert_eq!(blocked.len(), 1, "{reach:#}");
+    assert_eq!(blocked[0]["by"]["table"], "inet foreign");
+    assert_eq!(blocked[0]["ranges"], json!(["173.245.48.0/20"]));
+    // The next run reuses the blocked verdict: the same JSON, the same warning, exit 3.
+    let again = sync(&env, &server, &feed);
+    again.expect_code(3);
+    assert!(again.stderr.contains(REUSED), "{}", again.stderr);
+    assert_eq!(again.json()["reachability"], reach);
+    assert!(
+        again.stderr.contains("\"ip saddr 173.245.48.0/20 drop\""),
+        "{}",
+        again.stderr
+    );
+    // `status` judges the same state from the same cache.
+    let status = env.run(Some(&server), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(2);
+    assert!(status.stderr.contains(REUSED), "{}", status.stderr);
+    assert_eq!(status.json()["reachability"], reach);
+    // The drop removed: reachable again, and cached again.
+    server.sh("nft delete table inet foreign");
+    cached(&env, &server, &feed);
+}
+
+#[test]
+fn forwarding_turned_off_under_a_dnat_is_seen_by_the_next_noop_sync() {
+    if !ready("forwarding_turned_off_under_a_dnat_is_seen_by_the_next_noop_sync") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-fwd", &[443]);
+    // Port 443 is DNAT'd to a "container" behind a veth, and forwarded.
+    server.sh(
+        "ip link add cfa-ctr type veth peer name cfa-ctr-p && ip link set cfa-ctr-p up && ip addr add 198.51.100.1/24 dev cfa-ctr && ip link set cfa-ctr up && sysctl -qw net.ipv4.ip_forward=1",
+    );
+    server.sh_with_input(
+        "nft -f -",
+        "table ip nat {\n  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n    tcp dport 443 dnat to 198.51.100.2\n  }\n}\n",
+    );
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    cached(&env, &server, &feed);
+    // A sysctl does not change the ruleset generation.
+    let before = server.sh("nft list ruleset");
+    server.sh("sysctl -qw net.ipv4.ip_forward=0");
+    assert_eq!(server.sh("nft list ruleset"), before);
+    let reach = blocked_after_change(&env, &server, &feed);
+    let blocked = reach["blocked"].as_array().expect("blocked");
+    assert!(
+        blocked
+            .iter()
+            .all(|f| f["family"] == "ipv4" && f["by"]["layer"] == "host"),
+        "{reach:#}"
+    );
+    server.sh("sysctl -qw net.ipv4.ip_forward=1");
+    cached(&env, &server, &feed);
+}
+
+#[test]
+fn a_new_interface_address_or_route_is_seen_by_the_next_noop_sync() {
+    if !ready("a_new_interface_address_or_route_is_seen_by_the_next_noop_sync") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-addr", &[443]);
+    // A foreign chain that accepts port 443 only to the server's current addresses.
+    server.sh_with_input(
+        "nft -f -",
+        &format!(
+            "table inet foreign {{\n  chain input {{\n    type filter hook input priority -10; policy drop;\n    iif lo accept\n    ip daddr {} tcp dport 443 accept\n    ip6 daddr {} tcp dport 443 accept\n  }}\n}}\n",
+            lab::SERVER_V4,
+            lab::SERVER_V6
+        ),
+    );
+    let dev = server
+        .sh(&format!(
+            "ip -o -4 addr show | awk '$4 == \"{}/24\" {{print $2}}'",
+            lab::SERVER_V4
+        ))
+        .trim()
+        .to_string();
+    assert!(!dev.is_empty());
+    // Default routes of both families out of the veth: it is the inbound interface.
+    server.sh(&format!(
+        "ip route add default via 192.0.2.254 dev {dev} && ip -6 route add default via 2001:db8::fe dev {dev}"
+    ));
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    cached(&env, &server, &feed);
+    // A second address on the inbound interface: the foreign chain drops port 443 to it.
+    server.sh(&format!("ip addr add 192.0.2.5/24 dev {dev}"));
+    let reach = blocked_after_change(&env, &server, &feed);
+    assert!(
+        reach["blocked"]
+            .as_array()
+            .expect("blocked")
+            .iter()
+            .all(|f| f["by"]["table"] == "inet foreign" && f["family"] == "ipv4"),
+        "{reach:#}"
+    );
+    server.sh(&format!("ip addr del 192.0.2.5/24 dev {dev}"));
+    cached(&env, &server, &feed);
+
+    // Another interface, not inbound (no default route out of it): still reachable.
+    server.sh(
+        "ip link add cfa-up type veth peer name cfa-up-p && ip link set cfa-up-p up && ip addr add 198.51.100.1/24 dev cfa-up && ip link set cfa-up up",
+    );
+    cached(&env, &server, &feed);
+    // A default route out of it makes it inbound too; the foreign chain drops port 443 to its
+    // address.
+    server.sh("ip route add default via 198.51.100.254 dev cfa-up metric 10");
+    blocked_after_change(&env, &server, &feed);
+}
+
+#[test]
+fn a_ruleset_with_a_timeout_set_is_never_cached() {
+    if !ready("a_ruleset_with_a_timeout_set_is_never_cached") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-timeout", &[443]);
+    // Elements that expire change what the rule drops without a new generation.
+    server.sh_with_input(
+        "nft -f -",
+        "table inet banned {\n  set v4 {\n    type ipv4_addr\n    flags timeout\n    elements = { 198.51.100.9 timeout 1h }\n  }\n  chain input {\n    type filter hook input priority -10; policy accept;\n    ip saddr @v4 drop\n  }\n}\n",
+    );
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    for _ in 0..3 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(0);
+        assert_eq!(run.json()["reachability"]["reachable"], true);
+        assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("verdict not recorded: the ruleset has sets with timeouts"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!env.state_dir().join("verdict-cache").exists());
+}
+
+#[test]
+fn a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached() {
+    if !ready("a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached")
+        || !cf_allow_testkit::require_programs(
+            "a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cached",
+            &["iptables-nft", "iptables-legacy"],
+        )
+    {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-ipt", &[443]);
+    let env = Env::new(CONFIG);
+    let feed = env.cloudflare_feed();
+    cached(&env, &server, &feed);
+    // iptables-nft commits to nf_tables: a new generation.
+    server.sh("iptables-nft -I INPUT -s 173.245.48.0/20 -p tcp --dport 443 -j DROP");
+    let reach = blocked_after_change(&env, &server, &feed);
+    assert_eq!(reach["blocked"][0]["by"]["table"], "ip filter", "{reach:#}");
+    server.sh("iptables-nft -D INPUT -s 173.245.48.0/20 -p tcp --dport 443 -j DROP");
+    cached(&env, &server, &feed);
+    // iptables-legacy rules have no generation id: once a legacy table is loaded, every run
+    // reads the host in full, and sees a legacy drop at once.
+    server.sh("iptables-legacy -A INPUT -s 198.51.100.0/24 -j DROP");
+    for _ in 0..2 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(0);
+        assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("not cached: iptables-legacy tables are loaded"),
+            "{}",
+            run.stderr
+        );
+    }
+    server.sh("iptables-legacy -I INPUT -s 173.245.48.0/20 -j DROP");
+    let reach = blocked_after_change(&env, &server, &feed);
+    assert_eq!(
+        reach["blocked"][0]["by"]["layer"], "iptables-legacy",
+        "{reach:#}"
+    );
+}
