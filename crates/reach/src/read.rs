@@ -120,13 +120,15 @@ pub(crate) fn read(opts: &ReadOptions) -> HostModel {
     // The interfaces are read while nft runs (threads inherit this thread's namespace).
     std::thread::scope(|scope| {
         let interfaces = scope.spawn(read_interfaces);
-        let mut sources = read_rules(opts);
+        let (mut sources, parsed) = read_rules(opts);
         sources.interfaces = interfaces.join().ok().flatten().unwrap_or_default();
-        from_sources(&sources, opts)
+        model_of(&sources, opts, parsed)
     })
 }
 
-fn read_rules(opts: &ReadOptions) -> Sources {
+/// The sources, and the nft JSON parsed once (`None` when it could not be: [`model_of`]
+/// then parses it again to say why).
+fn read_rules(opts: &ReadOptions) -> (Sources, Option<nft::Parsed>) {
     let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
@@ -196,7 +198,7 @@ fn read_rules(opts: &ReadOptions) -> Sources {
     } else {
         None
     };
-    Sources {
+    let sources = Sources {
         nft,
         nft_chains,
         iptables_nft_v4,
@@ -209,7 +211,8 @@ fn read_rules(opts: &ReadOptions) -> Sources {
             sysctl_bool("/proc/sys/net/ipv4/ip_forward"),
             sysctl_bool("/proc/sys/net/ipv6/conf/all/forwarding"),
         ],
-    }
+    };
+    (sources, parsed)
 }
 
 /// A 0/1 sysctl (`None` when it cannot be read).
@@ -361,11 +364,17 @@ fn uses_ipsets(tables: &[Table]) -> bool {
 }
 
 pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
+    model_of(s, opts, None)
+}
+
+/// [`from_sources`] with the nft JSON already parsed (a 100k-element set's JSON is parsed
+/// once, not twice).
+fn model_of(s: &Sources, opts: &ReadOptions, parsed: Option<nft::Parsed>) -> HostModel {
     let json = match &s.nft {
         Ok(j) => j,
         Err(why) => return HostModel::unreadable(why.clone()),
     };
-    let parsed = match nft::parse(json) {
+    let parsed = match parsed.map_or_else(|| nft::parse(json), Ok) {
         Ok(p) => p,
         Err(why) => return HostModel::unreadable(why),
     };
