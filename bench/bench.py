@@ -18,6 +18,9 @@ each namespace (setns), so `ip netns exec` is not part of any number. Needs root
 
 Feeds are `file://` lists; a list that would not fit the 1 MiB body limit of one source is
 split into files of at most 40,000 ranges given as one merged `--source` alternative.
+
+REACH=off runs the syncs without the reachability verdict (whose `nft -j list ruleset`
+costs about as much as `nft -f` at 100k ranges), to show what the sync itself costs.
 """
 
 import ctypes
@@ -32,6 +35,9 @@ CLONE_NEWNET = 0x40000000
 SIZES = [int(n) for n in os.environ.get("SIZES", "1000 10000 100000").split()]
 RUNS = int(os.environ.get("RUNS", "7"))
 BIN = os.path.abspath(os.environ.get("BIN", "target/release/cf-allow"))
+# REACH=off: syncs without the reachability verdict (`reachability: {check: false}`), to
+# show what the sync itself costs; the verdict reads the whole ruleset with `nft -j`.
+REACH = os.environ.get("REACH", "on") != "off"
 CHUNK = 40_000
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -149,6 +155,8 @@ def ipset_script(nets):
 def measure(work, backend, n):
     """Medians and ratios for one backend at one size."""
     extra = "iptables: {ipset: true}\n" if backend == "ipset" else ""
+    if not REACH:
+        extra += "reachability: {check: false}\n"
     kind = "nftables" if backend == "nftables" else "iptables"
     state = os.path.join(work, f"state-{backend}-{n}")
     config = os.path.join(work, f"config-{backend}-{n}.yaml")
@@ -197,7 +205,8 @@ def main():
     head = ("backend", "ranges", "first ms", "delta ms", "no-op ms", "base ms",
             "first/base", "delta/base", "no-op/base", "peak RSS MiB")
     print("Wall ms (CPU ms in brackets: user + system, the kernel's share included); "
-          "ratios cf-allow / base, wall (CPU).")
+          "ratios cf-allow / base, wall (CPU)"
+          + ("." if REACH else "; without the reachability verdict (REACH=off)."))
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     cell = lambda m: f"{m[0]:.1f} ({m[1]:.1f})"

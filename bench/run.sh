@@ -2,7 +2,8 @@
 # Benchmarks, needs root (network namespaces). Run: make bench
 # 1. bench/bench.py: nftables and ipset at 1k, 10k and 100k ranges against `nft -f` /
 #    `ipset restore` of the same sets: first sync, one-range delta, no-op, peak RSS, as one
-#    table of ratios (SIZES and RUNS override the sizes and repetitions).
+#    table of ratios (SIZES and RUNS override the sizes and repetitions), then again without
+#    the reachability verdict (REACH=off).
 # 2. Below: wall time and peak memory of every backend against the real Cloudflare list (22
 #    ranges), each in a fresh private network namespace, and the per-rule shell loop cf-allow
 #    replaces.
@@ -22,6 +23,8 @@ trap cleanup EXIT
 
 if [ "${BENCH_ONLY:-}" != verdict ]; then
   BIN="$BIN" RUNS="${BENCH_RUNS:-7}" python3 bench/bench.py
+  echo
+  BIN="$BIN" RUNS="${BENCH_RUNS:-7}" REACH=off python3 bench/bench.py
   echo
 fi
 

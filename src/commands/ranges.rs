@@ -18,7 +18,8 @@ pub fn run(config: &Config, args: &RangesArgs) -> Result<Outcome> {
             "list": list_json(&desired.list),
         }))?;
     } else {
-        print!("{}", desired.ranges);
+        // One buffer, one write: stdout is line-buffered, and a 100k list was 100k writes.
+        crate::output::write_stdout(desired.ranges.to_string().as_bytes())?;
     }
     Ok(Outcome { changed: false })
 }

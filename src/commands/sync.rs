@@ -153,6 +153,7 @@ fn plan_json(
 }
 
 fn print_plan(backend: &str, dry_run: bool, plan: &Plan) {
+    use std::fmt::Write as _;
     let verb = if dry_run { "would change" } else { "changed" };
     if plan.is_empty() {
         println!(
@@ -161,21 +162,24 @@ fn print_plan(backend: &str, dry_run: bool, plan: &Plan) {
         );
         return;
     }
-    println!(
-        "{backend}: {verb}: +{} -{} ranges, {} unchanged",
+    // One buffer, printed at once: stdout is line-buffered, and a first apply of 100k
+    // ranges was 100k writes.
+    let mut text = format!(
+        "{backend}: {verb}: +{} -{} ranges, {} unchanged\n",
         plan.add.len(),
         plan.remove.len(),
         plan.unchanged
     );
     for family in Family::ALL {
         for net in plan.add.iter_family(family) {
-            println!("  + {net}");
+            let _ = writeln!(text, "  + {net}");
         }
         for net in plan.remove.iter_family(family) {
-            println!("  - {net}");
+            let _ = writeln!(text, "  - {net}");
         }
     }
     for repair in &plan.repairs {
-        println!("  * {repair}");
+        let _ = writeln!(text, "  * {repair}");
     }
+    print!("{text}");
 }

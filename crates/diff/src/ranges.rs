@@ -1,6 +1,5 @@
 //! Sets of IPv4 and IPv6 CIDR ranges.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -79,11 +78,9 @@ impl RangeSet {
     /// The prefixes of `nets` as given (host bits cleared), sorted, duplicates dropped.
     pub fn exact<I: IntoIterator<Item = IpNet>>(nets: I) -> RangeSet {
         let (v4, v6) = split(nets);
-        let v4: BTreeSet<Ipv4Net> = v4.into_iter().map(|n| n.trunc()).collect();
-        let v6: BTreeSet<Ipv6Net> = v6.into_iter().map(|n| n.trunc()).collect();
         RangeSet {
-            ipv4: v4.into_iter().collect(),
-            ipv6: v6.into_iter().collect(),
+            ipv4: sorted_unique(v4.into_iter().map(|n| n.trunc()).collect()),
+            ipv6: sorted_unique(v6.into_iter().map(|n| n.trunc()).collect()),
         }
     }
 
@@ -134,9 +131,13 @@ impl RangeSet {
         RangeSet::aggregated(self.iter().chain(other.iter()))
     }
 
-    /// The prefixes of `self` that are not prefixes of `other`.
+    /// The prefixes of `self` that are not prefixes of `other` (one linear merge of the two
+    /// sorted families, nothing copied but the result).
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
-        RangeSet::exact(self.iter().filter(|n| !other.contains(n)))
+        RangeSet {
+            ipv4: sorted_difference(&self.ipv4, &other.ipv4),
+            ipv6: sorted_difference(&self.ipv6, &other.ipv6),
+        }
     }
 
     /// The ranges of the families in `families` only.
@@ -169,6 +170,33 @@ impl fmt::Display for RangeSet {
         }
         Ok(())
     }
+}
+
+/// `v` sorted with duplicates dropped; a vector that is sorted already (a cached list, a
+/// dump in kernel order) costs one linear check and no allocation.
+fn sorted_unique<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    if !v.windows(2).all(|w| w[0] < w[1]) {
+        v.sort_unstable();
+        v.dedup();
+    }
+    v
+}
+
+/// The elements of the sorted, unique `a` that are not in the sorted, unique `b`.
+fn sorted_difference<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for x in a {
+        while j < b.len() && b[j] < *x {
+            j += 1;
+        }
+        if j < b.len() && b[j] == *x {
+            j += 1;
+        } else {
+            out.push(*x);
+        }
+    }
+    out
 }
 
 fn split<I: IntoIterator<Item = IpNet>>(nets: I) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
@@ -214,5 +242,32 @@ mod tests {
         assert_eq!(set.to_string(), "10.0.0.0/25\n10.0.0.128/25\n");
         assert!(set.contains(&"10.0.0.0/25".parse().expect("cidr")));
         assert!(!set.contains(&"10.0.0.0/24".parse().expect("cidr")));
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn difference_and_exact_match_the_naive_versions() {
+        let a: Vec<IpNet> = (0..200u32)
+            .map(|i| {
+                format!("10.{}.{}.0/24", i % 7, i * 3 % 251)
+                    .parse()
+                    .expect("net")
+            })
+            .chain((0..50u32).map(|i| format!("2001:db8:{i:x}::/48").parse().expect("net")))
+            .collect();
+        let b: Vec<IpNet> = a.iter().step_by(3).copied().collect();
+        let (sa, sb) = (RangeSet::exact(a.clone()), RangeSet::exact(b.clone()));
+        let naive = RangeSet::exact(sa.iter().filter(|n| !sb.contains(n)));
+        assert_eq!(sa.difference(&sb), naive);
+        assert!(sb.difference(&sa).is_empty());
+        let mut sorted = a.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sa.iter().collect::<Vec<_>>(), sorted);
+        assert_eq!(RangeSet::exact(sa.iter()), sa, "sorted input stays as is");
     }
 }

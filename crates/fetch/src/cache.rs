@@ -16,7 +16,10 @@ use crate::error::FetchError;
 /// The cache file's name inside `state_dir`.
 pub const CACHE_FILE: &str = "last-good.json";
 
-const FORMAT: u32 = 1;
+/// Format 2 adds [`CachedList::digest`]; a format-1 cache is read as one without a digest
+/// (its list is used as before, and the next fetch parses the body once and records it).
+const FORMAT: u32 = 2;
+const FORMATS: [u32; 2] = [1, FORMAT];
 
 /// The cache file of a state directory.
 pub fn cache_path(state_dir: &Path) -> PathBuf {
@@ -43,6 +46,10 @@ pub(crate) struct CachedList {
     pub fetched_at: u64,
     pub ipv4: Vec<Ipv4Net>,
     pub ipv6: Vec<Ipv6Net>,
+    /// The digest of the raw bodies this list was parsed from (see `body_digest` in the
+    /// crate root): when the next fetch yields the same bytes, this list is used as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// What one URL answered last time it was part of a good list.
@@ -100,7 +107,8 @@ pub(crate) fn load(state_dir: &Path) -> Result<Option<Cache>, FetchError> {
         }
     };
     match serde_json::from_slice::<Cache>(&bytes) {
-        Ok(mut cache) if cache.format == FORMAT => {
+        Ok(mut cache) if FORMATS.contains(&cache.format) => {
+            cache.format = FORMAT;
             if let Some(checked) = confirmed_at(state_dir) {
                 cache.list.fetched_at = cache.list.fetched_at.max(checked);
             }
@@ -173,6 +181,7 @@ mod tests {
             fetched_at: 1_700_000_000,
             ipv4: vec!["104.16.0.0/13".parse().expect("v4")],
             ipv6: vec!["2400:cb00::/32".parse().expect("v6")],
+            digest: Some("d".into()),
         });
         cache.urls.insert(
             "https://example.com/ips".into(),
@@ -187,6 +196,7 @@ mod tests {
         assert_eq!(back.list.ipv4, cache.list.ipv4);
         assert_eq!(back.list.ipv6, cache.list.ipv6);
         assert_eq!(back.urls, cache.urls);
+        assert_eq!(back.list.digest, cache.list.digest);
         let names: Vec<_> = fs::read_dir(&state)
             .expect("dir")
             .map(|e| e.expect("entry").file_name())
@@ -215,6 +225,7 @@ mod tests {
             fetched_at: 1,
             ipv4: vec![],
             ipv6: vec![],
+            digest: None,
         });
         store(&state, &cache).expect("store");
         assert_eq!(fs::read(&victim).expect("victim"), b"precious\n");

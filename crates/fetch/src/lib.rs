@@ -188,7 +188,11 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
     let mut failures = Vec::new();
     for (i, urls) in alternatives.iter().enumerate() {
         match runtime.block_on(try_alternative(&transport, urls, cache.as_ref(), opts)) {
-            Ok(Won { list, records }) => {
+            Ok(Won {
+                list,
+                records,
+                digest,
+            }) => {
                 tracing::info!(
                     "using the list from {} ({}: {} IPv4 and {} IPv6 ranges{})",
                     list.source,
@@ -201,7 +205,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
                         String::new()
                     }
                 );
-                persist(opts, cache, &list, records);
+                persist(opts, cache, &list, records, digest);
                 return Ok(list);
             }
             Err(e) => {
@@ -272,52 +276,142 @@ fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedLis
 struct Won {
     list: FetchedList,
     records: Vec<(String, UrlRecord)>,
+    /// The digest of the bodies the list came from, recorded in the cache.
+    digest: Option<String>,
+}
+
+/// The digest of one alternative's raw bodies, the thing [`CachedList::digest`] records:
+/// SHA-256 over this crate's version, the validation limits and, for each URL in order, its
+/// redacted URL and body (each length-prefixed). Equal digests mean the same bytes were
+/// parsed and checked under the same limits by the same parser, so the result is the same.
+fn body_digest(urls: &[String], bodies: &[&[u8]], v: &Validation) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(bytes);
+    };
+    field(concat!("cf-allow-fetch/", env!("CARGO_PKG_VERSION")).as_bytes());
+    field(format!("{}:{}", v.allow_reserved, v.max_entries).as_bytes());
+    for (url, body) in urls.iter().zip(bodies) {
+        field(url.as_bytes());
+        field(body);
+    }
+    let digest = ctx.finish();
+    let mut hex = String::with_capacity(7 + 64);
+    hex.push_str("sha256:");
+    for b in digest.as_ref() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// One URL's answer, with the body a 304 stands for taken from the cache.
+struct Got {
+    shown: String,
+    bytes: Vec<u8>,
+    context: Context,
+    http_etag: Option<String>,
+    not_modified: bool,
+}
+
+/// Fetches one URL of an alternative.
+async fn get_one(
+    transport: &Transport,
+    url: &str,
+    cache: Option<&Cache>,
+) -> Result<Got, FetchError> {
+    // Credentials in the URL never reach a message, a log line or the cache.
+    let shown = redact_url(url);
+    let cached = cache.and_then(|c| c.urls.get(&shown));
+    let if_none_match = cached.and_then(|r| r.etag.as_deref());
+    let answer = transport
+        .get(url, if_none_match)
+        .await
+        .map_err(|f| f.into_error(&shown))?;
+    Ok(match answer {
+        Answer::Body {
+            bytes,
+            context,
+            etag,
+        } => Got {
+            shown,
+            bytes,
+            context,
+            http_etag: etag,
+            not_modified: false,
+        },
+        Answer::NotModified => {
+            let record = cached.ok_or_else(|| FetchError::Invalid {
+                url: shown.clone(),
+                problem: Problem::UnexpectedNotModified,
+            })?;
+            Got {
+                shown,
+                bytes: record.body.clone().into_bytes(),
+                context: Context {
+                    status: Some(304),
+                    content_type: None,
+                },
+                http_etag: record.etag.clone(),
+                not_modified: true,
+            }
+        }
+    })
 }
 
 /// Fetches every URL of one alternative, validates each, then the merged list.
+///
+/// When the raw bodies hash to the digest recorded with the cached list (a 304, an
+/// unchanged file, the same body again), the cached list is used as is: not parsed,
+/// validated or aggregated again. The checks it passed when it was cached still hold, since
+/// the digest covers the bodies, the validation limits and the parser's version.
 async fn try_alternative(
     transport: &Transport,
     urls: &[String],
     cache: Option<&Cache>,
     opts: &FetchOptions,
 ) -> Result<Won, FetchError> {
+    // Every URL is fetched first; an error is reported in URL order as before.
+    let mut answers = Vec::with_capacity(urls.len());
+    for url in urls {
+        answers.push(get_one(transport, url, cache).await);
+    }
+    let source = urls
+        .iter()
+        .map(|u| redact_url(u))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let digest = answers
+        .iter()
+        .map(|a| a.as_ref().ok())
+        .collect::<Option<Vec<&Got>>>()
+        .map(|got| {
+            let shown: Vec<String> = got.iter().map(|g| g.shown.clone()).collect();
+            let bodies: Vec<&[u8]> = got.iter().map(|g| g.bytes.as_slice()).collect();
+            body_digest(&shown, &bodies, &opts.validation)
+        });
+    if let (Some(digest), Some(cache)) = (&digest, cache) {
+        if cache.list.digest.as_ref() == Some(digest) && cache.list.source == source {
+            return Ok(from_digest(answers, cache, source, digest.clone()));
+        }
+    }
     let mut nets: Vec<IpNet> = Vec::new();
     let mut records = Vec::new();
     let mut etags = Vec::new();
     let mut all_not_modified = true;
-    for url in urls {
-        // Credentials in the URL never reach a message, a log line or the cache.
-        let shown = redact_url(url);
+    for answer in answers {
+        let Got {
+            shown,
+            bytes,
+            context,
+            http_etag,
+            mut not_modified,
+        } = answer?;
         let invalid = |problem| FetchError::Invalid {
             url: shown.clone(),
             problem,
         };
         let cached = cache.and_then(|c| c.urls.get(&shown));
-        let if_none_match = cached.and_then(|r| r.etag.as_deref());
-        let answer = transport
-            .get(url, if_none_match)
-            .await
-            .map_err(|f| f.into_error(&shown))?;
-        let (bytes, context, http_etag, mut not_modified) = match answer {
-            Answer::Body {
-                bytes,
-                context,
-                etag,
-            } => (bytes, context, etag, false),
-            Answer::NotModified => {
-                let record = cached.ok_or_else(|| invalid(Problem::UnexpectedNotModified))?;
-                let context = Context {
-                    status: Some(304),
-                    content_type: None,
-                };
-                (
-                    record.body.clone().into_bytes(),
-                    context,
-                    record.etag.clone(),
-                    true,
-                )
-            }
-        };
         let parsed = parse::parse_body(&bytes, &context).map_err(invalid)?;
         if parsed.entries.is_empty() {
             return Err(invalid(Problem::NoEntries));
@@ -345,11 +439,6 @@ async fn try_alternative(
             }
         }
     }
-    let source = urls
-        .iter()
-        .map(|u| redact_url(u))
-        .collect::<Vec<_>>()
-        .join(", ");
     validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
         url: source.clone(),
         problem,
@@ -368,7 +457,60 @@ async fn try_alternative(
             fetched_at: SystemTime::now(),
         },
         records,
+        digest,
     })
+}
+
+/// The cached list for bodies whose digest matches it; the origin, etags and URL records
+/// are worked out as a parse would (an API etag from the cached record of the same body).
+fn from_digest(
+    answers: Vec<Result<Got, FetchError>>,
+    cache: &Cache,
+    source: String,
+    digest: String,
+) -> Won {
+    tracing::debug!(
+        "{source}: the bodies match the cached list's digest; using it without parsing"
+    );
+    let mut records = Vec::new();
+    let mut etags = Vec::new();
+    let mut all_not_modified = true;
+    for got in answers.into_iter().flatten() {
+        let api_etag = cache
+            .urls
+            .get(&got.shown)
+            .filter(|r| r.body.as_bytes() == got.bytes.as_slice())
+            .and_then(|r| r.api_etag.clone());
+        all_not_modified &= got.not_modified || api_etag.is_some();
+        etags.extend(api_etag.clone().or_else(|| got.http_etag.clone()));
+        let can_revalidate = got.http_etag.is_some() || api_etag.is_some();
+        if can_revalidate && got.context.status.is_some() {
+            if let Ok(body) = String::from_utf8(got.bytes) {
+                records.push((
+                    got.shown,
+                    UrlRecord {
+                        etag: got.http_etag,
+                        api_etag,
+                        body,
+                    },
+                ));
+            }
+        }
+    }
+    let mut list = from_cache(cache.list.clone());
+    list.origin = if all_not_modified {
+        Origin::NotModified
+    } else {
+        Origin::Network
+    };
+    list.source = source;
+    list.etag = (!etags.is_empty()).then(|| etags.join(", "));
+    list.fetched_at = SystemTime::now();
+    Won {
+        list,
+        records,
+        digest: Some(digest),
+    }
 }
 
 /// Writes the winning list and its URLs' records to the cache; a failure is a warning, the
@@ -378,6 +520,7 @@ fn persist(
     old: Option<Cache>,
     list: &FetchedList,
     records: Vec<(String, UrlRecord)>,
+    digest: Option<String>,
 ) {
     let old_copy = old.clone();
     let mut cache = Cache::new(CachedList {
@@ -386,6 +529,7 @@ fn persist(
         fetched_at: cache::unix_secs(list.fetched_at),
         ipv4: list.ranges.ipv4().to_vec(),
         ipv6: list.ranges.ipv6().to_vec(),
+        digest,
     });
     // The cache keys URLs with their credentials redacted.
     let configured: BTreeSet<String> = opts
@@ -430,6 +574,7 @@ fn same_content(old: &Cache, new: &Cache) -> bool {
         && old.list.etag == new.list.etag
         && old.list.ipv4 == new.list.ipv4
         && old.list.ipv6 == new.list.ipv6
+        && old.list.digest == new.list.digest
 }
 
 #[cfg(test)]

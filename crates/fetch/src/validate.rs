@@ -265,21 +265,40 @@ const RESERVED_V6: &[Reserved] = &[
 ];
 
 /// The first reserved range `net` lies in or overlaps, as an issue.
+/// The reserved tables parsed once per process (they were parsed again for every entry,
+/// 30-odd parses per range of a 100k list).
+fn reserved_table(net: &IpNet) -> &'static [(IpNet, &'static str, &'static str)] {
+    type Parsed = Vec<(IpNet, &'static str, &'static str)>;
+    static TABLES: std::sync::OnceLock<[Parsed; 2]> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let parse = |table: &[Reserved]| -> Parsed {
+            table
+                .iter()
+                .filter_map(|(cidr, article, kind)| {
+                    Some((parse_table_entry(cidr)?, *article, *kind))
+                })
+                .collect()
+        };
+        [parse(RESERVED_V4), parse(RESERVED_V6)]
+    });
+    match net {
+        IpNet::V4(_) => &tables[0],
+        IpNet::V6(_) => &tables[1],
+    }
+}
+
 fn reserved_issue(net: &IpNet) -> Option<EntryIssue> {
-    let table = match net {
-        IpNet::V4(_) => RESERVED_V4,
-        IpNet::V6(_) => RESERVED_V6,
-    };
-    table.iter().find_map(|(cidr, article, kind)| {
-        let range: IpNet = parse_table_entry(cidr)?;
-        let inside = range.contains(net);
-        (inside || net.contains(&range)).then_some(EntryIssue::Reserved {
-            range,
-            kind,
-            article,
-            inside,
+    reserved_table(net)
+        .iter()
+        .find_map(|&(range, article, kind)| {
+            let inside = range.contains(net);
+            (inside || net.contains(&range)).then_some(EntryIssue::Reserved {
+                range,
+                kind,
+                article,
+                inside,
+            })
         })
-    })
 }
 
 fn parse_table_entry(cidr: &str) -> Option<IpNet> {

@@ -872,3 +872,113 @@ fn a_transfer_cut_short_is_an_outage_and_the_cache_is_used() {
     );
     assert_eq!(fs::read(cache_path(dir.path())).expect("cache"), before);
 }
+
+// ---------------------------------------------------------------- unchanged bodies
+
+/// Replaces the cached list's IPv4 ranges with `v4` (and, with `format`, the format number
+/// and no digest, as an older cf-allow wrote it), leaving everything else as it was.
+fn edit_cache(state: &Path, v4: &[&str], format: Option<u32>) {
+    let path = cache_path(state);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&path).expect("cache")).expect("cache JSON");
+    json["list"]["ipv4"] = serde_json::json!(v4);
+    if let Some(format) = format {
+        json["format"] = serde_json::json!(format);
+        json["list"]
+            .as_object_mut()
+            .expect("list object")
+            .remove("digest");
+    }
+    fs::write(&path, serde_json::to_vec(&json).expect("JSON")).expect("write cache");
+}
+
+#[test]
+fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let feed = dir.path().join("ips");
+    fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
+    let state = dir.path().join("state");
+    let o = opts(one(format!("file://{}", feed.display())), &state);
+    assert_eq!(fetch(&o).expect("first").ranges, cloudflare());
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache_path(&state)).expect("cache")).expect("JSON");
+    assert_eq!(json["format"], 2);
+    assert!(json["list"]["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+
+    // The test edits the cached list; the body's digest still matches, so the edited list is
+    // what the fetch returns: the body was not parsed again.
+    edit_cache(&state, &["198.51.100.0/24"], None);
+    let (same, logs) = logged(|| fetch(&o).expect("unchanged body"));
+    assert_eq!(
+        same.ranges.to_strings(cf_allow_diff::Family::Ipv4),
+        ["198.51.100.0/24"]
+    );
+    assert_eq!(same.ranges.ipv6(), cloudflare().ipv6());
+    assert_eq!(same.origin, Origin::Network);
+    assert!(logs.contains("match the cached list's digest"), "{logs}");
+
+    // A changed body is parsed.
+    fs::write(&feed, "104.16.0.0/13\n2400:cb00::/32\n").expect("change feed");
+    let changed = fetch(&o).expect("changed body");
+    assert_eq!(
+        changed.ranges.to_string(),
+        "104.16.0.0/13\n2400:cb00::/32\n"
+    );
+
+    // Changed limits are a different digest too: the body is checked against them again.
+    let mut strict = opts(one(format!("file://{}", feed.display())), &state);
+    strict.validation.max_entries = 1;
+    assert!(fetch(&strict).is_err(), "two entries are more than one");
+}
+
+#[test]
+fn a_cache_without_a_digest_is_parsed_as_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let feed = dir.path().join("ips");
+    fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
+    let state = dir.path().join("state");
+    let o = opts(one(format!("file://{}", feed.display())), &state);
+    fetch(&o).expect("first");
+    edit_cache(&state, &["198.51.100.0/24"], Some(1));
+    assert_eq!(
+        last_good(&state)
+            .expect("readable")
+            .expect("format 1 is read")
+            .ranges
+            .ipv4()
+            .len(),
+        1
+    );
+    let (list, logs) = logged(|| fetch(&o).expect("second"));
+    assert_eq!(list.ranges, cloudflare(), "the body was parsed");
+    assert!(!logs.contains("digest"), "{logs}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache_path(&state)).expect("cache")).expect("JSON");
+    assert_eq!(json["format"], 2, "rewritten with the digest");
+    assert!(json["list"]["digest"].is_string());
+}
+
+#[test]
+fn a_304_takes_the_cached_list_by_its_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(|req| {
+        if req.header("if-none-match") == Some("\"t\"") {
+            Reply::status(304)
+        } else {
+            Reply::ok("text/plain", ips_v4() + "\n" + &ips_v6()).header("ETag", "\"t\"")
+        }
+    });
+    let o = opts(one(server.url("/ips")), dir.path());
+    fetch(&o).expect("first");
+    edit_cache(dir.path(), &["198.51.100.0/24"], None);
+    let second = fetch(&o).expect("304");
+    assert_eq!(second.origin, Origin::NotModified);
+    assert_eq!(second.etag.as_deref(), Some("\"t\""));
+    assert_eq!(
+        second.ranges.ipv4().len(),
+        1,
+        "the cached list, not a parse"
+    );
+}

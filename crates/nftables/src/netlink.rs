@@ -248,16 +248,30 @@ impl Netlink {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut messages: Vec<(Message, &Change)> = Vec::new();
+        // Still one batch (one transaction), but built change by change: each change's
+        // libnftnl objects are serialised into the batch and freed before the next change's
+        // are made, so a 100k-element first apply never holds every element as an object
+        // and as bytes at once. `messages[i]`: the change the batch's i-th message is from.
+        let mut messages: Vec<&Change> = Vec::new();
         let mut set_id = 1u32;
-        for change in changes {
-            for message in Message::build(change, &mut set_id)? {
-                messages.push((message, change));
-            }
-        }
         let mut batch = Batch::new();
-        for (message, _) in &messages {
-            batch.add(message, MsgType::Add);
+        for change in changes {
+            match change {
+                Change::AddElements { elements, .. } | Change::DelElements { elements, .. } => {
+                    for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+                        if let Some(message) = Message::element_chunk(change, chunk)? {
+                            batch.add(&message, MsgType::Add);
+                            messages.push(change);
+                        }
+                    }
+                }
+                _ => {
+                    for message in Message::build(change, &mut set_id)? {
+                        batch.add(&message, MsgType::Add);
+                        messages.push(change);
+                    }
+                }
+            }
         }
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
@@ -267,10 +281,15 @@ impl Netlink {
         let describe = |seq: u32| -> String {
             seq.checked_sub(first_message_seq)
                 .and_then(|i| messages.get(i as usize))
-                .map(|(_, change)| change.to_string())
+                .map(|change| change.to_string())
                 .unwrap_or_else(|| "batch framing".to_owned())
         };
-        let bytes: Vec<u8> = batch.iter().flat_map(|page| page.iter().copied()).collect();
+        let total: usize = batch.iter().map(|page| page.len()).sum();
+        let mut bytes: Vec<u8> = Vec::with_capacity(total);
+        for page in batch.iter() {
+            bytes.extend_from_slice(page);
+        }
+        drop(batch);
         self.set_int_option(
             libc::SOL_SOCKET,
             libc::SO_SNDBUFFORCE,
@@ -1263,6 +1282,34 @@ impl Message {
         }
     }
 
+    /// The message for one chunk of an element change's elements (`None` for any other
+    /// change).
+    fn element_chunk(change: &Change, chunk: &[Element]) -> Result<Option<Message>, Error> {
+        let (family, table, set, msg_type, flags) = match change {
+            Change::AddElements {
+                family, table, set, ..
+            } => (
+                family,
+                table,
+                set,
+                libc::NFT_MSG_NEWSETELEM,
+                libc::NLM_F_CREATE | libc::NLM_F_EXCL,
+            ),
+            Change::DelElements {
+                family, table, set, ..
+            } => (family, table, set, libc::NFT_MSG_DELSETELEM, 0),
+            _ => return Ok(None),
+        };
+        let holder = OwnedSet::new(*family, table, Some(set))?;
+        holder.add_elements(chunk)?;
+        Ok(Some(Message::new(
+            Object::Elements(holder),
+            msg_type,
+            *family,
+            flags,
+        )))
+    }
+
     /// The messages that make one change (a rule with a port list also creates its
     /// anonymous set; long element lists are split).
     fn build(change: &Change, anon_id: &mut u32) -> Result<Vec<Message>, Error> {
@@ -1347,34 +1394,10 @@ impl Message {
                 *family,
                 0,
             )],
-            Change::AddElements {
-                family,
-                table,
-                set,
-                elements,
-            }
-            | Change::DelElements {
-                family,
-                table,
-                set,
-                elements,
-            } => {
-                let (msg_type, flags) = match change {
-                    Change::AddElements { .. } => {
-                        (libc::NFT_MSG_NEWSETELEM, create | libc::NLM_F_EXCL)
-                    }
-                    _ => (libc::NFT_MSG_DELSETELEM, 0),
-                };
+            Change::AddElements { elements, .. } | Change::DelElements { elements, .. } => {
                 let mut out = Vec::new();
                 for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                    let holder = OwnedSet::new(*family, table, Some(set))?;
-                    holder.add_elements(chunk)?;
-                    out.push(Message::new(
-                        Object::Elements(holder),
-                        msg_type,
-                        *family,
-                        flags,
-                    ));
+                    out.extend(Message::element_chunk(change, chunk)?);
                 }
                 out
             }
