@@ -405,6 +405,7 @@ section sync; cfa sync --json
 section connects; connects
 cp /etc/ufw/user6.rules "$W/v6.rules"
 section again; cfa sync --json
+section doctor; cfa doctor --offline --json
 section detected; "$BIN" --config "$W/auto.yaml" status --json 2>/dev/null | grep -o '"backend": *"[a-z]*"'
 # A ufw command holding ufw's lock: cf-allow waits (1 s here), then gives up, changing nothing.
 python3 -c 'import fcntl, time; f = open("/run/ufw.lock", "w"); fcntl.lockf(f, fcntl.LOCK_EX); open("'"$W"'/locked", "w").close(); time.sleep(4)' & locker=$!
@@ -443,6 +444,24 @@ section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
         again["reachability"]["blocked"][0]["family"], "ipv6",
         "{again}"
     );
+    // doctor agrees with sync: ufw holds every range it can carry here (the firewall check is
+    // OK and says IPv6 is left out), and the verdict FAILs for the IPv6 ranges.
+    let (doctor, _) = json(&s, "doctor");
+    let check = |id: &str| {
+        doctor["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no {id} check: {doctor}"))
+    };
+    let firewall = check("firewall");
+    assert_eq!(firewall["status"], "ok", "{firewall}");
+    assert!(
+        firewall["summary"]
+            .as_str()
+            .is_some_and(|m| m.contains("IPv6 left out")),
+        "{firewall}"
+    );
+    assert_eq!(check("reachability")["status"], "fail", "{doctor}");
 
     assert_eq!(
         s.section("detected").trim(),

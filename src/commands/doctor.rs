@@ -62,6 +62,7 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
             Ok((backend, found)) => Ok(basics::Held {
                 name: backend.name(),
                 ranges: &found.ranges,
+                families: backend.families(),
                 repairs: found.repairs.clone(),
                 warnings: &found.warnings,
             }),

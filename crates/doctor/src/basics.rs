@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cf_allow_diff::{Plan, RangeSet};
+use cf_allow_diff::{Family, Plan, RangeSet};
 
 use crate::Check;
 
@@ -158,6 +158,9 @@ pub struct Held<'a> {
     pub name: &'a str,
     /// The ranges it allows now.
     pub ranges: &'a RangeSet,
+    /// The address families it holds ranges for on this host (`Backend::families`: ufw with
+    /// `IPV6=no` holds none of IPv6); the others are not expected of it.
+    pub families: Vec<Family>,
     /// Repairs it would make.
     pub repairs: Vec<String>,
     /// Its warnings.
@@ -184,6 +187,17 @@ pub fn firewall_checks(
         }
     };
     let name = held.name;
+    // What sync would converge to: the families the backend holds here (as sync and status).
+    let left_out: Vec<&str> = Family::ALL
+        .into_iter()
+        .filter(|f| !held.families.contains(f) && expected.len_of(*f) > 0)
+        .map(|f| match f {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        })
+        .collect();
+    let all = expected;
+    let expected = &all.only(&held.families);
     let plan = Plan::between(expected, held.ranges).with_repairs(held.repairs);
     let mut out = vec![if !plan.add.is_empty() {
         let first: Vec<String> = plan.add.iter().take(3).map(|n| n.to_string()).collect();
@@ -217,10 +231,18 @@ pub fn firewall_checks(
     } else {
         Check::ok(
             "firewall",
-            format!(
-                "{name} allows all {} ranges of {which} plus extra_cidrs",
-                expected.len()
-            ),
+            if left_out.is_empty() {
+                format!(
+                    "{name} allows all {} ranges of {which} plus extra_cidrs",
+                    expected.len()
+                )
+            } else {
+                format!(
+                    "{name} allows all {} ranges of {which} plus extra_cidrs that it holds here ({} left out: {name} does not filter them on this host; the reachability check judges them)",
+                    expected.len(),
+                    left_out.join(", ")
+                )
+            },
         )
     }];
     for warning in held.warnings {
@@ -273,6 +295,7 @@ mod tests {
         let held = |r| Held {
             name: "nftables",
             ranges: r,
+            families: vec![Family::Ipv4, Family::Ipv6],
             repairs: Vec::new(),
             warnings: &[],
         };
@@ -284,9 +307,21 @@ mod tests {
         let got = firewall_checks(&want, "the last good list", Ok(held(&want)), label);
         assert_eq!(got[0].status, Status::Ok);
         let warnings = ["policy drop; set nftables.into: x".to_string()];
+        // A backend that holds no IPv6 here (ufw with IPV6=no) is not asked for it.
+        let both = want.union(&nets(&["2400:cb00::/32"]));
+        let v4_only = Held {
+            families: vec![Family::Ipv4],
+            ..held(&want)
+        };
+        let got = firewall_checks(&both, "l", Ok(v4_only), label);
+        assert_eq!(got[0].status, Status::Ok, "{got:?}");
+        assert!(got[0].summary.contains("(IPv6 left out"), "{got:?}");
+        let got = firewall_checks(&both, "l", Ok(held(&want)), label);
+        assert_eq!(got[0].status, Status::Fail, "{got:?}");
         let h = Held {
             name: "nftables",
             ranges: &want,
+            families: vec![Family::Ipv4, Family::Ipv6],
             repairs: vec!["x".into()],
             warnings: &warnings,
         };
