@@ -58,7 +58,27 @@ fn nft_noop_with_an_unchanged_generation_does_not_dump_the_sets() {
     let (first, dumped) = sync(&env, &ns, &feed);
     assert!(dumped, "nothing recorded yet: {}", first.stderr);
     assert_eq!(first.json()["changed"], true);
-    assert!(env.state_dir().join("nftables-generation").is_file());
+    let record = env.state_dir().join("nftables-generation");
+    assert!(record.is_file());
+    // Written by the hardened writer: mode 0600, and a link planted at its path is replaced,
+    // never followed (the file it pointed to keeps its bytes).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&record)
+        .expect("record")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let victim = env.path("victim");
+    std::fs::write(&victim, "keep\n").expect("victim");
+    std::fs::remove_file(&record).expect("rm record");
+    std::os::unix::fs::symlink(&victim, &record).expect("symlink");
+    let (relinked, dumped) = sync(&env, &ns, &feed);
+    assert!(dumped, "no record to trust: {}", relinked.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep\n");
+    assert!(std::fs::symlink_metadata(&record)
+        .expect("record")
+        .file_type()
+        .is_file());
 
     let ruleset = ns.sh("nft list ruleset");
     for _ in 0..2 {

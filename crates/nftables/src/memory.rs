@@ -9,8 +9,7 @@
 //! full read during which the generation did not move. A stale or unreadable record is
 //! simply not used.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::intervals::Element;
 
@@ -58,13 +57,14 @@ impl Memory {
         record
     }
 
-    /// Replaces the record (atomically: a temp file renamed over it). Failures only cost
-    /// speed, so they are logged, not returned.
+    /// Replaces the record with the hardened writer every state file uses
+    /// (`cf_allow_exec::files::replace`: an exclusive temporary file, no link followed,
+    /// rename; mode 0600). Failures only cost speed, so they are logged, not returned.
     pub fn store(&self, record: &Record) {
         if !self.writable {
             return;
         }
-        if let Err(e) = write_atomically(&self.path, &encode(record)) {
+        if let Err(e) = cf_allow_exec::files::replace(&self.path, &encode(record), 0o600) {
             tracing::debug!(path = %self.path.display(), error = %e, "nftables: cannot record the ruleset generation");
         }
     }
@@ -74,33 +74,6 @@ impl Memory {
 pub(crate) fn host_identity(netns_cookie: Option<u64>) -> Option<String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     Some(format!("{}/{}", boot.trim(), netns_cookie?))
-}
-
-/// Writes `bytes` to a temp file next to `path` (whose directory must exist) and renames
-/// it over `path` (no fsync: a
-/// record lost in a crash only makes the next run read the kernel).
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path)?;
-    tmp.1.write_all(bytes)?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp.0);
-    })
-}
-
-fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    Ok((tmp, file))
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
