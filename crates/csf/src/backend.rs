@@ -11,7 +11,7 @@ use crate::conf::CsfConf;
 use crate::entries::{parse_file, ranges_of, render_allow, render_ignore, wanted_allow, Entry};
 use crate::files::{read_optional, FileTxn};
 use crate::include::{self, IncludeState};
-use crate::live::{self, Layout, Live, LiveDelta, LiveState, Programs};
+use crate::live::{self, Live, LiveDelta, LiveLayout, LiveState, Programs};
 use crate::lock::csf_lock;
 use crate::{ApplyMode, Error, Settings, ALLOW_FILE, IGNORE_FILE, LFD_PID_FILES};
 
@@ -32,7 +32,7 @@ pub struct CsfBackend {
 /// Everything one operation reads before it decides.
 struct Host {
     conf: CsfConf,
-    layout: Layout,
+    layout: LiveLayout,
     programs: Programs,
     csf: PathBuf,
     allow_text: Vec<u8>,
@@ -113,7 +113,7 @@ impl CsfBackend {
             .unwrap_or_default();
         let others = self.admin_entries(&allow_text);
         Ok(Host {
-            layout: Layout::from_conf(&conf),
+            layout: LiveLayout::from_conf(&conf),
             programs: Programs::from_conf(&conf),
             conf,
             csf,

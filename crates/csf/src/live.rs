@@ -153,7 +153,7 @@ impl Live {
     pub fn describe(&self) -> String {
         match self {
             Live::Rule(r) => format!("{} {}", tool_name(r.family()), r.spec()),
-            Live::SetElement(n) => format!("ipset {} {n}", set_name(Family::of(n))),
+            Live::SetElement(n) => format!("ipset {} {n}", allow_set_name(Family::of(n))),
         }
     }
 }
@@ -166,7 +166,7 @@ fn tool_name(family: Family) -> &'static str {
 }
 
 /// CSF's ipset for plain allow entries of a family.
-pub fn set_name(family: Family) -> &'static str {
+pub fn allow_set_name(family: Family) -> &'static str {
     match family {
         Family::Ipv4 => "chain_ALLOW",
         Family::Ipv6 => "chain_6_ALLOW",
@@ -175,7 +175,7 @@ pub fn set_name(family: Family) -> &'static str {
 
 /// How CSF, configured by csf.conf, turns allow entries into live objects.
 #[derive(Clone, Debug)]
-pub struct Layout {
+pub struct LiveLayout {
     ipv6: bool,
     ipset: bool,
     accept: String,
@@ -185,10 +185,10 @@ pub struct Layout {
     dev6: Iface,
 }
 
-impl Layout {
+impl LiveLayout {
     /// The layout csf.conf describes.
-    pub fn from_conf(conf: &CsfConf) -> Layout {
-        Layout {
+    pub fn from_conf(conf: &CsfConf) -> LiveLayout {
+        LiveLayout {
             ipv6: conf.ipv6(),
             ipset: conf.ipset(),
             accept: conf.accept_target().to_string(),
@@ -305,7 +305,7 @@ pub struct LiveState {
 
 impl LiveState {
     /// Reads the filter tables (and ipsets, with `LF_IPSET`) of the families CSF loads.
-    pub fn read(layout: &Layout, programs: &Programs) -> Result<LiveState, Error> {
+    pub fn read(layout: &LiveLayout, programs: &Programs) -> Result<LiveState, Error> {
         let mut state = LiveState::default();
         for family in Family::ALL {
             if !layout.loads(family) {
@@ -320,7 +320,7 @@ impl LiveState {
             }
             if layout.ipset && state.running[i] {
                 let ipset = Programs::need(&programs.ipset, "ipset")?;
-                let set = set_name(family);
+                let set = allow_set_name(family);
                 let prefix = format!("add {set} ");
                 // A missing set is not an error: CSF has not created it.
                 if let Ok(text) = run(ipset, &["save", set], None) {
@@ -380,7 +380,7 @@ impl LiveDelta {
     /// an object the admin's lines also create is never deleted, and a rule the admin's
     /// lines create is not counted as cf-allow's.
     pub fn between(
-        layout: &Layout,
+        layout: &LiveLayout,
         new: &[Entry],
         old: &[Entry],
         others: &[Entry],
@@ -477,7 +477,7 @@ impl LiveDelta {
             list.iter()
                 .filter_map(|o| match o {
                     Live::SetElement(n) => {
-                        Some(format!("{verb} {} {n}\n", set_name(Family::of(n))))
+                        Some(format!("{verb} {} {n}\n", allow_set_name(Family::of(n))))
                     }
                     Live::Rule(_) => None,
                 })
@@ -520,8 +520,8 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn layout(conf: &str) -> Layout {
-        Layout::from_conf(&CsfConf::parse(conf, Path::new("csf.conf")).expect("conf"))
+    fn layout(conf: &str) -> LiveLayout {
+        LiveLayout::from_conf(&CsfConf::parse(conf, Path::new("csf.conf")).expect("conf"))
     }
 
     fn net(s: &str) -> IpNet {
