@@ -248,30 +248,18 @@ impl Netlink {
         if changes.is_empty() {
             return Ok(());
         }
-        // Still one batch (one transaction), but built change by change: each change's
-        // libnftnl objects are serialised into the batch and freed before the next change's
-        // are made, so a 100k-element first apply never holds every element as an object
-        // and as bytes at once. `messages[i]`: the change the batch's i-th message is from.
+        // Still one batch (one transaction), but built message by message: each message's
+        // libnftnl objects are serialised into the batch and freed before the next one's are
+        // made, so a 100k-element first apply never holds every element as an object and as
+        // bytes at once. `messages[i]`: the change the batch's i-th message is from.
         let mut messages: Vec<&Change> = Vec::new();
         let mut set_id = 1u32;
         let mut batch = Batch::new();
         for change in changes {
-            match change {
-                Change::AddElements { elements, .. } | Change::DelElements { elements, .. } => {
-                    for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                        if let Some(message) = Message::element_chunk(change, chunk)? {
-                            batch.add(&message, MsgType::Add);
-                            messages.push(change);
-                        }
-                    }
-                }
-                _ => {
-                    for message in Message::build(change, &mut set_id)? {
-                        batch.add(&message, MsgType::Add);
-                        messages.push(change);
-                    }
-                }
-            }
+            Message::build(change, &mut set_id, &mut |message| {
+                batch.add(&message, MsgType::Add);
+                messages.push(change);
+            })?;
         }
         let batch = batch.finalize();
         let seqs = batch.sequence_numbers();
@@ -1311,8 +1299,14 @@ impl Message {
     }
 
     /// The messages that make one change (a rule with a port list also creates its
-    /// anonymous set; long element lists are split).
-    fn build(change: &Change, anon_id: &mut u32) -> Result<Vec<Message>, Error> {
+    /// anonymous set; long element lists are split), each handed to `emit` as soon as it is
+    /// made: an element list is emitted chunk by chunk, so its libnftnl objects are freed
+    /// before the next chunk's are built.
+    fn build(
+        change: &Change,
+        anon_id: &mut u32,
+        emit: &mut dyn FnMut(Message),
+    ) -> Result<(), Error> {
         let create = libc::NLM_F_CREATE;
         let out = match change {
             Change::AddTable { family, name } => vec![Message::new(
@@ -1395,11 +1389,12 @@ impl Message {
                 0,
             )],
             Change::AddElements { elements, .. } | Change::DelElements { elements, .. } => {
-                let mut out = Vec::new();
                 for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                    out.extend(Message::element_chunk(change, chunk)?);
+                    if let Some(message) = Message::element_chunk(change, chunk)? {
+                        emit(message);
+                    }
                 }
-                out
+                Vec::new()
             }
             Change::AddRule {
                 family,
@@ -1479,7 +1474,8 @@ impl Message {
                 )]
             }
         };
-        Ok(out)
+        out.into_iter().for_each(emit);
+        Ok(())
     }
 }
 
