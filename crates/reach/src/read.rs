@@ -126,6 +126,7 @@ pub(crate) fn read_with(opts: &ReadOptions, network: &Network) -> HostModel {
     match parsed {
         // The dump parsed once, for both the programs to run and the model.
         Some(parsed) => from_parsed(&sources, opts, parsed),
+        // Not read, or not parsed: from_sources says why.
         None => from_sources(&sources, opts),
     }
 }
@@ -472,11 +473,9 @@ pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
     }
 }
 
-/// [`from_sources`] with `s.nft` already parsed.
+/// [`from_sources`] with `s.nft` already parsed (so it was read: both callers only get
+/// `parsed` from an `Ok` dump).
 fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostModel {
-    if let Err(why) = &s.nft {
-        return HostModel::unreadable(why.clone());
-    }
     let mut notes = Vec::new();
     let mut tables = parsed.tables;
     if let Some(Ok(text)) = &s.nft_chains {
