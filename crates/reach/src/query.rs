@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use cf_allow_diff::Family;
 
 use crate::model::{Action, Atom, Cond, IpsetKind, Rhs, VmapRhs};
+use crate::space::{addr_value, span_to_nets};
 use crate::{HostModel, RuleRef};
 
 /// An inclusive span of addresses of one family.
@@ -35,22 +36,16 @@ impl AddrSpan {
 
     /// The span as one CIDR, when it is exactly one.
     fn as_cidr(&self) -> Option<ipnet::IpNet> {
-        let (lo, hi, bits) = match (self.first, self.last) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
-            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        let family = match (self.first, self.last) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => Family::Ipv4,
+            (IpAddr::V6(_), IpAddr::V6(_)) => Family::Ipv6,
             _ => return None,
         };
-        let size = hi.checked_sub(lo)?.checked_add(1);
-        let host_bits = match size {
-            None => 128,
-            Some(n) if n.is_power_of_two() => n.trailing_zeros(),
-            Some(_) => return None,
-        };
-        if host_bits < 128 && lo & ((1u128 << host_bits) - 1) != 0 {
-            return None;
+        let span = (addr_value(self.first), addr_value(self.last));
+        match span_to_nets(family, span)[..] {
+            [net] => Some(net),
+            _ => None,
         }
-        let len = u8::try_from(bits - host_bits).ok()?;
-        ipnet::IpNet::new(self.first, len).ok()
     }
 }
 
