@@ -396,69 +396,84 @@ async fn try_alternative(
         }
     }
     let mut nets: Vec<IpNet> = Vec::new();
-    let mut records = Vec::new();
-    let mut etags = Vec::new();
-    let mut all_not_modified = true;
+    let mut answered = Answered::default();
     for answer in answers {
-        let Got {
-            shown,
-            bytes,
-            context,
-            http_etag,
-            mut not_modified,
-        } = answer?;
+        let got = answer?;
         let invalid = |problem| FetchError::Invalid {
-            url: shown.clone(),
+            url: got.shown.clone(),
             problem,
         };
-        let cached = cache.and_then(|c| c.urls.get(&shown));
-        let parsed = parse::parse_body(&bytes, &context).map_err(invalid)?;
+        let parsed = parse::parse_body(&got.bytes, &got.context).map_err(invalid)?;
         if parsed.entries.is_empty() {
             return Err(invalid(Problem::NoEntries));
         }
         nets.extend(validate::check_entries(&parsed.entries, &opts.validation).map_err(invalid)?);
-        if parsed.api_etag.is_some()
-            && parsed.api_etag.as_deref() == cached.and_then(|r| r.api_etag.as_deref())
-        {
-            not_modified = true;
-        }
-        all_not_modified &= not_modified;
-        etags.extend(parsed.api_etag.clone().or_else(|| http_etag.clone()));
+        let cached = cache.and_then(|c| c.urls.get(&got.shown));
+        let same_api_etag = parsed.api_etag.is_some()
+            && parsed.api_etag.as_deref() == cached.and_then(|r| r.api_etag.as_deref());
+        let not_modified = got.not_modified || same_api_etag;
+        answered.add(got, parsed.api_etag, not_modified);
+    }
+    validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
+        url: source.clone(),
+        problem,
+    })?;
+    Ok(Won {
+        list: FetchedList {
+            ranges: RangeSet::aggregated(nets),
+            source,
+            etag: answered.etag(),
+            origin: answered.origin(),
+            fetched_at: SystemTime::now(),
+        },
+        records: answered.records,
+        digest,
+    })
+}
+
+/// What the answers of one alternative say besides its list: the records to cache, the
+/// etags, and whether every one was unchanged. One bookkeeping for a parsed list and for a
+/// list taken from the cache by its digest.
+#[derive(Default)]
+struct Answered {
+    records: Vec<(String, UrlRecord)>,
+    etags: Vec<String>,
+    changed: bool,
+}
+
+impl Answered {
+    /// Adds one URL's answer with its API etag (`None` when the body has none).
+    fn add(&mut self, got: Got, api_etag: Option<String>, not_modified: bool) {
+        self.changed |= !not_modified;
+        self.etags
+            .extend(api_etag.clone().or_else(|| got.http_etag.clone()));
         // Only HTTP answers carry a status: files are not revalidated, so not remembered.
-        let can_revalidate = http_etag.is_some() || parsed.api_etag.is_some();
-        if can_revalidate && context.status.is_some() {
-            if let Ok(body) = String::from_utf8(bytes) {
-                records.push((
-                    shown.clone(),
+        let can_revalidate = got.http_etag.is_some() || api_etag.is_some();
+        if can_revalidate && got.context.status.is_some() {
+            if let Ok(body) = String::from_utf8(got.bytes) {
+                self.records.push((
+                    got.shown,
                     UrlRecord {
-                        etag: http_etag,
-                        api_etag: parsed.api_etag,
+                        etag: got.http_etag,
+                        api_etag,
                         body,
                     },
                 ));
             }
         }
     }
-    validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
-        url: source.clone(),
-        problem,
-    })?;
-    let origin = if all_not_modified {
-        Origin::NotModified
-    } else {
-        Origin::Network
-    };
-    Ok(Won {
-        list: FetchedList {
-            ranges: RangeSet::aggregated(nets),
-            source,
-            etag: (!etags.is_empty()).then(|| etags.join(", ")),
-            origin,
-            fetched_at: SystemTime::now(),
-        },
-        records,
-        digest,
-    })
+
+    fn origin(&self) -> Origin {
+        if self.changed {
+            Origin::Network
+        } else {
+            Origin::NotModified
+        }
+    }
+
+    fn etag(&self) -> Option<String> {
+        (!self.etags.is_empty()).then(|| self.etags.join(", "))
+    }
 }
 
 /// The cached list for bodies whose digest matches it; the origin, etags and URL records
@@ -472,43 +487,24 @@ fn from_digest(
     tracing::debug!(
         "{source}: the bodies match the cached list's digest; using it without parsing"
     );
-    let mut records = Vec::new();
-    let mut etags = Vec::new();
-    let mut all_not_modified = true;
+    let mut answered = Answered::default();
     for got in answers.into_iter().flatten() {
         let api_etag = cache
             .urls
             .get(&got.shown)
             .filter(|r| r.body.as_bytes() == got.bytes.as_slice())
             .and_then(|r| r.api_etag.clone());
-        all_not_modified &= got.not_modified || api_etag.is_some();
-        etags.extend(api_etag.clone().or_else(|| got.http_etag.clone()));
-        let can_revalidate = got.http_etag.is_some() || api_etag.is_some();
-        if can_revalidate && got.context.status.is_some() {
-            if let Ok(body) = String::from_utf8(got.bytes) {
-                records.push((
-                    got.shown,
-                    UrlRecord {
-                        etag: got.http_etag,
-                        api_etag,
-                        body,
-                    },
-                ));
-            }
-        }
+        let not_modified = got.not_modified || api_etag.is_some();
+        answered.add(got, api_etag, not_modified);
     }
     let mut list = from_cache(cache.list.clone());
-    list.origin = if all_not_modified {
-        Origin::NotModified
-    } else {
-        Origin::Network
-    };
+    list.origin = answered.origin();
     list.source = source;
-    list.etag = (!etags.is_empty()).then(|| etags.join(", "));
+    list.etag = answered.etag();
     list.fetched_at = SystemTime::now();
     Won {
         list,
-        records,
+        records: answered.records,
         digest: Some(digest),
     }
 }
