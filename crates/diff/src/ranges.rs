@@ -243,11 +243,6 @@ mod tests {
         assert!(set.contains(&"10.0.0.0/25".parse().expect("cidr")));
         assert!(!set.contains(&"10.0.0.0/24".parse().expect("cidr")));
     }
-}
-
-#[cfg(test)]
-mod merge_tests {
-    use super::*;
 
     #[test]
     fn difference_and_exact_match_the_naive_versions() {
