@@ -198,7 +198,7 @@ def main():
         sys.exit("bench: needs root (network namespaces)")
     work = tempfile.mkdtemp(prefix="cf-allow-bench.")
     rows = []
-    for backend in ["nftables", "ipset"]:
+    for backend in os.environ.get("BACKENDS", "nftables ipset").split():
         for n in SIZES:
             rows.append((backend, n, measure(work, backend, n)))
     subprocess.run(["rm", "-rf", work])

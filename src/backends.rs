@@ -192,7 +192,7 @@ pub fn open_recording(kind: BackendKind, config: &Config) -> Result<Box<dyn Fire
 }
 
 /// The file of nftables' generation record.
-const NFTABLES_GENERATION_FILE: &str = "nftables-generation";
+pub const NFTABLES_GENERATION_FILE: &str = "nftables-generation";
 
 fn build(kind: BackendKind, config: &Config, record: bool) -> Result<Box<dyn Firewall>> {
     let ports: Vec<u16> = config.ports.iter().map(|p| p.0).collect();

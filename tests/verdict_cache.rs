@@ -306,3 +306,86 @@ fn a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cache
         "{reach:#}"
     );
 }
+
+const HELD: &str = "reachability: cf-allow's sets taken from";
+
+/// The reachability JSON of `status` with the generation record moved away (a directory
+/// in its place, so `status` cannot record one either), so the host is read in full: every
+/// set's elements from `nft -j list ruleset`. The record is put back.
+fn full_read(env: &Env, ns: &Netns, code: i32) -> serde_json::Value {
+    let record = env.state_dir().join("nftables-generation");
+    let aside = env.state_dir().join("nftables-generation.aside");
+    std::fs::rename(&record, &aside).expect("move the generation record aside");
+    std::fs::create_dir(&record).expect("a directory at the record's path");
+    let status = env.run(Some(ns), &["-v", "status", "--json", "--exit-code"]);
+    std::fs::remove_dir(&record).expect("remove the directory");
+    std::fs::rename(&aside, &record).expect("put the generation record back");
+    status.expect_code(code);
+    assert!(!status.stderr.contains(HELD), "{}", status.stderr);
+    status.json()["reachability"].clone()
+}
+
+#[test]
+fn after_its_commit_the_verdict_takes_cf_allows_sets_from_the_record_and_reads_foreign_sets() {
+    if !ready(
+        "after_its_commit_the_verdict_takes_cf_allows_sets_from_the_record_and_reads_foreign_sets",
+    ) {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-held", &[443]);
+    // Foreign sets that exist before cf-allow's commit, so its record matches the
+    // generation and the verdict reads the ruleset without set elements: a set and a
+    // verdict map that drop two Cloudflare ranges, and a set no rule uses.
+    server.sh_with_input(
+        "nft -f -",
+        "table inet guard {\n  set bad { type ipv4_addr; flags interval; elements = { 173.245.48.0/20 }; }\n  map verdicts { type ipv6_addr : verdict; flags interval; elements = { 2400:cb00::/32 : drop }; }\n  set unused { type ipv4_addr; elements = { 192.0.2.7 }; }\n  chain input {\n    type filter hook input priority -10; policy accept;\n    ip saddr @bad drop\n    ip6 saddr vmap @verdicts\n  }\n}\n",
+    );
+    let env = Env::new("backend: nftables\nports: [443]\nreachability: {cache: false}\n");
+    let feed = env.cloudflare_feed();
+    let first = sync(&env, &server, &feed);
+    first.expect_code(3);
+    assert!(first.stderr.contains(HELD), "{}", first.stderr);
+    let reach = first.json()["reachability"].clone();
+    let blocked: Vec<String> = reach["blocked"]
+        .as_array()
+        .expect("blocked")
+        .iter()
+        .flat_map(|b| b["ranges"].as_array().cloned().unwrap_or_default())
+        .map(|r| r.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(blocked, ["173.245.48.0/20", "2400:cb00::/32"], "{reach:#}");
+    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    // The same verdict as a read of every element.
+    assert_eq!(full_read(&env, &server, 2), reach);
+
+    // A no-op sync after a foreign commit (the drop rules gone) reads cf-allow's sets from
+    // the kernel once, records them, and the verdict takes them from that record.
+    server.sh("nft flush chain inet guard input");
+    let run = sync(&env, &server, &feed);
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], false);
+    assert!(run.stderr.contains(HELD), "{}", run.stderr);
+    let reach = run.json()["reachability"].clone();
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(reach["checked"]["ranges"], 22);
+    assert_eq!(full_read(&env, &server, 0), reach);
+
+    // cf-allow's own set emptied behind its back: the record describes another
+    // generation, so `status` reads the elements from the kernel (and records what it
+    // read); its verdict equals a full read's. The sync that refills the set records its
+    // commit, and the verdict after it takes the refilled sets from that record.
+    server.sh("nft flush set inet cf_allow cf_v4");
+    let status = env.run(Some(&server), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(2);
+    assert!(
+        status.stderr.contains("dumping the set elements"),
+        "{}",
+        status.stderr
+    );
+    assert_eq!(full_read(&env, &server, 2), status.json()["reachability"]);
+    let run = sync(&env, &server, &feed);
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], true);
+    assert!(run.stderr.contains(HELD), "{}", run.stderr);
+    assert_eq!(run.json()["reachability"], reach);
+}

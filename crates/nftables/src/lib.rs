@@ -84,3 +84,65 @@ pub fn ruleset_stamp() -> Result<RulesetStamp, Error> {
     let host = memory::host_identity(nl.netns_cookie()).ok_or(Error::NoIdentity)?;
     Ok(RulesetStamp { host, generation })
 }
+
+/// One of cf-allow's sets as the kernel holds it: where it is, and its ranges (first and
+/// last address, inclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldSet {
+    /// The table's family (`inet`, `ip`, `ip6`).
+    pub family: String,
+    /// The table.
+    pub table: String,
+    /// The set (`cf_v4`, `cf_v6`).
+    pub name: String,
+    /// The ranges the set holds.
+    pub ranges: Vec<(std::net::IpAddr, std::net::IpAddr)>,
+}
+
+/// cf-allow's sets as the kernel holds them at `stamp`, from the generation record at
+/// `record` (the file [`NftablesBackend::with_memory`] writes), when that record describes
+/// exactly the ruleset of `stamp` (same boot, namespace and generation, and the table
+/// `settings` name): then no batch was committed since the record was made, so its
+/// elements are the kernel's. `None` otherwise (no record, another generation, another
+/// table): the caller reads the sets from the kernel.
+pub fn held_sets(
+    settings: &Settings,
+    record: &std::path::Path,
+    stamp: &RulesetStamp,
+) -> Option<Vec<HeldSet>> {
+    let record = memory::Memory::new(record.to_path_buf(), false).load()?;
+    let (family, table, key) = match &settings.into {
+        Some(into) => (
+            into.family.as_str(),
+            &into.table,
+            format!("into {}", into.table),
+        ),
+        None => ("inet", &settings.table, format!("own {}", settings.table)),
+    };
+    if record.stamp.host != stamp.host
+        || record.stamp.generation != stamp.generation
+        || record.target != key
+    {
+        return None;
+    }
+    let held = |name: &str, elements: Option<Vec<intervals::Element>>, key_len: usize| {
+        elements.map(|elements| HeldSet {
+            family: family.to_owned(),
+            table: table.clone(),
+            name: name.to_owned(),
+            ranges: intervals::ranges_from_elements(elements, key_len)
+                .into_iter()
+                .map(|r| (r.first, r.last))
+                .collect(),
+        })
+    };
+    Some(
+        [
+            held(layout::SET_V4, record.v4, 4),
+            held(layout::SET_V6, record.v6, 16),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}

@@ -18,6 +18,26 @@ pub struct ReadOptions {
     /// loaded): doctor lists block lists that exist before a rule uses them (fail2ban's
     /// `f2b-*`). Without it, `ipset save` runs only when an iptables rule matches a set.
     pub all_ipsets: bool,
+    /// Sets whose elements the caller knows to be the kernel's right now (cf-allow's own
+    /// sets, from the record of its last commit at the current generation). When any are
+    /// given, the rules are read without set elements (`nft -j -t list ruleset`), these sets
+    /// are filled from here, and every other named set is read on its own (`nft -j list
+    /// set …`): the read then costs the same whatever the size of cf-allow's lists.
+    pub known_sets: Vec<KnownSet>,
+}
+
+/// A named nft set and its elements, known without reading them (see
+/// [`ReadOptions::known_sets`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownSet {
+    /// The table's family (`inet`, `ip`, `ip6`).
+    pub family: String,
+    /// The table.
+    pub table: String,
+    /// The set.
+    pub name: String,
+    /// Its ranges: first and last address, inclusive.
+    pub ranges: Vec<(IpAddr, IpAddr)>,
 }
 
 /// The captured outputs the model is built from. `Err` holds why a program could not be
@@ -175,14 +195,76 @@ impl Network {
     }
 }
 
-fn read_rules(opts: &ReadOptions, network: &Network) -> (Sources, Option<nft::Parsed>) {
-    let nft = run("nft", &["-j", "list", "ruleset"]).unwrap_or_else(|| {
+/// `nft -j list ruleset`, parsed; with known sets, the ruleset without set elements plus
+/// each other set read on its own (see [`ReadOptions::known_sets`]).
+fn read_nft(known: &[KnownSet]) -> (Result<String, String>, Option<nft::Parsed>) {
+    let args: &[&str] = if known.is_empty() {
+        &["-j", "list", "ruleset"]
+    } else {
+        &["-j", "-t", "list", "ruleset"]
+    };
+    let nft = run("nft", args).unwrap_or_else(|| {
         Err(
             "nft is not installed (package nftables), so the nftables ruleset cannot be read"
                 .into(),
         )
     });
-    let parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
+    let mut parsed = nft.as_ref().ok().and_then(|j| nft::parse(j).ok());
+    if let (Some(parsed), false) = (&mut parsed, known.is_empty()) {
+        fill_sets(parsed, known);
+    }
+    (nft, parsed)
+}
+
+/// Gives the sets of a terse dump their elements: the known ones from `known`, every other
+/// one from its own `nft -j list set|map` (a set that cannot be read is `unknown`, so the
+/// verdict never takes an empty set for a read one).
+fn fill_sets(parsed: &mut nft::Parsed, known: &[KnownSet]) {
+    let mut volatile = false;
+    for t in &mut parsed.tables {
+        let family = t.family.as_str().to_owned();
+        for (name, def) in &mut t.sets {
+            if let Some(k) = known
+                .iter()
+                .find(|k| k.family == family && k.table == t.name && &k.name == name)
+            {
+                def.elems = k
+                    .ranges
+                    .iter()
+                    .map(|(first, last)| {
+                        vec![crate::model::Atom::Num(
+                            crate::space::addr_value(*first),
+                            crate::space::addr_value(*last),
+                        )]
+                    })
+                    .collect();
+                continue;
+            }
+            if def.unknown.is_some() {
+                continue; // a data map: its elements would not change the answer
+            }
+            let kind = if def.verdicts.is_some() { "map" } else { "set" };
+            let read = run("nft", &["-j", "list", kind, &family, &t.name, name])
+                .unwrap_or_else(|| Err("nft is not installed".into()))
+                .and_then(|json| nft::parse(&json));
+            let own = read.and_then(|p| {
+                volatile |= p.volatile;
+                p.tables
+                    .into_iter()
+                    .find_map(|mut t| t.sets.remove(name.as_str()))
+                    .ok_or_else(|| format!("`nft list {kind}` did not return {kind} {name}"))
+            });
+            match own {
+                Ok(read) => *def = read,
+                Err(why) => def.unknown = Some(why),
+            }
+        }
+    }
+    parsed.volatile |= volatile;
+}
+
+fn read_rules(opts: &ReadOptions, network: &Network) -> (Sources, Option<nft::Parsed>) {
+    let (nft, parsed) = read_nft(&opts.known_sets);
     let xt = |fam: &str| {
         parsed
             .as_ref()
