@@ -96,12 +96,21 @@ impl Key {
             "probe ports {:?} lockdown {}",
             probe.ports, probe.lockdown
         );
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(text.as_bytes());
+        // The ranges as bytes (address, prefix length), not as text: at 100,000 ranges
+        // formatting them cost more than the rest of the key.
         for family in Family::ALL {
+            context.update(family.as_str().as_bytes());
             for net in probe.ranges.iter_family(family) {
-                let _ = writeln!(text, "range {net}");
+                match net.addr() {
+                    std::net::IpAddr::V4(a) => context.update(&a.octets()),
+                    std::net::IpAddr::V6(a) => context.update(&a.octets()),
+                }
+                context.update(&[net.prefix_len()]);
             }
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let digest = context.finish();
         let digest = digest.as_ref().iter().fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
