@@ -98,18 +98,7 @@ impl Key {
         );
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
         context.update(text.as_bytes());
-        // The ranges as bytes (address, prefix length), not as text: at 100,000 ranges
-        // formatting them cost more than the rest of the key.
-        for family in Family::ALL {
-            context.update(family.as_str().as_bytes());
-            for net in probe.ranges.iter_family(family) {
-                match net.addr() {
-                    std::net::IpAddr::V4(a) => context.update(&a.octets()),
-                    std::net::IpAddr::V6(a) => context.update(&a.octets()),
-                }
-                context.update(&[net.prefix_len()]);
-            }
-        }
+        add_ranges(&mut context, &probe.ranges);
         let digest = context.finish();
         let digest = digest.as_ref().iter().fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02x}");
@@ -120,6 +109,25 @@ impl Key {
 
     fn header(&self) -> String {
         format!("{MAGIC}\n{}\n", self.digest)
+    }
+}
+
+/// Feeds `ranges` into the key as bytes, not as text (at 100,000 ranges formatting them
+/// cost more than the rest of the key): per family its name and number of ranges, then
+/// each range's address and prefix length, so that two different lists never give the same
+/// bytes.
+fn add_ranges(context: &mut ring::digest::Context, ranges: &cf_allow_diff::RangeSet) {
+    for family in Family::ALL {
+        let count = ranges.iter_family(family).count() as u64;
+        context.update(family.as_str().as_bytes());
+        context.update(&count.to_be_bytes());
+        for net in ranges.iter_family(family) {
+            match net.addr() {
+                std::net::IpAddr::V4(a) => context.update(&a.octets()),
+                std::net::IpAddr::V6(a) => context.update(&a.octets()),
+            }
+            context.update(&[net.prefix_len()]);
+        }
     }
 }
 
@@ -211,5 +219,36 @@ fn forget(dir: &Dir) {
             "reachability: cannot remove {}: {e}",
             dir.join(FILE).display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_ranges;
+    use cf_allow_diff::RangeSet;
+
+    fn digest(nets: &[&str]) -> Vec<u8> {
+        let nets: Vec<ipnet::IpNet> = nets.iter().map(|n| n.parse().expect("net")).collect();
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        add_ranges(&mut context, &RangeSet::exact(nets));
+        context.finish().as_ref().to_vec()
+    }
+
+    #[test]
+    fn different_lists_give_different_keys() {
+        let lists: [&[&str]; 6] = [
+            &[],
+            &["192.0.2.0/24"],
+            &["192.0.2.0/25"],
+            &["198.51.100.0/24"],
+            &["192.0.2.0/24", "2001:db8::/32"],
+            &["2001:db8::/32"],
+        ];
+        for (i, a) in lists.iter().enumerate() {
+            assert_eq!(digest(a), digest(a));
+            for b in &lists[i + 1..] {
+                assert_ne!(digest(a), digest(b), "{a:?} and {b:?}");
+            }
+        }
     }
 }

@@ -140,23 +140,12 @@ impl NftablesBackend {
         self
     }
 
-    /// What identifies the sets' location in a record.
-    fn target_key(&self) -> String {
-        let target = self.target();
-        format!(
-            "{} {}",
-            if target.into { "into" } else { "own" },
-            target.table
-        )
-    }
-
     /// The record for this boot, namespace, generation and target, if there is one.
     fn recall(&self, host: Option<&str>, generation: u32) -> Option<Record> {
         let record = self.memory.as_ref()?.load()?;
-        (Some(record.stamp.host.as_str()) == host
-            && record.stamp.generation == generation
-            && record.target == self.target_key())
-        .then_some(record)
+        let key = self.settings.record_key();
+        host.is_some_and(|host| record.describes(host, generation, &key))
+            .then_some(record)
     }
 
     /// Records `v4` / `v6` as the sets' elements at `generation`.
@@ -175,7 +164,7 @@ impl NftablesBackend {
                 host: host.clone(),
                 generation,
             },
-            target: self.target_key(),
+            target: self.settings.record_key(),
             v4,
             v6,
         });

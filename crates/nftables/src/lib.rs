@@ -111,24 +111,14 @@ pub fn held_sets(
     stamp: &RulesetStamp,
 ) -> Option<Vec<HeldSet>> {
     let record = memory::Memory::new(record.to_path_buf(), false).load()?;
-    let (family, table, key) = match &settings.into {
-        Some(into) => (
-            into.family.as_str(),
-            &into.table,
-            format!("into {}", into.table),
-        ),
-        None => ("inet", &settings.table, format!("own {}", settings.table)),
-    };
-    if record.stamp.host != stamp.host
-        || record.stamp.generation != stamp.generation
-        || record.target != key
-    {
+    if !record.describes(&stamp.host, stamp.generation, &settings.record_key()) {
         return None;
     }
+    let (family, table) = settings.sets_table();
     let held = |name: &str, elements: Option<Vec<intervals::Element>>, key_len: usize| {
         elements.map(|elements| HeldSet {
             family: family.to_owned(),
-            table: table.clone(),
+            table: table.to_owned(),
             name: name.to_owned(),
             ranges: intervals::ranges_from_elements(elements, key_len)
                 .into_iter()

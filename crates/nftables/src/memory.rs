@@ -42,6 +42,14 @@ pub(crate) struct Record {
     pub v6: Option<Vec<Element>>,
 }
 
+impl Record {
+    /// True when this record describes the ruleset of `host` at `generation`, with the
+    /// sets where `key` ([`crate::Settings::record_key`]) says they are.
+    pub fn describes(&self, host: &str, generation: u32, key: &str) -> bool {
+        self.stamp.host == host && self.stamp.generation == generation && self.target == key
+    }
+}
+
 impl Memory {
     pub fn new(path: PathBuf, writable: bool) -> Memory {
         Memory { path, writable }

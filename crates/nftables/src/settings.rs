@@ -14,6 +14,24 @@ pub struct Settings {
     pub lockdown: bool,
 }
 
+impl Settings {
+    /// Where cf-allow's sets live: the table's family and name (own-table mode: `inet` and
+    /// `table`; into mode: the existing table).
+    pub(crate) fn sets_table(&self) -> (&'static str, &str) {
+        match &self.into {
+            Some(into) => (into.family.as_str(), &into.table),
+            None => ("inet", &self.table),
+        }
+    }
+
+    /// What identifies the sets' location in a generation record (`own TABLE`,
+    /// `into TABLE`).
+    pub(crate) fn record_key(&self) -> String {
+        let mode = if self.into.is_some() { "into" } else { "own" };
+        format!("{mode} {}", self.sets_table().1)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
