@@ -143,9 +143,14 @@ impl IptablesBackend {
             live: [None, None],
         };
         let headers = std::mem::take(&mut snapshot.sets);
+        // The members the ownership check read, so that no set is saved twice.
+        let mut members: Vec<(String, Vec<IpNet>)> = Vec::new();
         for header in headers {
             match self.set_owner(&snapshot, &header) {
-                Ok(()) => snapshot.sets.push(header),
+                Ok(read) => {
+                    members.extend(read.map(|read| (header.name.clone(), read)));
+                    snapshot.sets.push(header)
+                }
                 Err(reason) if strict && self.layout.ipset && !is_tmp_set(&header.name) => {
                     return Err(Error::Foreign(reason))
                 }
@@ -156,7 +161,11 @@ impl IptablesBackend {
             for family in Family::ALL {
                 let name = set_name(family);
                 if snapshot.has_set(name) {
-                    snapshot.live[index(family)] = Some(ipset.read(name, family)?);
+                    let live = match members.iter().position(|(n, _)| n == name) {
+                        Some(i) => members.swap_remove(i).1,
+                        None => ipset.read(name, family)?,
+                    };
+                    snapshot.live[index(family)] = Some(live);
                 }
             }
         }
@@ -166,7 +175,12 @@ impl IptablesBackend {
     /// Whether the set `header` (one of cf-allow's names) is cf-allow's: it has the
     /// `comment` extension and every member carries cf-allow's comment, or (a set of a
     /// version before the tag) rules use it and all of them are in cf-allow's chains.
-    fn set_owner(&self, snapshot: &Snapshot, header: &SetHeader) -> Result<(), String> {
+    /// `Ok(Some(members))` when the check had to read the members.
+    fn set_owner(
+        &self,
+        snapshot: &Snapshot,
+        header: &SetHeader,
+    ) -> Result<Option<Vec<IpNet>>, String> {
         let name = &header.name;
         if header.comment {
             let family = if name.contains("v6") {
@@ -176,12 +190,12 @@ impl IptablesBackend {
             };
             return Ipset::new()
                 .read(name, family)
-                .map(|_| ())
+                .map(Some)
                 .map_err(|err| err.to_string());
         }
         let refs = header.counts().map(|(refs, _)| refs).unwrap_or(0);
         if refs > 0 && refs == self.own_set_references(snapshot, name) {
-            return Ok(());
+            return Ok(None);
         }
         Err(format!(
             "the ipset {name} exists but was not created by cf-allow (it has no `comment` extension with members tagged \"cf-allow\", and no rule of cf-allow's uses it); cf-allow neither changes nor destroys it: rename or destroy it, or turn iptables.ipset off"
