@@ -70,8 +70,8 @@ impl RangeSet {
     pub fn aggregated<I: IntoIterator<Item = IpNet>>(nets: I) -> RangeSet {
         let (v4, v6) = split(nets);
         RangeSet {
-            ipv4: Ipv4Net::aggregate(&v4.into_iter().map(|n| n.trunc()).collect()),
-            ipv6: Ipv6Net::aggregate(&v6.into_iter().map(|n| n.trunc()).collect()),
+            ipv4: aggregate(v4),
+            ipv6: aggregate(v6),
         }
     }
 
@@ -174,6 +174,56 @@ impl fmt::Display for RangeSet {
 
 /// `v` sorted with duplicates dropped; a vector that is sorted already (a cached list, a
 /// dump in kernel order) costs one linear check and no allocation.
+/// What [`aggregate`] needs of a prefix type.
+trait Prefix: Ord + Copy {
+    fn trunc(&self) -> Self;
+    fn contains(&self, other: &Self) -> bool;
+    /// True when `self` and `other` are the two halves of one shorter prefix.
+    fn siblings(&self, other: &Self) -> bool;
+    fn aggregate(nets: Vec<Self>) -> Vec<Self>;
+}
+
+macro_rules! prefix {
+    ($net:ty) => {
+        impl Prefix for $net {
+            fn trunc(&self) -> Self {
+                <$net>::trunc(self)
+            }
+            fn contains(&self, other: &Self) -> bool {
+                <$net>::contains(self, other)
+            }
+            fn siblings(&self, other: &Self) -> bool {
+                self.prefix_len() == other.prefix_len()
+                    && self.supernet().is_some()
+                    && self.supernet() == other.supernet()
+            }
+            fn aggregate(nets: Vec<Self>) -> Vec<Self> {
+                <$net>::aggregate(&nets)
+            }
+        }
+    };
+}
+prefix!(Ipv4Net);
+prefix!(Ipv6Net);
+
+/// The nets with host bits cleared, aggregated. A list that is already aggregated (sorted,
+/// and no net overlaps or is the sibling of the next one: any merge or overlap shows between
+/// neighbours in that order) is returned as it is, without `ipnet`'s sort and rebuild, which
+/// is most of what a large unchanged list costs.
+fn aggregate<T: Prefix>(mut nets: Vec<T>) -> Vec<T> {
+    for net in &mut nets {
+        *net = net.trunc();
+    }
+    let done = nets
+        .windows(2)
+        .all(|w| w[0] < w[1] && !w[0].contains(&w[1]) && !w[0].siblings(&w[1]));
+    if done {
+        nets
+    } else {
+        T::aggregate(nets)
+    }
+}
+
 fn sorted_unique<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     if !v.windows(2).all(|w| w[0] < w[1]) {
         v.sort_unstable();
@@ -200,8 +250,10 @@ fn sorted_difference<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
 }
 
 fn split<I: IntoIterator<Item = IpNet>>(nets: I) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
+    let nets = nets.into_iter();
+    let (low, _) = nets.size_hint();
+    let mut v4 = Vec::with_capacity(low);
+    let mut v6 = Vec::with_capacity(low);
     for net in nets {
         match net {
             IpNet::V4(n) => v4.push(n),

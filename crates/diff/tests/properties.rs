@@ -89,3 +89,32 @@ proptest! {
         prop_assert!(spans.0.len() <= set.ipv4().len() && spans.1.len() <= set.ipv6().len());
     }
 }
+
+proptest! {
+    /// `aggregated` returns an already aggregated list as it is instead of rebuilding it;
+    /// whatever the input (aggregated, sorted, or an aggregated list with one more net), the
+    /// result is exactly `ipnet`'s aggregate of it.
+    #[test]
+    fn aggregated_is_ipnets_aggregate_with_or_without_the_shortcut(
+        list in nets(),
+        extra in prop_oneof![v4_net(), v6_net()],
+        at in 0usize..24,
+    ) {
+        let ipnet = |nets: &[IpNet]| IpNet::aggregate(&nets.to_vec());
+        let done: Vec<IpNet> = RangeSet::aggregated(list.clone()).iter().collect();
+        prop_assert_eq!(&done, &ipnet(&list));
+        // Already aggregated: the shortcut must give the same list back.
+        prop_assert_eq!(RangeSet::aggregated(done.clone()).iter().collect::<Vec<_>>(), done.clone());
+        // Aggregated plus one net, in order: the shortcut must notice what changed.
+        let mut more = done.clone();
+        more.insert(at.min(more.len()), extra);
+        let mut sorted = more.clone();
+        sorted.sort();
+        for input in [more, sorted] {
+            prop_assert_eq!(
+                RangeSet::aggregated(input.clone()).iter().collect::<Vec<_>>(),
+                ipnet(&input)
+            );
+        }
+    }
+}

@@ -1,14 +1,14 @@
 //! [`NftablesBackend`]: reads what cf-allow manages from the kernel and applies plans as one
 //! netlink batch.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 
 use crate::error::Error;
 use crate::forward::{self, Forward};
-use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
+use crate::intervals::{elements_of, ranges_from_elements, sort_elements, Element, StoredRange};
 use crate::layout::{self, FORWARD_CHAIN, OWN_CHAIN, SET_V4, SET_V6};
 use crate::memory::{self, Memory, Record, Stamp};
 use crate::model::{
@@ -159,6 +159,11 @@ impl NftablesBackend {
         let (Some(memory), Some(host)) = (&self.memory, host) else {
             return;
         };
+        // Recorded in the order they are read back in, so that loading needs no sort.
+        let (mut v4, mut v6) = (v4, v6);
+        for elements in [&mut v4, &mut v6].into_iter().flatten() {
+            sort_elements(elements);
+        }
         memory.store(&Record {
             stamp: Stamp {
                 host: host.clone(),
@@ -820,13 +825,14 @@ fn element_delta(
     family: Family,
 ) -> ElementDelta {
     let mut delta = ElementDelta::default();
-    let mut present: BTreeSet<IpNet> = BTreeSet::new();
+    // Sorted already (ranges in key order, prefixes ascending); sorted again to be sure,
+    // which costs one pass on sorted input.
+    let mut present: Vec<IpNet> = Vec::with_capacity(stored.len());
     let mut reinsert: Vec<IpNet> = Vec::new();
     for range in stored {
-        let prefixes = range.prefixes();
-        if prefixes.iter().any(|p| remove.contains(p)) {
-            delta.delete.extend(range.elements.iter().cloned());
-            for prefix in prefixes {
+        if range.prefixes().any(|p| remove.contains(&p)) {
+            delta.delete.extend(range.elements.iter().copied());
+            for prefix in range.prefixes() {
                 if remove.contains(&prefix) {
                     delta.removed += 1;
                 } else {
@@ -834,11 +840,12 @@ fn element_delta(
                 }
             }
         } else {
-            present.extend(prefixes);
+            present.extend(range.prefixes());
         }
     }
+    present.sort_unstable();
     for prefix in add.iter_family(family) {
-        if present.contains(&prefix) {
+        if present.binary_search(&prefix).is_ok() {
             continue;
         }
         delta.added += 1;
@@ -882,7 +889,7 @@ pub(crate) fn resolve_port_sets(
         let mut ports: Vec<u16> = nl
             .elements(FAMILY_INET, table, name)?
             .iter()
-            .filter_map(|e| <[u8; 2]>::try_from(e.key.as_slice()).ok())
+            .filter_map(|e| <[u8; 2]>::try_from(&e.key[..]).ok())
             .map(u16::from_be_bytes)
             .collect();
         ports.sort_unstable();
@@ -990,6 +997,7 @@ pub fn check_name(key: &str, name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intervals::{Held, Key};
     use crate::settings::IntoTarget;
 
     fn net(s: &str) -> IpNet {
@@ -1070,18 +1078,18 @@ mod tests {
         let merged = StoredRange {
             first: "10.0.1.0".parse().expect("addr"),
             last: "10.0.2.255".parse().expect("addr"),
-            elements: vec![
-                Element {
-                    key: vec![10, 0, 1, 0],
+            elements: Held {
+                start: Element {
+                    key: Key::new(&[10, 0, 1, 0]).expect("key"),
                     end: false,
                     open: false,
                 },
-                Element {
-                    key: vec![10, 0, 3, 0],
+                end: Some(Element {
+                    key: Key::new(&[10, 0, 3, 0]).expect("key"),
                     end: true,
                     open: false,
-                },
-            ],
+                }),
+            },
         };
         let remove = RangeSet::exact([net("10.0.2.0/24")]);
         let delta = element_delta(
@@ -1090,7 +1098,10 @@ mod tests {
             &remove,
             Family::Ipv4,
         );
-        assert_eq!(delta.delete, merged.elements);
+        assert_eq!(
+            delta.delete,
+            merged.elements.iter().copied().collect::<Vec<_>>()
+        );
         assert_eq!(delta.insert, elements_of(&net("10.0.1.0/24")));
         assert_eq!((delta.added, delta.removed), (0, 1));
     }

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use crate::intervals::Element;
+use crate::intervals::{Element, Key};
 
 /// File format version (the first line).
 const MAGIC: &[u8] = b"cf-allow nftables generation v1\n";
@@ -163,7 +163,7 @@ fn decode(bytes: &[u8]) -> Option<Record> {
                     return None;
                 }
                 elements.push(Element {
-                    key: key.to_vec(),
+                    key: Key::new(key)?,
                     end: flags & 1 != 0,
                     open: flags & 2 != 0,
                 });

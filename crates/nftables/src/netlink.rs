@@ -16,7 +16,7 @@ use nftnl::nftnl_sys::{self as sys, libc};
 use nftnl::{Batch, MsgType, NlMsg};
 
 use crate::error::Error;
-use crate::intervals::Element;
+use crate::intervals::{Element, Key};
 use crate::model::{ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo, TAG};
 
 /// Elements per NEWSETELEM/DELSETELEM message (keeps each message far below the maximum).
@@ -916,7 +916,15 @@ impl OwnedSet {
             while !e.is_null() {
                 let mut len = 0u32;
                 let key = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
-                let key = owned_bytes(key, len);
+                let key = if key.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(key.cast::<u8>(), len as usize)
+                };
+                let Some(key) = Key::new(key) else {
+                    sys::nftnl_set_elems_iter_destroy(iter);
+                    return Err(parse_error("set element (a key longer than 16 bytes)"));
+                };
                 let flags = if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_FLAGS as u16) {
                     sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
                 } else {
@@ -1428,7 +1436,7 @@ impl Message {
                         let elements: Vec<Element> = ports
                             .iter()
                             .map(|p| Element {
-                                key: p.to_be_bytes().to_vec(),
+                                key: Key::port(*p),
                                 end: false,
                                 open: false,
                             })
