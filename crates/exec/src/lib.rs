@@ -153,17 +153,39 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Result<Output, Ended> {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + limit;
+    // Woken the moment the child exits (a pidfd becomes readable then), instead of polling:
+    // a 10 ms poll added up to 10 ms to each of the programs a sync runs. Without pidfd
+    // (Linux before 5.3) it polls every millisecond.
+    let pid = rustix::process::Pid::from_child(&child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let group = rustix::process::Pid::from_child(&child);
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Ended::TimedOut);
+            Ok(None) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Ended::TimedOut);
+                }
+                let left = deadline - now;
+                match &pidfd {
+                    Some(fd) => {
+                        let timeout = rustix::event::Timespec::try_from(left).unwrap_or(
+                            rustix::event::Timespec {
+                                tv_sec: 1,
+                                tv_nsec: 0,
+                            },
+                        );
+                        let mut fds =
+                            [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                        // EINTR or a spurious wake-up: try_wait tells.
+                        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+                    }
+                    None => std::thread::sleep(left.min(Duration::from_millis(1))),
+                }
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(Ended::Io(e)),
         }
     };
