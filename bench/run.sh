@@ -176,12 +176,16 @@ echo " no-op ms: a no-op sync with the verdict, as configured by default; withou
 
 # ufw: cf-allow's ufw backend next to the `ufw allow` loop every ufw script runs, each inside
 # a fresh ../shared/ufw/ufw-sandbox (the real ufw, enabled; nothing on the host changes).
+# Both sandboxes get their client veth and default routes through it, so that the verdict
+# sees an inbound interface and a route back (firewalld's reverse-path filter needs one; a
+# sync that cannot tell, or finds Cloudflare blocked, exits 3).
 # (BENCH_ONLY=verdict skips them too.)
 [ "${BENCH_ONLY:-}" != verdict ] || exit 0
 ufw_sandbox=${SHARED:-../shared}/ufw/ufw-sandbox
 if [ -x "$ufw_sandbox" ]; then
   printf 'state_dir: %s/state-ufw\nbackend: ufw\nguard: {max_shrink_percent: 100}\n' "$work" >"$work/cfg-ufw.yaml"
-  read -r first noop rss < <(FWSB_QUIET=1 "$ufw_sandbox" bash -c '
+  read -r first noop rss < <(FWSB_QUIET=1 "$ufw_sandbox" --client bash -c '
+    ip route add default via 198.51.100.2; ip -6 route add default via 2001:db8:1::2
     now_ms() { date +%s%N | awk "{printf \"%.3f\", \$1/1e6}"; }
     bin=$1 cfg=$2 feed=$3 runs=$4 total=0
     t0=$(now_ms); "$bin" -q --config "$cfg" sync --source "file://$feed" >/dev/null; t1=$(now_ms)
@@ -214,8 +218,9 @@ if [ -x "$fwsb" ]; then
     feed=$work/$list.txt
     printf 'state_dir: %s/state-fw-%s\nbackend: firewalld\nports: [80, 443]\nguard: {max_shrink_percent: 100, max_entries: 100000}\n' \
       "$work" "$list" >"$work/cfg-fw-$list.yaml"
-    FWSB_QUIET=1 "$fwsb" bash -c '
+    FWSB_QUIET=1 "$fwsb" --client bash -c '
       set -e
+      ip route add default via 198.51.100.2; ip -6 route add default via 2001:db8:1::2
       BIN=$1 cfg=$2 feed=$3 runs=$4 list=$5
       now_ms() { date +%s%N | awk "{printf \"%.3f\", \$1/1e6}"; }
       t0=$(now_ms); "$BIN" -q --config "$cfg" sync --source "file://$feed" >/dev/null 2>&1; t1=$(now_ms)
