@@ -2,9 +2,10 @@
 //! puts its accept (for the dry-run projection and detection), and fixes spelled in cf-allow's
 //! own config keys — proven by projection where cf-allow can project them.
 
-use cf_allow_diff::{Placement, RangeSet};
+use cf_allow_diff::{Family, Placement, RangeSet};
 use cf_allow_reach::{
-    CfLayer, Finding, HostModel, KnownSet, Network, Probe, ReadOptions, RuleLayer, Verdict,
+    CfLayer, Finding, HostModel, KnownIpset, KnownSet, Network, Probe, ReadOptions, RuleLayer,
+    Verdict,
 };
 use serde_json::Value;
 
@@ -60,6 +61,7 @@ fn read_options(config: &Config, all_ipsets: bool) -> ReadOptions {
         interfaces: config.reachability.interfaces.as_ref().map(|i| i.0.clone()),
         all_ipsets,
         known_sets: Vec::new(),
+        known_ipsets: Vec::new(),
     }
 }
 
@@ -126,6 +128,25 @@ fn read_now_nftables(mut opts: ReadOptions, network: &Network, config: &Config) 
             read_model(&opts, network)
         }
     }
+}
+
+/// `opts` with cf-allow's two ipsets known to hold `held` (see [`State::Synced`]): ipset has
+/// no generation id to prove it, but right after the sync under cf-allow's lock these are
+/// the members the sets were just found with or set to, as exact as a second `ipset save` a
+/// few milliseconds later would be.
+fn with_own_ipsets(mut opts: ReadOptions, held: &RangeSet) -> ReadOptions {
+    opts.known_ipsets = Family::ALL
+        .iter()
+        .map(|&family| KnownIpset {
+            name: cf_allow_iptables::ipset_name(family).to_owned(),
+            family,
+            ranges: held
+                .iter_family(family)
+                .map(|net| (net.network(), net.broadcast()))
+                .collect(),
+        })
+        .collect();
+    opts
 }
 
 /// What a backend placed at `placement` installs for `probe`, in the engine's terms.
@@ -316,8 +337,12 @@ impl Report {
 
 /// Which state a verdict judges.
 pub enum State<'a> {
-    /// The host as it is now (after applying, or for `status`).
+    /// The host as it is now (for `status`).
     Now,
+    /// The host as it is right after a sync that left cf-allow's own sets holding exactly
+    /// these ranges (applied, or found in sync): in ipset mode the verdict takes the members
+    /// of cf-allow's ipsets from here instead of saving them again.
+    Synced(&'a RangeSet),
     /// The host once a backend at this placement applied the ranges (`sync --dry-run`);
     /// `None` when the backend cannot say, and the current state is judged.
     Projected(Option<&'a Placement>),
@@ -349,7 +374,7 @@ pub fn verdict(
     // The host as it is: the last verdict is reused while nothing it depends on changed.
     let network = Network::read();
     let key = match state {
-        State::Now if config.reachability.cache => {
+        State::Now | State::Synced(_) if config.reachability.cache => {
             crate::verdict_cache::Key::now(&network, &probe, kind, config)
         }
         _ => None,
@@ -366,12 +391,21 @@ pub fn verdict(
         return Some(Report { verdict, warnings });
     }
     let model = match state {
-        State::Now if kind == BackendKind::Nftables => read_now_nftables(opts, &network, config),
+        State::Now | State::Synced(_) if kind == BackendKind::Nftables => {
+            read_now_nftables(opts, &network, config)
+        }
+        State::Synced(held) if kind == BackendKind::Iptables && config.iptables.ipset => {
+            tracing::debug!(
+                "reachability: cf-allow's ipsets taken from the sync ({} members); other ipsets saved one by one",
+                held.len()
+            );
+            read_model(&with_own_ipsets(opts, held), &network)
+        }
         _ => read_model(&opts, &network),
     };
     let read_at = started.elapsed();
     let projected = match state {
-        State::Now => None,
+        State::Now | State::Synced(_) => None,
         State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
         State::Projected(None) => {
             tracing::debug!(

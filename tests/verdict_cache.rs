@@ -389,3 +389,79 @@ fn after_its_commit_the_verdict_takes_cf_allows_sets_from_the_record_and_reads_f
     assert!(run.stderr.contains(HELD), "{}", run.stderr);
     assert_eq!(run.json()["reachability"], reach);
 }
+
+const HELD_IPSETS: &str = "reachability: cf-allow's ipsets taken from the sync";
+
+/// The reachability JSON of `status` (which reads every ipset with `ipset save`).
+fn status_reach(env: &Env, ns: &Netns, code: i32) -> serde_json::Value {
+    let status = env.run(Some(ns), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(code);
+    assert!(!status.stderr.contains(HELD_IPSETS), "{}", status.stderr);
+    status.json()["reachability"].clone()
+}
+
+#[test]
+fn in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_foreign_ones() {
+    let test =
+        "in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_foreign_ones";
+    if !ready(test) || !cf_allow_testkit::require_programs(test, &["iptables", "ipset"]) {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-ipsets", &[443]);
+    // INPUT drops by default: only cf-allow's ipsets let Cloudflare in, so the verdict
+    // depends on their members. Foreign ipsets: two that foreign rules will drop, one that
+    // no rule uses.
+    server.sh("iptables -P INPUT DROP && ip6tables -P INPUT DROP \
+         && ipset create guard4 hash:net && ipset add guard4 173.245.48.0/20 \
+         && ipset create guard6 hash:net family inet6 && ipset add guard6 2400:cb00::/32 \
+         && ipset create unused hash:ip && ipset add unused 192.0.2.7");
+    let env = Env::new(
+        "backend: iptables\niptables: {ipset: true}\nports: [443]\nreachability: {cache: false}\n",
+    );
+    let feed = env.cloudflare_feed();
+    let first = sync(&env, &server, &feed);
+    first.expect_code(0);
+    assert!(first.stderr.contains(HELD_IPSETS), "{}", first.stderr);
+    let reach = first.json()["reachability"].clone();
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(reach["checked"]["ranges"], 22);
+    assert_eq!(status_reach(&env, &server, 0), reach);
+
+    // Foreign drops on the foreign sets before the filter table (raw PREROUTING, where
+    // cf-allow's jump cannot come first): the no-op sync's verdict (cf-allow's sets from the
+    // sync, the foreign ones saved one by one) names exactly the two ranges, as a read of
+    // every set does.
+    server.sh(
+        "iptables -t raw -A PREROUTING -m set --match-set guard4 src -j DROP \
+         && ip6tables -t raw -A PREROUTING -m set --match-set guard6 src -j DROP",
+    );
+    let run = sync(&env, &server, &feed);
+    run.expect_code(3);
+    assert_eq!(run.json()["changed"], false);
+    assert!(run.stderr.contains(HELD_IPSETS), "{}", run.stderr);
+    let reach = run.json()["reachability"].clone();
+    let blocked: Vec<String> = reach["blocked"]
+        .as_array()
+        .expect("blocked")
+        .iter()
+        .flat_map(|b| b["ranges"].as_array().cloned().unwrap_or_default())
+        .map(|r| r.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(blocked, ["173.245.48.0/20", "2400:cb00::/32"], "{reach:#}");
+    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    assert_eq!(status_reach(&env, &server, 2), reach);
+
+    // cf-allow's own set emptied behind its back: the sync refills it (a change), and the
+    // verdict after it equals a full read again.
+    server.sh(
+        "iptables -t raw -F PREROUTING && ip6tables -t raw -F PREROUTING \
+         && ipset flush cf-allow-v4",
+    );
+    let run = sync(&env, &server, &feed);
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], true);
+    assert!(run.stderr.contains(HELD_IPSETS), "{}", run.stderr);
+    let reach = run.json()["reachability"].clone();
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(status_reach(&env, &server, 0), reach);
+}

@@ -74,10 +74,11 @@ fn sync(
     // The verdict over the host's whole input path: after applying, or (dry run with
     // changes) on the state the plan would produce.
     let placement = backend.placement();
+    let held = desired.ranges.only(&backend.families());
     let state = if args.dry_run && changed {
         State::Projected(placement.as_ref())
     } else {
-        State::Now
+        State::Synced(&held)
     };
     let reach = crate::reach::verdict(&desired.ranges, kind, state, &config);
     if let Some(reach) = &reach {

@@ -19,6 +19,11 @@ pub use backend::IptablesBackend;
 pub use error::Error;
 pub use settings::{Settings, Variant, DOCKER_USER};
 
+/// The ipset that holds one family's ranges in ipset mode (`iptables.ipset`).
+pub fn ipset_name(family: cf_allow_diff::Family) -> &'static str {
+    rules::set_name(family)
+}
+
 /// Whether the stderr of `iptables-nft-save` / `ip6tables-nft-save` says that x_tables
 /// (iptables-legacy) tables exist next to the nf_tables ones
 /// (`# Warning: ip6tables-legacy tables present, use ip6tables-legacy-save to see them`).

@@ -29,7 +29,7 @@ use ipnet::IpNet;
 pub use layer::{CfLayer, RuleLayer};
 pub use model::Interface;
 pub use query::{AddrSpan, HostSet, SetUser};
-pub use read::{KnownSet, Network, ReadOptions, Sources};
+pub use read::{KnownIpset, KnownSet, Network, ReadOptions, Sources};
 
 /// The question: TCP SYNs (conntrack state new) from every address of `ranges` to each of
 /// `ports` (empty = every port), arriving on the inbound interfaces, to a local address —

@@ -24,6 +24,24 @@ pub struct ReadOptions {
     /// are filled from here, and every other named set is read on its own (`nft -j list
     /// set …`): the read then costs the same whatever the size of cf-allow's lists.
     pub known_sets: Vec<KnownSet>,
+    /// The same for ipsets (cf-allow's own in ipset mode, right after a sync that left them
+    /// holding exactly these ranges): when any are given and a rule matches an ipset, the
+    /// other sets are read one by one (`ipset list -n`, then `ipset save NAME` for each) and
+    /// these, when they exist, are taken from here instead of from `ipset save`, which at
+    /// 100,000 members costs more than the rest of the read.
+    pub known_ipsets: Vec<KnownIpset>,
+}
+
+/// An ipset of type `hash:net` and its members, known without reading them (see
+/// [`ReadOptions::known_ipsets`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownIpset {
+    /// The set.
+    pub name: String,
+    /// Its family.
+    pub family: Family,
+    /// Its members: first and last address, inclusive.
+    pub ranges: Vec<(IpAddr, IpAddr)>,
 }
 
 /// A named nft set and its elements, known without reading them (see
@@ -263,6 +281,31 @@ fn fill_sets(parsed: &mut nft::Parsed, known: &[KnownSet]) {
     parsed.volatile |= volatile;
 }
 
+/// `ipset save`, or with `known` sets, the save of every other set (one `ipset save NAME`
+/// each) followed by a `create` line for each known set that exists, whose members
+/// [`from_parsed`] takes from `known`.
+fn read_ipsets(known: &[KnownIpset]) -> Result<String, String> {
+    let missing = || Err("ipset is not installed".to_owned());
+    if known.is_empty() {
+        return run("ipset", &["save"]).unwrap_or_else(missing);
+    }
+    let names = run("ipset", &["list", "-n"]).unwrap_or_else(missing)?;
+    let mut text = String::new();
+    for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        match known.iter().find(|k| k.name == name) {
+            Some(set) => {
+                let family = match set.family {
+                    Family::Ipv4 => "inet",
+                    Family::Ipv6 => "inet6",
+                };
+                text.push_str(&format!("create {name} hash:net family {family}\n"));
+            }
+            None => text.push_str(&run("ipset", &["save", name]).unwrap_or_else(missing)?),
+        }
+    }
+    Ok(text)
+}
+
 fn read_rules(opts: &ReadOptions, network: &Network) -> (Sources, Option<nft::Parsed>) {
     let (nft, parsed) = read_nft(&opts.known_sets);
     let xt = |fam: &str| {
@@ -310,7 +353,7 @@ fn read_rules(opts: &ReadOptions, network: &Network) -> (Sources, Option<nft::Pa
     // Without the ip_set module no set exists, and running `ipset` would load it.
     let all = opts.all_ipsets && std::path::Path::new("/sys/module/ip_set").exists();
     let ipset = if uses_ipset || all {
-        Some(run("ipset", &["save"]).unwrap_or_else(|| Err("ipset is not installed".into())))
+        Some(read_ipsets(&opts.known_ipsets))
     } else {
         None
     };
@@ -618,7 +661,24 @@ fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostMode
     }
     let mut ipset_problem = None;
     let ipsets = match &s.ipset {
-        Some(Ok(text)) => ipt::parse_ipsets(text),
+        Some(Ok(text)) => {
+            let mut sets = ipt::parse_ipsets(text);
+            for known in &opts.known_ipsets {
+                if let Some(set) = sets.get_mut(&known.name) {
+                    set.elems = known
+                        .ranges
+                        .iter()
+                        .map(|(first, last)| {
+                            vec![crate::model::Atom::Num(
+                                crate::space::addr_value(*first),
+                                crate::space::addr_value(*last),
+                            )]
+                        })
+                        .collect();
+                }
+            }
+            sets
+        }
         Some(Err(why)) => {
             notes.push(why.clone());
             ipset_problem = Some(why.clone());
