@@ -19,7 +19,7 @@
 //!
 //! A host whose verdict depends on state without a generation id — iptables-legacy tables,
 //! ipsets, sets with timeouts or filled from the packet path, a partly unreadable ruleset —
-//! is never cached: every run reads it in full.
+//! is never cached: every run reads and evaluates it again.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
