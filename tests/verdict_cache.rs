@@ -309,6 +309,36 @@ fn a_foreign_iptables_nft_drop_is_seen_and_iptables_legacy_rules_are_never_cache
 
 const HELD: &str = "reachability: cf-allow's sets taken from";
 
+/// The reachability JSON of a sync that exits 0 (`changed` as given) with all 22 ranges
+/// getting through and `marker` in its log.
+fn gets_through(run: &Run, changed: bool, marker: &str) -> serde_json::Value {
+    run.expect_code(0);
+    assert_eq!(run.json()["changed"], changed);
+    assert!(run.stderr.contains(marker), "{}", run.stderr);
+    let reach = run.json()["reachability"].clone();
+    assert_eq!(reach["reachable"], true, "{reach:#}");
+    assert_eq!(reach["checked"]["ranges"], 22);
+    reach
+}
+
+/// The reachability JSON of a sync that exits 3 with exactly 173.245.48.0/20 and
+/// 2400:cb00::/32 blocked, nothing unknown, and `marker` in its log.
+fn blocks_the_two_ranges(run: &Run, marker: &str) -> serde_json::Value {
+    run.expect_code(3);
+    assert!(run.stderr.contains(marker), "{}", run.stderr);
+    let reach = run.json()["reachability"].clone();
+    let blocked: Vec<String> = reach["blocked"]
+        .as_array()
+        .expect("blocked")
+        .iter()
+        .flat_map(|b| b["ranges"].as_array().cloned().unwrap_or_default())
+        .map(|r| r.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(blocked, ["173.245.48.0/20", "2400:cb00::/32"], "{reach:#}");
+    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    reach
+}
+
 /// The reachability JSON of `status` with the generation record moved away (a directory
 /// in its place, so `status` cannot record one either), so the host is read in full: every
 /// set's elements from `nft -j list ruleset`. The record is put back.
@@ -342,32 +372,14 @@ fn after_its_commit_the_verdict_takes_cf_allows_sets_from_the_record_and_reads_f
     );
     let env = Env::new("backend: nftables\nports: [443]\nreachability: {cache: false}\n");
     let feed = env.cloudflare_feed();
-    let first = sync(&env, &server, &feed);
-    first.expect_code(3);
-    assert!(first.stderr.contains(HELD), "{}", first.stderr);
-    let reach = first.json()["reachability"].clone();
-    let blocked: Vec<String> = reach["blocked"]
-        .as_array()
-        .expect("blocked")
-        .iter()
-        .flat_map(|b| b["ranges"].as_array().cloned().unwrap_or_default())
-        .map(|r| r.as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(blocked, ["173.245.48.0/20", "2400:cb00::/32"], "{reach:#}");
-    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    let reach = blocks_the_two_ranges(&sync(&env, &server, &feed), HELD);
     // The same verdict as a read of every element.
     assert_eq!(full_read(&env, &server, 2), reach);
 
     // A no-op sync after a foreign commit (the drop rules gone) reads cf-allow's sets from
     // the kernel once, records them, and the verdict takes them from that record.
     server.sh("nft flush chain inet guard input");
-    let run = sync(&env, &server, &feed);
-    run.expect_code(0);
-    assert_eq!(run.json()["changed"], false);
-    assert!(run.stderr.contains(HELD), "{}", run.stderr);
-    let reach = run.json()["reachability"].clone();
-    assert_eq!(reach["reachable"], true, "{reach:#}");
-    assert_eq!(reach["checked"]["ranges"], 22);
+    let reach = gets_through(&sync(&env, &server, &feed), false, HELD);
     assert_eq!(full_read(&env, &server, 0), reach);
 
     // cf-allow's own set emptied behind its back: the record describes another
@@ -419,12 +431,7 @@ fn in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_fore
         "backend: iptables\niptables: {ipset: true}\nports: [443]\nreachability: {cache: false}\n",
     );
     let feed = env.cloudflare_feed();
-    let first = sync(&env, &server, &feed);
-    first.expect_code(0);
-    assert!(first.stderr.contains(HELD_IPSETS), "{}", first.stderr);
-    let reach = first.json()["reachability"].clone();
-    assert_eq!(reach["reachable"], true, "{reach:#}");
-    assert_eq!(reach["checked"]["ranges"], 22);
+    let reach = gets_through(&sync(&env, &server, &feed), true, HELD_IPSETS);
     assert_eq!(status_reach(&env, &server, 0), reach);
 
     // Foreign drops on the foreign sets before the filter table (raw PREROUTING, where
@@ -436,19 +443,8 @@ fn in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_fore
          && ip6tables -t raw -A PREROUTING -m set --match-set guard6 src -j DROP",
     );
     let run = sync(&env, &server, &feed);
-    run.expect_code(3);
     assert_eq!(run.json()["changed"], false);
-    assert!(run.stderr.contains(HELD_IPSETS), "{}", run.stderr);
-    let reach = run.json()["reachability"].clone();
-    let blocked: Vec<String> = reach["blocked"]
-        .as_array()
-        .expect("blocked")
-        .iter()
-        .flat_map(|b| b["ranges"].as_array().cloned().unwrap_or_default())
-        .map(|r| r.as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(blocked, ["173.245.48.0/20", "2400:cb00::/32"], "{reach:#}");
-    assert_eq!(reach["unknown"], json!([]), "{reach:#}");
+    let reach = blocks_the_two_ranges(&run, HELD_IPSETS);
     assert_eq!(status_reach(&env, &server, 2), reach);
 
     // cf-allow's own set emptied behind its back: the sync refills it (a change), and the
@@ -457,11 +453,6 @@ fn in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_fore
         "iptables -t raw -F PREROUTING && ip6tables -t raw -F PREROUTING \
          && ipset flush cf-allow-v4",
     );
-    let run = sync(&env, &server, &feed);
-    run.expect_code(0);
-    assert_eq!(run.json()["changed"], true);
-    assert!(run.stderr.contains(HELD_IPSETS), "{}", run.stderr);
-    let reach = run.json()["reachability"].clone();
-    assert_eq!(reach["reachable"], true, "{reach:#}");
+    let reach = gets_through(&sync(&env, &server, &feed), true, HELD_IPSETS);
     assert_eq!(status_reach(&env, &server, 0), reach);
 }

@@ -237,6 +237,19 @@ fn read_nft(known: &[KnownSet]) -> (Result<String, String>, Option<nft::Parsed>)
 /// Gives the sets of a terse dump their elements: the known ones from `known`, every other
 /// one from its own `nft -j list set|map` (a set that cannot be read is `unknown`, so the
 /// verdict never takes an empty set for a read one).
+/// A known set's ranges as the model's elements: one address interval each.
+fn range_elems(ranges: &[(IpAddr, IpAddr)]) -> Vec<crate::model::Elem> {
+    ranges
+        .iter()
+        .map(|(first, last)| {
+            vec![crate::model::Atom::Num(
+                crate::space::addr_value(*first),
+                crate::space::addr_value(*last),
+            )]
+        })
+        .collect()
+}
+
 fn fill_sets(parsed: &mut nft::Parsed, known: &[KnownSet]) {
     let mut volatile = false;
     for t in &mut parsed.tables {
@@ -246,16 +259,7 @@ fn fill_sets(parsed: &mut nft::Parsed, known: &[KnownSet]) {
                 .iter()
                 .find(|k| k.family == family && k.table == t.name && &k.name == name)
             {
-                def.elems = k
-                    .ranges
-                    .iter()
-                    .map(|(first, last)| {
-                        vec![crate::model::Atom::Num(
-                            crate::space::addr_value(*first),
-                            crate::space::addr_value(*last),
-                        )]
-                    })
-                    .collect();
+                def.elems = range_elems(&k.ranges);
                 continue;
             }
             if def.unknown.is_some() {
@@ -665,16 +669,7 @@ fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostMode
             let mut sets = ipt::parse_ipsets(text);
             for known in &opts.known_ipsets {
                 if let Some(set) = sets.get_mut(&known.name) {
-                    set.elems = known
-                        .ranges
-                        .iter()
-                        .map(|(first, last)| {
-                            vec![crate::model::Atom::Num(
-                                crate::space::addr_value(*first),
-                                crate::space::addr_value(*last),
-                            )]
-                        })
-                        .collect();
+                    set.elems = range_elems(&known.ranges);
                 }
             }
             sets
