@@ -100,10 +100,7 @@ impl Key {
         context.update(text.as_bytes());
         add_ranges(&mut context, &probe.ranges);
         let digest = context.finish();
-        let digest = digest.as_ref().iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+        let digest = cf_allow_exec::hex(digest.as_ref());
         Some(Key { stamp, digest })
     }
 

@@ -366,7 +366,7 @@ fn ensure_regular(fd: &impl AsFd, path: &Path) -> io::Result<()> {
 fn random_hex() -> io::Result<String> {
     let mut buf = [0u8; 8];
     rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty())?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex(&buf))
 }
 
 /// Replaces the file `path` with `bytes` atomically ([`Dir::write_atomic`]: an exclusive

@@ -235,6 +235,16 @@ pub enum ExecError {
     },
 }
 
+/// `bytes` as lower-case hex digits (digests, random names, ufw's comment field).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// `program args…` as one line, for messages.
 pub fn command_line(program: &Path, args: &[&str]) -> String {
     std::iter::once(program.to_string_lossy().into_owned())
@@ -376,6 +386,12 @@ pub fn summary<'a>(lines: impl Iterator<Item = &'a str>, code: Option<i32>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn sh(script: &str, stdin: Option<&str>) -> Output {

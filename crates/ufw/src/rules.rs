@@ -15,8 +15,7 @@ use crate::Error;
 
 /// `comment=` value ufw writes for the comment `cf-allow` (hex of its bytes).
 pub(crate) fn tag_field() -> String {
-    let hex: String = crate::TAG.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("comment={hex}")
+    format!("comment={}", cf_allow_exec::hex(crate::TAG.as_bytes()))
 }
 
 /// ufw accepts at most 15 ports in one multiport rule.
