@@ -172,8 +172,6 @@ impl fmt::Display for RangeSet {
     }
 }
 
-/// `v` sorted with duplicates dropped; a vector that is sorted already (a cached list, a
-/// dump in kernel order) costs one linear check and no allocation.
 /// What [`aggregate`] needs of a prefix type.
 trait Prefix: Ord + Copy {
     fn trunc(&self) -> Self;
@@ -224,6 +222,8 @@ fn aggregate<T: Prefix>(mut nets: Vec<T>) -> Vec<T> {
     }
 }
 
+/// `v` sorted with duplicates dropped; a vector that is sorted already (a cached list, a
+/// dump in kernel order) costs one linear check and no allocation.
 fn sorted_unique<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     if !v.windows(2).all(|w| w[0] < w[1]) {
         v.sort_unstable();

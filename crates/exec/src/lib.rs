@@ -386,13 +386,13 @@ pub fn summary<'a>(lines: impl Iterator<Item = &'a str>, code: Option<i32>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn hex_is_two_lower_case_digits_per_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(hex(&[]), "");
     }
-    use std::os::unix::fs::PermissionsExt;
 
     fn sh(script: &str, stdin: Option<&str>) -> Output {
         run(Path::new("/bin/sh"), &["-c", script], stdin).expect("run sh")

@@ -262,12 +262,12 @@ fn top_of(addr: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cf_allow_diff::RangeSet;
+    use ipnet::Ipv4Net;
 
     fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
         super::prefixes_of_range(first, last).collect()
     }
-    use cf_allow_diff::RangeSet;
-    use ipnet::Ipv4Net;
 
     fn net(s: &str) -> IpNet {
         s.parse().expect("test CIDR")

@@ -1,5 +1,6 @@
 //! Reading the host: the programs run, their outputs, and building the model from them.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use cf_allow_diff::Family;
@@ -234,9 +235,6 @@ fn read_nft(known: &[KnownSet]) -> (Result<String, String>, Option<nft::Parsed>)
     (nft, parsed)
 }
 
-/// Gives the sets of a terse dump their elements: the known ones from `known`, every other
-/// one from its own `nft -j list set|map` (a set that cannot be read is `unknown`, so the
-/// verdict never takes an empty set for a read one).
 /// A known set's ranges as the model's elements: one address interval each.
 fn range_elems(ranges: &[(IpAddr, IpAddr)]) -> Vec<crate::model::Elem> {
     ranges
@@ -250,6 +248,9 @@ fn range_elems(ranges: &[(IpAddr, IpAddr)]) -> Vec<crate::model::Elem> {
         .collect()
 }
 
+/// Gives the sets of a terse dump their elements: the known ones from `known`, every other
+/// one from its own `nft -j list set|map` (a set that cannot be read is `unknown`, so the
+/// verdict never takes an empty set for a read one).
 fn fill_sets(parsed: &mut nft::Parsed, known: &[KnownSet]) {
     let mut volatile = false;
     for t in &mut parsed.tables {
@@ -302,7 +303,7 @@ fn read_ipsets(known: &[KnownIpset]) -> Result<String, String> {
                     Family::Ipv4 => "inet",
                     Family::Ipv6 => "inet6",
                 };
-                text.push_str(&format!("create {name} hash:net family {family}\n"));
+                let _ = writeln!(text, "create {name} hash:net family {family}");
             }
             None => text.push_str(&run("ipset", &["save", name]).unwrap_or_else(missing)?),
         }
