@@ -74,11 +74,11 @@ fn sync(
     // The verdict over the host's whole input path: after applying, or (dry run with
     // changes) on the state the plan would produce.
     let placement = backend.placement();
-    let held = desired.ranges.only(&backend.families());
+    // Not a dry run with changes: the backend's sets now hold `plan.desired`.
     let state = if args.dry_run && changed {
         State::Projected(placement.as_ref())
     } else {
-        State::Synced(&held)
+        State::Synced(&plan.desired)
     };
     let reach = crate::reach::verdict(&desired.ranges, kind, state, &config);
     if let Some(reach) = &reach {
