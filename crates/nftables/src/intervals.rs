@@ -34,9 +34,18 @@ impl Key {
 
     /// A port, in network order.
     pub fn port(port: u16) -> Key {
+        Key::of(port.to_be_bytes())
+    }
+
+    /// The key of an array that fits (checked when compiling): a port, an address.
+    fn of<const N: usize>(array: [u8; N]) -> Key {
+        const { assert!(N <= 16) };
         let mut bytes = [0; 16];
-        bytes[..2].copy_from_slice(&port.to_be_bytes());
-        Key { len: 2, bytes }
+        bytes[..N].copy_from_slice(&array);
+        Key {
+            len: N as u8,
+            bytes,
+        }
     }
 }
 
@@ -204,18 +213,10 @@ pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> impl Iterator<It
 }
 
 fn addr_bytes(addr: IpAddr) -> Key {
-    let mut bytes = [0; 16];
-    let len = match addr {
-        IpAddr::V4(a) => {
-            bytes[..4].copy_from_slice(&a.octets());
-            4
-        }
-        IpAddr::V6(a) => {
-            bytes = a.octets();
-            16
-        }
-    };
-    Key { len, bytes }
+    match addr {
+        IpAddr::V4(a) => Key::of(a.octets()),
+        IpAddr::V6(a) => Key::of(a.octets()),
+    }
 }
 
 fn bytes_addr(bytes: &[u8]) -> Option<IpAddr> {
