@@ -128,7 +128,18 @@ impl RangeSet {
 
     /// The aggregated union of two sets.
     pub fn union(&self, other: &RangeSet) -> RangeSet {
-        RangeSet::aggregated(self.iter().chain(other.iter()))
+        // Family by family, as `aggregated` over both would split them: a family that gains
+        // nothing (no `extra_cidrs`) is one copy and the already-aggregated check.
+        fn joined<T: Prefix + Copy>(a: &[T], b: &[T]) -> Vec<T> {
+            let mut all = Vec::with_capacity(a.len() + b.len());
+            all.extend_from_slice(a);
+            all.extend_from_slice(b);
+            aggregate(all)
+        }
+        RangeSet {
+            ipv4: joined(&self.ipv4, &other.ipv4),
+            ipv6: joined(&self.ipv6, &other.ipv6),
+        }
     }
 
     /// The prefixes of `self` that are not prefixes of `other` (one linear merge of the two

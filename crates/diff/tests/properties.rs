@@ -118,3 +118,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `union` works family by family; whatever the two sets (either may be empty, or hold
+    /// one family only), it is `ipnet`'s aggregate of both lists together, and a set joined
+    /// with an empty one comes back as it is.
+    #[test]
+    fn union_is_the_aggregate_of_both_lists(a in nets(), b in nets(), v4_only in any::<bool>()) {
+        let b: Vec<IpNet> = if v4_only {
+            b.into_iter().filter(|n| matches!(n, IpNet::V4(_))).collect()
+        } else {
+            b
+        };
+        let (sa, sb) = (RangeSet::aggregated(a.clone()), RangeSet::aggregated(b.clone()));
+        let both: Vec<IpNet> = a.iter().chain(b.iter()).copied().collect();
+        prop_assert_eq!(sa.union(&sb).iter().collect::<Vec<_>>(), IpNet::aggregate(&both));
+        prop_assert_eq!(sa.union(&RangeSet::default()), sa.clone());
+        prop_assert_eq!(RangeSet::default().union(&sa), sa);
+    }
+}

@@ -8,7 +8,7 @@ use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSe
 
 use crate::error::Error;
 use crate::forward::{self, Forward};
-use crate::intervals::{elements_of, ranges_from_elements, sort_elements, Element, StoredRange};
+use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
 use crate::layout::{self, FORWARD_CHAIN, OWN_CHAIN, SET_V4, SET_V6};
 use crate::memory::{self, Memory, Record, Stamp};
 use crate::model::{
@@ -129,10 +129,10 @@ impl NftablesBackend {
     }
 
     /// Keeps a generation record in `path` (in `state_dir`): after cf-allow's own commit,
-    /// or a full read during which nothing else committed, the elements of its sets with
-    /// the nf_tables generation id, the boot id and the network namespace's cookie. While
-    /// all three are unchanged nothing in this ruleset changed, and `inspect` takes the
-    /// elements from the record instead of dumping the sets (whose cost grows with the
+    /// or a full read during which nothing else committed, the ranges of its sets (with the
+    /// flags of the elements that hold them) with the nf_tables generation id, the boot id
+    /// and the network namespace's cookie. While all three are unchanged nothing in this
+    /// ruleset changed, and `inspect` takes the ranges from the record instead of dumping the sets (whose cost grows with the
     /// list). Any other commit changes the id, and the sets are read again. With
     /// `writable: false` (read-only commands) the record is used but never written.
     pub fn with_memory(mut self, path: PathBuf, writable: bool) -> Self {
@@ -148,22 +148,18 @@ impl NftablesBackend {
             .then_some(record)
     }
 
-    /// Records `v4` / `v6` as the sets' elements at `generation`.
+    /// Records `v4` / `v6` (sorted, as [`ranges_from_elements`] returns them) as the sets'
+    /// ranges at `generation`.
     fn remember(
         &self,
         host: &Option<String>,
         generation: u32,
-        v4: Option<Vec<Element>>,
-        v6: Option<Vec<Element>>,
+        v4: Option<Vec<StoredRange>>,
+        v6: Option<Vec<StoredRange>>,
     ) {
         let (Some(memory), Some(host)) = (&self.memory, host) else {
             return;
         };
-        // Recorded in the order they are read back in, so that loading needs no sort.
-        let (mut v4, mut v6) = (v4, v6);
-        for elements in [&mut v4, &mut v6].into_iter().flatten() {
-            sort_elements(elements);
-        }
         memory.store(&Record {
             stamp: Stamp {
                 host: host.clone(),
@@ -181,16 +177,11 @@ impl NftablesBackend {
         if state.recalled || !state.consistent {
             return;
         }
-        let elements = |ranges: &Option<Vec<StoredRange>>| {
-            ranges
-                .as_ref()
-                .map(|r| r.iter().flat_map(|r| r.elements.iter().cloned()).collect())
-        };
         self.remember(
             &state.host,
             state.generation,
-            elements(&state.v4),
-            elements(&state.v6),
+            state.v4.clone(),
+            state.v6.clone(),
         );
     }
 
@@ -362,7 +353,7 @@ impl NftablesBackend {
     }
 
     /// Reads one of cf-allow's sets; errors when a set of that name is not cf-allow's.
-    /// `recalled`: the elements from the generation record (`Some(None)`: the record says
+    /// `recalled`: the ranges from the generation record (`Some(None)`: the record says
     /// the set did not exist), used instead of a dump.
     fn read_set(
         &self,
@@ -371,7 +362,7 @@ impl NftablesBackend {
         sets: &[SetInfo],
         name: &str,
         key: KeyKind,
-        recalled: Option<Option<Vec<Element>>>,
+        recalled: Option<Option<Vec<StoredRange>>>,
     ) -> Result<Option<Vec<StoredRange>>, Error> {
         let Some(set) = sets.iter().find(|s| s.name == name) else {
             return Ok(None);
@@ -392,10 +383,10 @@ impl NftablesBackend {
                 }
             )));
         }
-        let elements = match recalled {
-            Some(Some(elements)) => elements,
-            _ => nl.elements(FAMILY_INET, target.table, name)?,
-        };
+        if let Some(Some(ranges)) = recalled {
+            return Ok(Some(ranges));
+        }
+        let elements = nl.elements(FAMILY_INET, target.table, name)?;
         Ok(Some(ranges_from_elements(elements, key.len() as usize)))
     }
 
@@ -680,7 +671,12 @@ impl Backend for NftablesBackend {
         };
         if state.consistent && nl.generation()? == next {
             let [v4, v6] = after;
-            self.remember(&state.host, next, Some(v4), Some(v6));
+            self.remember(
+                &state.host,
+                next,
+                Some(ranges_from_elements(v4, 4)),
+                Some(ranges_from_elements(v6, 16)),
+            );
         }
         for repair in &repairs {
             tracing::debug!(repair = %repair, "nftables: repaired");

@@ -116,6 +116,41 @@ impl StoredRange {
     pub fn prefixes(&self) -> impl Iterator<Item = IpNet> {
         prefixes_of_range(self.first, self.last)
     }
+
+    /// The range `first..=last` as held by a start element (flagged open or not) and, when
+    /// `end` is `Some(open)`, an end element just past `last`: the inverse of taking a
+    /// range's bounds and flags apart, for the generation record. `None` when the bounds
+    /// are of different families or out of order, or an end is claimed past the top.
+    pub fn from_parts(
+        first: IpAddr,
+        last: IpAddr,
+        start_open: bool,
+        end: Option<bool>,
+    ) -> Option<StoredRange> {
+        if first.is_ipv4() != last.is_ipv4() || first > last {
+            return None;
+        }
+        let end = match end {
+            Some(open) => Some(Element {
+                key: addr_bytes(next_addr(last)?),
+                end: true,
+                open,
+            }),
+            None => None,
+        };
+        Some(StoredRange {
+            first,
+            last,
+            elements: Held {
+                start: Element {
+                    key: addr_bytes(first),
+                    end: false,
+                    open: start_open,
+                },
+                end,
+            },
+        })
+    }
 }
 
 /// The elements that store `net` in an interval set.
@@ -157,8 +192,8 @@ pub(crate) fn sort_elements(elements: &mut [Element]) {
 pub(crate) fn ranges_from_elements(mut elements: Vec<Element>, key_len: usize) -> Vec<StoredRange> {
     elements.retain(|e| e.key.len() == key_len);
     // Sorted by key, end elements before start elements of the same key: the end of one
-    // range and the start of its neighbour share the same address. (A record written after
-    // a full read is in this order already: checked in one pass, not sorted again.)
+    // range and the start of its neighbour share the same address. (A list in this order
+    // already is checked in one pass, not sorted again.)
     sort_elements(&mut elements);
     let mut ranges = Vec::with_capacity(elements.len() / 2 + 1);
     let mut pending: Option<Element> = None;
@@ -219,7 +254,7 @@ fn addr_bytes(addr: IpAddr) -> Key {
     }
 }
 
-fn bytes_addr(bytes: &[u8]) -> Option<IpAddr> {
+pub(crate) fn bytes_addr(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes)
             .ok()

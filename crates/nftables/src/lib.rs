@@ -115,21 +115,18 @@ pub fn held_sets(
         return None;
     }
     let (family, table) = settings.sets_table();
-    let held = |name: &str, elements: Option<Vec<intervals::Element>>, key_len: usize| {
-        elements.map(|elements| HeldSet {
+    let held = |name: &str, ranges: Option<Vec<intervals::StoredRange>>| {
+        ranges.map(|ranges| HeldSet {
             family: family.to_owned(),
             table: table.to_owned(),
             name: name.to_owned(),
-            ranges: intervals::ranges_from_elements(elements, key_len)
-                .into_iter()
-                .map(|r| (r.first, r.last))
-                .collect(),
+            ranges: ranges.into_iter().map(|r| (r.first, r.last)).collect(),
         })
     };
     Some(
         [
-            held(layout::SET_V4, record.v4, 4),
-            held(layout::SET_V6, record.v6, 16),
+            held(layout::SET_V4, record.v4),
+            held(layout::SET_V6, record.v6),
         ]
         .into_iter()
         .flatten()

@@ -11,10 +11,14 @@
 
 use std::path::PathBuf;
 
-use crate::intervals::{Element, Key};
+use std::net::IpAddr;
 
-/// File format version (the first line).
-const MAGIC: &[u8] = b"cf-allow nftables generation v1\n";
+use crate::intervals::{bytes_addr, StoredRange};
+
+/// File format version (the first line). Version 2 records ranges (bounds and the flags of
+/// their elements) instead of elements, so that a recalled set needs no pairing of
+/// elements into ranges; a version 1 record is not used (the sets are read once more).
+const MAGIC: &[u8] = b"cf-allow nftables generation v2\n";
 
 /// Where records live, and whether this run may write them.
 #[derive(Clone, Debug)]
@@ -32,14 +36,15 @@ pub(crate) struct Stamp {
     pub generation: u32,
 }
 
-/// The elements of cf-allow's two sets at one generation (`None`: the set did not exist).
+/// The ranges of cf-allow's two sets at one generation, sorted, with the elements that hold
+/// them (`None`: the set did not exist).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub stamp: Stamp,
     /// The table the sets are in, and whether it is into mode.
     pub target: String,
-    pub v4: Option<Vec<Element>>,
-    pub v6: Option<Vec<Element>>,
+    pub v4: Option<Vec<StoredRange>>,
+    pub v6: Option<Vec<StoredRange>>,
 }
 
 impl Record {
@@ -89,20 +94,46 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend(bytes);
 }
 
+/// Flags of a recorded range: its start element is flagged open; it has an end element;
+/// that end element is flagged open.
+const START_OPEN: u8 = 1;
+const HAS_END: u8 = 2;
+const END_OPEN: u8 = 4;
+
+fn put_addr(out: &mut Vec<u8>, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(a) => out.extend(a.octets()),
+        IpAddr::V6(a) => out.extend(a.octets()),
+    }
+}
+
+/// Per set: 1 (present) or 0, then the count and, per range, one flags byte and the first
+/// and last address (4 or 16 bytes each, by the set's family).
 fn encode(record: &Record) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
+    let size: usize = [&record.v4, &record.v6]
+        .iter()
+        .map(|set| set.as_ref().map_or(1, |r| 5 + r.len() * 33))
+        .sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 64 + size);
+    out.extend(MAGIC);
     put_bytes(&mut out, record.stamp.host.as_bytes());
     out.extend(record.stamp.generation.to_be_bytes());
     put_bytes(&mut out, record.target.as_bytes());
     for set in [&record.v4, &record.v6] {
         match set {
             None => out.push(0),
-            Some(elements) => {
+            Some(ranges) => {
                 out.push(1);
-                out.extend((elements.len() as u32).to_be_bytes());
-                for e in elements {
-                    out.push(u8::from(e.end) | (u8::from(e.open) << 1));
-                    put_bytes(&mut out, &e.key);
+                out.extend((ranges.len() as u32).to_be_bytes());
+                for r in ranges {
+                    let held = &r.elements;
+                    let flags = u8::from(held.start.open) * START_OPEN
+                        | held
+                            .end
+                            .map_or(0, |e| HAS_END | u8::from(e.open) * END_OPEN);
+                    out.push(flags);
+                    put_addr(&mut out, r.first);
+                    put_addr(&mut out, r.last);
                 }
             }
         }
@@ -140,6 +171,31 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One set's ranges, `key_len` bytes per address; `None` when anything is off: a range out
+/// of order or overlapping the one before, unknown flags, or fewer bytes than counted.
+fn decode_set(r: &mut Reader, key_len: usize) -> Option<Vec<StoredRange>> {
+    let count = r.u32()? as usize;
+    let each = 1 + 2 * key_len;
+    // Bounded by what is left before anything is allocated.
+    let body = r.take(count.checked_mul(each)?)?;
+    let mut ranges: Vec<StoredRange> = Vec::with_capacity(count);
+    for chunk in body.chunks_exact(each) {
+        let flags = chunk[0];
+        if flags & !(START_OPEN | HAS_END | END_OPEN) != 0 {
+            return None;
+        }
+        let first = bytes_addr(&chunk[1..1 + key_len])?;
+        let last = bytes_addr(&chunk[1 + key_len..])?;
+        let end = (flags & HAS_END != 0).then_some(flags & END_OPEN != 0);
+        let range = StoredRange::from_parts(first, last, flags & START_OPEN != 0, end)?;
+        if ranges.last().is_some_and(|prev| prev.last >= range.first) {
+            return None;
+        }
+        ranges.push(range);
+    }
+    Some(ranges)
+}
+
 fn decode(bytes: &[u8]) -> Option<Record> {
     let mut r = Reader {
         bytes: bytes.strip_prefix(MAGIC)?,
@@ -148,27 +204,9 @@ fn decode(bytes: &[u8]) -> Option<Record> {
     let generation = r.u32()?;
     let target = r.string()?;
     let mut sets = [None, None];
-    for set in &mut sets {
+    for (set, key_len) in sets.iter_mut().zip([4, 16]) {
         if r.u8()? == 1 {
-            let count = r.u32()? as usize;
-            // Bounded by what is left: each element takes at least 5 bytes.
-            if count > r.bytes.len() / 5 {
-                return None;
-            }
-            let mut elements = Vec::with_capacity(count);
-            for _ in 0..count {
-                let flags = r.u8()?;
-                let key = r.bytes()?;
-                if key.len() != 4 && key.len() != 16 {
-                    return None;
-                }
-                elements.push(Element {
-                    key: Key::new(key)?,
-                    end: flags & 1 != 0,
-                    open: flags & 2 != 0,
-                });
-            }
-            *set = Some(elements);
+            *set = Some(decode_set(&mut r, key_len)?);
         }
     }
     if !r.bytes.is_empty() {
@@ -186,29 +224,78 @@ fn decode(bytes: &[u8]) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intervals::elements_of;
+    use crate::intervals::{elements_of, ranges_from_elements};
 
-    #[test]
-    fn a_record_round_trips_and_damage_is_refused() {
-        let v4 = ["192.0.2.0/24", "198.51.100.0/25"]
+    fn ranges(nets: &[&str], key_len: usize) -> Vec<StoredRange> {
+        let elements = nets
             .iter()
             .flat_map(|n| elements_of(&n.parse().expect("cidr")))
             .collect();
+        ranges_from_elements(elements, key_len)
+    }
+
+    #[test]
+    fn a_record_round_trips_and_damage_is_refused() {
         let record = Record {
             stamp: Stamp {
                 host: "boot/42".into(),
                 generation: 7,
             },
             target: "own cf_allow".into(),
-            v4: Some(v4),
-            v6: None,
+            // An open range at the top, and one whose end element is the next's start.
+            v4: Some(ranges(
+                &[
+                    "192.0.2.0/24",
+                    "198.51.100.0/25",
+                    "198.51.100.128/25",
+                    "255.0.0.0/8",
+                ],
+                4,
+            )),
+            v6: Some(ranges(&["2001:db8::/32", "ff00::/8"], 16)),
         };
         let bytes = encode(&record);
-        assert_eq!(decode(&bytes), Some(record));
+        assert_eq!(decode(&bytes), Some(record.clone()));
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), None);
         assert_eq!(decode(b"something else"), None);
+        // A record of version 1 is not read as version 2.
+        let mut old = bytes.clone();
+        old[MAGIC.len() - 2] = b'1';
+        assert_eq!(decode(&old), None);
+        let empty = Record {
+            v4: None,
+            v6: Some(Vec::new()),
+            ..record
+        };
+        assert_eq!(decode(&encode(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn ranges_out_of_order_or_with_unknown_flags_are_refused() {
+        let record = Record {
+            stamp: Stamp {
+                host: "boot/1".into(),
+                generation: 1,
+            },
+            target: "own cf_allow".into(),
+            v4: Some(ranges(&["192.0.2.0/24", "198.51.100.0/24"], 4)),
+            v6: None,
+        };
+        let bytes = encode(&record);
+        // The first range's flags byte, then its first and last address.
+        let at = bytes.len() - 1 - 2 * 9;
+        let mut flags = bytes.clone();
+        flags[at] |= 8;
+        assert_eq!(decode(&flags), None);
+        let mut swapped = bytes.clone();
+        let (a, b) = (at, at + 9);
+        let first: Vec<u8> = swapped[a..a + 9].to_vec();
+        let second: Vec<u8> = swapped[b..b + 9].to_vec();
+        swapped[a..a + 9].copy_from_slice(&second);
+        swapped[b..b + 9].copy_from_slice(&first);
+        assert_eq!(decode(&swapped), None);
     }
 }
