@@ -127,10 +127,14 @@ fn encode(record: &Record) -> Vec<u8> {
                 out.extend((ranges.len() as u32).to_be_bytes());
                 for r in ranges {
                     let held = &r.elements;
-                    let flags = u8::from(held.start.open) * START_OPEN
-                        | held
-                            .end
-                            .map_or(0, |e| HAS_END | u8::from(e.open) * END_OPEN);
+                    let mut flags = if held.start.open { START_OPEN } else { 0 };
+                    if let Some(end) = held.end {
+                        flags |= if end.open {
+                            HAS_END | END_OPEN
+                        } else {
+                            HAS_END
+                        };
+                    }
                     out.push(flags);
                     put_addr(&mut out, r.first);
                     put_addr(&mut out, r.last);
