@@ -132,11 +132,15 @@ pub(crate) fn parse_headers(text: &str) -> Vec<SetHeader> {
 pub(crate) const MEMBER_TAG: &str = " comment \"cf-allow\"";
 
 /// The `create` line for a fresh set of `family` sized for `len` members, with the
-/// `comment` extension that holds cf-allow's tag.
+/// `comment` extension that holds cf-allow's tag. The hash starts with a bucket per four
+/// members (a power of two, at least ipset's default 1024): a set created at the default
+/// size is rehashed at every doubling while 100k members are added, which cost `ipset
+/// restore` about a fifth more CPU than the sized set.
 pub(crate) fn create_line(name: &str, family: Family, len: usize) -> String {
     let maxelem = len.max(65536);
+    let hashsize = (len / 4).next_power_of_two().max(1024);
     format!(
-        "create {name} hash:net family {} maxelem {maxelem} comment",
+        "create {name} hash:net family {} hashsize {hashsize} maxelem {maxelem} comment",
         set_family(family)
     )
 }
@@ -273,7 +277,15 @@ mod tests {
         );
         assert_eq!(
             create_line("x", Family::Ipv4, 1),
-            "create x hash:net family inet maxelem 65536 comment"
+            "create x hash:net family inet hashsize 1024 maxelem 65536 comment"
+        );
+        assert_eq!(
+            create_line("x", Family::Ipv6, 50_000),
+            "create x hash:net family inet6 hashsize 16384 maxelem 65536 comment"
+        );
+        assert_eq!(
+            create_line("x", Family::Ipv4, 200_000),
+            "create x hash:net family inet hashsize 65536 maxelem 200000 comment"
         );
     }
 
