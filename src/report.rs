@@ -13,8 +13,9 @@ use crate::config::Config;
 
 /// What a successful sync reports.
 pub struct Facts {
-    /// The run's JSON document (what `sync --json` prints).
-    pub document: Value,
+    /// The run's JSON document (what `sync --json` prints), when
+    /// [`Reporter::wants_document`] or `--json` asked for it.
+    pub document: Option<Value>,
     /// True when the sync changed the firewall (ranges or repairs).
     pub changed: bool,
     /// IPv4 and IPv6 ranges on the firewall after the sync.
@@ -60,6 +61,12 @@ impl Reporter {
         self.backend = Some(name);
     }
 
+    /// True when a hook will read the run's JSON document (`on_change` is set and this is
+    /// not a dry run), so the sync has to build it.
+    pub fn wants_document(&self) -> bool {
+        self.on_change.is_some() && !self.dry_run
+    }
+
     /// The sync got to its end.
     pub fn succeeded(&mut self, facts: Facts) {
         self.facts = Some(facts);
@@ -103,7 +110,14 @@ impl Reporter {
             }
         }
         let (hook, argv, document) = match (result, facts) {
-            (Ok(_), Some(f)) if f.changed => ("on_change", &self.on_change, f.document.clone()),
+            (Ok(_), Some(f)) if f.changed => (
+                "on_change",
+                &self.on_change,
+                // Built whenever `on_change` is set (`wants_document`).
+                f.document.clone().unwrap_or_else(
+                    || json!({"backend": self.backend, "dry_run": false, "changed": true}),
+                ),
+            ),
             (Err(e), _) => (
                 "on_failure",
                 &self.on_failure,

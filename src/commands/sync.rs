@@ -93,12 +93,17 @@ fn sync(
 
     let mut warnings = found.warnings.clone();
     warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
-    let mut document = plan_json(name, args.dry_run, &plan, &desired, &warnings);
-    document["reachability"] = crate::reach::json_of(reach.as_ref());
-    document["outputs"] = super::outputs::changes_json(&outputs);
-    document["changed"] = json!(changed_any);
-    if args.json {
-        print_json(&document)?;
+    // The run's JSON document, built only when something reads it (`--json`, an
+    // `on_change` hook): at 100k ranges a first apply's document was an eighth of the run.
+    let document = (args.json || reporter.wants_document()).then(|| {
+        let mut document = plan_json(name, args.dry_run, &plan, &desired, &warnings);
+        document["reachability"] = crate::reach::json_of(reach.as_ref());
+        document["outputs"] = super::outputs::changes_json(&outputs);
+        document["changed"] = json!(changed_any);
+        document
+    });
+    if let (true, Some(document)) = (args.json, &document) {
+        print_json(document)?;
     } else {
         if changed || !quiet || !reachable {
             print_plan(name, args.dry_run, &plan);
@@ -172,11 +177,12 @@ fn print_plan(backend: &str, dry_run: bool, plan: &Plan) {
         plan.unchanged
     );
     for family in Family::ALL {
-        for net in plan.add.iter_family(family) {
-            let _ = writeln!(text, "  + {net}");
-        }
-        for net in plan.remove.iter_family(family) {
-            let _ = writeln!(text, "  - {net}");
+        for (sign, set) in [("  + ", &plan.add), ("  - ", &plan.remove)] {
+            for net in set.iter_family(family) {
+                text.push_str(sign);
+                cf_allow_diff::text::push_net(&mut text, &net);
+                text.push('\n');
+            }
         }
     }
     for repair in &plan.repairs {

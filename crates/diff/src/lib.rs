@@ -6,6 +6,7 @@ mod backend;
 mod guard;
 mod plan;
 mod ranges;
+pub mod text;
 
 pub use backend::{Backend, Inspection, Placement};
 pub use guard::{check_shrink, ShrinkError};

@@ -169,7 +169,9 @@ impl RangeSet {
 
     /// The ranges as strings, per family, for reports.
     pub fn to_strings(&self, family: Family) -> Vec<String> {
-        self.iter_family(family).map(|n| n.to_string()).collect()
+        self.iter_family(family)
+            .map(|n| crate::text::net_string(&n))
+            .collect()
     }
 }
 

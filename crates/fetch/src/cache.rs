@@ -44,12 +44,31 @@ pub(crate) struct CachedList {
     pub etag: Option<String>,
     /// Seconds since the Unix epoch when the list was last confirmed by its source.
     pub fetched_at: u64,
+    #[serde(serialize_with = "nets_text")]
     pub ipv4: Vec<Ipv4Net>,
+    #[serde(serialize_with = "nets_text")]
     pub ipv6: Vec<Ipv6Net>,
     /// The digest of the raw bodies this list was parsed from (see `body_digest` in the
     /// crate root): when the next fetch yields the same bytes, this list is used as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+}
+
+/// A list of prefixes as JSON strings, the text `Display` gives, written without
+/// `core::fmt` ([`cf_allow_diff::text`]; a 100k-range cache spent most of its write there).
+fn nets_text<S: serde::Serializer, T: Copy + Into<cf_allow_diff::IpNet>>(
+    nets: &[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq as _;
+    let mut seq = serializer.serialize_seq(Some(nets.len()))?;
+    let mut text = String::with_capacity(43);
+    for &net in nets {
+        text.clear();
+        cf_allow_diff::text::push_net(&mut text, &net.into());
+        seq.serialize_element(text.as_str())?;
+    }
+    seq.end()
 }
 
 /// What one URL answered last time it was part of a good list.

@@ -147,7 +147,13 @@ pub(crate) fn create_line(name: &str, family: Family, len: usize) -> String {
 
 /// The `add` line for a member of one of cf-allow's sets, with its tag.
 pub(crate) fn add_line(name: &str, net: &IpNet) -> String {
-    format!("add {name} {net}{MEMBER_TAG}")
+    let mut line = String::with_capacity(name.len() + 64);
+    line.push_str("add ");
+    line.push_str(name);
+    line.push(' ');
+    cf_allow_diff::text::push_net(&mut line, net);
+    line.push_str(MEMBER_TAG);
+    line
 }
 
 /// Every set name cf-allow owns.
@@ -282,6 +288,10 @@ mod tests {
         assert_eq!(
             create_line("x", Family::Ipv6, 50_000),
             "create x hash:net family inet6 hashsize 16384 maxelem 65536 comment"
+        );
+        assert_eq!(
+            add_line("x", &"2001:db8::/32".parse().expect("net")),
+            "add x 2001:db8::/32 comment \"cf-allow\""
         );
         assert_eq!(
             create_line("x", Family::Ipv4, 200_000),
