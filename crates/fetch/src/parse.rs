@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::Problem;
-use crate::validate::Entry;
+use crate::validate::{Entry, Position};
 
 /// A body's entries, and the API's `result.etag` when the body was API JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub(crate) fn parse_text(text: &str) -> Vec<Entry> {
         .filter_map(|(i, line)| {
             let content = line.split('#').next().unwrap_or("").trim();
             (!content.is_empty()).then(|| Entry {
-                position: format!("line {}", i + 1),
+                position: Position::Line(i + 1),
                 text: content.to_string(),
                 expected: None,
             })
@@ -139,11 +139,11 @@ fn parse_api_json(text: &str) -> Result<Parsed, Problem> {
 
 fn numbered<'a>(
     list: &'a [String],
-    field: &'a str,
+    field: &'static str,
     family: Family,
 ) -> impl Iterator<Item = Entry> + 'a {
     list.iter().enumerate().map(move |(i, text)| Entry {
-        position: format!("{field} entry {}", i + 1),
+        position: Position::Field(field, i + 1),
         text: text.trim().to_string(),
         expected: Some(family),
     })
@@ -184,7 +184,7 @@ mod tests {
             texts(&p),
             ["173.245.48.0/20", "103.21.244.0/22", "131.0.72.0/22"]
         );
-        assert_eq!(p.entries[2].position, "line 5");
+        assert_eq!(p.entries[2].position.to_string(), "line 5");
     }
 
     #[test]
@@ -193,7 +193,7 @@ mod tests {
         let p = parse_body(body, &http("application/json")).expect("parses");
         assert_eq!(texts(&p), ["173.245.48.0/20", "2400:cb00::/32"]);
         assert_eq!(p.api_etag.as_deref(), Some("abc"));
-        assert_eq!(p.entries[1].position, "ipv6_cidrs entry 1");
+        assert_eq!(p.entries[1].position.to_string(), "ipv6_cidrs entry 1");
     }
 
     #[test]

@@ -31,11 +31,33 @@ pub const MIN_PREFIX_V6: u8 = 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// `line 7`, `entry 3`, `ipv4_cidrs entry 2`.
-    pub position: String,
+    pub position: Position,
     /// The text as given (trimmed).
     pub text: String,
     /// The family the entry must have (the API JSON's `ipv4_cidrs` / `ipv6_cidrs`).
     pub expected: Option<Family>,
+}
+
+/// Where an entry is, as numbers: written out only for a message (formatting a position for
+/// every line of a 100k-entry list was most of what parsing it cost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// A line of a text list, from 1.
+    Line(usize),
+    /// An entry of a list given directly (`extra_cidrs`), from 1.
+    Entry(usize),
+    /// An entry of one of the API JSON's fields, from 1.
+    Field(&'static str, usize),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Line(n) => write!(f, "line {n}"),
+            Position::Entry(n) => write!(f, "entry {n}"),
+            Position::Field(field, n) => write!(f, "{field} entry {n}"),
+        }
+    }
 }
 
 impl Entry {
@@ -115,7 +137,7 @@ pub fn validate_cidrs(
         .iter()
         .enumerate()
         .map(|(i, text)| Entry {
-            position: format!("entry {}", i + 1),
+            position: Position::Entry(i + 1),
             text: text.trim().to_string(),
             expected: None,
         })

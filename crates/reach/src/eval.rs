@@ -183,9 +183,15 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
             continue;
         }
         let ctxs = contexts(model, family);
-        for ctx in &ctxs {
+        for (i, ctx) in ctxs.iter().enumerate() {
             if !region.is_empty() {
-                let out = run_path(model, ctx, region.clone(), false);
+                // The last context takes the region itself (a 100k-range region is 3.6 MB).
+                let region = if i + 1 == ctxs.len() {
+                    std::mem::take(&mut region)
+                } else {
+                    region.clone()
+                };
+                let out = run_path(model, ctx, region, false);
                 for (r, bxs) in out.blocked {
                     blocked.entry((family, r)).or_default().extend(bxs);
                 }
