@@ -18,7 +18,7 @@ pub const CACHE_FILE: &str = "last-good.json";
 
 /// Format 2 adds [`CachedList::digest`]; a format-1 cache is read as one without a digest
 /// (its list is used as before, and the next fetch parses the body once and records it).
-const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 2;
 const FORMATS: [u32; 2] = [1, FORMAT];
 
 /// The cache file of a state directory.

@@ -513,7 +513,25 @@ fn persist(
     records: Vec<(String, UrlRecord)>,
     digest: Option<String>,
 ) {
-    let old_copy = old.clone();
+    // The cache keys URLs with their credentials redacted.
+    let configured: BTreeSet<String> = opts
+        .alternatives
+        .iter()
+        .flatten()
+        .map(|u| redact_url(u))
+        .collect();
+    // Unchanged (a 304, the same ETag, the same body): write and fsync nothing, only record
+    // the check time. Compared in place: copying a 100k-entry cache to compare it was a
+    // tenth of a no-op.
+    if let Some(old) = &old {
+        if same_content(old, list, &records, digest.as_deref(), &configured) {
+            match cache::confirm(&opts.state_dir) {
+                Ok(()) => tracing::debug!("the cached list is unchanged; recorded the check time"),
+                Err(e) => tracing::debug!("cannot record the check time: {e}"),
+            }
+            return;
+        }
+    }
     let mut cache = Cache::new(CachedList {
         source: list.source.clone(),
         etag: list.etag.clone(),
@@ -522,13 +540,6 @@ fn persist(
         ipv6: list.ranges.ipv6().to_vec(),
         digest,
     });
-    // The cache keys URLs with their credentials redacted.
-    let configured: BTreeSet<String> = opts
-        .alternatives
-        .iter()
-        .flatten()
-        .map(|u| redact_url(u))
-        .collect();
     if let Some(old) = old {
         cache.urls = old
             .urls
@@ -537,17 +548,6 @@ fn persist(
             .collect();
     }
     cache.urls.extend(records);
-    // Unchanged (a 304, the same ETag, the same body): write and fsync nothing, only record
-    // the check time.
-    if let Some(old) = &old_copy {
-        if same_content(old, &cache) {
-            match cache::confirm(&opts.state_dir) {
-                Ok(()) => tracing::debug!("the cached list is unchanged; recorded the check time"),
-                Err(e) => tracing::debug!("cannot record the check time: {e}"),
-            }
-            return;
-        }
-    }
     match cache::store(&opts.state_dir, &cache) {
         Ok(()) => tracing::debug!("cached the list in {}", cache_path(&opts.state_dir).display()),
         Err(e) => tracing::warn!(
@@ -557,15 +557,24 @@ fn persist(
     }
 }
 
-/// True when two caches differ at most in `fetched_at`.
-fn same_content(old: &Cache, new: &Cache) -> bool {
-    old.format == new.format
-        && old.urls == new.urls
-        && old.list.source == new.list.source
-        && old.list.etag == new.list.etag
-        && old.list.ipv4 == new.list.ipv4
-        && old.list.ipv6 == new.list.ipv6
-        && old.list.digest == new.list.digest
+/// True when the cache [`persist`] would write differs from `old` at most in `fetched_at`:
+/// the same list, source, etag and digest, and the same URL records (every old one still
+/// configured, every new one equal to the old one of its URL).
+fn same_content(
+    old: &Cache,
+    list: &FetchedList,
+    records: &[(String, UrlRecord)],
+    digest: Option<&str>,
+    configured: &BTreeSet<String>,
+) -> bool {
+    old.format == cache::FORMAT
+        && old.list.source == list.source
+        && old.list.etag == list.etag
+        && old.list.digest.as_deref() == digest
+        && old.list.ipv4.as_slice() == list.ranges.ipv4()
+        && old.list.ipv6.as_slice() == list.ranges.ipv6()
+        && old.urls.keys().all(|url| configured.contains(url))
+        && records.iter().all(|(url, r)| old.urls.get(url) == Some(r))
 }
 
 #[cfg(test)]
