@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::forward::{self, Forward};
 use crate::intervals::{elements_of, ranges_from_elements, Element, StoredRange};
 use crate::layout::{self, FORWARD_CHAIN, OWN_CHAIN, SET_V4, SET_V6};
-use crate::memory::{self, Memory, Record, Stamp};
+use crate::memory::{self, Memory, Record, RecordedSet, Stamp};
 use crate::model::{
     family_name, ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo,
     FAMILY_INET, FAMILY_IP, FAMILY_IP6, TAG,
@@ -69,8 +69,8 @@ struct State {
     /// The target chain as found.
     chain: Option<ChainInfo>,
     /// The ranges of `cf_v4` / `cf_v6`, when the set exists.
-    v4: Option<Vec<StoredRange>>,
-    v6: Option<Vec<StoredRange>>,
+    v4: Option<Contents>,
+    v6: Option<Contents>,
     /// cf-allow's rules as found (all rules of the own chain; the tagged rules in into mode).
     rules: Vec<RuleInfo>,
     /// The rules are exactly the expected ones, in place.
@@ -86,6 +86,44 @@ struct State {
     recalled: bool,
     /// The generation did not move during the read: the state is exact for `generation`.
     consistent: bool,
+}
+
+/// The ranges of one of cf-allow's sets: dumped from the kernel, or taken from the
+/// generation record and decoded only as far as needed (a no-op needs the prefixes, only a
+/// change needs the elements).
+#[derive(Clone, Debug)]
+enum Contents {
+    Read(Vec<StoredRange>),
+    Recorded(RecordedSet),
+}
+
+impl Contents {
+    /// The ranges with the elements that hold them.
+    fn ranges(&self) -> std::borrow::Cow<'_, [StoredRange]> {
+        match self {
+            Contents::Read(ranges) => std::borrow::Cow::Borrowed(ranges),
+            Contents::Recorded(set) => std::borrow::Cow::Owned(set.ranges()),
+        }
+    }
+
+    /// The minimal prefixes of every range, in order.
+    fn prefixes(&self) -> Box<dyn Iterator<Item = IpNet> + '_> {
+        match self {
+            Contents::Read(ranges) => Box::new(ranges.iter().flat_map(StoredRange::prefixes)),
+            Contents::Recorded(set) => Box::new(
+                set.bounds()
+                    .flat_map(|(first, last)| crate::intervals::prefixes_of_range(first, last)),
+            ),
+        }
+    }
+
+    /// As the generation record holds it.
+    fn recorded(&self, key_len: usize) -> RecordedSet {
+        match self {
+            Contents::Read(ranges) => RecordedSet::of(ranges, key_len),
+            Contents::Recorded(set) => set.clone(),
+        }
+    }
 }
 
 impl NftablesBackend {
@@ -154,8 +192,8 @@ impl NftablesBackend {
         &self,
         host: &Option<String>,
         generation: u32,
-        v4: Option<Vec<StoredRange>>,
-        v6: Option<Vec<StoredRange>>,
+        v4: Option<RecordedSet>,
+        v6: Option<RecordedSet>,
     ) {
         let (Some(memory), Some(host)) = (&self.memory, host) else {
             return;
@@ -180,8 +218,8 @@ impl NftablesBackend {
         self.remember(
             &state.host,
             state.generation,
-            state.v4.clone(),
-            state.v6.clone(),
+            state.v4.as_ref().map(|c| c.recorded(4)),
+            state.v6.as_ref().map(|c| c.recorded(16)),
         );
     }
 
@@ -362,8 +400,8 @@ impl NftablesBackend {
         sets: &[SetInfo],
         name: &str,
         key: KeyKind,
-        recalled: Option<Option<Vec<StoredRange>>>,
-    ) -> Result<Option<Vec<StoredRange>>, Error> {
+        recalled: Option<Option<RecordedSet>>,
+    ) -> Result<Option<Contents>, Error> {
         let Some(set) = sets.iter().find(|s| s.name == name) else {
             return Ok(None);
         };
@@ -383,11 +421,14 @@ impl NftablesBackend {
                 }
             )));
         }
-        if let Some(Some(ranges)) = recalled {
-            return Ok(Some(ranges));
+        if let Some(Some(set)) = recalled {
+            return Ok(Some(Contents::Recorded(set)));
         }
         let elements = nl.elements(FAMILY_INET, target.table, name)?;
-        Ok(Some(ranges_from_elements(elements, key.len() as usize)))
+        Ok(Some(Contents::Read(ranges_from_elements(
+            elements,
+            key.len() as usize,
+        ))))
     }
 
     /// Foreign input chains that drop by default, which an accept elsewhere cannot override.
@@ -590,7 +631,7 @@ impl Backend for NftablesBackend {
                 .v4
                 .iter()
                 .chain(state.v6.iter())
-                .flat_map(|ranges| ranges.iter().flat_map(StoredRange::prefixes)),
+                .flat_map(Contents::prefixes),
         );
         let present = if self.settings.into.is_some() {
             state.v4.is_some() || state.v6.is_some() || !state.rules.is_empty()
@@ -633,6 +674,7 @@ impl Backend for NftablesBackend {
             (Family::Ipv4, SET_V4, &state.v4),
             (Family::Ipv6, SET_V6, &state.v6),
         ] {
+            let stored = stored.as_ref().map(Contents::ranges);
             let stored = stored.as_deref().unwrap_or_default();
             let delta = element_delta(stored, &plan.add, &plan.remove, family);
             added += delta.added;
@@ -674,8 +716,8 @@ impl Backend for NftablesBackend {
             self.remember(
                 &state.host,
                 next,
-                Some(ranges_from_elements(v4, 4)),
-                Some(ranges_from_elements(v6, 16)),
+                Some(RecordedSet::of(&ranges_from_elements(v4, 4), 4)),
+                Some(RecordedSet::of(&ranges_from_elements(v6, 16), 16)),
             );
         }
         for repair in &repairs {

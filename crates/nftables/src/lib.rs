@@ -115,12 +115,12 @@ pub fn held_sets(
         return None;
     }
     let (family, table) = settings.sets_table();
-    let held = |name: &str, ranges: Option<Vec<intervals::StoredRange>>| {
-        ranges.map(|ranges| HeldSet {
+    let held = |name: &str, set: Option<memory::RecordedSet>| {
+        set.map(|set| HeldSet {
             family: family.to_owned(),
             table: table.to_owned(),
             name: name.to_owned(),
-            ranges: ranges.into_iter().map(|r| (r.first, r.last)).collect(),
+            ranges: set.bounds().collect(),
         })
     };
     Some(

@@ -10,6 +10,7 @@
 //! simply not used.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use std::net::IpAddr;
 
@@ -43,8 +44,90 @@ pub(crate) struct Record {
     pub stamp: Stamp,
     /// The table the sets are in, and whether it is into mode.
     pub target: String,
-    pub v4: Option<Vec<StoredRange>>,
-    pub v6: Option<Vec<StoredRange>>,
+    pub v4: Option<RecordedSet>,
+    pub v6: Option<RecordedSet>,
+}
+
+/// One set's ranges as the record holds them: per range a flags byte and its first and last
+/// address (`key_len` bytes each), sorted and checked when the record was read, and decoded
+/// only as far as the caller needs: a no-op wants the bounds (its prefixes), only a change
+/// wants the ranges with their elements. The bytes are shared with the file as read.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordedSet {
+    data: Arc<Vec<u8>>,
+    start: usize,
+    count: usize,
+    key_len: usize,
+}
+
+/// Flags of a recorded range: its start element is flagged open; it has an end element;
+/// that end element is flagged open.
+const START_OPEN: u8 = 1;
+const HAS_END: u8 = 2;
+const END_OPEN: u8 = 4;
+
+impl RecordedSet {
+    /// The set holding `ranges` (sorted, of the family whose addresses are `key_len` bytes).
+    pub fn of(ranges: &[StoredRange], key_len: usize) -> RecordedSet {
+        let mut data = Vec::with_capacity(ranges.len() * (1 + 2 * key_len));
+        for r in ranges {
+            let held = &r.elements;
+            let mut flags = if held.start.open { START_OPEN } else { 0 };
+            if let Some(end) = held.end {
+                flags |= if end.open {
+                    HAS_END | END_OPEN
+                } else {
+                    HAS_END
+                };
+            }
+            data.push(flags);
+            put_addr(&mut data, r.first);
+            put_addr(&mut data, r.last);
+        }
+        RecordedSet {
+            data: Arc::new(data),
+            start: 0,
+            count: ranges.len(),
+            key_len,
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.data[self.start..self.start + self.count * (1 + 2 * self.key_len)]
+    }
+
+    /// Each range's flags, first and last address (checked when read, so none is skipped).
+    fn parts(&self) -> impl Iterator<Item = (u8, IpAddr, IpAddr)> + '_ {
+        let k = self.key_len;
+        self.body()
+            .chunks_exact(1 + 2 * k)
+            .filter_map(move |c| Some((c[0], bytes_addr(&c[1..1 + k])?, bytes_addr(&c[1 + k..])?)))
+    }
+
+    /// The first and last address of each range, in order.
+    pub fn bounds(&self) -> impl Iterator<Item = (IpAddr, IpAddr)> + '_ {
+        self.parts().map(|(_, first, last)| (first, last))
+    }
+
+    /// The ranges with the elements that hold them, in order.
+    pub fn ranges(&self) -> Vec<StoredRange> {
+        self.parts()
+            .filter_map(|(flags, first, last)| range_of(flags, first, last))
+            .collect()
+    }
+}
+
+impl PartialEq for RecordedSet {
+    fn eq(&self, other: &RecordedSet) -> bool {
+        self.key_len == other.key_len && self.body() == other.body()
+    }
+}
+
+impl Eq for RecordedSet {}
+
+fn range_of(flags: u8, first: IpAddr, last: IpAddr) -> Option<StoredRange> {
+    let end = (flags & HAS_END != 0).then_some(flags & END_OPEN != 0);
+    StoredRange::from_parts(first, last, flags & START_OPEN != 0, end)
 }
 
 impl Record {
@@ -63,7 +146,7 @@ impl Memory {
     /// The record, when the file exists and parses.
     pub fn load(&self) -> Option<Record> {
         let bytes = std::fs::read(&self.path).ok()?;
-        let record = decode(&bytes);
+        let record = decode(bytes);
         if record.is_none() {
             tracing::debug!(path = %self.path.display(), "nftables: ignoring an unreadable generation record");
         }
@@ -94,12 +177,6 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend(bytes);
 }
 
-/// Flags of a recorded range: its start element is flagged open; it has an end element;
-/// that end element is flagged open.
-const START_OPEN: u8 = 1;
-const HAS_END: u8 = 2;
-const END_OPEN: u8 = 4;
-
 fn put_addr(out: &mut Vec<u8>, addr: IpAddr) {
     match addr {
         IpAddr::V4(a) => out.extend(a.octets()),
@@ -112,7 +189,7 @@ fn put_addr(out: &mut Vec<u8>, addr: IpAddr) {
 fn encode(record: &Record) -> Vec<u8> {
     let size: usize = [&record.v4, &record.v6]
         .iter()
-        .map(|set| set.as_ref().map_or(1, |r| 5 + r.len() * 33))
+        .map(|set| set.as_ref().map_or(1, |s| 5 + s.body().len()))
         .sum();
     let mut out = Vec::with_capacity(MAGIC.len() + 64 + size);
     out.extend(MAGIC);
@@ -122,23 +199,10 @@ fn encode(record: &Record) -> Vec<u8> {
     for set in [&record.v4, &record.v6] {
         match set {
             None => out.push(0),
-            Some(ranges) => {
+            Some(set) => {
                 out.push(1);
-                out.extend((ranges.len() as u32).to_be_bytes());
-                for r in ranges {
-                    let held = &r.elements;
-                    let mut flags = if held.start.open { START_OPEN } else { 0 };
-                    if let Some(end) = held.end {
-                        flags |= if end.open {
-                            HAS_END | END_OPEN
-                        } else {
-                            HAS_END
-                        };
-                    }
-                    out.push(flags);
-                    put_addr(&mut out, r.first);
-                    put_addr(&mut out, r.last);
-                }
+                out.extend((set.count as u32).to_be_bytes());
+                out.extend(set.body());
             }
         }
     }
@@ -175,14 +239,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One set's ranges, `key_len` bytes per address; `None` when anything is off: a range out
-/// of order or overlapping the one before, unknown flags, or fewer bytes than counted.
-fn decode_set(r: &mut Reader, key_len: usize) -> Option<Vec<StoredRange>> {
+/// One set's ranges, `key_len` bytes per address, checked but not decoded; `None` when
+/// anything is off: a range out of order or overlapping the one before, unknown flags, or
+/// fewer bytes than counted.
+fn decode_set(r: &mut Reader, data: &Arc<Vec<u8>>, key_len: usize) -> Option<RecordedSet> {
     let count = r.u32()? as usize;
     let each = 1 + 2 * key_len;
-    // Bounded by what is left before anything is allocated.
+    let start = data.len() - r.bytes.len();
+    // Bounded by what is left.
     let body = r.take(count.checked_mul(each)?)?;
-    let mut ranges: Vec<StoredRange> = Vec::with_capacity(count);
+    let mut prev: Option<IpAddr> = None;
     for chunk in body.chunks_exact(each) {
         let flags = chunk[0];
         if flags & !(START_OPEN | HAS_END | END_OPEN) != 0 {
@@ -190,19 +256,24 @@ fn decode_set(r: &mut Reader, key_len: usize) -> Option<Vec<StoredRange>> {
         }
         let first = bytes_addr(&chunk[1..1 + key_len])?;
         let last = bytes_addr(&chunk[1 + key_len..])?;
-        let end = (flags & HAS_END != 0).then_some(flags & END_OPEN != 0);
-        let range = StoredRange::from_parts(first, last, flags & START_OPEN != 0, end)?;
-        if ranges.last().is_some_and(|prev| prev.last >= range.first) {
+        range_of(flags, first, last)?;
+        if prev.is_some_and(|prev| prev >= first) {
             return None;
         }
-        ranges.push(range);
+        prev = Some(last);
     }
-    Some(ranges)
+    Some(RecordedSet {
+        data: Arc::clone(data),
+        start,
+        count,
+        key_len,
+    })
 }
 
-fn decode(bytes: &[u8]) -> Option<Record> {
+fn decode(bytes: Vec<u8>) -> Option<Record> {
+    let data = Arc::new(bytes);
     let mut r = Reader {
-        bytes: bytes.strip_prefix(MAGIC)?,
+        bytes: data.strip_prefix(MAGIC)?,
     };
     let host = r.string()?;
     let generation = r.u32()?;
@@ -210,7 +281,7 @@ fn decode(bytes: &[u8]) -> Option<Record> {
     let mut sets = [None, None];
     for (set, key_len) in sets.iter_mut().zip([4, 16]) {
         if r.u8()? == 1 {
-            *set = Some(decode_set(&mut r, key_len)?);
+            *set = Some(decode_set(&mut r, &data, key_len)?);
         }
     }
     if !r.bytes.is_empty() {
@@ -238,6 +309,10 @@ mod tests {
         ranges_from_elements(elements, key_len)
     }
 
+    fn set(nets: &[&str], key_len: usize) -> RecordedSet {
+        RecordedSet::of(&ranges(nets, key_len), key_len)
+    }
+
     #[test]
     fn a_record_round_trips_and_damage_is_refused() {
         let record = Record {
@@ -247,7 +322,7 @@ mod tests {
             },
             target: "own cf_allow".into(),
             // An open range at the top, and one whose end element is the next's start.
-            v4: Some(ranges(
+            v4: Some(set(
                 &[
                     "192.0.2.0/24",
                     "198.51.100.0/25",
@@ -256,25 +331,40 @@ mod tests {
                 ],
                 4,
             )),
-            v6: Some(ranges(&["2001:db8::/32", "ff00::/8"], 16)),
+            v6: Some(set(&["2001:db8::/32", "ff00::/8"], 16)),
         };
         let bytes = encode(&record);
-        assert_eq!(decode(&bytes), Some(record.clone()));
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+        let back = decode(bytes.clone()).expect("decodes");
+        assert_eq!(back, record);
+        // What is decoded is what was recorded: the ranges with their elements, and bounds.
+        let want = ranges(
+            &[
+                "192.0.2.0/24",
+                "198.51.100.0/25",
+                "198.51.100.128/25",
+                "255.0.0.0/8",
+            ],
+            4,
+        );
+        let v4 = back.v4.as_ref().expect("v4");
+        assert_eq!(v4.ranges(), want);
+        let bounds: Vec<_> = want.iter().map(|r| (r.first, r.last)).collect();
+        assert_eq!(v4.bounds().collect::<Vec<_>>(), bounds);
+        assert_eq!(decode(bytes[..bytes.len() - 1].to_vec()), None);
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(decode(&longer), None);
-        assert_eq!(decode(b"something else"), None);
+        assert_eq!(decode(longer), None);
+        assert_eq!(decode(b"something else".to_vec()), None);
         // A record of version 1 is not read as version 2.
         let mut old = bytes.clone();
         old[MAGIC.len() - 2] = b'1';
-        assert_eq!(decode(&old), None);
+        assert_eq!(decode(old), None);
         let empty = Record {
             v4: None,
-            v6: Some(Vec::new()),
+            v6: Some(RecordedSet::of(&[], 16)),
             ..record
         };
-        assert_eq!(decode(&encode(&empty)), Some(empty));
+        assert_eq!(decode(encode(&empty)), Some(empty));
     }
 
     #[test]
@@ -285,7 +375,7 @@ mod tests {
                 generation: 1,
             },
             target: "own cf_allow".into(),
-            v4: Some(ranges(&["192.0.2.0/24", "198.51.100.0/24"], 4)),
+            v4: Some(set(&["192.0.2.0/24", "198.51.100.0/24"], 4)),
             v6: None,
         };
         let bytes = encode(&record);
@@ -293,13 +383,13 @@ mod tests {
         let at = bytes.len() - 1 - 2 * 9;
         let mut flags = bytes.clone();
         flags[at] |= 8;
-        assert_eq!(decode(&flags), None);
+        assert_eq!(decode(flags), None);
         let mut swapped = bytes.clone();
         let (a, b) = (at, at + 9);
         let first: Vec<u8> = swapped[a..a + 9].to_vec();
         let second: Vec<u8> = swapped[b..b + 9].to_vec();
         swapped[a..a + 9].copy_from_slice(&second);
         swapped[b..b + 9].copy_from_slice(&first);
-        assert_eq!(decode(&swapped), None);
+        assert_eq!(decode(swapped), None);
     }
 }
