@@ -81,22 +81,17 @@ fn push_v6(out: &mut String, addr: Ipv6Addr) {
         }
     }
     if best_len < 2 {
-        for (i, &g) in segments.iter().enumerate() {
-            if i > 0 {
-                out.push(':');
-            }
-            push_hex(out, g);
-        }
+        push_groups(out, &segments);
         return;
     }
-    for (i, &g) in segments[..best].iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        push_hex(out, g);
-    }
+    push_groups(out, &segments[..best]);
     out.push_str("::");
-    for (i, &g) in segments[best + best_len..].iter().enumerate() {
+    push_groups(out, &segments[best + best_len..]);
+}
+
+/// Groups in hex, joined by `:`.
+fn push_groups(out: &mut String, groups: &[u16]) {
+    for (i, &g) in groups.iter().enumerate() {
         if i > 0 {
             out.push(':');
         }

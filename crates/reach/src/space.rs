@@ -173,18 +173,14 @@ impl Shape {
         // (the searches were most of a 100k-range verdict).
         let (mut last_r, mut last_end, mut last_start) = ((0, 0), 0, 0);
         for r in region {
+            // Each search starts from its last result when r moved forward, else from the
+            // start of the shape.
+            let end_from = if r.s.1 >= last_r.1 { last_end } else { 0 };
+            let start_from = if r.s.0 >= last_r.0 { last_start } else { 0 };
             // Candidates: boxes starting at or before r's end.
-            let end = if r.s.1 >= last_r.1 {
-                partition_from(&self.boxes, last_end, |b| b.s.0 <= r.s.1)
-            } else {
-                self.boxes.partition_point(|b| b.s.0 <= r.s.1)
-            };
+            let end = partition_from(&self.boxes, end_from, |b| b.s.0 <= r.s.1);
             // Boxes before `start` all end before r begins.
-            let start = if r.s.0 >= last_r.0 {
-                partition_from(&self.reach, last_start, |&top| top < r.s.0)
-            } else {
-                self.reach.partition_point(|&top| top < r.s.0)
-            };
+            let start = partition_from(&self.reach, start_from, |&top| top < r.s.0);
             (last_r, last_end, last_start) = (r.s, end, start);
             let start = start.min(end);
             rest.clear();
