@@ -73,16 +73,16 @@ impl Reporter {
     }
 
     /// Writes the metrics and runs the hook that applies to `result`.
-    pub fn finish<T>(self, result: &Result<T>) {
+    pub fn finish<T>(mut self, result: &Result<T>) {
         if self.dry_run {
             return;
         }
         let facts = match result {
-            Ok(_) => self.facts.as_ref(),
+            Ok(_) => self.facts.take(),
             Err(_) => None,
         };
         if let Some(path) = &self.metrics_file {
-            let m = match facts {
+            let m = match &facts {
                 Some(f) => metrics::Metrics {
                     backend: self.backend.map(str::to_owned),
                     success: true,
@@ -113,8 +113,8 @@ impl Reporter {
             (Ok(_), Some(f)) if f.changed => (
                 "on_change",
                 &self.on_change,
-                // Built whenever `on_change` is set (`wants_document`).
-                f.document.clone().unwrap_or_else(
+                // Built whenever `on_change` is set (`wants_document`); moved, not copied.
+                f.document.unwrap_or_else(
                     || json!({"backend": self.backend, "dry_run": false, "changed": true}),
                 ),
             ),

@@ -170,9 +170,10 @@ impl NftablesBackend {
     /// or a full read during which nothing else committed, the ranges of its sets (with the
     /// flags of the elements that hold them) with the nf_tables generation id, the boot id
     /// and the network namespace's cookie. While all three are unchanged nothing in this
-    /// ruleset changed, and `inspect` takes the ranges from the record instead of dumping the sets (whose cost grows with the
-    /// list). Any other commit changes the id, and the sets are read again. With
-    /// `writable: false` (read-only commands) the record is used but never written.
+    /// ruleset changed, and `inspect` takes the ranges from the record instead of dumping
+    /// the sets (whose cost grows with the list). Any other commit changes the id, and the
+    /// sets are read again. With `writable: false` (read-only commands) the record is used
+    /// but never written.
     pub fn with_memory(mut self, path: PathBuf, writable: bool) -> Self {
         self.memory = Some(Memory::new(path, writable));
         self
@@ -186,8 +187,7 @@ impl NftablesBackend {
             .then_some(record)
     }
 
-    /// Records `v4` / `v6` (sorted, as [`ranges_from_elements`] returns them) as the sets'
-    /// ranges at `generation`.
+    /// Records `v4` / `v6` as the sets' ranges at `generation`.
     fn remember(
         &self,
         host: &Option<String>,

@@ -9,10 +9,9 @@
 //! full read during which the generation did not move. A stale or unreadable record is
 //! simply not used.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use std::net::IpAddr;
 
 use crate::intervals::{bytes_addr, StoredRange};
 
