@@ -3,6 +3,8 @@
 //! This binary only wires things together: the CLI, the config, logging, the run lock and
 //! the backends. The work happens in the `cf-allow-*` crates.
 
+#![forbid(unsafe_code)]
+
 mod backends;
 mod cli;
 mod commands;

@@ -12,6 +12,8 @@
 //! changed (it reads csf.ignore only when it starts). With `apply: restart` the configured
 //! reload command (`csf -ra`) runs instead, only when a file changed.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod conf;
 mod entries;

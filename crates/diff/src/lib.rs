@@ -2,6 +2,8 @@
 //! into what it should hold, the guards that refuse suspicious plans, and the [`Backend`]
 //! trait every firewall backend implements. Nothing here performs I/O.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod guard;
 mod plan;

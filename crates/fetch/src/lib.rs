@@ -9,6 +9,8 @@
 //! validation) is an alarm instead: [`fetch`] fails unless another alternative yields a valid
 //! list, and the cache is left untouched.
 
+#![forbid(unsafe_code)]
+
 mod cache;
 mod embedded;
 mod error;

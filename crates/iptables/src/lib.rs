@@ -4,6 +4,8 @@
 //! chain. Every change is one `iptables-restore --noflush` transaction per family, so no
 //! half-applied state is ever visible; state is read from the kernel on every run.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod edit;
 mod error;

@@ -7,6 +7,8 @@
 //! the only way to allow traffic on a host whose own nftables firewall drops by default (an
 //! accept in one table does not stop a drop in another table's base chain). See the README.
 
+#![deny(unsafe_code)]
+
 mod backend;
 mod error;
 mod forward;
@@ -14,6 +16,8 @@ mod intervals;
 mod layout;
 mod memory;
 mod model;
+// The only module with `unsafe` code (libnftnl's C API); every other crate forbids it.
+#[allow(unsafe_code)]
 mod netlink;
 mod settings;
 

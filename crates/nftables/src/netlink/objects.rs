@@ -1,26 +1,18 @@
-//! Talking to nf_tables over netlink: dumps of tables, chains, sets, set elements and rules,
-//! and change batches that commit whole or not at all.
-//!
-//! This is the only module with `unsafe` code. It uses `nftnl::Batch` for the batch framing,
-//! libnftnl (through `nftnl-sys`) to build and parse the messages where nftnl's safe API
-//! stops (set and element flags, user data, rule positions, dumps), and an `mnl` socket.
-//! Everything it hands out is plain Rust data from [`crate::model`].
+//! libnftnl's table, chain, set and rule objects: built for a batch, parsed from a dump,
+//! and the dumps that read them.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::raw::{c_char, c_void};
 use std::ptr::NonNull;
 
 use nftnl::nftnl_sys::{self as sys, libc};
-use nftnl::{Batch, MsgType, NlMsg};
 
+use super::socket::{dump_request, request, Netlink};
 use crate::error::Error;
 use crate::intervals::{Element, Key};
-use crate::model::{ChainInfo, Change, Expr, KeyKind, Position, RuleInfo, SetInfo, TableInfo, TAG};
+use crate::model::{ChainInfo, Expr, KeyKind, RuleInfo, SetInfo, TableInfo, TAG};
 
-/// Elements per NEWSETELEM/DELSETELEM message (keeps each message far below the maximum).
-const ELEMENTS_PER_MESSAGE: usize = 256;
 /// `NFTNL_UDATA_TABLE_COMMENT`.
 const UDATA_TABLE_COMMENT: u8 = 0;
 /// `NFTNL_UDATA_CHAIN_COMMENT`.
@@ -37,58 +29,8 @@ const UDATA_SET_ELEM_FLAGS: u8 = 1;
 const ELEM_F_INTERVAL_OPEN: u32 = 1;
 /// nft's `BYTEORDER_BIG_ENDIAN`.
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
-/// Size of the receive buffer for one `recv` call.
-const RECV_BUFFER_BYTES: usize = 1 << 17;
-/// `SO_NETNS_COOKIE` (asm-generic/socket.h).
-const SO_NETNS_COOKIE: i32 = 71;
-/// How long to wait for an answer from the kernel.
-const RECV_TIMEOUT_SECS: libc::time_t = 30;
-
-/// An open netlink socket to nf_tables.
-pub(crate) struct Netlink {
-    socket: mnl::Socket,
-    seq: u32,
-    buffer: Vec<u32>,
-}
 
 impl Netlink {
-    /// Opens a netfilter netlink socket.
-    pub fn open() -> Result<Netlink, Error> {
-        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPROTONOSUPPORT) | Some(libc::EAFNOSUPPORT) => {
-                Error::Unsupported(format!("no nfnetlink: {e}"))
-            }
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied,
-            _ => Error::Socket(e.to_string()),
-        })?;
-        let netlink = Netlink {
-            socket,
-            seq: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as u32)
-                .unwrap_or(1),
-            buffer: vec![0u32; RECV_BUFFER_BYTES / 4],
-        };
-        // Errors carry only the header of the failed message, not the whole message.
-        netlink.set_int_option(libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1);
-        // The kernel answers at once; a missing answer must not hang a cron job forever.
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid fd and a pointer to a timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                netlink.fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast::<c_void>(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        Ok(netlink)
-    }
-
     /// The ruleset generation id (`NFT_MSG_GETGEN`): a cheap query that also proves
     /// nf_tables answers (nfnetlink answers EINVAL for a subsystem it does not have, i.e.
     /// no nf_tables). Every commit of a non-empty batch, by anyone, changes the id.
@@ -128,24 +70,6 @@ impl Netlink {
             other => other,
         })?;
         id.ok_or_else(|| Error::Socket("the kernel sent no ruleset generation".to_owned()))
-    }
-
-    /// The network namespace's cookie (`SO_NETNS_COOKIE`, Linux 5.14+): unique for the
-    /// namespace's lifetime and never reused until reboot. `None` on older kernels.
-    pub fn netns_cookie(&self) -> Option<u64> {
-        let mut cookie = 0u64;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        // SAFETY: a valid fd and a pointer to a u64 of the given size.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd(),
-                libc::SOL_SOCKET,
-                SO_NETNS_COOKIE,
-                (&mut cookie as *mut u64).cast::<c_void>(),
-                &mut len,
-            )
-        };
-        (rc == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
     }
 
     /// Every table of every family.
@@ -241,306 +165,6 @@ impl Netlink {
         })?;
         Ok(rules)
     }
-
-    /// Sends `changes` as one batch and checks the kernel's answer to every message. The
-    /// kernel applies the batch whole or not at all.
-    pub fn commit(&mut self, changes: &[Change]) -> Result<(), Error> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        // Still one batch (one transaction), but built message by message: each message's
-        // libnftnl objects are serialised into the batch and freed before the next one's are
-        // made, so a 100k-element first apply never holds every element as an object and as
-        // bytes at once. `messages[i]`: the change the batch's i-th message is from.
-        let mut messages: Vec<&Change> = Vec::new();
-        let mut set_id = 1u32;
-        let mut batch = Batch::new();
-        for change in changes {
-            Message::build(change, &mut set_id, &mut |message| {
-                batch.add(&message, MsgType::Add);
-                messages.push(change);
-            })?;
-        }
-        let batch = batch.finalize();
-        let seqs = batch.sequence_numbers();
-        // Sequence numbers: the begin and end messages get one when the kernel acks them.
-        let framed = seqs.len() == messages.len() + 2;
-        let first_message_seq = if framed { seqs.start + 1 } else { seqs.start };
-        let describe = |seq: u32| -> String {
-            seq.checked_sub(first_message_seq)
-                .and_then(|i| messages.get(i as usize))
-                .map(|change| change.to_string())
-                .unwrap_or_else(|| "batch framing".to_owned())
-        };
-        let total: usize = batch.iter().map(|page| page.len()).sum();
-        let mut bytes: Vec<u8> = Vec::with_capacity(total);
-        for page in batch.iter() {
-            bytes.extend_from_slice(page);
-        }
-        drop(batch);
-        self.set_int_option(
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            (bytes.len() * 2).max(1 << 20) as i32,
-        );
-        self.set_int_option(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
-        tracing::debug!(
-            messages = messages.len(),
-            bytes = bytes.len(),
-            "sending nftables batch"
-        );
-        let sent = self
-            .socket
-            .send(&bytes)
-            .map_err(|e| self.send_error(e, "sending the batch"))?;
-        if sent < bytes.len() {
-            return Err(Error::Socket(format!(
-                "sent {sent} of {} bytes of the batch",
-                bytes.len()
-            )));
-        }
-        // The kernel answers the whole batch before sendto returns; read every answer.
-        let mut pending: BTreeSet<u32> = seqs.clone().collect();
-        let mut errors: BTreeMap<u32, io::Error> = BTreeMap::new();
-        while !pending.is_empty() {
-            let wait = errors.is_empty();
-            let Some(len) = self.recv(wait)? else { break };
-            let bytes = self.bytes(len);
-            for (header, offset) in messages_in(bytes) {
-                // Skip anything that is not an answer to this batch (e.g. a late ack of an
-                // earlier dump).
-                if header.nlmsg_type != libc::NLMSG_ERROR as u16
-                    || !seqs.contains(&header.nlmsg_seq)
-                {
-                    continue;
-                }
-                let Some(code) = error_code(bytes, offset) else {
-                    continue;
-                };
-                pending.remove(&header.nlmsg_seq);
-                if code != 0 {
-                    errors.insert(header.nlmsg_seq, io::Error::from_raw_os_error(-code));
-                }
-            }
-        }
-        if let Some((seq, error)) = errors.into_iter().next() {
-            if error.raw_os_error() == Some(libc::EPERM) {
-                return Err(Error::PermissionDenied);
-            }
-            return Err(Error::Rejected {
-                what: describe(seq),
-                source: error,
-            });
-        }
-        if !pending.is_empty() {
-            return Err(Error::Socket(format!(
-                "the kernel did not answer {} of the batch's messages",
-                pending.len()
-            )));
-        }
-        Ok(())
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        self.seq
-    }
-
-    fn fd(&self) -> i32 {
-        // SAFETY: the socket is open for the lifetime of self.
-        unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.socket.as_raw_socket()) }
-    }
-
-    fn set_int_option(&self, level: i32, name: i32, value: i32) {
-        // SAFETY: a valid fd and a pointer to an int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd(),
-                level,
-                name,
-                (&value as *const i32).cast::<c_void>(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            tracing::debug!(
-                level,
-                name,
-                error = %io::Error::last_os_error(),
-                "setsockopt on the netlink socket failed"
-            );
-        }
-    }
-
-    fn send_error(&self, error: io::Error, what: &str) -> Error {
-        match error.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied,
-            _ => Error::Socket(format!("{what}: {error}")),
-        }
-    }
-
-    /// Receives one datagram; `None` when `wait` is false and nothing is queued.
-    fn recv(&mut self, wait: bool) -> Result<Option<usize>, Error> {
-        // MSG_TRUNC: recv returns the datagram's real length, so truncation is noticed.
-        let flags = libc::MSG_TRUNC | if wait { 0 } else { libc::MSG_DONTWAIT };
-        let fd = self.fd();
-        // SAFETY: the buffer is valid for its length in bytes.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                self.buffer.as_mut_ptr().cast::<c_void>(),
-                self.buffer.len() * 4,
-                flags,
-            )
-        };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::WouldBlock {
-                if !wait {
-                    return Ok(None);
-                }
-                return Err(Error::Socket(format!(
-                    "no answer from the kernel within {RECV_TIMEOUT_SECS} seconds"
-                )));
-            }
-            return Err(Error::Socket(format!("receiving from the kernel: {error}")));
-        }
-        let n = n as usize;
-        if n > self.buffer.len() * 4 {
-            return Err(Error::Socket(format!(
-                "an answer from the kernel ({n} bytes) did not fit the receive buffer"
-            )));
-        }
-        Ok(Some(n))
-    }
-
-    fn bytes(&self, len: usize) -> &[u8] {
-        // SAFETY: a u32 buffer viewed as bytes; len was returned by recv and is in bounds.
-        unsafe { std::slice::from_raw_parts(self.buffer.as_ptr().cast::<u8>(), len) }
-    }
-
-    /// Sends a request and feeds every answer message to `each` until the kernel says done.
-    fn query(
-        &mut self,
-        request: &[u8],
-        seq: u32,
-        what: &str,
-        mut each: impl FnMut(&libc::nlmsghdr) -> Result<(), io::Error>,
-    ) -> Result<(), Error> {
-        self.socket
-            .send(request)
-            .map_err(|e| self.send_error(e, &format!("asking for {what}")))?;
-        let portid = self.socket.portid();
-        loop {
-            let Some(len) = self.recv(true)? else {
-                continue;
-            };
-            let bytes = self.bytes(len);
-            for (header, offset) in messages_in(bytes) {
-                if header.nlmsg_seq != seq || (header.nlmsg_pid != 0 && header.nlmsg_pid != portid)
-                {
-                    continue;
-                }
-                match header.nlmsg_type as i32 {
-                    libc::NLMSG_DONE => return Ok(()),
-                    libc::NLMSG_ERROR => {
-                        let code = error_code(bytes, offset).unwrap_or(-libc::EPROTO);
-                        if code == 0 {
-                            return Ok(());
-                        }
-                        if code == -libc::EPERM {
-                            return Err(Error::PermissionDenied);
-                        }
-                        return Err(Error::Query {
-                            what: what.to_owned(),
-                            source: io::Error::from_raw_os_error(-code),
-                        });
-                    }
-                    libc::NLMSG_NOOP => {}
-                    _ => {
-                        // SAFETY: offset is a message start inside the u32-aligned buffer,
-                        // and messages_in checked that the whole message is in bounds.
-                        let header_ptr = unsafe {
-                            &*(self.buffer.as_ptr().cast::<u8>().add(offset)
-                                as *const libc::nlmsghdr)
-                        };
-                        each(header_ptr).map_err(|source| Error::Query {
-                            what: what.to_owned(),
-                            source,
-                        })?;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The netlink messages in `bytes`: each header (copied) and its offset.
-fn messages_in(bytes: &[u8]) -> Vec<(libc::nlmsghdr, usize)> {
-    let header_len = std::mem::size_of::<libc::nlmsghdr>();
-    let mut out = Vec::new();
-    let mut offset = 0usize;
-    while offset + header_len <= bytes.len() {
-        // SAFETY: header_len bytes are in bounds; read_unaligned copies them.
-        let header: libc::nlmsghdr =
-            unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(offset).cast()) };
-        let len = header.nlmsg_len as usize;
-        if len < header_len || offset + len > bytes.len() {
-            break;
-        }
-        out.push((header, offset));
-        offset += (len + 3) & !3;
-    }
-    out
-}
-
-/// The error code of the `NLMSG_ERROR` message at `offset` (0 for an acknowledgement).
-fn error_code(bytes: &[u8], offset: usize) -> Option<i32> {
-    let start = offset + std::mem::size_of::<libc::nlmsghdr>();
-    let raw = bytes.get(start..start + 4)?;
-    Some(i32::from_ne_bytes(raw.try_into().ok()?))
-}
-
-/// A dump request for `msg_type` in `family`, with a payload written by `payload`.
-fn dump_request(
-    msg_type: i32,
-    family: u8,
-    seq: u32,
-    payload: impl FnOnce(*mut libc::nlmsghdr),
-) -> Vec<u8> {
-    request(
-        msg_type,
-        family,
-        libc::NLM_F_DUMP | libc::NLM_F_ACK,
-        seq,
-        payload,
-    )
-}
-
-/// A request for `msg_type` in `family` with `flags`, with a payload written by `payload`.
-fn request(
-    msg_type: i32,
-    family: u8,
-    flags: i32,
-    seq: u32,
-    payload: impl FnOnce(*mut libc::nlmsghdr),
-) -> Vec<u8> {
-    let mut request = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    // SAFETY: the buffer is as large as the largest nftables message.
-    let header = unsafe {
-        sys::nftnl_nlmsg_build_hdr(
-            request.as_mut_ptr().cast::<c_char>(),
-            msg_type as u16,
-            family as u16,
-            flags as u16,
-            seq,
-        )
-    };
-    payload(header);
-    // SAFETY: header points into `request`.
-    let len = unsafe { (*header).nlmsg_len } as usize;
-    request.truncate(len);
-    request
 }
 
 fn cstring(s: &str) -> Result<CString, Error> {
@@ -621,8 +245,8 @@ fn parse_error(what: &str) -> io::Error {
 
 macro_rules! owned_object {
     ($name:ident, $raw:ty, $alloc:path, $free:path) => {
-        struct $name {
-            ptr: NonNull<$raw>,
+        pub(super) struct $name {
+            pub(super) ptr: NonNull<$raw>,
         }
 
         impl $name {
@@ -675,7 +299,7 @@ owned_object!(
 );
 
 impl OwnedTable {
-    fn new(family: u8, name: &str, comment: Option<&str>) -> Result<Self, Error> {
+    pub(super) fn new(family: u8, name: &str, comment: Option<&str>) -> Result<Self, Error> {
         let table = Self::alloc()?;
         let name = cstring(name)?;
         let p = table.ptr.as_ptr();
@@ -727,7 +351,7 @@ impl OwnedTable {
 }
 
 impl OwnedChain {
-    fn new(family: u8, table: &str, name: &str) -> Result<Self, Error> {
+    pub(super) fn new(family: u8, table: &str, name: &str) -> Result<Self, Error> {
         let chain = Self::alloc()?;
         let (table, name) = (cstring(table)?, cstring(name)?);
         let p = chain.ptr.as_ptr();
@@ -742,7 +366,7 @@ impl OwnedChain {
 
     /// A filter base chain on `hook` (`NF_INET_*`), priority 0 (`filter`), policy accept,
     /// with cf-allow's comment when `tagged`.
-    fn make_filter_base_chain(&self, hook: i32, tagged: bool) {
+    pub(super) fn make_filter_base_chain(&self, hook: i32, tagged: bool) {
         let p = self.ptr.as_ptr();
         // SAFETY: p is a valid chain; libnftnl copies strings and data.
         unsafe {
@@ -805,7 +429,7 @@ impl OwnedChain {
 }
 
 impl OwnedSet {
-    fn new(family: u8, table: &str, name: Option<&str>) -> Result<Self, Error> {
+    pub(super) fn new(family: u8, table: &str, name: Option<&str>) -> Result<Self, Error> {
         let set = Self::alloc()?;
         let table = cstring(table)?;
         let p = set.ptr.as_ptr();
@@ -823,7 +447,7 @@ impl OwnedSet {
     }
 
     /// Declares the set's key, flags and user data (for NEWSET).
-    fn define(&self, key: KeyKind, flags: u32, id: u32, comment: Option<&str>) {
+    pub(super) fn define(&self, key: KeyKind, flags: u32, id: u32, comment: Option<&str>) {
         let p = self.ptr.as_ptr();
         let mut udata = udata_u32(UDATA_SET_KEYBYTEORDER, BYTEORDER_BIG_ENDIAN);
         if let Some(comment) = comment {
@@ -844,13 +468,13 @@ impl OwnedSet {
         }
     }
 
-    fn set_id(&self, id: u32) {
+    pub(super) fn set_id(&self, id: u32) {
         // SAFETY: p is a valid set.
         unsafe { sys::nftnl_set_set_u32(self.ptr.as_ptr(), sys::NFTNL_SET_ID as u16, id) };
     }
 
     /// Adds elements (key, end flag, open-interval user data) to the set's element list.
-    fn add_elements(&self, elements: &[Element]) -> Result<(), Error> {
+    pub(super) fn add_elements(&self, elements: &[Element]) -> Result<(), Error> {
         for element in elements {
             // SAFETY: allocation has no preconditions.
             let raw = unsafe { sys::nftnl_set_elem_alloc() };
@@ -984,7 +608,7 @@ impl OwnedSet {
 }
 
 impl OwnedRule {
-    fn new(family: u8, table: &str, chain: &str) -> Result<Self, Error> {
+    pub(super) fn new(family: u8, table: &str, chain: &str) -> Result<Self, Error> {
         let rule = Self::alloc()?;
         let (table, chain) = (cstring(table)?, cstring(chain)?);
         let p = rule.ptr.as_ptr();
@@ -997,14 +621,14 @@ impl OwnedRule {
         Ok(rule)
     }
 
-    fn set_handle(&self, handle: u64) {
+    pub(super) fn set_handle(&self, handle: u64) {
         // SAFETY: p is a valid rule.
         unsafe {
             sys::nftnl_rule_set_u64(self.ptr.as_ptr(), sys::NFTNL_RULE_HANDLE as u16, handle)
         };
     }
 
-    fn set_comment(&self, comment: &str) {
+    pub(super) fn set_comment(&self, comment: &str) {
         let data = udata_string(UDATA_RULE_COMMENT, comment);
         // SAFETY: p is a valid rule; libnftnl copies the data.
         unsafe {
@@ -1018,7 +642,11 @@ impl OwnedRule {
     }
 
     /// Appends one expression; `anon_set` names the anonymous set of a `LookupPorts`.
-    fn add_expr(&self, expr: &Expr, anon_set: Option<(&CStr, u32)>) -> Result<(), Error> {
+    pub(super) fn add_expr(
+        &self,
+        expr: &Expr,
+        anon_set: Option<(&CStr, u32)>,
+    ) -> Result<(), Error> {
         let name: &CStr = match expr {
             Expr::Meta(_) => c"meta",
             Expr::CmpEq(_) => c"cmp",
@@ -1252,267 +880,6 @@ unsafe fn read_expr(e: *mut sys::nftnl_expr) -> Expr {
     }
 }
 
-/// One message of a batch, owning its libnftnl object.
-struct Message {
-    object: Object,
-    msg_type: i32,
-    family: u8,
-    flags: i32,
-}
-
-enum Object {
-    Table(OwnedTable),
-    Chain(OwnedChain),
-    Set(OwnedSet),
-    Elements(OwnedSet),
-    Rule(OwnedRule),
-}
-
-impl Message {
-    fn new(object: Object, msg_type: i32, family: u8, flags: i32) -> Message {
-        Message {
-            object,
-            msg_type,
-            family,
-            flags: flags | libc::NLM_F_ACK,
-        }
-    }
-
-    /// The message for one chunk of an element change's elements (`None` for any other
-    /// change).
-    fn element_chunk(change: &Change, chunk: &[Element]) -> Result<Option<Message>, Error> {
-        let (family, table, set, msg_type, flags) = match change {
-            Change::AddElements {
-                family, table, set, ..
-            } => (
-                family,
-                table,
-                set,
-                libc::NFT_MSG_NEWSETELEM,
-                libc::NLM_F_CREATE | libc::NLM_F_EXCL,
-            ),
-            Change::DelElements {
-                family, table, set, ..
-            } => (family, table, set, libc::NFT_MSG_DELSETELEM, 0),
-            _ => return Ok(None),
-        };
-        let holder = OwnedSet::new(*family, table, Some(set))?;
-        holder.add_elements(chunk)?;
-        Ok(Some(Message::new(
-            Object::Elements(holder),
-            msg_type,
-            *family,
-            flags,
-        )))
-    }
-
-    /// The messages that make one change (a rule with a port list also creates its
-    /// anonymous set; long element lists are split), each handed to `emit` as soon as it is
-    /// made: an element list is emitted chunk by chunk, so its libnftnl objects are freed
-    /// before the next chunk's are built.
-    fn build(
-        change: &Change,
-        anon_id: &mut u32,
-        emit: &mut dyn FnMut(Message),
-    ) -> Result<(), Error> {
-        let create = libc::NLM_F_CREATE;
-        let out = match change {
-            Change::AddTable { family, name } => vec![Message::new(
-                Object::Table(OwnedTable::new(*family, name, Some(TAG))?),
-                libc::NFT_MSG_NEWTABLE,
-                *family,
-                create,
-            )],
-            Change::DelTable { family, name } => vec![Message::new(
-                Object::Table(OwnedTable::new(*family, name, None)?),
-                libc::NFT_MSG_DELTABLE,
-                *family,
-                0,
-            )],
-            Change::AddInputChain {
-                family,
-                table,
-                name,
-            } => {
-                let chain = OwnedChain::new(*family, table, name)?;
-                chain.make_filter_base_chain(libc::NF_INET_LOCAL_IN, false);
-                vec![Message::new(
-                    Object::Chain(chain),
-                    libc::NFT_MSG_NEWCHAIN,
-                    *family,
-                    create,
-                )]
-            }
-            Change::AddForwardChain {
-                family,
-                table,
-                name,
-                tagged,
-            } => {
-                let chain = OwnedChain::new(*family, table, name)?;
-                chain.make_filter_base_chain(libc::NF_INET_FORWARD, *tagged);
-                vec![Message::new(
-                    Object::Chain(chain),
-                    libc::NFT_MSG_NEWCHAIN,
-                    *family,
-                    create,
-                )]
-            }
-            Change::DelChain {
-                family,
-                table,
-                name,
-            } => vec![Message::new(
-                Object::Chain(OwnedChain::new(*family, table, name)?),
-                libc::NFT_MSG_DELCHAIN,
-                *family,
-                0,
-            )],
-            Change::AddSet {
-                family,
-                table,
-                name,
-                key,
-            } => {
-                // The kernel wants a transaction-local id for every new set.
-                let id = *anon_id;
-                *anon_id += 1;
-                let set = OwnedSet::new(*family, table, Some(name))?;
-                set.define(*key, libc::NFT_SET_INTERVAL as u32, id, Some(TAG));
-                vec![Message::new(
-                    Object::Set(set),
-                    libc::NFT_MSG_NEWSET,
-                    *family,
-                    create | libc::NLM_F_EXCL,
-                )]
-            }
-            Change::DelSet {
-                family,
-                table,
-                name,
-            } => vec![Message::new(
-                Object::Set(OwnedSet::new(*family, table, Some(name))?),
-                libc::NFT_MSG_DELSET,
-                *family,
-                0,
-            )],
-            Change::AddElements { elements, .. } | Change::DelElements { elements, .. } => {
-                for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-                    if let Some(message) = Message::element_chunk(change, chunk)? {
-                        emit(message);
-                    }
-                }
-                Vec::new()
-            }
-            Change::AddRule {
-                family,
-                table,
-                chain,
-                exprs,
-                position,
-            } => {
-                let mut out = Vec::new();
-                let rule = OwnedRule::new(*family, table, chain)?;
-                let anon_name = c"__set%d";
-                for expr in exprs {
-                    if let Expr::LookupPorts(ports) = expr {
-                        let id = *anon_id;
-                        *anon_id += 1;
-                        let set = OwnedSet::new(*family, table, Some("__set%d"))?;
-                        set.define(
-                            KeyKind::Port,
-                            (libc::NFT_SET_ANONYMOUS | libc::NFT_SET_CONSTANT) as u32,
-                            id,
-                            None,
-                        );
-                        out.push(Message::new(
-                            Object::Set(set),
-                            libc::NFT_MSG_NEWSET,
-                            *family,
-                            create,
-                        ));
-                        let holder = OwnedSet::new(*family, table, Some("__set%d"))?;
-                        holder.set_id(id);
-                        let elements: Vec<Element> = ports
-                            .iter()
-                            .map(|p| Element {
-                                key: Key::port(*p),
-                                end: false,
-                                open: false,
-                            })
-                            .collect();
-                        holder.add_elements(&elements)?;
-                        out.push(Message::new(
-                            Object::Elements(holder),
-                            libc::NFT_MSG_NEWSETELEM,
-                            *family,
-                            create | libc::NLM_F_EXCL,
-                        ));
-                        rule.add_expr(expr, Some((anon_name, id)))?;
-                    } else {
-                        rule.add_expr(expr, None)?;
-                    }
-                }
-                rule.set_comment(TAG);
-                let flags = match position {
-                    Position::Top => create,
-                    Position::Bottom => create | libc::NLM_F_APPEND,
-                };
-                out.push(Message::new(
-                    Object::Rule(rule),
-                    libc::NFT_MSG_NEWRULE,
-                    *family,
-                    flags,
-                ));
-                out
-            }
-            Change::DelRule {
-                family,
-                table,
-                chain,
-                handle,
-            } => {
-                let rule = OwnedRule::new(*family, table, chain)?;
-                rule.set_handle(*handle);
-                vec![Message::new(
-                    Object::Rule(rule),
-                    libc::NFT_MSG_DELRULE,
-                    *family,
-                    0,
-                )]
-            }
-        };
-        out.into_iter().for_each(emit);
-        Ok(())
-    }
-}
-
-// SAFETY: every message is far smaller than nft_nlmsg_maxsize(): names are bounded by the
-// kernel's 256-byte limit and element lists are split into ELEMENTS_PER_MESSAGE chunks.
-unsafe impl NlMsg for Message {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
-        // SAFETY: buf has room for the largest message (NlMsg contract); objects are valid.
-        unsafe {
-            let header = sys::nftnl_nlmsg_build_hdr(
-                buf.cast::<c_char>(),
-                self.msg_type as u16,
-                self.family as u16,
-                self.flags as u16,
-                seq,
-            );
-            match &self.object {
-                Object::Table(t) => sys::nftnl_table_nlmsg_build_payload(header, t.ptr.as_ptr()),
-                Object::Chain(c) => sys::nftnl_chain_nlmsg_build_payload(header, c.ptr.as_ptr()),
-                Object::Set(s) => sys::nftnl_set_nlmsg_build_payload(header, s.ptr.as_ptr()),
-                Object::Elements(s) => {
-                    sys::nftnl_set_elems_nlmsg_build_payload(header, s.ptr.as_ptr())
-                }
-                Object::Rule(r) => sys::nftnl_rule_nlmsg_build_payload(header, r.ptr.as_ptr()),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1539,15 +906,5 @@ mod tests {
             udata_u32(UDATA_SET_ELEM_FLAGS, ELEM_F_INTERVAL_OPEN),
             b"\x01\x04\x01\x00\x00\x00"
         );
-    }
-
-    #[test]
-    fn message_walk_stops_at_truncated_data() {
-        let mut bytes = vec![0u8; 40];
-        bytes[0..4].copy_from_slice(&20u32.to_ne_bytes());
-        bytes[20..24].copy_from_slice(&200u32.to_ne_bytes());
-        let found = messages_in(&bytes);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].1, 0);
     }
 }
