@@ -180,7 +180,12 @@ pub const CACHE_MODE: u32 = 0o600;
 /// Writes the cache atomically with [`Dir::write_atomic`] (exclusive temp file with an
 /// unpredictable name, no link followed, fsync, rename, fsync of the directory), mode 0600.
 pub(crate) fn store(state_dir: &Path, cache: &Cache) -> io::Result<()> {
-    let mut json = serde_json::to_vec_pretty(cache).map_err(io::Error::other)?;
+    // Room for every prefix as an indented JSON string (six spaces, quotes, comma and newline
+    // around at most 18 characters for IPv4, 43 for IPv6) and the rest, so a 100k-range list
+    // is written without regrowing (room that is never written costs no memory).
+    let size = 4096 + 28 * cache.list.ipv4.len() + 53 * cache.list.ipv6.len();
+    let mut json = Vec::with_capacity(size);
+    serde_json::to_writer_pretty(&mut json, cache).map_err(io::Error::other)?;
     json.push(b'\n');
     Dir::create_all(state_dir, 0o755)?.write_atomic(CACHE_FILE, &json, CACHE_MODE, None)
 }

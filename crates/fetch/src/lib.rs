@@ -400,16 +400,19 @@ async fn try_alternative(
             url: got.shown.clone(),
             problem,
         };
-        let parsed = parse::parse_body(&got.bytes, &got.context).map_err(invalid)?;
-        if parsed.entries.is_empty() {
+        // The entries borrow the body's text; they are done with before `got` moves on.
+        let parse::Parsed { entries, api_etag } =
+            parse::parse_body(&got.bytes, &got.context).map_err(invalid)?;
+        if entries.is_empty() {
             return Err(invalid(Problem::NoEntries));
         }
-        nets.extend(validate::check_entries(&parsed.entries, &opts.validation).map_err(invalid)?);
+        nets.extend(validate::check_entries(&entries, &opts.validation).map_err(invalid)?);
+        drop(entries);
         let cached = cache.and_then(|c| c.urls.get(&got.shown));
-        let same_api_etag = parsed.api_etag.is_some()
-            && parsed.api_etag.as_deref() == cached.and_then(|r| r.api_etag.as_deref());
+        let same_api_etag =
+            api_etag.is_some() && api_etag.as_deref() == cached.and_then(|r| r.api_etag.as_deref());
         let not_modified = got.not_modified || same_api_etag;
-        answered.add(got, parsed.api_etag, not_modified);
+        answered.add(got, api_etag, not_modified);
     }
     validate::check_list(&nets, &opts.validation).map_err(|problem| FetchError::Invalid {
         url: source.clone(),

@@ -1,5 +1,7 @@
 //! Turning a response body into entries: Cloudflare's API JSON or a plain-text list.
 
+use std::borrow::Cow;
+
 use cf_allow_diff::Family;
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,8 +11,8 @@ use crate::validate::{Entry, Position};
 
 /// A body's entries, and the API's `result.etag` when the body was API JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Parsed {
-    pub entries: Vec<Entry>,
+pub(crate) struct Parsed<'a> {
+    pub entries: Vec<Entry<'a>>,
     pub api_etag: Option<String>,
 }
 
@@ -40,7 +42,7 @@ impl Context {
 }
 
 /// Recognises HTML, JSON and text bodies and extracts their entries.
-pub(crate) fn parse_body(body: &[u8], ctx: &Context) -> Result<Parsed, Problem> {
+pub(crate) fn parse_body<'a>(body: &'a [u8], ctx: &Context) -> Result<Parsed<'a>, Problem> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::Empty {
@@ -70,18 +72,19 @@ pub(crate) fn parse_body(body: &[u8], ctx: &Context) -> Result<Parsed, Problem> 
 }
 
 /// One CIDR per line; `#` starts a comment; blank lines and CRLF line ends are fine.
-pub(crate) fn parse_text(text: &str) -> Vec<Entry> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let content = line.split('#').next().unwrap_or("").trim();
-            (!content.is_empty()).then(|| Entry {
-                position: Position::Line(i + 1),
-                text: content.to_string(),
-                expected: None,
-            })
+pub(crate) fn parse_text(text: &str) -> Vec<Entry<'_>> {
+    // At most one entry per line: counting the lines first spares the vector's regrowth.
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut entries = Vec::with_capacity(lines);
+    entries.extend(text.lines().enumerate().filter_map(|(i, line)| {
+        let content = line.split('#').next().unwrap_or("").trim();
+        (!content.is_empty()).then(|| Entry {
+            position: Position::Line(i + 1),
+            text: Cow::Borrowed(content),
+            expected: None,
         })
-        .collect()
+    }));
+    entries
 }
 
 /// The part of the API answer cf-allow reads; other fields are ignored.
@@ -94,7 +97,7 @@ struct ApiResult {
 }
 
 /// Cloudflare's `{"result":{…},"success":true,"errors":[],"messages":[]}`.
-fn parse_api_json(text: &str) -> Result<Parsed, Problem> {
+fn parse_api_json(text: &str) -> Result<Parsed<'static>, Problem> {
     // Duplicate keys are ambiguous (serde_json keeps the last one): refuse them.
     serde_json::from_str::<UniqueKeys>(text).map_err(|e| Problem::BadJson(e.to_string()))?;
     let doc: Value = serde_json::from_str(text).map_err(|e| Problem::BadJson(e.to_string()))?;
@@ -128,8 +131,8 @@ fn parse_api_json(text: &str) -> Result<Parsed, Problem> {
         .ok_or_else(|| Problem::NotIpList("no \"result\" field".into()))?;
     let result =
         ApiResult::deserialize(result).map_err(|e| Problem::NotIpList(format!("result: {e}")))?;
-    let entries = numbered(&result.ipv4_cidrs, "ipv4_cidrs", Family::Ipv4)
-        .chain(numbered(&result.ipv6_cidrs, "ipv6_cidrs", Family::Ipv6))
+    let entries = numbered(result.ipv4_cidrs, "ipv4_cidrs", Family::Ipv4)
+        .chain(numbered(result.ipv6_cidrs, "ipv6_cidrs", Family::Ipv6))
         .collect();
     Ok(Parsed {
         entries,
@@ -137,14 +140,18 @@ fn parse_api_json(text: &str) -> Result<Parsed, Problem> {
     })
 }
 
-fn numbered<'a>(
-    list: &'a [String],
+fn numbered(
+    list: Vec<String>,
     field: &'static str,
     family: Family,
-) -> impl Iterator<Item = Entry> + 'a {
-    list.iter().enumerate().map(move |(i, text)| Entry {
+) -> impl Iterator<Item = Entry<'static>> {
+    list.into_iter().enumerate().map(move |(i, text)| Entry {
         position: Position::Field(field, i + 1),
-        text: text.trim().to_string(),
+        // Kept as it is when there is nothing to trim (the usual case).
+        text: match text.trim() {
+            trimmed if trimmed.len() == text.len() => Cow::Owned(text),
+            trimmed => Cow::Owned(trimmed.to_owned()),
+        },
         expected: Some(family),
     })
 }
@@ -171,8 +178,8 @@ mod tests {
         }
     }
 
-    fn texts(p: &Parsed) -> Vec<&str> {
-        p.entries.iter().map(|e| e.text.as_str()).collect()
+    fn texts<'a>(p: &'a Parsed<'_>) -> Vec<&'a str> {
+        p.entries.iter().map(|e| e.text.as_ref()).collect()
     }
 
     #[test]

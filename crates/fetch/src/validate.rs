@@ -1,5 +1,7 @@
 //! The sanity checks every list passes before cf-allow uses it.
 
+use std::borrow::Cow;
+
 use cf_allow_diff::{Family, IpNet, Ipv4Net, Ipv6Net, RangeSet};
 
 use crate::error::{EntryIssue, FetchError, Problem};
@@ -29,11 +31,11 @@ pub const MIN_PREFIX_V6: u8 = 16;
 
 /// One entry of a list, with where it came from for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub(crate) struct Entry<'a> {
     /// `line 7`, `entry 3`, `ipv4_cidrs entry 2`.
     pub position: Position,
-    /// The text as given (trimmed).
-    pub text: String,
+    /// The text as given (trimmed): borrowed from a text list's body, owned for API JSON.
+    pub text: Cow<'a, str>,
     /// The family the entry must have (the API JSON's `ipv4_cidrs` / `ipv6_cidrs`).
     pub expected: Option<Family>,
 }
@@ -60,7 +62,7 @@ impl std::fmt::Display for Position {
     }
 }
 
-impl Entry {
+impl Entry<'_> {
     /// `line 7 "10.0.0.0/8"`, with the text escaped and shortened for the terminal.
     fn describe(&self) -> String {
         const MAX: usize = 60;
@@ -80,15 +82,16 @@ pub(crate) fn check_entries(entries: &[Entry], v: &Validation) -> Result<Vec<IpN
             max: v.max_entries,
         });
     }
-    entries
-        .iter()
-        .map(|e| {
+    let mut nets = Vec::with_capacity(entries.len());
+    for e in entries {
+        nets.push(
             check_entry(&e.text, e.expected, v).map_err(|issue| Problem::Entry {
                 entry: e.describe(),
                 issue,
-            })
-        })
-        .collect()
+            })?,
+        );
+    }
+    Ok(nets)
 }
 
 /// Checks a merged list: both families present, at most `max_entries`.
@@ -138,7 +141,7 @@ pub fn validate_cidrs(
         .enumerate()
         .map(|(i, text)| Entry {
             position: Position::Entry(i + 1),
-            text: text.trim().to_string(),
+            text: Cow::Borrowed(text.trim()),
             expected: None,
         })
         .collect();

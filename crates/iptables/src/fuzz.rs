@@ -5,7 +5,7 @@ use cf_allow_diff::Family;
 use cf_allow_testkit::fuzz::{self, Counter};
 use proptest::prelude::*;
 
-use crate::ipset::{parse_headers, parse_save};
+use crate::ipset::{members_of, parse_headers, parse_save};
 use crate::saved::FilterTable;
 
 const SAVE_SEEDS: &[&str] = &[
@@ -43,7 +43,9 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         let _ = parse_headers(&text);
         for (name, family) in [("cf-allow-v4", Family::Ipv4), ("cf-allow-v6", Family::Ipv6)] {
-            let _ = parse_save(&text, name, family);
+            if let Some(set) = parse_save(&text, name, family) {
+                let _ = members_of(set, name, family, "ipset save");
+            }
         }
     }
 }

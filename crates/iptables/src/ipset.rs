@@ -3,6 +3,7 @@
 use cf_allow_diff::{Family, IpNet};
 
 use crate::exec::Program;
+use crate::ipset_dump::{self, DumpedMember, DumpedSet};
 use crate::rules::{set_family, set_name, tmp_set_name};
 use crate::Error;
 
@@ -32,9 +33,34 @@ impl Ipset {
 
     /// The members of one of cf-allow's sets, as stored, refusing a set of that name that
     /// is not a `hash:net` of the right family (something else is in the way).
+    ///
+    /// The set is read with ipset's own netlink dump (what `ipset save NAME` asks the kernel
+    /// for); when that fails, `ipset save NAME` is run instead.
     pub fn read(&self, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
+        match ipset_dump::dump(name) {
+            Ok(Some(set)) => return members_of(set, name, family, "the ipset netlink dump"),
+            Ok(None) => tracing::debug!(
+                set = name,
+                "ipset: the dump found no such set; running ipset save"
+            ),
+            Err(e) => {
+                tracing::debug!(set = name, error = %e, "ipset: the netlink dump failed; running ipset save")
+            }
+        }
+        self.read_with_program(name, family)
+    }
+
+    /// [`Ipset::read`] with `ipset save NAME`.
+    pub fn read_with_program(&self, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
         let out = self.program.run(&["save", name], None, 0)?;
-        parse_save(&String::from_utf8_lossy(&out.stdout), name, family)
+        let set =
+            parse_save(&String::from_utf8_lossy(&out.stdout), name, family).ok_or_else(|| {
+                Error::Parse {
+                    program: "ipset save".to_string(),
+                    detail: format!("no create line for {name}"),
+                }
+            })?;
+        members_of(set, name, family, "ipset save")
     }
 
     /// Runs `ipset restore` with `script`. On failure, also returns the line it stopped at.
@@ -130,6 +156,9 @@ pub(crate) fn parse_headers(text: &str) -> Vec<SetHeader> {
 /// cf-allow's ownership tag on a set: the set has the `comment` extension and every
 /// member carries this comment (`ipset save` prints it the same way).
 pub(crate) const MEMBER_TAG: &str = " comment \"cf-allow\"";
+/// The comment itself, and as `ipset save` prints it.
+pub(crate) const TAG: &str = "cf-allow";
+const TAG_QUOTED: &str = "\"cf-allow\"";
 
 /// The `create` line for a fresh set of `family` sized for `len` members, with the
 /// `comment` extension that holds cf-allow's tag. The hash starts with a bucket per four
@@ -166,59 +195,98 @@ pub(crate) fn owned_names() -> [&'static str; 4] {
     ]
 }
 
-pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
-    let mut members = Vec::new();
-    let mut header_ok = false;
-    let mut tagged = false;
+/// `ipset save NAME`'s text as the set it describes; `None` without a `create` line for it.
+pub(crate) fn parse_save(text: &str, name: &str, family: Family) -> Option<DumpedSet> {
+    let mut set: Option<DumpedSet> = None;
     for line in text.lines() {
         let mut tokens = line.split_whitespace();
         match (tokens.next(), tokens.next()) {
             (Some("create"), Some(n)) if n == name => {
-                let kind = tokens.next().unwrap_or_default();
+                let kind = tokens.next().unwrap_or_default().to_owned();
                 let rest: Vec<&str> = tokens.collect();
                 let fam = rest
                     .windows(2)
                     .find(|w| w[0] == "family")
-                    .map(|w| w[1])
-                    .unwrap_or("inet");
-                if kind != "hash:net" || fam != set_family(family) {
-                    return Err(Error::Foreign(format!(
-                        "the ipset {name} exists but is `{kind} family {fam}`, not `hash:net family {}`; cf-allow did not create it: rename or destroy it, or turn iptables.ipset off",
-                        set_family(family)
-                    )));
-                }
-                tagged = rest.contains(&"comment");
-                if rest.contains(&"timeout") {
-                    return Err(Error::Foreign(format!(
-                        "the ipset {name} has timeouts, so cf-allow did not create it: rename or destroy it"
-                    )));
-                }
-                header_ok = true;
+                    .map_or("inet", |w| w[1]);
+                set = Some(DumpedSet {
+                    kind,
+                    family: fam.to_owned(),
+                    comment: rest.contains(&"comment"),
+                    timeout: rest.contains(&"timeout"),
+                    members: Vec::new(),
+                });
             }
             (Some("add"), Some(n)) if n == name => {
+                let Some(set) = set.as_mut() else { continue };
                 let member = tokens.next().unwrap_or_default();
-                let comment: Vec<&str> = tokens.collect();
-                if tagged && comment != ["comment", "\"cf-allow\""] {
-                    return Err(Error::Foreign(format!(
-                        "the ipset {name} holds {member}, which cf-allow did not add (its comment is not \"cf-allow\"); cf-allow neither changes nor destroys it: delete that member (ipset del {name} {member}), or rename the set"
-                    )));
-                }
-                let net = parse_member(member, family).ok_or_else(|| Error::Parse {
-                    program: "ipset save".to_string(),
-                    detail: format!("member `{member}` of {name}"),
-                })?;
-                members.push(net);
+                let tagged = tokens.eq(["comment", TAG_QUOTED]);
+                set.members.push(DumpedMember {
+                    net: parse_member(member, family).ok_or_else(|| member.to_owned()),
+                    tagged,
+                });
             }
             _ => {}
         }
     }
-    if !header_ok {
-        return Err(Error::Parse {
-            program: "ipset save".to_string(),
-            detail: format!("no create line for {name}"),
-        });
+    set
+}
+
+/// The members of cf-allow's set `name` of `family`, as `program` read them, refusing a
+/// set of that name that is not a `hash:net` of the right family, has timeouts, or (with
+/// the `comment` extension, cf-allow's tag) holds a member without cf-allow's comment:
+/// something else is in the way.
+pub(crate) fn members_of(
+    set: DumpedSet,
+    name: &str,
+    family: Family,
+    program: &str,
+) -> Result<Vec<IpNet>, Error> {
+    if set.kind != "hash:net" || set.family != set_family(family) {
+        return Err(Error::Foreign(format!(
+            "the ipset {name} exists but is `{} family {}`, not `hash:net family {}`; cf-allow did not create it: rename or destroy it, or turn iptables.ipset off",
+            set.kind,
+            set.family,
+            set_family(family)
+        )));
+    }
+    if set.timeout {
+        return Err(Error::Foreign(format!(
+            "the ipset {name} has timeouts, so cf-allow did not create it: rename or destroy it"
+        )));
+    }
+    let mut members = Vec::with_capacity(set.members.len());
+    for member in set.members {
+        let shown = || match &member.net {
+            Ok(net) => member_text(net),
+            Err(text) => text.clone(),
+        };
+        if set.comment && !member.tagged {
+            return Err(Error::Foreign(format!(
+                "the ipset {name} holds {}, which cf-allow did not add (its comment is not \"cf-allow\"); cf-allow neither changes nor destroys it: delete that member (ipset del {name} {}), or rename the set",
+                shown(),
+                shown()
+            )));
+        }
+        match member.net {
+            Ok(net) if Family::of(&net) == family => members.push(net),
+            _ => {
+                return Err(Error::Parse {
+                    program: program.to_string(),
+                    detail: format!("member `{}` of {name}", shown()),
+                })
+            }
+        }
     }
     Ok(members)
+}
+
+/// A member as ipset prints it: a host prefix as a bare address.
+fn member_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
 }
 
 /// A member as ipset prints it: a CIDR, or a bare address for a host prefix.
@@ -242,10 +310,16 @@ fn failed_line(message: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// What [`Ipset::read_with_program`] makes of `text`.
+    fn from_save(text: &str, name: &str, family: Family) -> Result<Vec<IpNet>, Error> {
+        let set = parse_save(text, name, family).expect("a create line");
+        members_of(set, name, family, "ipset save")
+    }
+
     #[test]
     fn parses_members_including_hosts() {
         let text = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x594d27fe\nadd cf-allow-v4 192.0.2.1\nadd cf-allow-v4 198.51.100.0/24\n";
-        let members = parse_save(text, "cf-allow-v4", Family::Ipv4).expect("parse");
+        let members = from_save(text, "cf-allow-v4", Family::Ipv4).expect("parse");
         assert_eq!(
             members,
             vec![
@@ -258,7 +332,7 @@ mod tests {
     #[test]
     fn a_foreign_set_of_the_same_name_is_refused() {
         let text = "create cf-allow-v4 hash:ip family inet hashsize 1024 maxelem 65536\n";
-        let err = parse_save(text, "cf-allow-v4", Family::Ipv4).expect_err("foreign");
+        let err = from_save(text, "cf-allow-v4", Family::Ipv4).expect_err("foreign");
         assert!(
             err.to_string().contains("not `hash:net family inet`"),
             "{err}"
@@ -268,10 +342,10 @@ mod tests {
     #[test]
     fn a_tagged_set_refuses_a_member_without_cf_allows_comment() {
         let ours = "create cf-allow-v4 hash:net family inet hashsize 1024 maxelem 65536 comment\nadd cf-allow-v4 192.0.2.0/24 comment \"cf-allow\"\n";
-        let members = parse_save(ours, "cf-allow-v4", Family::Ipv4).expect("ours");
+        let members = from_save(ours, "cf-allow-v4", Family::Ipv4).expect("ours");
         assert_eq!(members.len(), 1);
         let admin = format!("{ours}add cf-allow-v4 203.0.113.9 comment \"admin\"\n");
-        let err = parse_save(&admin, "cf-allow-v4", Family::Ipv4).expect_err("admin's member");
+        let err = from_save(&admin, "cf-allow-v4", Family::Ipv4).expect_err("admin's member");
         assert!(
             err.to_string()
                 .contains("holds 203.0.113.9, which cf-allow did not add"),
@@ -313,6 +387,91 @@ mod tests {
             sets[2].counts().expect_err("no counts").to_string(),
             "cannot parse the output of ipset list -t: no `References:` line for odd"
         );
+    }
+
+    /// The netlink dump and `ipset save` agree, member for member and refusal for refusal,
+    /// on the sets cf-allow creates and on every kind of set that may be in their way
+    /// (checked against the kernel in a private network namespace).
+    #[test]
+    fn the_netlink_dump_reads_what_ipset_save_prints() {
+        let test = "the_netlink_dump_reads_what_ipset_save_prints";
+        if !cf_allow_testkit::require_root(test)
+            || !cf_allow_testkit::require_programs(test, &["ipset"])
+        {
+            return;
+        }
+        let ns = cf_allow_testkit::Netns::new("ipsetdump");
+        let v4 = set_name(Family::Ipv4);
+        let v6 = set_name(Family::Ipv6);
+        // (what is loaded, the set read, its family, what both readers must return)
+        let tag = MEMBER_TAG;
+        let big: String = (0..70_000u32)
+            .map(|i| {
+                format!(
+                    "add {v4} 10.{}.{}.{}/28{tag}\n",
+                    i >> 12,
+                    (i >> 4) & 255,
+                    (i & 15) << 4
+                )
+            })
+            .collect();
+        let cases: Vec<(String, &str, Family, Result<usize, &str>)> = vec![
+            (
+                format!("{}\nadd {v4} 192.0.2.0/24{tag}\nadd {v4} 198.51.100.7{tag}\nadd {v4} 203.0.112.0/23{tag}\n", create_line(v4, Family::Ipv4, 3)),
+                v4, Family::Ipv4, Ok(3),
+            ),
+            (
+                format!("{}\nadd {v6} 2001:db8:1::/48{tag}\nadd {v6} 2001:db8::1{tag}\nadd {v6} 2001:db8:8000::/33{tag}\n", create_line(v6, Family::Ipv6, 3)),
+                v6, Family::Ipv6, Ok(3),
+            ),
+            (format!("{}\n{big}", create_line(v4, Family::Ipv4, 70_000)), v4, Family::Ipv4, Ok(70_000)),
+            (
+                format!("{}\nadd {v4} 192.0.2.0/24{tag}\nadd {v4} 203.0.113.9 comment \"admin\"\n", create_line(v4, Family::Ipv4, 2)),
+                v4, Family::Ipv4, Err("which cf-allow did not add"),
+            ),
+            (
+                format!("{}\nadd {v4} 203.0.113.0/24 comment \"cf-allow\"\nadd {v4} 203.0.113.128/25 nomatch comment \"cf-allow\"\n", create_line(v4, Family::Ipv4, 2)),
+                v4, Family::Ipv4, Err("which cf-allow did not add"),
+            ),
+            (format!("{}\nadd {v4} 192.0.2.0/24\n", create_line(v4, Family::Ipv4, 1)), v4, Family::Ipv4, Err("which cf-allow did not add")),
+            (format!("create {v4} hash:net family inet counters comment\nadd {v4} 192.0.2.0/24{tag}\n"), v4, Family::Ipv4, Err("which cf-allow did not add")),
+            (format!("create {v4} hash:ip family inet\nadd {v4} 192.0.2.1\n"), v4, Family::Ipv4, Err("not `hash:net family inet`")),
+            (format!("create {v4} hash:net family inet6\n"), v4, Family::Ipv4, Err("not `hash:net family inet`")),
+            (format!("create {v4} hash:net family inet timeout 600\nadd {v4} 192.0.2.0/24\n"), v4, Family::Ipv4, Err("has timeouts")),
+            // A set of a version before the tag: no comment extension, members as they are.
+            (format!("create {v4} hash:net family inet\nadd {v4} 192.0.2.0/24\nadd {v4} 198.51.100.0/25\n"), v4, Family::Ipv4, Ok(2)),
+            (format!("create {v4} hash:net family inet comment\n"), v4, Family::Ipv4, Ok(0)),
+        ];
+        for (script, name, family, expected) in cases {
+            ns.sh("ipset destroy 2>/dev/null; true");
+            ns.sh_with_input("ipset restore", &script);
+            let (name2, name3) = (name.to_owned(), name.to_owned());
+            let dumped = ns.run_in(move || {
+                ipset_dump::dump(&name2).map(|set| {
+                    set.map(|set| members_of(set, &name2, family, "the ipset netlink dump"))
+                })
+            });
+            let dumped = dumped
+                .expect("the dump works")
+                .expect("the dump finds the set");
+            let saved = ns.run_in(move || Ipset::new().read_with_program(&name3, family));
+            let first_line = script.lines().next().unwrap_or_default();
+            match (&dumped, &saved, expected) {
+                (Ok(d), Ok(s), Ok(count)) => {
+                    assert_eq!(d, s, "{first_line}: the two readers disagree");
+                    assert_eq!(d.len(), count, "{first_line}");
+                }
+                (Err(d), Err(s), Err(words)) => {
+                    assert_eq!(d.to_string(), s.to_string(), "{first_line}");
+                    assert!(d.to_string().contains(words), "{first_line}: {d}");
+                }
+                _ => panic!("{first_line}: dump {dumped:?}, save {saved:?}, expected {expected:?}"),
+            }
+        }
+        // No such set: the dump says so (and the caller then runs `ipset save`, which fails).
+        ns.sh("ipset destroy 2>/dev/null; true");
+        let missing = ns.run_in(|| ipset_dump::dump("cf-allow-v4"));
+        assert!(matches!(missing, Ok(None)), "{missing:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod exec;
 #[cfg(test)]
 mod fuzz;
 mod ipset;
+mod ipset_dump;
 mod rules;
 mod saved;
 mod settings;

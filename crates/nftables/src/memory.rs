@@ -190,7 +190,8 @@ fn encode(record: &Record) -> Vec<u8> {
         .iter()
         .map(|set| set.as_ref().map_or(1, |s| 5 + s.body().len()))
         .sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 64 + size);
+    let header = MAGIC.len() + 4 + record.stamp.host.len() + 4 + 4 + record.target.len();
+    let mut out = Vec::with_capacity(header + size);
     out.extend(MAGIC);
     put_bytes(&mut out, record.stamp.host.as_bytes());
     out.extend(record.stamp.generation.to_be_bytes());

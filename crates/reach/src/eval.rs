@@ -140,7 +140,7 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
         p.into_iter().map(|p| (p, p)).collect()
     };
     for family in Family::ALL {
-        let mut region: Vec<Bx> = Vec::new();
+        let mut region: Vec<Bx> = Vec::with_capacity(probe.ranges.len_of(family) * ports.len());
         for net in probe.ranges.iter_family(family) {
             for &p in &ports {
                 region.push(Bx {
