@@ -110,27 +110,29 @@ impl Reporter {
             }
         }
         let (hook, argv, document) = match (result, facts) {
-            (Ok(_), Some(f)) if f.changed => (
-                "on_change",
-                &self.on_change,
-                // Built whenever `on_change` is set (`wants_document`); moved, not copied.
-                f.document.unwrap_or_else(
-                    || json!({"backend": self.backend, "dry_run": false, "changed": true}),
-                ),
-            ),
-            (Err(e), _) => (
-                "on_failure",
-                &self.on_failure,
-                json!({
+            (Ok(_), Some(f)) if f.changed => {
+                let Some(argv) = &self.on_change else { return };
+                // The sync builds it whenever `on_change` is set (`wants_document`).
+                let Some(document) = f.document else {
+                    tracing::warn!(
+                        "on_change: the run's document was not built; the hook was not run"
+                    );
+                    return;
+                };
+                ("on_change", argv, document)
+            }
+            (Err(e), _) => {
+                let Some(argv) = &self.on_failure else { return };
+                let document = json!({
                     "backend": self.backend,
                     "dry_run": false,
                     "changed": false,
                     "error": crate::one_line(e),
-                }),
-            ),
+                });
+                ("on_failure", argv, document)
+            }
             _ => return,
         };
-        let Some(argv) = argv else { return };
         let input = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
         match hooks::run(hook, argv, &input, self.timeout) {
             Ok(()) => tracing::debug!("{hook}: {} succeeded", argv[0]),

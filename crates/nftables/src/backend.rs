@@ -16,7 +16,7 @@ use crate::model::{
     FAMILY_INET, FAMILY_IP, FAMILY_IP6, TAG,
 };
 use crate::netlink::Netlink;
-use crate::settings::{Settings, TableFamily};
+use crate::settings::{Place, Settings, TableFamily};
 
 /// `NF_INET_LOCAL_IN`.
 const HOOK_INPUT: u32 = 1;
@@ -39,15 +39,6 @@ pub struct NftablesBackend {
     /// What the last `inspect` read, for the `apply` that follows it (used when the
     /// generation has not moved in between).
     last: Option<State>,
-}
-
-/// Where cf-allow's sets and rules live.
-#[derive(Clone, Copy, Debug)]
-struct Target<'a> {
-    table: &'a str,
-    chain: &'a str,
-    /// Into mode: the chain belongs to the user.
-    into: bool,
 }
 
 /// cf-allow's own table, as found.
@@ -223,19 +214,8 @@ impl NftablesBackend {
         );
     }
 
-    fn target(&self) -> Target<'_> {
-        match &self.settings.into {
-            Some(into) => Target {
-                table: &into.table,
-                chain: &into.chain,
-                into: true,
-            },
-            None => Target {
-                table: &self.settings.table,
-                chain: OWN_CHAIN,
-                into: false,
-            },
-        }
+    fn target(&self) -> Place<'_> {
+        self.settings.place()
     }
 
     fn expected_rules(&self) -> Vec<Vec<Expr>> {
@@ -396,7 +376,7 @@ impl NftablesBackend {
     fn read_set(
         &self,
         nl: &mut Netlink,
-        target: Target,
+        target: Place,
         sets: &[SetInfo],
         name: &str,
         key: KeyKind,
@@ -432,7 +412,7 @@ impl NftablesBackend {
     }
 
     /// Foreign input chains that drop by default, which an accept elsewhere cannot override.
-    fn warnings(&self, target: Target, chains: &[ChainInfo]) -> Vec<String> {
+    fn warnings(&self, target: Place, chains: &[ChainInfo]) -> Vec<String> {
         let mut warnings = Vec::new();
         for chain in chains {
             let is_ours = chain.family == FAMILY_INET

@@ -118,7 +118,8 @@ pub fn held_sets(
     if !record.describes(&stamp.host, stamp.generation, &settings.record_key()) {
         return None;
     }
-    let (family, table) = settings.sets_table();
+    let place = settings.place();
+    let (family, table) = (place.family, place.table);
     let held = |name: &str, set: Option<memory::RecordedSet>| {
         set.map(|set| HeldSet {
             family: family.to_owned(),

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::layout::OWN_CHAIN;
+
 /// Settings of the nftables backend (`nftables:` in the config file).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -15,12 +17,22 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Where cf-allow's sets live: the table's family and name (own-table mode: `inet` and
-    /// `table`; into mode: the existing table).
-    pub(crate) fn sets_table(&self) -> (&'static str, &str) {
+    /// Where cf-allow's sets and input rules live: own-table mode, `inet TABLE` and its
+    /// chain `input`; into mode, the existing table and chain.
+    pub(crate) fn place(&self) -> Place<'_> {
         match &self.into {
-            Some(into) => (into.family.as_str(), &into.table),
-            None => ("inet", &self.table),
+            Some(into) => Place {
+                family: into.family.as_str(),
+                table: &into.table,
+                chain: &into.chain,
+                into: true,
+            },
+            None => Place {
+                family: "inet",
+                table: &self.table,
+                chain: OWN_CHAIN,
+                into: false,
+            },
         }
     }
 
@@ -28,8 +40,19 @@ impl Settings {
     /// `into TABLE`).
     pub(crate) fn record_key(&self) -> String {
         let mode = if self.into.is_some() { "into" } else { "own" };
-        format!("{mode} {}", self.sets_table().1)
+        format!("{mode} {}", self.place().table)
     }
+}
+
+/// Where cf-allow's sets and input rules live.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place<'a> {
+    /// The table's family as nft spells it (`inet` in own-table mode).
+    pub family: &'static str,
+    pub table: &'a str,
+    pub chain: &'a str,
+    /// Into mode: the chain belongs to the user.
+    pub into: bool,
 }
 
 impl Default for Settings {
