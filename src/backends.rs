@@ -107,7 +107,7 @@ fn detect(config: &Config) -> Result<BackendKind> {
             continue;
         };
         let projected = crate::reach::project(&model, &placement, &probe);
-        let report = crate::reach::report(&projected, &model, &probe, kind, config);
+        let report = crate::reach::report(&projected, &model, &probe, kind, config, None);
         if report.verdict.reachable {
             return Ok(kind);
         }

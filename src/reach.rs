@@ -337,8 +337,10 @@ impl Report {
 
 /// Which state a verdict judges.
 pub enum State<'a> {
-    /// The host as it is now (for `status`).
-    Now,
+    /// The host as it is now (for `status`), with the placement a sync would install when
+    /// the sync has something to do (so that a fix can say `cf-allow sync` where that gets
+    /// Cloudflare past the deciding rule).
+    Now(Option<&'a Placement>),
     /// The host as it is right after a sync that left cf-allow's own sets holding exactly
     /// these ranges (applied, or found in sync): in ipset mode the verdict takes the members
     /// of cf-allow's ipsets from here instead of saving them again.
@@ -374,7 +376,7 @@ pub fn verdict(
     // The host as it is: the last verdict is reused while nothing it depends on changed.
     let network = Network::read();
     let key = match state {
-        State::Now | State::Synced(_) if config.reachability.cache => {
+        State::Now(_) | State::Synced(_) if config.reachability.cache => {
             crate::verdict_cache::Key::now(&network, &probe, kind, config)
         }
         _ => None,
@@ -391,7 +393,7 @@ pub fn verdict(
         return Some(Report { verdict, warnings });
     }
     let model = match state {
-        State::Now | State::Synced(_) if kind == BackendKind::Nftables => {
+        State::Now(_) | State::Synced(_) if kind == BackendKind::Nftables => {
             read_now_nftables(opts, &network, config)
         }
         State::Synced(held) if kind == BackendKind::Iptables && config.iptables.ipset => {
@@ -405,7 +407,7 @@ pub fn verdict(
     };
     let read_at = started.elapsed();
     let projected = match state {
-        State::Now | State::Synced(_) => None,
+        State::Now(_) | State::Synced(_) => None,
         State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
         State::Projected(None) => {
             tracing::debug!(
@@ -415,12 +417,17 @@ pub fn verdict(
             None
         }
     };
+    let resync = match state {
+        State::Now(placement) => placement,
+        _ => None,
+    };
     let report = report(
         projected.as_ref().unwrap_or(&model),
         &model,
         &probe,
         kind,
         config,
+        resync,
     );
     let total = started.elapsed();
     tracing::debug!(
@@ -436,18 +443,20 @@ pub fn verdict(
 
 /// The verdict for `ranges` on the host as it is, from a `model` already read (doctor reads
 /// the host once and asks it several questions); with the backend's lockdown, the outsiders
-/// too.
+/// too. `resync`: what a sync would install, when it has something to do (see
+/// [`State::Now`]).
 pub fn verdict_on(
     model: &HostModel,
     ranges: &RangeSet,
     kind: BackendKind,
     config: &Config,
+    resync: Option<&Placement>,
 ) -> Report {
     let probe = Probe {
         lockdown: config_lockdown(kind, config),
         ..probe(ranges, config)
     };
-    report(model, model, &probe, kind, config)
+    report(model, model, &probe, kind, config, resync)
 }
 
 /// The `reachability` JSON value of an optional report (`null` when not checked).
@@ -524,13 +533,16 @@ fn is_firewalld(table: &str) -> bool {
 
 /// Evaluates `probe` on `model` (already the state to judge: after applying, or projected)
 /// and words the warnings. `base` is the host as it is (for proving fixes by projection),
-/// `kind` the backend in use.
+/// `kind` the backend in use, `resync` the placement a sync would install on a host whose
+/// cf-allow rules are not as configured (then "run `cf-allow sync`" is the fix wherever that
+/// projection gets past the deciding rule).
 pub fn report(
     model: &HostModel,
     base: &HostModel,
     probe: &Probe,
     kind: BackendKind,
     config: &Config,
+    resync: Option<&Placement>,
 ) -> Report {
     let verdict = model.evaluate(probe);
     let exposed = exposed_warnings(&verdict, base, probe, kind, config);
@@ -553,6 +565,10 @@ pub fn report(
             })
             .collect()
     };
+    // What the host would do once a sync has put cf-allow's rules back as configured.
+    let resynced: Option<Verdict> = resync
+        .filter(|_| model.unreadable_reason().is_none())
+        .map(|placement| project(base, placement, probe).evaluate(probe));
     let fix = |finding: &Finding| -> Option<String> {
         if let Some(reason) = model.unreadable_reason() {
             return Some(unreadable_fix(reason));
@@ -582,14 +598,26 @@ pub fn report(
         if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
             return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
-        // The first alternative that gets everything through, else the first that gets past
-        // this rule.
         let past_rule = |v: &Verdict| {
             !v.blocked
                 .iter()
                 .chain(&v.unknown)
                 .any(|f| f.by == finding.by)
         };
+        // cf-allow's own rules drifted (a rule inserted above its jump, ranges missing): the
+        // sync puts them back.
+        if let Some(after) = resynced.as_ref().filter(|v| past_rule(v)) {
+            return Some(format!(
+                "run `cf-allow sync`: it puts cf-allow's accept back before this rule{}",
+                if after.reachable {
+                    " — checked: Cloudflare then gets through"
+                } else {
+                    ""
+                }
+            ));
+        }
+        // The first alternative that gets everything through, else the first that gets past
+        // this rule.
         if let Some((alt, _)) = proven.iter().find(|(_, v)| v.reachable) {
             return Some(format!(
                 "{} — checked: Cloudflare then gets through",

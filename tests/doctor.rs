@@ -897,12 +897,32 @@ fn jump_before_drop(label: &str, program: &str, extra_yaml: &str) {
         ),
         "{reach}"
     );
+    // The drop is above cf-allow's jump in the chain cf-allow manages: a sync puts the jump
+    // back on top, and the verdict proved it by projecting the sync.
+    assert_eq!(
+        reach["fix"],
+        "run `cf-allow sync`: it puts cf-allow's accept back before this rule — checked: Cloudflare then gets through",
+        "{reach}"
+    );
     assert!(checks(&doc, "iptables").is_empty(), "{doc:#}");
     let firewall = check(&doc, "firewall");
     assert_eq!(
         firewall["status"], "warn",
         "the jump is no longer first: {firewall}"
     );
+    // `status` gives the same fix, and exits 2 (not in sync, not reachable).
+    let status = env.run(Some(&ns), &["status", "--json", "--exit-code"]);
+    status.expect_code(2);
+    let warnings = status.json()["warnings"].to_string();
+    assert!(
+        warnings.contains("run `cf-allow sync`: it puts cf-allow's accept back before this rule"),
+        "{warnings}"
+    );
+    // And the advice is right: after the sync, Cloudflare gets through again.
+    sync(&ns, &env);
+    let (_, doc) = doctor_json(&ns, &env, &["--offline"]);
+    expect_check(&doc, "reachability", "ok", "Cloudflare gets through");
+    assert_eq!(check(&doc, "firewall")["status"], "ok");
 }
 
 #[test]

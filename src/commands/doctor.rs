@@ -73,9 +73,19 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     // forwarded (DNAT'd) ports and the block lists are questions to the same model (with
     // every ipset, also those no rule uses yet).
     let model = crate::reach::read_all_sets(&config);
+    // What a sync would install, when it has something to do (repairs, ranges to change).
+    let resync = inspected
+        .as_ref()
+        .and_then(|opened| opened.as_ref().ok())
+        .filter(|(backend, found)| {
+            !found.repairs.is_empty()
+                || !cf_allow_diff::Plan::between(&allowed.only(&backend.families()), &found.ranges)
+                    .is_empty()
+        })
+        .and_then(|(backend, _)| backend.placement());
     let report = kind
         .filter(|_| config.reachability.check)
-        .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config));
+        .map(|kind| crate::reach::verdict_on(&model, &allowed, kind, &config, resync.as_ref()));
     let facts = Facts {
         config_path: path.as_deref(),
         default_config_path: DEFAULT_PATH,

@@ -25,7 +25,14 @@ pub fn run(config: Config, args: &StatusArgs) -> Result<Outcome> {
     // outputs: drift of the owned files against the same list, and whether each server loaded it.
     let outputs = super::outputs::status(&config, &expected)?;
     let in_sync = plan.is_empty() && super::outputs::all_in_sync(&outputs);
-    let reach = crate::reach::verdict(&expected, kind, crate::reach::State::Now, &config);
+    // With something to do, the verdict can tell whether the sync would fix what blocks.
+    let resync = (!plan.is_empty()).then(|| backend.placement()).flatten();
+    let reach = crate::reach::verdict(
+        &expected,
+        kind,
+        crate::reach::State::Now(resync.as_ref()),
+        &config,
+    );
     let reachable = reach.as_ref().is_none_or(crate::reach::Report::ok);
     let mut warnings = found.warnings.clone();
     warnings.extend(reach.iter().flat_map(|r| r.warnings.iter().cloned()));
