@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use cf_allow_reach::{HostModel, Probe, RangeSet, ReadOptions};
+use std::net::IpAddr;
+
+use cf_allow_reach::{HostModel, KnownSet, Probe, RangeSet, ReadOptions};
 use cf_allow_testkit::{veth_pair, Netns};
+use serde_json::Value;
 
 /// Client source addresses (documentation ranges only).
 pub const SOURCES: [&str; 9] = [
@@ -143,6 +146,21 @@ impl Lab {
             .run_in(|| HostModel::read(&ReadOptions::default()))
     }
 
+    /// The engine's model read the way a sync reads it right after applying: every named
+    /// address set of the server's ruleset is given as known (what cf-allow passes for its own
+    /// two sets), so the ruleset is read without set elements, those sets are filled from
+    /// here, and every other named set and map is read on its own.
+    pub fn model_with_known_sets(&self) -> HostModel {
+        let ruleset = self.server.sh("nft -j list ruleset");
+        let known = known_sets(&ruleset);
+        self.server.run_in(move || {
+            HostModel::read(&ReadOptions {
+                known_sets: known,
+                ..ReadOptions::default()
+            })
+        })
+    }
+
     /// Real SYNs for every probe not already `done`, all at once: true = a SYN-ACK came back
     /// within `timeout`.
     pub fn kernel(
@@ -243,6 +261,23 @@ pub fn compare_loaded(
         .iter()
         .map(|&(src, port)| engine(&model, src, port))
         .collect();
+    // The read a sync makes (its own sets known, the others read one by one) must give the
+    // same answers as reading the whole ruleset.
+    let known = lab.model_with_known_sets();
+    let mut bad = Vec::new();
+    for (&(src, port), e) in probes.iter().zip(&engine) {
+        let k = self::engine(&known, src, port);
+        let same = match (&k, e) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(_), Err(_)) => true,
+            _ => false,
+        };
+        if !same {
+            bad.push(format!(
+                "{src} → {port}: with the sets known the engine says {k:?}, reading them {e:?}"
+            ));
+        }
+    }
     let mut kernel = lab.kernel(
         probes,
         Duration::from_millis(250),
@@ -261,7 +296,6 @@ pub fn compare_loaded(
             *k |= a;
         }
     }
-    let mut bad = Vec::new();
     for ((&(src, port), k), e) in probes.iter().zip(kernel).zip(engine) {
         match e {
             Ok(e) if e == k => {}
@@ -331,4 +365,58 @@ impl Tally {
     pub fn refused(&self) -> u32 {
         self.refused.get()
     }
+}
+
+/// The named sets of `nft -j list ruleset` whose elements are single addresses, prefixes and
+/// ranges of one address type, as first and last address.
+pub fn known_sets(ruleset: &str) -> Vec<KnownSet> {
+    let doc: Value = serde_json::from_str(ruleset).expect("nft -j prints JSON");
+    let mut out = Vec::new();
+    for item in doc["nftables"].as_array().into_iter().flatten() {
+        let set = &item["set"];
+        let Some(kind) = set["type"].as_str() else {
+            continue; // not a set, or a concatenation
+        };
+        if kind != "ipv4_addr" && kind != "ipv6_addr" {
+            continue;
+        }
+        let elems = set["elem"].as_array().cloned().unwrap_or_default();
+        let ranges: Option<Vec<(IpAddr, IpAddr)>> = elems.iter().map(elem_range).collect();
+        let Some(ranges) = ranges else { continue };
+        out.push(KnownSet {
+            family: set["family"].as_str().unwrap_or_default().to_owned(),
+            table: set["table"].as_str().unwrap_or_default().to_owned(),
+            name: set["name"].as_str().unwrap_or_default().to_owned(),
+            ranges,
+        });
+    }
+    out
+}
+
+/// One element as its first and last address; `None` for anything else (timeouts, comments).
+fn elem_range(elem: &Value) -> Option<(IpAddr, IpAddr)> {
+    if let Some(addr) = elem.as_str() {
+        let addr: IpAddr = addr.parse().ok()?;
+        return Some((addr, addr));
+    }
+    if let Some(prefix) = elem.get("prefix") {
+        let addr: IpAddr = prefix["addr"].as_str()?.parse().ok()?;
+        let len = prefix["len"].as_u64()? as u32;
+        return Some(match addr {
+            IpAddr::V4(a) => {
+                let host = u32::MAX.checked_shr(len).unwrap_or(0);
+                let first = u32::from(a) & !host;
+                (IpAddr::V4(first.into()), IpAddr::V4((first | host).into()))
+            }
+            IpAddr::V6(a) => {
+                let host = u128::MAX.checked_shr(len).unwrap_or(0);
+                let first = u128::from(a) & !host;
+                (IpAddr::V6(first.into()), IpAddr::V6((first | host).into()))
+            }
+        });
+    }
+    let range = elem.get("range")?.as_array()?;
+    let first: IpAddr = range.first()?.as_str()?.parse().ok()?;
+    let last: IpAddr = range.get(1)?.as_str()?.parse().ok()?;
+    Some((first, last))
 }
