@@ -1,8 +1,8 @@
 //! The differential test: generated rulesets loaded in a real kernel, real SYNs from a client
 //! namespace, compared with the engine's verdict for each (source, port). Every ruleset is
-//! also read the way a sync reads it (its address sets given as known, the ruleset read
-//! without set elements, every other set and map read on its own), which must give the same
-//! answers.
+//! also read the way a sync reads it (its address sets and `hash:net` ipsets given as known,
+//! the ruleset read without set elements, every other set, map and ipset read on its own),
+//! which must give the same answers.
 //!
 //! CI runs `CF_ALLOW_DIFF_CASES` nft rulesets (default 200) × 8 probes, and a third as many
 //! iptables-nft / iptables-legacy rulesets with an ipset (default 60); `make soak-reach` runs

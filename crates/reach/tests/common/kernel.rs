@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::net::IpAddr;
 
-use cf_allow_reach::{HostModel, KnownSet, Probe, RangeSet, ReadOptions};
+use cf_allow_reach::{Family, HostModel, KnownIpset, KnownSet, Probe, RangeSet, ReadOptions};
 use cf_allow_testkit::{veth_pair, Netns};
 use serde_json::Value;
 
@@ -147,15 +147,17 @@ impl Lab {
     }
 
     /// The engine's model read the way a sync reads it right after applying: every named
-    /// address set of the server's ruleset is given as known (what cf-allow passes for its own
-    /// two sets), so the ruleset is read without set elements, those sets are filled from
-    /// here, and every other named set and map is read on its own.
+    /// address set of the server's ruleset and every `hash:net` ipset is given as known (what
+    /// cf-allow passes for its own two sets), so the ruleset is read without set elements,
+    /// those sets are filled from here, and every other named set, map and ipset is read on
+    /// its own.
     pub fn model_with_known_sets(&self) -> HostModel {
-        let ruleset = self.server.sh("nft -j list ruleset");
-        let known = known_sets(&ruleset);
+        let known_sets = known_sets(&self.server.sh("nft -j list ruleset"));
+        let known_ipsets = known_ipsets(&self.server.sh("ipset save 2>/dev/null; true"));
         self.server.run_in(move || {
             HostModel::read(&ReadOptions {
-                known_sets: known,
+                known_sets,
+                known_ipsets,
                 ..ReadOptions::default()
             })
         })
@@ -419,4 +421,42 @@ fn elem_range(elem: &Value) -> Option<(IpAddr, IpAddr)> {
     let first: IpAddr = range.first()?.as_str()?.parse().ok()?;
     let last: IpAddr = range.get(1)?.as_str()?.parse().ok()?;
     Some((first, last))
+}
+
+/// The `hash:net` sets of `ipset save`, each member as first and last address.
+pub fn known_ipsets(save: &str) -> Vec<KnownIpset> {
+    let mut out: Vec<KnownIpset> = Vec::new();
+    for line in save.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["create", name, "hash:net", rest @ ..] => {
+                let family = match rest.windows(2).find(|w| w[0] == "family") {
+                    Some(w) if w[1] == "inet6" => Family::Ipv6,
+                    _ => Family::Ipv4,
+                };
+                out.push(KnownIpset {
+                    name: (*name).to_owned(),
+                    family,
+                    ranges: Vec::new(),
+                });
+            }
+            ["add", name, member] => {
+                let Some(set) = out.iter_mut().find(|s| s.name == *name) else {
+                    continue;
+                };
+                let (addr, len) = member.split_once('/').unwrap_or((member, ""));
+                let Ok(addr) = addr.parse::<IpAddr>() else {
+                    continue;
+                };
+                let json = if len.is_empty() {
+                    Value::String(addr.to_string())
+                } else {
+                    serde_json::json!({"prefix": {"addr": addr.to_string(), "len": len.parse::<u64>().unwrap_or(0)}})
+                };
+                set.ranges.extend(elem_range(&json));
+            }
+            _ => {}
+        }
+    }
+    out
 }
