@@ -95,8 +95,10 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
     let mut found = false;
     loop {
         let len = socket.recv_raw(&mut buffer)?;
-        if len >= buffer.len() {
-            return Err(invalid("a datagram filled the receive buffer"));
+        if len == 0 || len >= buffer.len() {
+            return Err(invalid(
+                "an empty datagram, or one that filled the receive buffer",
+            ));
         }
         for message in messages(&buffer[..len])? {
             let (kind, payload) = (message.kind, message.payload);
@@ -104,18 +106,19 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
                 continue;
             }
             match kind {
-                NLMSG_DONE => return Ok(found.then_some(set)),
-                NLMSG_ERROR => {
+                // Both carry a status: 0, or a negative errno (a dump that failed midway
+                // ends with it in its NLMSG_DONE).
+                NLMSG_DONE | NLMSG_ERROR => {
                     let code = payload
                         .get(..4)
                         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .ok_or_else(|| invalid("a short error message"))?;
+                        .ok_or_else(|| invalid("a short status message"))?;
                     return match -code {
                         0 => Ok(found.then_some(set)),
-                        // ENOENT, or ipset's own "set does not exist"
-                        // (IPSET_ERR_PROTOCOL + …: codes from 4096 on).
+                        // ENOENT: no set of that name.
                         2 => Ok(None),
                         errno if errno < 4096 => Err(io::Error::from_raw_os_error(errno)),
+                        // ipset's own codes (IPSET_ERR_PROTOCOL = 4097, …).
                         other => Err(invalid(&format!("ipset error {other}"))),
                     };
                 }
