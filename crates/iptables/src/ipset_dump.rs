@@ -4,7 +4,9 @@
 //! looks up a resolver file per member) only for cf-allow to parse it back.
 //!
 //! Only reads: nothing here changes a set (changes go through `ipset restore`). Safe code
-//! only: `mnl`'s socket, and messages built and parsed as bytes. Any failure here is an
+//! only: `mnl`'s socket, and messages built and parsed as bytes. The kernel answers a dump
+//! while the reader receives (it builds each datagram in `recv`), so the loop ends at the
+//! dump's `NLMSG_DONE` or error without a timeout of its own. Any failure here is an
 //! [`io::Error`] and the caller falls back to the `ipset` program.
 
 use std::io;
