@@ -78,7 +78,10 @@ fn candidates() -> Vec<BackendKind> {
 /// place (projected onto the host's current rules, read once); failing that, the first under
 /// which nothing is blocked (only `unknown` parts, which `sync` then reports). When every
 /// candidate would still be blocked, an error naming the blocking rule and what to configure,
-/// before anything is changed. When the host's rules cannot be read, the first candidate.
+/// before anything is changed. When the host's rules cannot be read, the first candidate. The
+/// firewall manager that owns the host (firewalld, CSF, ufw) is the only candidate and is
+/// used without judging: there is nothing to choose, and the sync reports its verdict (exit 3
+/// with the fix when Cloudflare is still blocked).
 fn detect(config: &Config) -> Result<BackendKind> {
     let kinds = candidates();
     let Some(&first) = kinds.first() else {
@@ -86,7 +89,11 @@ fn detect(config: &Config) -> Result<BackendKind> {
             "no firewall backend found: firewalld is not running, CSF is not installed, the kernel does not answer nf_tables requests, and iptables is not installed; set `backend:` in the config or pass --backend"
         ));
     };
-    if !config.reachability.check {
+    let manager = matches!(
+        first,
+        BackendKind::Firewalld | BackendKind::Csf | BackendKind::Ufw
+    );
+    if !config.reachability.check || manager {
         return Ok(first);
     }
     let model = crate::reach::read(config);

@@ -30,7 +30,7 @@ pub fn placement_lockdown(placement: &Placement) -> bool {
         Placement::NftOwnChain { lockdown, .. }
         | Placement::NftChainTop { lockdown, .. }
         | Placement::IptablesJump { lockdown, .. } => *lockdown,
-        Placement::IptablesChainTop { .. } => false,
+        Placement::IptablesChainTop { .. } | Placement::IptablesChainEnd { .. } => false,
     }
 }
 
@@ -235,6 +235,25 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
         Placement::IptablesChainTop { legacy, chain } => {
             iptables(*legacy, chain, None, false, false).to_vec()
         }
+        Placement::IptablesChainEnd {
+            legacy,
+            v4_chain,
+            v6_chain,
+        } => [("ip", v4_chain), ("ip6", v6_chain)]
+            .into_iter()
+            .map(|(family, chain)| CfLayer::LastRule {
+                layer: if *legacy {
+                    RuleLayer::IptablesLegacy
+                } else {
+                    RuleLayer::Nftables
+                },
+                family: family.to_owned(),
+                table: "filter".to_owned(),
+                chain: chain.clone(),
+                ranges: ranges.clone(),
+                ports: ports.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -474,10 +493,18 @@ struct Alternative {
     placement: Placement,
 }
 
-/// The configurations worth trying against `verdict`'s findings: the iptables backend (both
-/// APIs) and nftables into mode for each foreign inet chain that decides.
+/// The configurations worth trying against `verdict`'s findings: on a ufw host the ufw
+/// backend first, then the iptables backend (both APIs) and nftables into mode for each
+/// foreign inet chain that decides.
 fn alternatives(verdict: &Verdict, config: &Config) -> Vec<Alternative> {
     let mut out = Vec::new();
+    if cf_allow_ufw::active() {
+        out.push(Alternative {
+            advice: "set `backend: ufw` (cf-allow's rules are then ufw rules, after your own ufw rules; `ufw reload`, `ufw disable`/`enable` and a reboot keep them)".to_owned(),
+            kind: BackendKind::Ufw,
+            placement: cf_allow_ufw::placement(),
+        });
+    }
     let iptables = |legacy: bool| Placement::IptablesJump {
         legacy,
         chain: config.iptables.chain.clone(),
@@ -725,6 +752,7 @@ fn same_setup(alt: &Alternative, kind: BackendKind, config: &Config) -> bool {
             };
             *legacy == current
         }
+        (Placement::IptablesChainEnd { .. }, BackendKind::Ufw) => true,
         (Placement::NftChainTop { table, chain, .. }, BackendKind::Nftables) => config
             .nftables
             .into

@@ -80,6 +80,7 @@ cp /etc/ufw/user.rules "$W/orig.rules"; cp /etc/ufw/user6.rules "$W/orig6.rules"
 ufw status numbered > "$W/orig.status"; save > "$W/orig.save"
 section before; connects
 section dry; cfa sync --dry-run
+section dry_json; cfa sync --dry-run --json
 section sync1; cfa sync --json
 section calls1; calls
 section status1; ufw status numbered
@@ -119,6 +120,12 @@ section removed_save; diff "$W/orig.save" <(save) && echo equal
         ),
         "{dry}"
     );
+    // The dry run's verdict is the projection of cf-allow's rules appended to ufw's user
+    // chains: Cloudflare would get through (the sync then proves it with real connects).
+    let (dry, exit) = json(&s, "dry_json");
+    assert_eq!(exit, 0, "{s:#?}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["reachability"]["reachable"], true, "{dry}");
     let (sync1, exit) = json(&s, "sync1");
     assert_eq!(exit, 0, "{s:#?}");
     assert_eq!(sync1["backend"], "ufw");
@@ -294,6 +301,7 @@ listen 443
 # An admin deny that shadows a Cloudflare range, and a tagged rule cf-allow did not write.
 ufw deny from 104.16.0.0/16 >/dev/null
 ufw deny proto tcp from 192.0.2.0/24 to any port 25 comment cf-allow >/dev/null
+section dry; cfa sync --dry-run --json
 cfa sync >/dev/null
 rules > "$W/rules1"
 section warnings; cfa sync --json
@@ -314,7 +322,16 @@ section repaired3; connects
 section foreign; rules | grep -A1 'deny tcp 25'
 "#,
     );
+    // Before the first sync, the dry run projects cf-allow's rules after the admin's deny:
+    // the same finding the verdict after the real sync makes (below).
+    let (dry, exit) = json(&s, "dry");
+    assert_eq!(exit, 3, "{s:#?}");
+    assert_eq!(dry["reachability"]["reachable"], false, "{dry}");
     let (warned, exit) = json(&s, "warnings");
+    assert_eq!(
+        dry["reachability"]["blocked"], warned["reachability"]["blocked"],
+        "{dry}"
+    );
     // The admin's deny before cf-allow's rules blocks part of a range: the verdict says so
     // (exit 3), naming exactly the blocked sub-range.
     assert_eq!(exit, 3, "{s:#?}");

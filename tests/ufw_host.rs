@@ -65,10 +65,10 @@ fn ufw_host_nftables_backend_exits_3_and_its_fix_works() {
         return;
     }
     let env = sandbox::client_env("backend: nftables\nports: [443]\n");
-    let iptables = sandbox::client_config(&env, "backend: iptables\nports: [443]\n");
+    let ufw = sandbox::client_config(&env, "backend: ufw\nports: [443]\n");
     std::fs::write(
-        env.path("iptables.yaml"),
-        format!("state_dir: {}\n{iptables}", env.state_dir().display()),
+        env.path("ufw.yaml"),
+        format!("state_dir: {}\n{ufw}", env.state_dir().display()),
     )
     .expect("second config");
     let s = sandbox::run(
@@ -81,9 +81,9 @@ listen 443
 section nft_sync; cfa sync --json
 section connect_nft; connect {CLIENT_V4} {SERVER_V4} 443
 section status; cfa status --exit-code
-cp "$W/iptables.yaml" "$W/config.yaml"
-section ipt_sync; cfa sync --json
-section connect_ipt; connect {CLIENT_V4} {SERVER_V4} 443
+cp "$W/ufw.yaml" "$W/config.yaml"
+section ufw_sync; cfa sync --json
+section connect_ufw; connect {CLIENT_V4} {SERVER_V4} 443
 "#
         ),
     );
@@ -101,7 +101,7 @@ section connect_ipt; connect {CLIENT_V4} {SERVER_V4} 443
         );
     }
     assert!(
-        nft.stderr.contains("fix: set `backend: iptables`"),
+        nft.stderr.contains("fix: set `backend: ufw`"),
         "{}",
         nft.stderr
     );
@@ -114,8 +114,9 @@ section connect_ipt; connect {CLIENT_V4} {SERVER_V4} 443
     assert_eq!(Cfa::of(&s, "status").code, 2);
 
     // The advice, applied: exit 0, reachable, and the client connects.
-    let ipt = Cfa::of(&s, "ipt_sync");
-    assert_eq!(ipt.code, 0, "{ipt:#?}");
-    assert_eq!(ipt.json()["reachability"]["reachable"], true);
-    assert_eq!(s.section("connect_ipt").trim(), "connected", "{s:#?}");
+    let applied = Cfa::of(&s, "ufw_sync");
+    assert_eq!(applied.code, 0, "{applied:#?}");
+    assert_eq!(applied.json()["backend"], "ufw");
+    assert_eq!(applied.json()["reachability"]["reachable"], true);
+    assert_eq!(s.section("connect_ufw").trim(), "connected", "{s:#?}");
 }

@@ -74,6 +74,18 @@ pub enum Placement {
         /// The existing chain.
         chain: String,
     },
+    /// iptables and ip6tables: accept rules appended to an existing filter chain of each
+    /// family, after the rules already there (ufw's `ufw-user-input` and `ufw6-user-input`:
+    /// cf-allow's rules are ufw rules, added after the admin's own, and ufw applies the first
+    /// that matches). A chain that does not exist gets nothing (ufw loads no rules there).
+    IptablesChainEnd {
+        /// True for the x_tables API (iptables-legacy), false for nf_tables (iptables-nft).
+        legacy: bool,
+        /// The IPv4 chain.
+        v4_chain: String,
+        /// The IPv6 chain.
+        v6_chain: String,
+    },
 }
 
 /// A firewall that cf-allow keeps in sync.

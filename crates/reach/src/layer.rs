@@ -79,6 +79,23 @@ pub enum CfLayer {
         /// Match DNAT'd connections by their original destination port (forward path).
         dnat: bool,
     },
+    /// An accept of `ranges` × `ports` appended to the existing chain `chain` of `family
+    /// table`, after its rules (ufw's `ufw-user-input`: cf-allow's rules come after the
+    /// admin's own ufw rules). Nothing is added when the chain does not exist.
+    LastRule {
+        /// Where the chain lives.
+        layer: RuleLayer,
+        /// `ip` or `ip6`.
+        family: String,
+        /// The table's name (`filter`).
+        table: String,
+        /// The chain's name (`ufw-user-input`).
+        chain: String,
+        /// Accepted sources.
+        ranges: RangeSet,
+        /// Accepted ports (empty = all).
+        ports: Vec<u16>,
+    },
 }
 
 fn m(key: Key, fam: Option<Family>, proto: Option<u8>, elems: Vec<Vec<Atom>>, text: &str) -> Cond {
@@ -299,6 +316,30 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             let old = std::mem::take(&mut c.rules);
             c.rules = rules;
             c.rules.extend(old);
+        }
+        CfLayer::LastRule {
+            layer,
+            family,
+            table,
+            chain,
+            ranges,
+            ports,
+        } => {
+            let l = match layer {
+                RuleLayer::Nftables => Layer::Nftables,
+                RuleLayer::IptablesLegacy => Layer::IptablesLegacy,
+            };
+            let fam = TFam::parse(family);
+            if let Some(t) = m
+                .tables
+                .iter_mut()
+                .find(|t| t.layer == l && t.family == fam && &t.name == table)
+            {
+                if t.chain(chain).is_some() {
+                    let rules = cf_rules(t, chain, ranges, ports, &families(&fam), false, false);
+                    t.chain_mut(chain).rules.extend(rules);
+                }
+            }
         }
     }
     m

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use tracing::{error, info, warn};
 
 use crate::files::{self, UfwLock, LOCK_FILE};
@@ -337,6 +337,11 @@ impl Backend for UfwBackend {
         let result = self.apply_locked(plan);
         self.lock = None;
         result
+    }
+
+    /// cf-allow's rules are appended to ufw's user chains (see [`crate::placement`]).
+    fn placement(&self) -> Option<Placement> {
+        Some(crate::placement())
     }
 
     fn describe(&self, plan: &Plan) -> Vec<String> {

@@ -26,6 +26,17 @@ pub use settings::Settings;
 /// The comment that marks cf-allow's rules (`comment=63662d616c6c6f77` in ufw's files).
 pub const TAG: &str = "cf-allow";
 
+/// Where the ufw backend's rules go, for the reachability verdict's projection: appended to
+/// `ufw-user-input` / `ufw6-user-input` (after the admin's own ufw rules), through the
+/// iptables API `iptables-restore` drives here (nf_tables or legacy).
+pub fn placement() -> cf_allow_diff::Placement {
+    cf_allow_diff::Placement::IptablesChainEnd {
+        legacy: cf_allow_exec::is_legacy_iptables("iptables-restore"),
+        v4_chain: rules::input_chain(cf_allow_diff::Family::Ipv4).to_owned(),
+        v6_chain: rules::input_chain(cf_allow_diff::Family::Ipv6).to_owned(),
+    }
+}
+
 /// True when ufw is installed and enabled (`ENABLED=yes` in `/etc/ufw/ufw.conf`). Runs no
 /// program; never errors.
 pub fn active() -> bool {
