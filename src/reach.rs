@@ -30,7 +30,7 @@ pub fn placement_lockdown(placement: &Placement) -> bool {
         Placement::NftOwnChain { lockdown, .. }
         | Placement::NftChainTop { lockdown, .. }
         | Placement::IptablesJump { lockdown, .. } => *lockdown,
-        Placement::IptablesChainTop { .. } | Placement::IptablesChainEnd { .. } => false,
+        Placement::IptablesChainTop { .. } | Placement::ChainEnds { .. } => false,
     }
 }
 
@@ -235,21 +235,17 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
         Placement::IptablesChainTop { legacy, chain } => {
             iptables(*legacy, chain, None, false, false).to_vec()
         }
-        Placement::IptablesChainEnd {
-            legacy,
-            v4_chain,
-            v6_chain,
-        } => [("ip", v4_chain), ("ip6", v6_chain)]
-            .into_iter()
-            .map(|(family, chain)| CfLayer::LastRule {
-                layer: if *legacy {
+        Placement::ChainEnds { chains } => chains
+            .iter()
+            .map(|end| CfLayer::LastRule {
+                layer: if end.legacy {
                     RuleLayer::IptablesLegacy
                 } else {
                     RuleLayer::Nftables
                 },
-                family: family.to_owned(),
-                table: "filter".to_owned(),
-                chain: chain.clone(),
+                family: end.family.clone(),
+                table: end.table.clone(),
+                chain: end.chain.clone(),
                 ranges: ranges.clone(),
                 ports: ports.clone(),
             })
@@ -752,7 +748,7 @@ fn same_setup(alt: &Alternative, kind: BackendKind, config: &Config) -> bool {
             };
             *legacy == current
         }
-        (Placement::IptablesChainEnd { .. }, BackendKind::Ufw) => true,
+        (Placement::ChainEnds { .. }, BackendKind::Ufw | BackendKind::Firewalld) => true,
         (Placement::NftChainTop { table, chain, .. }, BackendKind::Nftables) => config
             .nftables
             .into

@@ -109,6 +109,7 @@ listen 443
 admin_setup
 fw_state > "$W/state.before"; etc_hashes > "$W/etc.before"
 section probe_before; probe
+section dry; cfa sync --dry-run --json
 section sync1; cfa sync --json
 section probe1; probe
 section admin_after_sync; fw_state '{ours}' | diff "$W/state.before" - && echo same
@@ -149,10 +150,17 @@ section probe_removed; probe
     );
     let all = |name| probed(&s, name);
     assert_eq!(all("probe_before"), [false; 4], "{s:#?}");
+    // The dry run projects cf-allow's rich rules into the zone's `_allow` chain (after the
+    // admin's rules): the same verdict the sync then gives on the host it changed.
+    let (dry, dry_exit) = json(&s, "dry");
+    assert_eq!(dry_exit, 0, "{s:#?}");
+    assert_eq!(dry["dry_run"], true);
     let (doc, exit) = json(&s, "sync1");
     assert_eq!(exit, 0, "{s:#?}");
     assert_eq!(doc["backend"], "firewalld");
     assert_eq!(doc["changed"], true);
+    assert_eq!(dry["reachability"], doc["reachability"], "{s:#?}");
+    assert_eq!(doc["reachability"]["reachable"], true, "{s:#?}");
     // Cloudflare in, the rest out, both families.
     let cf_only = [true, false, true, false];
     assert_eq!(all("probe1"), cf_only, "{s:#?}");

@@ -74,18 +74,28 @@ pub enum Placement {
         /// The existing chain.
         chain: String,
     },
-    /// iptables and ip6tables: accept rules appended to an existing filter chain of each
-    /// family, after the rules already there (ufw's `ufw-user-input` and `ufw6-user-input`:
-    /// cf-allow's rules are ufw rules, added after the admin's own, and ufw applies the first
-    /// that matches). A chain that does not exist gets nothing (ufw loads no rules there).
-    IptablesChainEnd {
-        /// True for the x_tables API (iptables-legacy), false for nf_tables (iptables-nft).
-        legacy: bool,
-        /// The IPv4 chain.
-        v4_chain: String,
-        /// The IPv6 chain.
-        v6_chain: String,
+    /// Accept rules appended to existing chains, after the rules already there: ufw's
+    /// `ufw-user-input` / `ufw6-user-input` (cf-allow's rules are ufw rules, added after the
+    /// admin's own, and ufw applies the first that matches), firewalld's `_allow` chain of
+    /// each of cf-allow's zones (where firewalld puts priority-0 rich rules that accept). A
+    /// listed chain that does not exist gets nothing (ufw or firewalld loads no rules there).
+    ChainEnds {
+        /// The chains.
+        chains: Vec<ChainEnd>,
     },
+}
+
+/// One chain of [`Placement::ChainEnds`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainEnd {
+    /// True for the x_tables API (iptables-legacy), false for nf_tables (nft, iptables-nft).
+    pub legacy: bool,
+    /// The table's family: `ip`, `ip6` or `inet`.
+    pub family: String,
+    /// The table (`filter`, `firewalld`).
+    pub table: String,
+    /// The chain.
+    pub chain: String,
 }
 
 /// A firewall that cf-allow keeps in sync.

@@ -10,7 +10,7 @@ mod plan;
 mod ranges;
 pub mod text;
 
-pub use backend::{Backend, Inspection, Placement};
+pub use backend::{Backend, ChainEnd, Inspection, Placement};
 pub use guard::{check_shrink, ShrinkError};
 pub use plan::Plan;
 pub use ranges::{Family, RangeSet};

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Plan, RangeSet};
+use cf_allow_diff::{Backend, ChainEnd, Family, Inspection, IpNet, Placement, Plan, RangeSet};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use crate::backups::Backups;
@@ -16,6 +16,8 @@ use crate::settings::Settings;
 pub struct FirewalldBackend {
     settings: Settings,
     ports: Vec<u16>,
+    /// The zones cf-allow's rules belong in, as the last read found them.
+    zones: Option<Vec<String>>,
 }
 
 /// One of cf-allow's ipsets in both configurations.
@@ -63,7 +65,11 @@ impl FirewalldBackend {
     /// A backend for `settings` opening `ports` (empty: every TCP port).
     pub fn new(settings: Settings, ports: Vec<u16>) -> Result<FirewalldBackend> {
         settings.validate(&ports)?;
-        Ok(FirewalldBackend { settings, ports })
+        Ok(FirewalldBackend {
+            settings,
+            ports,
+            zones: None,
+        })
     }
 
     fn wanted_rules(&self) -> Vec<String> {
@@ -681,8 +687,42 @@ impl Backend for FirewalldBackend {
         "firewalld"
     }
 
+    /// Once [`Backend::inspect`] has found the zones: cf-allow's rich rules accept at the end
+    /// of each zone's `_allow` chain (`inet firewalld filter_IN_ZONE_allow` with firewalld's
+    /// nftables backend, `IN_ZONE_allow` in the filter tables with its iptables backend),
+    /// after the zone's priority-0 denies. `None` before that, and with lockdown (its drops
+    /// at priority -1 are not projected).
+    fn placement(&self) -> Option<Placement> {
+        if self.settings.lockdown {
+            return None;
+        }
+        let zones = self.zones.as_ref()?;
+        let end = |legacy: bool, family: &str, table: &str, chain: String| ChainEnd {
+            legacy,
+            family: family.to_owned(),
+            table: table.to_owned(),
+            chain,
+        };
+        let mut chains = Vec::new();
+        for zone in zones {
+            chains.push(end(
+                false,
+                "inet",
+                "firewalld",
+                format!("filter_IN_{zone}_allow"),
+            ));
+            for legacy in [false, true] {
+                for family in ["ip", "ip6"] {
+                    chains.push(end(legacy, family, "filter", format!("IN_{zone}_allow")));
+                }
+            }
+        }
+        Some(Placement::ChainEnds { chains })
+    }
+
     fn inspect(&mut self) -> Result<Inspection> {
         let snap = self.read()?;
+        self.zones = Some(snap.targets.clone());
         let mut ranges = Vec::new();
         for state in &snap.sets {
             if let Some(rt) = &state.runtime {

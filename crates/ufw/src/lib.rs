@@ -30,10 +30,18 @@ pub const TAG: &str = "cf-allow";
 /// `ufw-user-input` / `ufw6-user-input` (after the admin's own ufw rules), through the
 /// iptables API `iptables-restore` drives here (nf_tables or legacy).
 pub fn placement() -> cf_allow_diff::Placement {
-    cf_allow_diff::Placement::IptablesChainEnd {
-        legacy: cf_allow_exec::is_legacy_iptables("iptables-restore"),
-        v4_chain: rules::input_chain(cf_allow_diff::Family::Ipv4).to_owned(),
-        v6_chain: rules::input_chain(cf_allow_diff::Family::Ipv6).to_owned(),
+    let legacy = cf_allow_exec::is_legacy_iptables("iptables-restore");
+    let end = |family: &str, f: cf_allow_diff::Family| cf_allow_diff::ChainEnd {
+        legacy,
+        family: family.to_owned(),
+        table: "filter".to_owned(),
+        chain: rules::input_chain(f).to_owned(),
+    };
+    cf_allow_diff::Placement::ChainEnds {
+        chains: vec![
+            end("ip", cf_allow_diff::Family::Ipv4),
+            end("ip6", cf_allow_diff::Family::Ipv6),
+        ],
     }
 }
 
