@@ -80,20 +80,16 @@ pub enum CfLayer {
         dnat: bool,
     },
     /// An accept of `ranges` × `ports` appended to the existing chain `chain` of `family
-    /// table`, after its rules (ufw's `ufw-user-input`: cf-allow's rules come after the
-    /// admin's own ufw rules). Nothing is added when the chain does not exist.
+    /// table` in `layer` (the fields as in [`CfLayer::FirstRule`]), after its rules: ufw's
+    /// `ufw-user-input`, where cf-allow's rules come after the admin's own ufw rules, and
+    /// firewalld's `filter_IN_ZONE_allow`. Nothing is added when the chain does not exist.
+    #[allow(missing_docs)]
     LastRule {
-        /// Where the chain lives.
         layer: RuleLayer,
-        /// `ip` or `ip6`.
         family: String,
-        /// The table's name (`filter`).
         table: String,
-        /// The chain's name (`ufw-user-input`).
         chain: String,
-        /// Accepted sources.
         ranges: RangeSet,
-        /// Accepted ports (empty = all).
         ports: Vec<u16>,
     },
 }
@@ -231,6 +227,15 @@ fn families(fam: &TFam) -> Vec<Family> {
     }
 }
 
+impl From<RuleLayer> for Layer {
+    fn from(layer: RuleLayer) -> Layer {
+        match layer {
+            RuleLayer::Nftables => Layer::Nftables,
+            RuleLayer::IptablesLegacy => Layer::IptablesLegacy,
+        }
+    }
+}
+
 pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
     let mut m = model.clone();
     match layer {
@@ -280,10 +285,7 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             lockdown,
             dnat,
         } => {
-            let l = match layer {
-                RuleLayer::Nftables => Layer::Nftables,
-                RuleLayer::IptablesLegacy => Layer::IptablesLegacy,
-            };
+            let l = Layer::from(*layer);
             let fam = TFam::parse(family);
             let pos = match m
                 .tables
@@ -325,11 +327,7 @@ pub(crate) fn apply(model: &HostModel, layer: &CfLayer) -> HostModel {
             ranges,
             ports,
         } => {
-            let l = match layer {
-                RuleLayer::Nftables => Layer::Nftables,
-                RuleLayer::IptablesLegacy => Layer::IptablesLegacy,
-            };
-            let fam = TFam::parse(family);
+            let (l, fam) = (Layer::from(*layer), TFam::parse(family));
             if let Some(t) = m
                 .tables
                 .iter_mut()
