@@ -296,3 +296,41 @@ fn projection_own_table_does_not_beat_a_foreign_reject_but_a_first_rule_does() {
     // The projection is a copy: the model read from the host is unchanged.
     assert!(!model.evaluate(&p).reachable);
 }
+
+#[test]
+fn projection_last_rule_comes_after_the_chains_own_rules_and_needs_the_chain() {
+    if !require_root("projection_last_rule_comes_after_the_chains_own_rules_and_needs_the_chain") {
+        return;
+    }
+    use cf_allow_reach::{CfLayer, RangeSet, RuleLayer};
+    // ufw's shape: INPUT (policy drop) jumps to a user chain; a deny of part of the range
+    // is already there.
+    let (ns, _client) = server_with("projlast", "");
+    ns.sh(
+        "iptables-nft -N ufw-user-input && iptables-nft -A ufw-user-input -s 104.16.0.0/16 -j DROP \
+         && iptables-nft -A INPUT -j ufw-user-input && iptables-nft -P INPUT DROP",
+    );
+    let model = read_in(&ns);
+    let ranges = RangeSet::aggregated(["104.16.0.0/13".parse().expect("net")]);
+    let p = probe(&["104.16.0.0/13"], &[443]);
+    let last = |chain: &str| CfLayer::LastRule {
+        layer: RuleLayer::Nftables,
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: chain.into(),
+        ranges: ranges.clone(),
+        ports: vec![443],
+    };
+    // Appended after the deny: the deny still decides for its /16, the rest gets in.
+    let v = model.with_layer(&last("ufw-user-input")).evaluate(&p);
+    assert_eq!(
+        blocked(&v),
+        ["ipv4 104.16.0.0/16 443 | ip filter ufw-user-input: \"ip saddr 104.16.0.0/16 drop\" (handle 2)"],
+        "{}",
+        v.to_json()
+    );
+    // A chain that does not exist gets nothing: the policy drop decides for everything.
+    let none = model.with_layer(&last("ufw6-user-input"));
+    assert_eq!(none.evaluate(&p).to_json(), model.evaluate(&p).to_json());
+    assert!(!model.evaluate(&p).reachable);
+}
