@@ -621,6 +621,13 @@ pub fn report(
         if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
             return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
+        // An admin's own ufw rule before cf-allow's ufw rules: that rule is the thing to
+        // change (switching backends would only go around it).
+        if kind == BackendKind::Ufw
+            && (finding.by.chain == "ufw-user-input" || finding.by.chain == "ufw6-user-input")
+        {
+            return Some("delete or narrow this ufw rule (`ufw status numbered` lists it): it comes before cf-allow's rules, and ufw applies the first rule that matches".to_owned());
+        }
         let past_rule = |v: &Verdict| {
             !v.blocked
                 .iter()

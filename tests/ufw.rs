@@ -347,6 +347,11 @@ section foreign; rules | grep -A1 'deny tcp 25'
         warnings.contains("deny from 104.16.0.0/16") && warnings.contains("104.16.0.0/13"),
         "{warnings}"
     );
+    // The verdict's fix for the admin's rule is that rule, not another backend.
+    assert!(
+        warnings.contains("fix: delete or narrow this ufw rule (`ufw status numbered` lists it)"),
+        "{warnings}"
+    );
     assert!(
         warnings.contains("deny proto tcp from 192.0.2.0/24 to any port 25")
             && warnings.contains("left alone"),
