@@ -621,6 +621,16 @@ pub fn report(
         if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
             return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
+        // ufw with IPV6=no loads no IPv6 rule, cf-allow's included.
+        if kind == BackendKind::Ufw
+            && finding.family == cf_allow_diff::Family::Ipv6
+            && cf_allow_ufw::ipv6_off(&config.ufw)
+        {
+            return Some(format!(
+                "set IPV6=yes in {} and run `ufw reload`: with IPV6=no ufw loads none of its IPv6 rules, so cf-allow's IPv6 ranges are not applied",
+                config.ufw.defaults.display()
+            ));
+        }
         // An admin's own ufw rule before cf-allow's ufw rules: that rule is the thing to
         // change (switching backends would only go around it).
         if kind == BackendKind::Ufw

@@ -466,6 +466,12 @@ section inactive_stat; cmp -s "$W/stat0" <(stats) && echo same
         again["reachability"]["blocked"][0]["family"], "ipv6",
         "{again}"
     );
+    assert!(
+        again["warnings"]
+            .to_string()
+            .contains("fix: set IPV6=yes in /etc/default/ufw and run `ufw reload`"),
+        "{again}"
+    );
     // doctor agrees with sync: ufw holds every range it can carry here (the firewall check is
     // OK and says IPv6 is left out), and the verdict FAILs for the IPv6 ranges.
     let (doctor, _) = json(&s, "doctor");

@@ -45,6 +45,12 @@ pub fn placement() -> cf_allow_diff::Placement {
     }
 }
 
+/// True when `settings.defaults` (`/etc/default/ufw`) says `IPV6=no`: ufw then loads no IPv6
+/// rule at all. False when the file cannot be read (ufw's default is `IPV6=yes`).
+pub fn ipv6_off(settings: &Settings) -> bool {
+    std::fs::read_to_string(&settings.defaults).is_ok_and(|text| !settings::ipv6(&text))
+}
+
 /// True when ufw is installed and enabled (`ENABLED=yes` in `/etc/ufw/ufw.conf`). Runs no
 /// program; never errors.
 pub fn active() -> bool {
