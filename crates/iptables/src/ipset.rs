@@ -3,7 +3,7 @@
 use cf_allow_diff::{Family, IpNet};
 
 use crate::exec::Program;
-use crate::ipset_dump::{self, DumpedMember, DumpedSet};
+use crate::ipset_dump::{self, DumpedHeader, DumpedMember, DumpedSet};
 use crate::rules::{set_family, set_name, tmp_set_name};
 use crate::Error;
 
@@ -24,9 +24,21 @@ impl Ipset {
         crate::exec::find_program("ipset").is_some()
     }
 
-    /// The header of every set in this network namespace (`ipset list -t`): names, and how
-    /// many rules use each set and how many entries it holds.
+    /// The header of every set in this network namespace (what `ipset list -t` prints):
+    /// names, and how many rules use each set and how many entries it holds. Read with
+    /// ipset's netlink dump of the headers; when that fails, `ipset list -t` is run instead.
     pub fn list(&self) -> Result<Vec<SetHeader>, Error> {
+        match ipset_dump::headers() {
+            Ok(headers) => return Ok(headers.into_iter().map(SetHeader::from).collect()),
+            Err(e) => {
+                tracing::debug!(error = %e, "ipset: the netlink header dump failed; running ipset list -t")
+            }
+        }
+        self.list_with_program()
+    }
+
+    /// [`Ipset::list`] with `ipset list -t`.
+    pub fn list_with_program(&self) -> Result<Vec<SetHeader>, Error> {
         let out = self.program.run(&["list", "-t"], None, 0)?;
         Ok(parse_headers(&String::from_utf8_lossy(&out.stdout)))
     }
@@ -119,6 +131,18 @@ impl SetHeader {
             field(self.references, "References:")?,
             field(self.entries, "Number of entries:")?,
         ))
+    }
+}
+
+impl From<DumpedHeader> for SetHeader {
+    fn from(h: DumpedHeader) -> SetHeader {
+        SetHeader {
+            name: h.name,
+            references: h.references,
+            entries: h.entries,
+            maxelem: h.maxelem,
+            comment: h.comment,
+        }
     }
 }
 
@@ -390,11 +414,12 @@ mod tests {
     }
 
     /// The netlink dump and `ipset save` agree, member for member and refusal for refusal,
+    /// and the header dump and `ipset list -t` set for set,
     /// on the sets cf-allow creates and on every kind of set that may be in their way
     /// (checked against the kernel in a private network namespace).
     #[test]
-    fn the_netlink_dump_reads_what_ipset_save_prints() {
-        let test = "the_netlink_dump_reads_what_ipset_save_prints";
+    fn the_netlink_dump_reads_what_ipset_save_and_list_print() {
+        let test = "the_netlink_dump_reads_what_ipset_save_and_list_print";
         if !cf_allow_testkit::require_root(test)
             || !cf_allow_testkit::require_programs(test, &["ipset"])
         {
@@ -468,8 +493,36 @@ mod tests {
                 _ => panic!("{first_line}: dump {dumped:?}, save {saved:?}, expected {expected:?}"),
             }
         }
-        // No such set: the dump says so (and the caller then runs `ipset save`, which fails).
+        // The headers of every set: the netlink dump and `ipset list -t` agree (names, rules
+        // using each set, entries, maxelem, the comment extension).
         ns.sh("ipset destroy 2>/dev/null; true");
+        ns.sh_with_input(
+            "ipset restore",
+            &format!(
+                "{}\nadd {v4} 192.0.2.0/24{tag}\ncreate f2b-sshd hash:ip family inet maxelem 1000\nadd f2b-sshd 203.0.113.9\nadd f2b-sshd 203.0.113.10\ncreate empty6 hash:net family inet6 timeout 60\n",
+                create_line(v4, Family::Ipv4, 1)
+            ),
+        );
+        ns.sh("iptables-nft -A INPUT -m set --match-set f2b-sshd src -j DROP && iptables-nft -A INPUT -m set --match-set f2b-sshd src -p tcp -j DROP");
+        let dumped = ns.run_in(|| {
+            ipset_dump::headers().map(|h| h.into_iter().map(SetHeader::from).collect::<Vec<_>>())
+        });
+        let dumped = dumped.expect("the header dump works");
+        let listed = ns
+            .run_in(|| Ipset::new().list_with_program())
+            .expect("ipset list -t");
+        assert_eq!(dumped, listed);
+        let f2b = dumped
+            .iter()
+            .find(|h| h.name == "f2b-sshd")
+            .expect("f2b-sshd");
+        assert_eq!(f2b.counts().expect("counts"), (2, 2));
+        assert_eq!(f2b.maxelem(), Some(1000));
+        let ours = dumped.iter().find(|h| h.name == v4).expect("cf-allow-v4");
+        assert!(ours.comment);
+        assert_eq!(dumped.len(), 3);
+        // No such set: the dump says so (and the caller then runs `ipset save`, which fails).
+        ns.sh("iptables-nft -F INPUT; ipset destroy 2>/dev/null; true");
         let missing = ns.run_in(|| ipset_dump::dump("cf-allow-v4"));
         assert!(matches!(missing, Ok(None)), "{missing:?}");
     }

@@ -35,11 +35,15 @@ const AF_INET: u8 = 2;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 
+/// The sequence number of the one request each socket sends.
+const SEQ: u32 = 1;
+
 // Command-level attributes.
 const ATTR_PROTOCOL: u16 = 1;
 const ATTR_SETNAME: u16 = 2;
 const ATTR_TYPENAME: u16 = 3;
 const ATTR_FAMILY: u16 = 5;
+const ATTR_FLAGS: u16 = 6;
 const ATTR_DATA: u16 = 7;
 const ATTR_ADT: u16 = 8;
 // Data attributes (the set's header and each member).
@@ -49,6 +53,10 @@ const ATTR_TIMEOUT: u16 = 6;
 const ATTR_CADT_FLAGS: u16 = 8;
 const ATTR_LINENO: u16 = 9;
 const ATTR_COMMENT: u16 = 26;
+// Header-only data attributes (`IPSET_ATTR_CADT_MAX` + 3, + 8, + 9).
+const ATTR_MAXELEM: u16 = 19;
+const ATTR_ELEMENTS: u16 = 24;
+const ATTR_REFERENCES: u16 = 25;
 // Inside `ATTR_IP`.
 const ATTR_IPADDR_IPV4: u16 = 1;
 const ATTR_IPADDR_IPV6: u16 = 2;
@@ -57,6 +65,10 @@ const FLAG_NOMATCH: u32 = 1 << 2;
 const FLAG_WITH_COMMENT: u32 = 1 << 4;
 /// `NLA_F_NESTED | NLA_F_NET_BYTEORDER`: flag bits of an attribute's type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
+/// `NLA_F_NET_BYTEORDER`.
+const NLA_F_NET_BYTEORDER: u16 = 0x4000;
+/// `IPSET_FLAG_LIST_HEADER`: a list of the sets' headers, without their members.
+const FLAG_LIST_HEADER: u32 = 1 << 2;
 
 /// The kernel's dump datagrams are at most 32 KiB; a larger buffer never truncates one.
 const RECV_BUFFER_BYTES: usize = 64 * 1024;
@@ -88,13 +100,83 @@ pub(crate) struct DumpedMember {
 
 /// Dumps the set `name`. `Ok(None)` when the kernel has no set of that name.
 pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let seq = 1u32;
-    socket.send(&request(name, seq))?;
-    let portid = socket.portid();
-    let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
     let mut set = DumpedSet::default();
     let mut found = false;
+    let exists = query(&request(Some(name), None), |attrs| {
+        found |= read_message(attrs, name, &mut set)?;
+        Ok(())
+    })?;
+    Ok((exists && found).then_some(set))
+}
+
+/// The header of every set (what `ipset list -t` prints), in the kernel's order.
+pub(crate) fn headers() -> io::Result<Vec<DumpedHeader>> {
+    let mut out: Vec<DumpedHeader> = Vec::new();
+    query(&request(None, Some(FLAG_LIST_HEADER)), |attrs| {
+        let mut header = DumpedHeader::default();
+        for attr in self::attrs(attrs) {
+            match attr? {
+                (ATTR_SETNAME, value) => header.name = string(value).to_owned(),
+                (ATTR_DATA, value) => read_counts(value, &mut header)?,
+                _ => {}
+            }
+        }
+        if header.name.is_empty() {
+            return Err(invalid("a set without a name"));
+        }
+        // A set's header comes in one message; a repeated name would be a second message
+        // about the same set: keep what it adds.
+        match out.iter_mut().find(|h| h.name == header.name) {
+            Some(known) => known.merge(header),
+            None => out.push(header),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// One set's header: what cf-allow reads from `ipset list -t`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DumpedHeader {
+    pub name: String,
+    pub references: Option<usize>,
+    pub entries: Option<usize>,
+    pub maxelem: Option<usize>,
+    pub comment: bool,
+}
+
+impl DumpedHeader {
+    fn merge(&mut self, other: DumpedHeader) {
+        self.references = self.references.or(other.references);
+        self.entries = self.entries.or(other.entries);
+        self.maxelem = self.maxelem.or(other.maxelem);
+        self.comment |= other.comment;
+    }
+}
+
+/// The counts and the comment flag of a set's header data.
+fn read_counts(bytes: &[u8], header: &mut DumpedHeader) -> io::Result<()> {
+    for attr in attrs(bytes) {
+        let (kind, value) = attr?;
+        let number = || be_u32(value).map(|n| Some(n as usize));
+        match kind {
+            ATTR_REFERENCES => header.references = number()?,
+            ATTR_ELEMENTS => header.entries = number()?,
+            ATTR_MAXELEM => header.maxelem = number()?,
+            ATTR_CADT_FLAGS => header.comment = be_u32(value)? & FLAG_WITH_COMMENT != 0,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sends `request` and feeds each answer message's attributes (after its `nfgenmsg`) to
+/// `each` until the dump ends. `Ok(false)` when the kernel says there is no such set.
+fn query(request: &[u8], mut each: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<bool> {
+    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
+    socket.send(request)?;
+    let portid = socket.portid();
+    let mut buffer = vec![0u8; RECV_BUFFER_BYTES];
     loop {
         let len = socket.recv_raw(&mut buffer)?;
         if len == 0 || len >= buffer.len() {
@@ -104,7 +186,7 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
         }
         for message in messages(&buffer[..len])? {
             let (kind, payload) = (message.kind, message.payload);
-            if message.seq != seq || (message.pid != 0 && message.pid != portid) {
+            if message.seq != SEQ || (message.pid != 0 && message.pid != portid) {
                 continue;
             }
             match kind {
@@ -116,9 +198,9 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
                         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                         .ok_or_else(|| invalid("a short status message"))?;
                     return match -code {
-                        0 => Ok(found.then_some(set)),
+                        0 => Ok(true),
                         // ENOENT: no set of that name.
-                        2 => Ok(None),
+                        2 => Ok(false),
                         errno if errno < 4096 => Err(io::Error::from_raw_os_error(errno)),
                         // ipset's own codes (IPSET_ERR_PROTOCOL = 4097, …).
                         other => Err(invalid(&format!("ipset error {other}"))),
@@ -129,8 +211,7 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
                     || kind == (SUBSYS_IPSET << 8) | CMD_SAVE =>
                 {
                     // nfgenmsg: family, version, resource id.
-                    let attrs = payload.get(4..).ok_or_else(|| invalid("a short message"))?;
-                    found |= read_message(attrs, name, &mut set)?;
+                    each(payload.get(4..).ok_or_else(|| invalid("a short message"))?)?;
                 }
                 _ => {}
             }
@@ -138,19 +219,29 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
     }
 }
 
-/// The dump request for one set: `nlmsghdr`, `nfgenmsg`, the protocol and the set's name.
-fn request(name: &str, seq: u32) -> Vec<u8> {
+/// A dump request: `nlmsghdr`, `nfgenmsg`, the protocol, and the set's name (one set; `None`:
+/// every set) and the command flags (`IPSET_FLAG_LIST_HEADER`: headers only), when given.
+fn request(name: Option<&str>, flags: Option<u32>) -> Vec<u8> {
     let mut out = vec![0u8; 16];
     out.extend([AF_INET, 0, 0, 0]);
     put_attr(&mut out, ATTR_PROTOCOL, &[PROTOCOL]);
-    let mut text = name.as_bytes().to_vec();
-    text.push(0);
-    put_attr(&mut out, ATTR_SETNAME, &text);
+    if let Some(name) = name {
+        let mut text = name.as_bytes().to_vec();
+        text.push(0);
+        put_attr(&mut out, ATTR_SETNAME, &text);
+    }
+    if let Some(flags) = flags {
+        put_attr(
+            &mut out,
+            ATTR_FLAGS | NLA_F_NET_BYTEORDER,
+            &flags.to_be_bytes(),
+        );
+    }
     let len = out.len() as u32;
     out[0..4].copy_from_slice(&len.to_ne_bytes());
     out[4..6].copy_from_slice(&((SUBSYS_IPSET << 8) | CMD_SAVE).to_ne_bytes());
     out[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    out[8..12].copy_from_slice(&seq.to_ne_bytes());
+    out[8..12].copy_from_slice(&SEQ.to_ne_bytes());
     out
 }
 
@@ -314,10 +405,11 @@ mod tests {
 
     #[test]
     fn the_request_is_what_ipset_save_sends() {
-        let bytes = request("cf-allow-v4", 7);
+        let bytes = request(Some("cf-allow-v4"), None);
         // 16 header + 4 nfgenmsg + 8 protocol + 4 + 12 ("cf-allow-v4\0") = 44.
         assert_eq!(bytes.len(), 44);
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 44);
+        assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), SEQ);
         assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), 0x608);
         assert_eq!(u16::from_ne_bytes([bytes[6], bytes[7]]), 0x301);
         assert_eq!(&bytes[16..20], &[2, 0, 0, 0]);
