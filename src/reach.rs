@@ -149,6 +149,15 @@ fn with_own_ipsets(mut opts: ReadOptions, held: &RangeSet) -> ReadOptions {
     opts
 }
 
+/// The front end of an iptables rule: x_tables (iptables-legacy) or nf_tables.
+fn rule_layer(legacy: bool) -> RuleLayer {
+    if legacy {
+        RuleLayer::IptablesLegacy
+    } else {
+        RuleLayer::Nftables
+    }
+}
+
 /// What a backend placed at `placement` installs for `probe`, in the engine's terms.
 pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
     let ranges = probe.ranges.clone();
@@ -156,11 +165,7 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
     let iptables =
         |legacy: bool, chain: &str, replaces: Option<&str>, lockdown: bool, dnat: bool| {
             ["ip", "ip6"].map(|family| CfLayer::FirstRule {
-                layer: if legacy {
-                    RuleLayer::IptablesLegacy
-                } else {
-                    RuleLayer::Nftables
-                },
+                layer: rule_layer(legacy),
                 family: family.to_owned(),
                 table: "filter".to_owned(),
                 chain: chain.to_owned(),
@@ -238,11 +243,7 @@ pub fn layers(placement: &Placement, probe: &Probe) -> Vec<CfLayer> {
         Placement::ChainEnds { chains } => chains
             .iter()
             .map(|end| CfLayer::LastRule {
-                layer: if end.legacy {
-                    RuleLayer::IptablesLegacy
-                } else {
-                    RuleLayer::Nftables
-                },
+                layer: rule_layer(end.legacy),
                 family: end.family.clone(),
                 table: end.table.clone(),
                 chain: end.chain.clone(),
@@ -588,6 +589,8 @@ pub fn report(
             })
             .collect()
     };
+    // ufw with IPV6=no loads no IPv6 rule, cf-allow's included (read once, not per finding).
+    let ufw_ipv6_off = kind == BackendKind::Ufw && cf_allow_ufw::ipv6_off(&config.ufw);
     // What the host would do once a sync has put cf-allow's rules back as configured.
     let resynced: Option<Verdict> = resync
         .filter(|_| model.unreadable_reason().is_none())
@@ -621,11 +624,7 @@ pub fn report(
         if finding.by.layer == "host" && finding.by.rule.starts_with("no route") {
             return Some("give this host a route to the DNAT's destination (the container's network), or remove the DNAT rule".to_owned());
         }
-        // ufw with IPV6=no loads no IPv6 rule, cf-allow's included.
-        if kind == BackendKind::Ufw
-            && finding.family == cf_allow_diff::Family::Ipv6
-            && cf_allow_ufw::ipv6_off(&config.ufw)
-        {
+        if ufw_ipv6_off && finding.family == cf_allow_diff::Family::Ipv6 {
             return Some(format!(
                 "set IPV6=yes in {} and run `ufw reload`: with IPV6=no ufw loads none of its IPv6 rules, so cf-allow's IPv6 ranges are not applied",
                 config.ufw.defaults.display()
@@ -633,9 +632,7 @@ pub fn report(
         }
         // An admin's own ufw rule before cf-allow's ufw rules: that rule is the thing to
         // change (switching backends would only go around it).
-        if kind == BackendKind::Ufw
-            && (finding.by.chain == "ufw-user-input" || finding.by.chain == "ufw6-user-input")
-        {
+        if kind == BackendKind::Ufw && cf_allow_ufw::is_user_input_chain(&finding.by.chain) {
             return Some("delete or narrow this ufw rule (`ufw status numbered` lists it): it comes before cf-allow's rules, and ufw applies the first rule that matches".to_owned());
         }
         let past_rule = |v: &Verdict| {

@@ -73,15 +73,12 @@ pub fn run(loaded: Loaded, args: &DoctorArgs) -> Result<Outcome> {
     // forwarded (DNAT'd) ports and the block lists are questions to the same model (with
     // every ipset, also those no rule uses yet).
     let model = crate::reach::read_all_sets(&config);
-    // What a sync would install, when it has something to do (repairs, ranges to change).
+    // What a sync would install, when it has something to do (the `firewall` check's plan).
+    let pending = matches!(&held, Some(Ok(h)) if !h.plan(&allowed).is_empty());
     let resync = inspected
         .as_ref()
         .and_then(|opened| opened.as_ref().ok())
-        .filter(|(backend, found)| {
-            !found.repairs.is_empty()
-                || !cf_allow_diff::Plan::between(&allowed.only(&backend.families()), &found.ranges)
-                    .is_empty()
-        })
+        .filter(|_| pending)
         .and_then(|(backend, _)| backend.placement());
     let report = kind
         .filter(|_| config.reachability.check)

@@ -167,6 +167,15 @@ pub struct Held<'a> {
     pub warnings: &'a [String],
 }
 
+impl Held<'_> {
+    /// What a sync would do to converge on `expected` (the list plus extra_cidrs) in the
+    /// families the backend holds here, with the repairs it would make.
+    pub fn plan(&self, expected: &RangeSet) -> Plan {
+        Plan::between(&expected.only(&self.families), self.ranges)
+            .with_repairs(self.repairs.clone())
+    }
+}
+
 /// The `firewall` check and one `backend-warning` per backend warning. `expected`: the list
 /// plus extra_cidrs; `which`: where the list comes from, in words; `label` prefixes a
 /// warning with its subject.
@@ -196,9 +205,8 @@ pub fn firewall_checks(
             Family::Ipv6 => "IPv6",
         })
         .collect();
-    let all = expected;
-    let expected = &all.only(&held.families);
-    let plan = Plan::between(expected, held.ranges).with_repairs(held.repairs);
+    let plan = held.plan(expected);
+    let expected = &expected.only(&held.families);
     let mut out = vec![if !plan.add.is_empty() {
         let first: Vec<String> = plan.add.iter().take(3).map(|n| n.to_string()).collect();
         Check::fail(

@@ -102,8 +102,8 @@ pub(crate) struct DumpedMember {
 pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
     let mut set = DumpedSet::default();
     let mut found = false;
-    let exists = query(&request(Some(name), None), |attrs| {
-        found |= read_message(attrs, name, &mut set)?;
+    let exists = query(&request(Some(name), None), |bytes| {
+        found |= read_message(bytes, name, &mut set)?;
         Ok(())
     })?;
     Ok((exists && found).then_some(set))
@@ -112,9 +112,9 @@ pub(crate) fn dump(name: &str) -> io::Result<Option<DumpedSet>> {
 /// The header of every set (what `ipset list -t` prints), in the kernel's order.
 pub(crate) fn headers() -> io::Result<Vec<DumpedHeader>> {
     let mut out: Vec<DumpedHeader> = Vec::new();
-    query(&request(None, Some(FLAG_LIST_HEADER)), |attrs| {
+    query(&request(None, Some(FLAG_LIST_HEADER)), |bytes| {
         let mut header = DumpedHeader::default();
-        for attr in self::attrs(attrs) {
+        for attr in attrs(bytes) {
             match attr? {
                 (ATTR_SETNAME, value) => header.name = string(value).to_owned(),
                 (ATTR_DATA, value) => read_counts(value, &mut header)?,
@@ -124,12 +124,8 @@ pub(crate) fn headers() -> io::Result<Vec<DumpedHeader>> {
         if header.name.is_empty() {
             return Err(invalid("a set without a name"));
         }
-        // A set's header comes in one message; a repeated name would be a second message
-        // about the same set: keep what it adds.
-        match out.iter_mut().find(|h| h.name == header.name) {
-            Some(known) => known.merge(header),
-            None => out.push(header),
-        }
+        // Headers only: one message per set.
+        out.push(header);
         Ok(())
     })?;
     Ok(out)
@@ -143,15 +139,6 @@ pub(crate) struct DumpedHeader {
     pub entries: Option<usize>,
     pub maxelem: Option<usize>,
     pub comment: bool,
-}
-
-impl DumpedHeader {
-    fn merge(&mut self, other: DumpedHeader) {
-        self.references = self.references.or(other.references);
-        self.entries = self.entries.or(other.entries);
-        self.maxelem = self.maxelem.or(other.maxelem);
-        self.comment |= other.comment;
-    }
 }
 
 /// The counts and the comment flag of a set's header data.

@@ -45,6 +45,14 @@ pub fn placement() -> cf_allow_diff::Placement {
     }
 }
 
+/// True for the chains ufw loads the user rules into (`ufw-user-input`, `ufw6-user-input`),
+/// where cf-allow's rules come after the admin's own.
+pub fn is_user_input_chain(chain: &str) -> bool {
+    cf_allow_diff::Family::ALL
+        .into_iter()
+        .any(|family| rules::input_chain(family) == chain)
+}
+
 /// True when `settings.defaults` (`/etc/default/ufw`) says `IPV6=no`: ufw then loads no IPv6
 /// rule at all. False when the file cannot be read (ufw's default is `IPV6=yes`).
 pub fn ipv6_off(settings: &Settings) -> bool {
