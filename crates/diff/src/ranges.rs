@@ -84,6 +84,17 @@ impl RangeSet {
         }
     }
 
+    /// [`RangeSet::exact`] of prefixes already split by family (no second pass to split
+    /// them, and a sorted list is only checked, not sorted again).
+    pub fn exact_families(mut ipv4: Vec<Ipv4Net>, mut ipv6: Vec<Ipv6Net>) -> RangeSet {
+        ipv4.iter_mut().for_each(|n| *n = n.trunc());
+        ipv6.iter_mut().for_each(|n| *n = n.trunc());
+        RangeSet {
+            ipv4: sorted_unique(ipv4),
+            ipv6: sorted_unique(ipv6),
+        }
+    }
+
     /// Number of ranges in both families.
     pub fn len(&self) -> usize {
         self.ipv4.len() + self.ipv6.len()

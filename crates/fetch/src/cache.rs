@@ -44,9 +44,9 @@ pub(crate) struct CachedList {
     pub etag: Option<String>,
     /// Seconds since the Unix epoch when the list was last confirmed by its source.
     pub fetched_at: u64,
-    #[serde(serialize_with = "nets_text")]
+    #[serde(serialize_with = "nets_text", deserialize_with = "nets_of_text")]
     pub ipv4: Vec<Ipv4Net>,
-    #[serde(serialize_with = "nets_text")]
+    #[serde(serialize_with = "nets_text", deserialize_with = "nets_of_text")]
     pub ipv6: Vec<Ipv6Net>,
     /// The digest of the raw bodies this list was parsed from (see `body_digest` in the
     /// crate root): when the next fetch yields the same bytes, this list is used as is.
@@ -69,6 +69,74 @@ fn nets_text<S: serde::Serializer, T: Copy + Into<cf_allow_diff::IpNet>>(
         seq.serialize_element(text.as_str())?;
     }
     seq.end()
+}
+
+/// A prefix of one family, out of a prefix of either.
+trait OfFamily: Sized {
+    fn of(net: cf_allow_diff::IpNet) -> Option<Self>;
+}
+
+impl OfFamily for Ipv4Net {
+    fn of(net: cf_allow_diff::IpNet) -> Option<Self> {
+        match net {
+            cf_allow_diff::IpNet::V4(n) => Some(n),
+            cf_allow_diff::IpNet::V6(_) => None,
+        }
+    }
+}
+
+impl OfFamily for Ipv6Net {
+    fn of(net: cf_allow_diff::IpNet) -> Option<Self> {
+        match net {
+            cf_allow_diff::IpNet::V6(n) => Some(n),
+            cf_allow_diff::IpNet::V4(_) => None,
+        }
+    }
+}
+
+/// The inverse of [`nets_text`]: each string read with [`cf_allow_diff::text::parse_net`]
+/// (ipnet's answer, in a fraction of its time), straight into the vector.
+fn nets_of_text<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: OfFamily,
+{
+    struct Nets<T>(std::marker::PhantomData<T>);
+    /// One prefix of the family `T`.
+    struct Net<T>(T);
+    impl<'de, T: OfFamily> Deserialize<'de> for Net<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Text<T>(std::marker::PhantomData<T>);
+            impl<T: OfFamily> serde::de::Visitor<'_> for Text<T> {
+                type Value = Net<T>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a CIDR prefix of the list's family")
+                }
+                fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Net<T>, E> {
+                    cf_allow_diff::text::parse_net(text)
+                        .ok()
+                        .and_then(T::of)
+                        .map(Net)
+                        .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+                }
+            }
+            d.deserialize_str(Text(std::marker::PhantomData))
+        }
+    }
+    impl<'de, T: OfFamily> serde::de::Visitor<'de> for Nets<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of CIDR prefixes")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(Net(net)) = seq.next_element::<Net<T>>()? {
+                nets.push(net);
+            }
+            Ok(nets)
+        }
+    }
+    deserializer.deserialize_seq(Nets(std::marker::PhantomData))
 }
 
 /// What one URL answered last time it was part of a good list.
@@ -264,5 +332,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(cache_path(dir.path()), b"{\"format\":1,\"list\":").expect("write");
         assert!(load(dir.path()).expect("not fatal").is_none());
+        // A prefix of the other family, or one that is not a prefix, is corrupt too.
+        let list = |v4: &str, v6: &str| {
+            format!(
+                r#"{{"format":2,"list":{{"source":"file:///x","etag":null,"fetched_at":1,"ipv4":[{v4}],"ipv6":[{v6}]}}}}"#
+            )
+        };
+        for (v4, v6) in [
+            (r#""2001:db8::/32""#, ""),
+            ("", r#""192.0.2.0/24""#),
+            (r#""192.0.2.0""#, ""),
+            (r#""192.0.2.0/24", 5"#, ""),
+        ] {
+            fs::write(cache_path(dir.path()), list(v4, v6)).expect("write");
+            assert!(load(dir.path()).expect("not fatal").is_none(), "{v4} {v6}");
+        }
+        fs::write(
+            cache_path(dir.path()),
+            list(r#""192.0.2.0/24", "198.51.100.0/24""#, r#""2001:db8::/32""#),
+        )
+        .expect("write");
+        let good = load(dir.path()).expect("readable").expect("present");
+        assert_eq!(good.list.ipv4.len(), 2);
+        assert_eq!(
+            good.list.ipv6,
+            ["2001:db8::/32".parse::<Ipv6Net>().expect("v6")]
+        );
     }
 }

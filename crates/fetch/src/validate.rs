@@ -162,7 +162,7 @@ pub(crate) fn check_entry(
     if let Some(hint) = leading_zero(text) {
         return Err(EntryIssue::NotCidr { hint });
     }
-    let net: IpNet = text.parse().map_err(|_| EntryIssue::NotCidr {
+    let net = cf_allow_diff::text::parse_net(text).map_err(|_| EntryIssue::NotCidr {
         hint: not_cidr_hint(text),
     })?;
     if let Some(expected) = expected {

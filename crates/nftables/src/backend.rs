@@ -1,7 +1,7 @@
 //! [`NftablesBackend`]: reads what cf-allow manages from the kernel and applies plans as one
 //! netlink batch.
 
-use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
@@ -89,14 +89,6 @@ enum Contents {
 }
 
 impl Contents {
-    /// The ranges with the elements that hold them.
-    fn ranges(&self) -> std::borrow::Cow<'_, [StoredRange]> {
-        match self {
-            Contents::Read(ranges) => std::borrow::Cow::Borrowed(ranges),
-            Contents::Recorded(set) => std::borrow::Cow::Owned(set.ranges()),
-        }
-    }
-
     /// The minimal prefixes of every range, in order.
     fn prefixes(&self) -> Box<dyn Iterator<Item = IpNet> + '_> {
         match self {
@@ -105,6 +97,25 @@ impl Contents {
                 set.bounds()
                     .flat_map(|(first, last)| crate::intervals::prefixes_of_range(first, last)),
             ),
+        }
+    }
+
+    /// The number of ranges.
+    fn len(&self) -> usize {
+        match self {
+            Contents::Read(ranges) => ranges.len(),
+            Contents::Recorded(set) => set.len(),
+        }
+    }
+
+    /// The range holding `addr`, with its index in key order.
+    fn holding(&self, addr: IpAddr) -> Option<(usize, StoredRange)> {
+        match self {
+            Contents::Read(ranges) => {
+                let i = ranges.partition_point(|r| r.first <= addr).checked_sub(1)?;
+                (ranges[i].last >= addr).then(|| (i, ranges[i].clone()))
+            }
+            Contents::Recorded(set) => set.holding(addr),
         }
     }
 
@@ -606,13 +617,18 @@ impl Backend for NftablesBackend {
         let state = self.read(&mut nl)?;
         self.remember_read(&state);
         let (_, _, repairs) = self.structure(&state);
-        let ranges = RangeSet::exact(
-            state
-                .v4
-                .iter()
-                .chain(state.v6.iter())
-                .flat_map(Contents::prefixes),
-        );
+        // Each family's prefixes straight into its own vector, sized from the set.
+        let mut v4 = Vec::with_capacity(state.v4.as_ref().map_or(0, Contents::len));
+        let mut v6 = Vec::with_capacity(state.v6.as_ref().map_or(0, Contents::len));
+        for contents in state.v4.iter().chain(state.v6.iter()) {
+            for net in contents.prefixes() {
+                match net {
+                    IpNet::V4(n) => v4.push(n),
+                    IpNet::V6(n) => v6.push(n),
+                }
+            }
+        }
+        let ranges = RangeSet::exact_families(v4, v6);
         let present = if self.settings.into.is_some() {
             state.v4.is_some() || state.v6.is_some() || !state.rules.is_empty()
         } else {
@@ -646,7 +662,7 @@ impl Backend for NftablesBackend {
             }
         };
         let (mut changes, rules, repairs) = self.structure(&state);
-        let mut after: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+        let mut after: [Option<RecordedSet>; 2] = [None, None];
         let table = self.target().table;
         let mut added = 0usize;
         let mut removed = 0usize;
@@ -654,12 +670,12 @@ impl Backend for NftablesBackend {
             (Family::Ipv4, SET_V4, &state.v4),
             (Family::Ipv6, SET_V6, &state.v6),
         ] {
-            let stored = stored.as_ref().map(Contents::ranges);
-            let stored = stored.as_deref().unwrap_or_default();
-            let delta = element_delta(stored, &plan.add, &plan.remove, family);
+            let delta = element_delta(stored.as_ref(), &plan.add, &plan.remove, family);
             added += delta.added;
             removed += delta.removed;
-            after[usize::from(family == Family::Ipv6)] = elements_after(stored, &delta);
+            let key_len = if family == Family::Ipv6 { 16 } else { 4 };
+            after[usize::from(family == Family::Ipv6)] =
+                recorded_after(stored.as_ref(), &delta, key_len);
             if !delta.delete.is_empty() {
                 changes.push(Change::DelElements {
                     family: FAMILY_INET,
@@ -691,14 +707,9 @@ impl Backend for NftablesBackend {
             0 => 1,
             n => n,
         };
-        if state.consistent && nl.generation()? == next {
-            let [v4, v6] = after;
-            self.remember(
-                &state.host,
-                next,
-                Some(RecordedSet::of(&ranges_from_elements(v4, 4), 4)),
-                Some(RecordedSet::of(&ranges_from_elements(v6, 16), 16)),
-            );
+        if let (true, [Some(v4), Some(v6)]) = (state.consistent && nl.generation()? == next, after)
+        {
+            self.remember(&state.host, next, Some(v4), Some(v6));
         }
         for repair in &repairs {
             tracing::debug!(repair = %repair, "nftables: repaired");
@@ -828,6 +839,8 @@ impl Backend for NftablesBackend {
 struct ElementDelta {
     delete: Vec<Element>,
     insert: Vec<Element>,
+    /// The indices (in key order) of the stored ranges `delete` removes.
+    deleted: Vec<usize>,
     added: usize,
     removed: usize,
 }
@@ -835,35 +848,36 @@ struct ElementDelta {
 /// Which elements to delete and insert so that the stored ranges of `family` lose the
 /// prefixes in `remove` and gain those in `add`. A stored range is deleted whole when one
 /// of its prefixes goes (ranges merged by someone else hold several); its other prefixes
-/// are inserted again. Ranges that stay are not touched.
+/// are inserted again. Ranges that stay are not touched, nor looked at: each changed prefix
+/// finds the range that would hold it by a binary search, so a one-range delta of a 100k
+/// set decodes two ranges, not 100k.
 fn element_delta(
-    stored: &[StoredRange],
+    stored: Option<&Contents>,
     add: &RangeSet,
     remove: &RangeSet,
     family: Family,
 ) -> ElementDelta {
     let mut delta = ElementDelta::default();
-    // Sorted already (ranges in key order, prefixes ascending); sorted again to be sure,
-    // which costs one pass on sorted input.
-    let mut present: Vec<IpNet> = Vec::with_capacity(stored.len());
-    let mut reinsert: Vec<IpNet> = Vec::new();
-    for range in stored {
-        if range.prefixes().any(|p| remove.contains(&p)) {
-            delta.delete.extend(range.elements.iter().copied());
-            for prefix in range.prefixes() {
-                if remove.contains(&prefix) {
-                    delta.removed += 1;
-                } else {
-                    reinsert.push(prefix);
-                }
-            }
-        } else {
-            present.extend(range.prefixes());
+    // The stored range of which `prefix` is one of the minimal prefixes.
+    let held_as_prefix = |prefix: &IpNet| {
+        stored?
+            .holding(prefix.network())
+            .filter(|(_, range)| range.prefixes().any(|p| p == *prefix))
+    };
+    let mut doomed: std::collections::BTreeMap<usize, StoredRange> = Default::default();
+    for prefix in remove.iter_family(family) {
+        if let Some((i, range)) = held_as_prefix(&prefix) {
+            delta.removed += 1;
+            doomed.entry(i).or_insert(range);
         }
     }
-    present.sort_unstable();
+    let mut reinsert: Vec<IpNet> = Vec::new();
+    for range in doomed.values() {
+        delta.delete.extend(range.elements.iter().copied());
+        reinsert.extend(range.prefixes().filter(|p| !remove.contains(p)));
+    }
     for prefix in add.iter_family(family) {
-        if present.binary_search(&prefix).is_ok() {
+        if held_as_prefix(&prefix).is_some_and(|(i, _)| !doomed.contains_key(&i)) {
             continue;
         }
         delta.added += 1;
@@ -874,19 +888,23 @@ fn element_delta(
     for prefix in reinsert {
         delta.insert.extend(elements_of(&prefix));
     }
+    delta.deleted = doomed.into_keys().collect();
     delta
 }
 
-/// The elements a set holds after `delta` is applied to `stored`.
-fn elements_after(stored: &[StoredRange], delta: &ElementDelta) -> Vec<Element> {
-    let deleted: HashSet<&Element> = delta.delete.iter().collect();
-    stored
-        .iter()
-        .flat_map(|r| r.elements.iter())
-        .filter(|e| !deleted.contains(e))
-        .chain(delta.insert.iter())
-        .cloned()
-        .collect()
+/// The generation record of a set after `delta` is applied to `stored` (`None`: the set is
+/// not recorded).
+fn recorded_after(
+    stored: Option<&Contents>,
+    delta: &ElementDelta,
+    key_len: usize,
+) -> Option<RecordedSet> {
+    let inserted = ranges_from_elements(delta.insert.clone(), key_len);
+    match stored {
+        None => Some(RecordedSet::of(&inserted, key_len)),
+        Some(Contents::Recorded(set)) => set.edited(&delta.deleted, &inserted),
+        Some(read @ Contents::Read(_)) => read.recorded(key_len).edited(&delta.deleted, &inserted),
+    }
 }
 
 /// Replaces lookups into anonymous sets by the ports those sets hold.
@@ -1075,7 +1093,12 @@ mod tests {
         let current = stored(&["10.0.0.0/24", "10.0.2.0/23", "10.0.8.0/24"]);
         let add = RangeSet::exact([net("10.0.2.0/24"), net("10.0.3.0/24"), net("10.0.9.0/24")]);
         let remove = RangeSet::exact([net("10.0.2.0/23"), net("10.0.8.0/24")]);
-        let delta = element_delta(&current, &add, &remove, Family::Ipv4);
+        let delta = element_delta(
+            Some(&Contents::Read(current.clone())),
+            &add,
+            &remove,
+            Family::Ipv4,
+        );
         assert_eq!(delta.removed, 2);
         assert_eq!(delta.added, 3);
         let deleted: Vec<Element> = ["10.0.2.0/23", "10.0.8.0/24"]
@@ -1111,7 +1134,7 @@ mod tests {
         };
         let remove = RangeSet::exact([net("10.0.2.0/24")]);
         let delta = element_delta(
-            std::slice::from_ref(&merged),
+            Some(&Contents::Read(vec![merged.clone()])),
             &RangeSet::default(),
             &remove,
             Family::Ipv4,

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
+use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 /// An element's key held inline (no allocation per element: a 100k-range set is 200k of
 /// them): up to 16 bytes, an IPv6 address; a port takes 2, an IPv4 address 4.
@@ -236,15 +236,50 @@ fn range_before(start: &Element, next: &Element) -> Option<(IpAddr, IpAddr)> {
 }
 
 /// The minimal list of prefixes covering exactly `first..=last`; empty when the families
-/// differ or `first > last`.
-pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> impl Iterator<Item = IpNet> {
-    let (v4, v6) = match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (Some(Ipv4Subnets::new(a, b, 0)), None),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (None, Some(Ipv6Subnets::new(a, b, 0))),
-        _ => (None, None),
-    };
-    let v4 = v4.into_iter().flatten().map(IpNet::V4);
-    v4.chain(v6.into_iter().flatten().map(IpNet::V6))
+/// differ or `first > last`. A range that is one prefix (what cf-allow stores) is told
+/// from its bounds at once, without ipnet's subnet walk.
+pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Prefixes {
+    match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let (lo, hi) = (u32::from(a), u32::from(b));
+            let host = lo ^ hi;
+            if lo <= hi && host & host.wrapping_add(1) == 0 && lo & host == 0 {
+                let len = host.leading_zeros() as u8;
+                Prefixes::One(Ipv4Net::new(a, len).ok().map(IpNet::V4))
+            } else {
+                Prefixes::V4(Ipv4Subnets::new(a, b, 0))
+            }
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let (lo, hi) = (u128::from(a), u128::from(b));
+            let host = lo ^ hi;
+            if lo <= hi && host & host.wrapping_add(1) == 0 && lo & host == 0 {
+                let len = host.leading_zeros() as u8;
+                Prefixes::One(Ipv6Net::new(a, len).ok().map(IpNet::V6))
+            } else {
+                Prefixes::V6(Ipv6Subnets::new(a, b, 0))
+            }
+        }
+        _ => Prefixes::One(None),
+    }
+}
+
+/// The prefixes of one range (see [`prefixes_of_range`]).
+pub(crate) enum Prefixes {
+    One(Option<IpNet>),
+    V4(Ipv4Subnets),
+    V6(Ipv6Subnets),
+}
+
+impl Iterator for Prefixes {
+    type Item = IpNet;
+    fn next(&mut self) -> Option<IpNet> {
+        match self {
+            Prefixes::One(net) => net.take(),
+            Prefixes::V4(nets) => nets.next().map(IpNet::V4),
+            Prefixes::V6(nets) => nets.next().map(IpNet::V6),
+        }
+    }
 }
 
 fn addr_bytes(addr: IpAddr) -> Key {
@@ -521,5 +556,62 @@ mod tests {
                 .collect();
             assert_eq!(round_trip(&kept, 4), RangeSet::exact(kept.clone()));
         }
+    }
+
+    #[test]
+    fn the_one_prefix_shortcut_agrees_with_the_subnet_walk() {
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let walk4 = |a: u32, b: u32| -> Vec<IpNet> {
+            Ipv4Subnets::new(a.into(), b.into(), 0)
+                .map(IpNet::V4)
+                .collect()
+        };
+        let walk6 = |a: u128, b: u128| -> Vec<IpNet> {
+            Ipv6Subnets::new(a.into(), b.into(), 0)
+                .map(IpNet::V6)
+                .collect()
+        };
+        let mut pairs4 = vec![
+            (0, u32::MAX),
+            (0, 0),
+            (u32::MAX, u32::MAX),
+            (1, 0),
+            (0, 1),
+            (1, 2),
+        ];
+        let mut pairs6 = vec![(0, u128::MAX), (u128::MAX, u128::MAX), (5, 4), (4, 7)];
+        for _ in 0..2000 {
+            let (r, len) = (next(), (next() % 33) as u32);
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let lo = r as u32 & mask;
+            pairs4.push((lo, lo | !mask));
+            pairs4.push((lo, (lo | !mask).wrapping_sub(next() as u32 % 2)));
+            pairs4.push((r as u32, (r >> 32) as u32));
+            let len = (next() % 129) as u32;
+            let r6 = (u128::from(next()) << 64) | u128::from(next());
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            pairs6.push((r6 & mask, (r6 & mask) | !mask));
+            pairs6.push((r6 & mask, r6 | !mask));
+        }
+        for (a, b) in pairs4 {
+            let got = prefixes_of_range(IpAddr::V4(a.into()), IpAddr::V4(b.into()));
+            assert_eq!(got, walk4(a, b), "{a:#x}..={b:#x}");
+        }
+        for (a, b) in pairs6 {
+            let got = prefixes_of_range(IpAddr::V6(a.into()), IpAddr::V6(b.into()));
+            assert_eq!(got, walk6(a, b), "{a:#x}..={b:#x}");
+        }
+        let mixed = prefixes_of_range("10.0.0.0".parse().expect("v4"), "::1".parse().expect("v6"));
+        assert!(mixed.is_empty());
     }
 }

@@ -109,10 +109,87 @@ impl RecordedSet {
     }
 
     /// The ranges with the elements that hold them, in order.
+    #[cfg(test)]
     pub fn ranges(&self) -> Vec<StoredRange> {
         self.parts()
             .filter_map(|(flags, first, last)| range_of(flags, first, last))
             .collect()
+    }
+
+    /// The number of ranges.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// One range's bytes: flags, first and last address.
+    fn chunk(&self, i: usize) -> &[u8] {
+        let size = 1 + 2 * self.key_len;
+        &self.body()[i * size..(i + 1) * size]
+    }
+
+    /// The range holding `addr` with its index, found by a binary search over the first
+    /// addresses (the ranges are sorted and do not overlap): no decoding of the others.
+    pub fn holding(&self, addr: IpAddr) -> Option<(usize, StoredRange)> {
+        let key: Vec<u8> = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        if key.len() != self.key_len {
+            return None;
+        }
+        let k = self.key_len;
+        // The number of ranges starting at or before `addr`.
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.chunk(mid)[1..1 + k] <= key[..] {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let i = lo.checked_sub(1)?;
+        let c = self.chunk(i);
+        if c[1 + k..] < key[..] {
+            return None;
+        }
+        let range = range_of(c[0], bytes_addr(&c[1..1 + k])?, bytes_addr(&c[1 + k..])?)?;
+        Some((i, range))
+    }
+
+    /// This set without the ranges at `deleted` (sorted indices) and with `inserted` (sorted
+    /// ranges that overlap none that stay): the recorded bytes copied around the change, so
+    /// a one-range delta costs a copy of the record, not a decoding of every range. `None`
+    /// when the result would not be sorted (the caller then records nothing).
+    pub fn edited(&self, deleted: &[usize], inserted: &[StoredRange]) -> Option<RecordedSet> {
+        let k = self.key_len;
+        let added = RecordedSet::of(inserted, k);
+        let count = (self.count + added.count).checked_sub(deleted.len())?;
+        let mut data = Vec::with_capacity(count * (1 + 2 * k));
+        let mut gone = deleted.iter().peekable();
+        let mut new = (0..added.count).map(|j| added.chunk(j)).peekable();
+        for i in 0..self.count {
+            if gone.next_if_eq(&&i).is_some() {
+                continue;
+            }
+            let old = self.chunk(i);
+            while let Some(c) = new.next_if(|c| c[1..1 + k] < old[1..1 + k]) {
+                data.extend_from_slice(c);
+            }
+            data.extend_from_slice(old);
+        }
+        for c in new {
+            data.extend_from_slice(c);
+        }
+        let set = RecordedSet {
+            data: Arc::new(data),
+            start: 0,
+            count,
+            key_len: k,
+        };
+        // Sorted, and no range starts before the last one ended.
+        let sorted = (1..set.count).all(|i| set.chunk(i - 1)[1 + k..] < set.chunk(i)[1..1 + k]);
+        (gone.next().is_none() && sorted).then_some(set)
     }
 }
 
@@ -391,5 +468,50 @@ mod tests {
         swapped[a..a + 9].copy_from_slice(&second);
         swapped[b..b + 9].copy_from_slice(&first);
         assert_eq!(decode(swapped), None);
+    }
+
+    #[test]
+    fn a_recorded_set_is_searched_and_edited_in_place() {
+        // Every other /24 of 10.0.0.0/16 (start, one end element each) and a range at the
+        // top (start element only).
+        let mut nets: Vec<String> = (0..128).map(|i| format!("10.0.{}.0/24", 2 * i)).collect();
+        nets.push("255.0.0.0/8".into());
+        let names: Vec<&str> = nets.iter().map(String::as_str).collect();
+        let all = ranges(&names, 4);
+        let set = RecordedSet::of(&all, 4);
+        for probe in [
+            "10.0.0.0",
+            "10.0.0.255",
+            "10.0.1.0",
+            "10.0.254.7",
+            "9.255.255.255",
+            "255.255.255.255",
+            "11.0.0.0",
+        ] {
+            let addr: IpAddr = probe.parse().expect("addr");
+            let want = all
+                .iter()
+                .position(|r| r.first <= addr && addr <= r.last)
+                .map(|i| (i, all[i].clone()));
+            assert_eq!(set.holding(addr), want, "{probe}");
+        }
+        assert_eq!(set.holding("2001:db8::".parse().expect("v6")), None);
+        // Delete three ranges (the first, one inside, the open one) and insert three.
+        let inserted = ranges(&["10.0.1.0/24", "10.0.255.0/24", "12.0.0.0/8"], 4);
+        let edited = set.edited(&[0, 5, 128], &inserted).expect("sorted");
+        let mut want: Vec<StoredRange> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 5, 128].contains(i))
+            .map(|(_, r)| r.clone())
+            .chain(inserted.iter().cloned())
+            .collect();
+        want.sort();
+        assert_eq!(edited.ranges(), want);
+        assert_eq!(edited, RecordedSet::of(&want, 4));
+        // An insert that overlaps a range that stays cannot be recorded.
+        let overlapping = ranges(&["10.0.2.128/25"], 4);
+        assert_eq!(set.edited(&[], &overlapping), None);
+        assert_eq!(set.edited(&[129], &[]), None, "an index past the end");
     }
 }

@@ -174,7 +174,9 @@ pub(crate) enum Atom {
     Bool(bool),
 }
 
-pub(crate) type Elem = Vec<Atom>;
+/// Held inline when it has one component (a set of addresses: 100k elements were 100k
+/// allocations to make and free).
+pub(crate) type Elem = smallvec::SmallVec<[Atom; 1]>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Rhs {
