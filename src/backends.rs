@@ -154,6 +154,8 @@ pub trait Firewall {
     fn describe(&self, plan: &Plan) -> Vec<String>;
     /// See [`Backend::families`].
     fn families(&self) -> Vec<cf_allow_diff::Family>;
+    /// See [`Backend::elements_committed`].
+    fn elements_committed(&self) -> Option<u32>;
 }
 
 impl<B: Backend> Firewall for B {
@@ -177,6 +179,9 @@ impl<B: Backend> Firewall for B {
     }
     fn placement(&self) -> Option<Placement> {
         Backend::placement(self)
+    }
+    fn elements_committed(&self) -> Option<u32> {
+        Backend::elements_committed(self)
     }
     fn describe(&self, plan: &Plan) -> Vec<String> {
         Backend::describe(self, plan)
@@ -334,5 +339,8 @@ impl Firewall for Noted {
     }
     fn families(&self) -> Vec<cf_allow_diff::Family> {
         self.inner.families()
+    }
+    fn elements_committed(&self) -> Option<u32> {
+        self.inner.elements_committed()
     }
 }

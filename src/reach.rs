@@ -351,6 +351,20 @@ impl Report {
     }
 }
 
+/// What a sync changed, when its backend committed only its own sets' elements on top of
+/// the generation it read ([`cf_allow_diff::Backend::elements_committed`]): a clean verdict
+/// recorded for that generation and the sets' old contents is carried over by evaluating
+/// only the changed ranges.
+#[derive(Clone, Copy)]
+pub struct Applied<'a> {
+    /// The ruleset generation the change was committed on.
+    pub from: u32,
+    /// What cf-allow's sets held before.
+    pub before: &'a RangeSet,
+    pub added: &'a RangeSet,
+    pub removed: &'a RangeSet,
+}
+
 /// Which state a verdict judges.
 pub enum State<'a> {
     /// The host as it is now (for `status`), with the placement a sync would install when
@@ -360,7 +374,7 @@ pub enum State<'a> {
     /// The host as it is right after a sync that left cf-allow's own sets holding exactly
     /// these ranges (applied, or found in sync): in ipset mode the verdict takes the members
     /// of cf-allow's ipsets from here instead of saving them again.
-    Synced(&'a RangeSet),
+    Synced(&'a RangeSet, Option<Applied<'a>>),
     /// The host once a backend at this placement applied the ranges (`sync --dry-run`);
     /// `None` when the backend cannot say, and the current state is judged.
     Projected(Option<&'a Placement>),
@@ -392,7 +406,7 @@ pub fn verdict(
     // The host as it is: the last verdict is reused while nothing it depends on changed.
     let network = Network::read();
     let key = match state {
-        State::Now(_) | State::Synced(_) if config.reachability.cache => {
+        State::Now(_) | State::Synced(..) if config.reachability.cache => {
             crate::verdict_cache::Key::now(&network, &probe, kind, config)
         }
         _ => None,
@@ -409,10 +423,10 @@ pub fn verdict(
         return Some(Report { verdict, warnings });
     }
     let model = match state {
-        State::Now(_) | State::Synced(_) if kind == BackendKind::Nftables => {
+        State::Now(_) | State::Synced(..) if kind == BackendKind::Nftables => {
             read_now_nftables(opts, &network, config)
         }
-        State::Synced(held) if kind == BackendKind::Iptables && config.iptables.ipset => {
+        State::Synced(held, _) if kind == BackendKind::Iptables && config.iptables.ipset => {
             tracing::debug!(
                 "reachability: cf-allow's ipsets taken from the sync ({} members); other ipsets saved one by one",
                 held.len()
@@ -423,7 +437,7 @@ pub fn verdict(
     };
     let read_at = started.elapsed();
     let projected = match state {
-        State::Now(_) | State::Synced(_) => None,
+        State::Now(_) | State::Synced(..) => None,
         State::Projected(Some(placement)) => Some(project(&model, placement, &probe)),
         State::Projected(None) => {
             tracing::debug!(
@@ -437,14 +451,39 @@ pub fn verdict(
         State::Now(placement) => placement,
         _ => None,
     };
-    let report = report(
-        projected.as_ref().unwrap_or(&model),
-        &model,
-        &probe,
-        kind,
-        config,
-        resync,
-    );
+    // Right after cf-allow changed only its own sets' elements, a clean verdict of the
+    // generation before carries over when the changed ranges are clean too.
+    let applied = match &state {
+        State::Synced(_, Some(applied)) if kind == BackendKind::Nftables => Some(*applied),
+        _ => None,
+    };
+    let carried = applied.zip(key.as_ref()).and_then(|(applied, key)| {
+        crate::verdict_cache::carries_over(config, key, applied.from, applied.before)
+            .then(|| model.evaluate_change(&probe, applied.added, applied.removed))
+            .flatten()
+            .inspect(|_| {
+                tracing::debug!(
+                    "reachability: the clean verdict of generation {} carried over: only cf-allow's set elements changed, and the {} added and {} removed ranges were evaluated",
+                    applied.from,
+                    applied.added.len(),
+                    applied.removed.len()
+                );
+            })
+    });
+    let report = match carried {
+        Some(verdict) => {
+            let warnings = exposed_warnings(&verdict, &model, &probe, kind, config);
+            Report { verdict, warnings }
+        }
+        None => report(
+            projected.as_ref().unwrap_or(&model),
+            &model,
+            &probe,
+            kind,
+            config,
+            resync,
+        ),
+    };
     let total = started.elapsed();
     tracing::debug!(
         "reachability: read the host's rules in {:.3} ms, verdict in {:.3} ms",

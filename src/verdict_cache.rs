@@ -17,6 +17,12 @@
 //!   iptables-legacy tables are loaded (none may be: their rules have no generation id);
 //! - the probe: the ranges, the ports and lockdown.
 //!
+//! The key is kept in two parts beside the digest: the digest of everything but the
+//! generation and the ranges, and the digest of the ranges. Right after cf-allow's own commit
+//! of set elements only ([`carries_over`]), a clean verdict recorded for the generation it
+//! committed on and for the ranges its sets held then is carried over by evaluating only
+//! the changed ranges ([`cf_allow_reach::HostModel::evaluate_change`]).
+//!
 //! A host whose verdict depends on state without a generation id — iptables-legacy tables,
 //! ipsets, sets with timeouts or filled from the packet path, a partly unreadable ruleset —
 //! is never cached: every run reads and evaluates it again.
@@ -36,12 +42,16 @@ use crate::config::Config;
 /// The file in `state_dir`.
 pub const FILE: &str = "verdict-cache";
 /// The first line of the file.
-const MAGIC: &str = "cf-allow verdict cache v1";
+const MAGIC: &str = "cf-allow verdict cache v2";
 
 /// The key of a verdict: what it was computed from.
 pub struct Key {
     stamp: RulesetStamp,
     digest: String,
+    /// The digest of everything but the ruleset generation and the probe's ranges.
+    base: String,
+    /// The digest of the probe's ranges.
+    ranges: String,
 }
 
 impl Key {
@@ -82,7 +92,7 @@ impl Key {
                 return None;
             }
         }
-        let _ = writeln!(text, "ruleset {stamp}");
+        let _ = writeln!(text, "host {}", stamp.host);
         let _ = writeln!(text, "network {}", network.fingerprint());
         let _ = writeln!(text, "backend {}", kind.as_str());
         let _ = writeln!(text, "config {config:?}");
@@ -96,17 +106,31 @@ impl Key {
             "probe ports {:?} lockdown {}",
             probe.ports, probe.lockdown
         );
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        context.update(text.as_bytes());
-        add_ranges(&mut context, &probe.ranges);
-        let digest = context.finish();
-        let digest = cf_allow_exec::hex(digest.as_ref());
-        Some(Key { stamp, digest })
+        let base = sha256(text.as_bytes());
+        let ranges = ranges_digest(&probe.ranges);
+        let digest = sha256(format!("{base} {} {ranges}", stamp.generation).as_bytes());
+        Some(Key {
+            stamp,
+            digest,
+            base,
+            ranges,
+        })
     }
 
     fn header(&self) -> String {
         format!("{MAGIC}\n{}\n", self.digest)
     }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    cf_allow_exec::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// The digest of a list of ranges (see [`add_ranges`]).
+fn ranges_digest(ranges: &cf_allow_diff::RangeSet) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    add_ranges(&mut context, ranges);
+    cf_allow_exec::hex(context.finish().as_ref())
 }
 
 /// Feeds `ranges` into the key as bytes, not as text (at 100,000 ranges formatting them
@@ -139,20 +163,24 @@ fn dir(config: &Config) -> Option<Dir> {
     Some(dir)
 }
 
-/// The verdict and warning lines recorded for `key`, if the cache holds them.
-pub fn hit(config: &Config, key: &Key) -> Option<(Verdict, Vec<String>)> {
+/// The file's bytes, when the state directory can hold it and it is there.
+fn read(config: &Config) -> Option<Vec<u8>> {
     let dir = dir(config)?;
-    let bytes = match dir.read(FILE) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return None,
+    match dir.read(FILE) {
+        Ok(bytes) => bytes,
         Err(e) => {
             tracing::debug!(
                 "reachability: cannot read {}: {e}",
                 dir.join(FILE).display()
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The verdict and warning lines recorded for `key`, if the cache holds them.
+pub fn hit(config: &Config, key: &Key) -> Option<(Verdict, Vec<String>)> {
+    let bytes = read(config)?;
     let body = bytes.strip_prefix(key.header().as_bytes())?;
     let doc: Value = serde_json::from_slice(body).ok()?;
     let verdict = Verdict::from_json(doc.get("verdict")?)?;
@@ -163,6 +191,43 @@ pub fn hit(config: &Config, key: &Key) -> Option<(Verdict, Vec<String>)> {
         .map(|w| w.as_str().map(str::to_owned))
         .collect::<Option<Vec<_>>>()?;
     Some((verdict, warnings))
+}
+
+/// True when the recorded verdict may be carried over to `key` after cf-allow's own commit
+/// of set elements on top of generation `from` ([`cf_allow_reach::HostModel::evaluate_change`]):
+/// it was recorded for everything `key` covers but the generation and the ranges (same
+/// binary, config, backend, boot, namespace, interfaces, routes, forwarding, ports and
+/// lockdown), at generation `from`, for the ranges the sets held then (`before`), and it
+/// is clean: reachable, nothing blocked, unknown or exposed, no warning.
+pub fn carries_over(
+    config: &Config,
+    key: &Key,
+    from: u32,
+    before: &cf_allow_diff::RangeSet,
+) -> bool {
+    let Some(bytes) = read(config) else {
+        return false;
+    };
+    let Some(body) = bytes
+        .strip_prefix(format!("{MAGIC}\n").as_bytes())
+        .and_then(|rest| Some(&rest[rest.iter().position(|&b| b == b'\n')? + 1..]))
+    else {
+        return false;
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let clean = doc
+        .get("verdict")
+        .and_then(Verdict::from_json)
+        .is_some_and(|v| {
+            v.reachable && v.blocked.is_empty() && v.unknown.is_empty() && v.exposed.is_empty()
+        });
+    clean
+        && doc["warnings"].as_array().is_some_and(Vec::is_empty)
+        && doc["base"].as_str() == Some(key.base.as_str())
+        && doc["generation"].as_u64() == Some(u64::from(from))
+        && doc["ranges"].as_str() == Some(ranges_digest(before).as_str())
 }
 
 /// Records the verdict computed from `model` for `key` with its warning lines, when it may
@@ -192,9 +257,15 @@ pub fn store(
         None => {
             let mut bytes = key.header().into_bytes();
             bytes.extend(
-                json!({"verdict": verdict.to_json(), "warnings": warnings})
-                    .to_string()
-                    .into_bytes(),
+                json!({
+                    "verdict": verdict.to_json(),
+                    "warnings": warnings,
+                    "base": key.base,
+                    "generation": key.stamp.generation,
+                    "ranges": key.ranges,
+                })
+                .to_string()
+                .into_bytes(),
             );
             match dir.write_atomic(FILE, &bytes, 0o600, None) {
                 Ok(()) => tracing::debug!(

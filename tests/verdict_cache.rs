@@ -456,3 +456,105 @@ fn in_ipset_mode_the_verdict_takes_cf_allows_ipsets_from_the_sync_and_saves_fore
     let reach = gets_through(&sync(&env, &server, &feed), true, HELD_IPSETS);
     assert_eq!(status_reach(&env, &server, 0), reach);
 }
+
+const CARRIED: &str = "reachability: the clean verdict of generation";
+
+/// The reachability JSON of `status` with no recorded verdict: the host read and evaluated
+/// whole, over every range.
+fn fresh(env: &Env, ns: &Netns, code: i32) -> serde_json::Value {
+    let _ = std::fs::remove_file(env.state_dir().join("verdict-cache"));
+    let status = env.run(Some(ns), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(code);
+    assert!(!status.stderr.contains(REUSED), "{}", status.stderr);
+    status.json()["reachability"].clone()
+}
+
+#[test]
+fn after_a_change_of_its_own_set_elements_a_clean_verdict_carries_over_only_when_the_change_is_clean(
+) {
+    if !ready("after_a_change_of_its_own_set_elements_a_clean_verdict_carries_over_only_when_the_change_is_clean") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-carry", &[443]);
+    // A foreign chain drops one Cloudflare range that the first list leaves out.
+    server.sh_with_input(
+        "nft -f -",
+        "table inet foreign {\n  chain input {\n    type filter hook input priority -10; policy accept;\n    ip saddr 103.22.200.0/22 drop\n  }\n}\n",
+    );
+    let all = cf_allow_testkit::cloudflare_ranges();
+    let base: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|r| !["103.21.244.0/22", "103.22.200.0/22"].contains(r))
+        .collect();
+    let with = |extra: &'static str| -> Vec<&str> {
+        let mut list = base.clone();
+        list.push(extra);
+        list
+    };
+    for config in [
+        CONFIG.to_owned(),
+        format!("{CONFIG}nftables: {{lockdown: true}}\n"),
+    ] {
+        let env = Env::new(&config);
+        let a = env.feed("a.txt", &base);
+        let clean = env.feed("clean.txt", &with("103.21.244.0/22"));
+        let dropped = env.feed("dropped.txt", &with("103.22.200.0/22"));
+        // The first sync creates the table (not elements only): evaluated whole.
+        let run = sync(&env, &server, &a);
+        run.expect_code(0);
+        assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
+        assert!(run.stderr.contains(RECORDED), "{}", run.stderr);
+        // +1 clean range: carried over, and the same verdict as a whole evaluation.
+        let run = sync(&env, &server, &clean);
+        run.expect_code(0);
+        assert_eq!(run.json()["changed"], true);
+        assert!(run.stderr.contains(CARRIED), "{config}: {}", run.stderr);
+        let reach = run.json()["reachability"].clone();
+        assert_eq!(reach["reachable"], true, "{reach:#}");
+        assert_eq!(reach["checked"]["ranges"], 21);
+        assert_eq!(reach, fresh(&env, &server, 0), "{config}");
+        // Back to the first list (a removal; with lockdown, the removed range is an outsider
+        // now, and cf-allow's drop keeps it out): carried over again.
+        sync(&env, &server, &a).expect_code(0);
+        let run = sync(&env, &server, &clean);
+        run.expect_code(0);
+        assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+        let run = sync(&env, &server, &a);
+        run.expect_code(0);
+        assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+        assert_eq!(
+            run.json()["reachability"],
+            fresh(&env, &server, 0),
+            "{config}"
+        );
+        // A change that adds the dropped range: the carried verdict would be wrong, so the
+        // whole probe is evaluated and the drop is found.
+        let run = sync(&env, &server, &dropped);
+        run.expect_code(3);
+        assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
+        let reach = run.json()["reachability"].clone();
+        assert_eq!(
+            reach["blocked"][0]["ranges"],
+            json!(["103.22.200.0/22"]),
+            "{reach:#}"
+        );
+        assert_eq!(reach["blocked"][0]["by"]["table"], "inet foreign");
+        assert_eq!(reach, fresh(&env, &server, 2), "{config}");
+        // From a verdict that was not clean nothing carries over.
+        let run = sync(&env, &server, &a);
+        run.expect_code(0);
+        assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
+        assert_eq!(run.json()["reachability"], fresh(&env, &server, 0));
+        // Nor after a foreign commit in between.
+        server.sh("nft add table inet other");
+        let run = sync(&env, &server, &clean);
+        run.expect_code(0);
+        assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
+        server.sh("nft delete table inet other");
+        let run = sync(&env, &server, &a);
+        server.sh("nft delete table inet cf_allow");
+        run.expect_code(0);
+        assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
+    }
+}

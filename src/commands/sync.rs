@@ -75,10 +75,19 @@ fn sync(
     // changes) on the state the plan would produce.
     let placement = backend.placement();
     // Not a dry run with changes: the backend's sets now hold `plan.desired`.
+    let applied = backend
+        .elements_committed()
+        .filter(|_| changed && !args.dry_run)
+        .map(|from| crate::reach::Applied {
+            from,
+            before: &found.ranges,
+            added: &plan.add,
+            removed: &plan.remove,
+        });
     let state = if args.dry_run && changed {
         State::Projected(placement.as_ref())
     } else {
-        State::Synced(&plan.desired)
+        State::Synced(&plan.desired, applied)
     };
     let reach = crate::reach::verdict(&desired.ranges, kind, state, &config);
     if let Some(reach) = &reach {

@@ -150,6 +150,16 @@ pub trait Backend {
         crate::ranges::Family::ALL.to_vec()
     }
 
+    /// After [`Backend::apply`]: `Some(generation)` when the change was one commit that
+    /// touched only the elements of cf-allow's sets (no rule, chain or table), made on top of
+    /// the ruleset `generation` the backend had read, and the ruleset was at the next
+    /// generation right after (nothing else committed in between). The verdict then carries
+    /// a clean verdict of `generation` over by evaluating only the changed ranges. `None`
+    /// (the default) when the backend cannot tell: its firewall has no generation id.
+    fn elements_committed(&self) -> Option<u32> {
+        None
+    }
+
     /// Where this backend's accept rules sit, for the reachability verdict's projection;
     /// `None` when the backend cannot say (the verdict is then taken only after applying,
     /// and detection does not consider the backend).

@@ -39,6 +39,8 @@ pub struct NftablesBackend {
     /// What the last `inspect` read, for the `apply` that follows it (used when the
     /// generation has not moved in between).
     last: Option<State>,
+    /// See [`Backend::elements_committed`].
+    elements_committed: Option<u32>,
 }
 
 /// cf-allow's own table, as found.
@@ -165,6 +167,7 @@ impl NftablesBackend {
             ports,
             memory: None,
             last: None,
+            elements_committed: None,
         })
     }
 
@@ -589,6 +592,10 @@ impl NftablesBackend {
 impl Backend for NftablesBackend {
     type Error = Error;
 
+    fn elements_committed(&self) -> Option<u32> {
+        self.elements_committed
+    }
+
     fn placement(&self) -> Option<Placement> {
         Some(match &self.settings.into {
             None => Placement::NftOwnChain {
@@ -645,6 +652,7 @@ impl Backend for NftablesBackend {
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<(), Error> {
+        self.elements_committed = None;
         let mut nl = Netlink::open()?;
         // What inspect read is still exact when nothing committed since: no second read.
         let state = match self.last.take() {
@@ -694,6 +702,9 @@ impl Backend for NftablesBackend {
             }
         }
         changes.extend(rules);
+        let elements_only = changes
+            .iter()
+            .all(|c| matches!(c, Change::AddElements { .. } | Change::DelElements { .. }));
         if changes.is_empty() {
             tracing::debug!("nftables: nothing to change");
             return Ok(());
@@ -707,10 +718,7 @@ impl Backend for NftablesBackend {
             0 => 1,
             n => n,
         };
-        if let (true, [Some(v4), Some(v6)]) = (state.consistent && nl.generation()? == next, after)
-        {
-            self.remember(&state.host, next, Some(v4), Some(v6));
-        }
+        let only_this_batch = state.consistent && nl.generation()? == next;
         for repair in &repairs {
             tracing::debug!(repair = %repair, "nftables: repaired");
         }
@@ -720,6 +728,12 @@ impl Backend for NftablesBackend {
             table = %table,
             "nftables: applied the change in one batch"
         );
+        if let (true, [Some(v4), Some(v6)]) = (only_this_batch, after) {
+            self.remember(&state.host, next, Some(v4), Some(v6));
+        }
+        if only_this_batch && elements_only {
+            self.elements_committed = Some(state.generation);
+        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cf_allow_diff::Family;
+use cf_allow_diff::{Family, RangeSet};
 
 use crate::model::{
     Action, Atom, Chain, Comp, Cond, Elem, Hook, Interface, Key, Match, NatTo, Rhs, Table, VmapRhs,
@@ -127,7 +127,9 @@ fn host_ref(rule: String) -> RuleRef {
     }
 }
 
-pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
+/// `outsiders`: with lockdown, the sources evaluated as outsiders (`None`: every address
+/// not in the probe's ranges).
+pub(crate) fn evaluate(model: &HostModel, probe: &Probe, outsiders: Option<&RangeSet>) -> Verdict {
     let mut blocked: BTreeMap<(Family, RuleRef), Vec<Bx>> = BTreeMap::new();
     let mut unknown: BTreeMap<(Family, RuleRef, String), Vec<Bx>> = BTreeMap::new();
     let mut exposed: BTreeMap<(Family, RuleRef), Vec<Bx>> = BTreeMap::new();
@@ -159,12 +161,14 @@ pub(crate) fn evaluate(model: &HostModel, probe: &Probe) -> Verdict {
                     .any(|a| a.is_ipv4() == (family == Family::Ipv4) && !link_local(a))
             });
         let outsiders: Vec<Bx> = if probe.lockdown && speaks && model.unreadable.is_none() {
-            let spans: Vec<(u128, u128)> = probe
-                .ranges
-                .iter_family(family)
-                .map(|n| net_span(&n))
-                .collect();
-            complement(family, spans)
+            let spans: Vec<(u128, u128)> = match outsiders {
+                Some(given) => given.iter_family(family).map(|n| net_span(&n)).collect(),
+                None => {
+                    let inside = probe.ranges.iter_family(family).map(|n| net_span(&n));
+                    complement(family, inside.collect())
+                }
+            };
+            spans
                 .into_iter()
                 .flat_map(|s| ports.iter().map(move |&p| Bx { s, p }))
                 .collect()

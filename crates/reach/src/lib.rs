@@ -139,7 +139,40 @@ impl HostModel {
 
     /// What the input path decides for `probe`. Pure.
     pub fn evaluate(&self, probe: &Probe) -> Verdict {
-        eval::evaluate(self, probe)
+        eval::evaluate(self, probe, None)
+    }
+
+    /// The verdict for `probe` when this model differs from one whose verdict for `before`
+    /// was clean (everything accepted, nothing unknown, nothing exposed) only in which
+    /// sources some rules match: `probe.ranges` is `before` with `added` and without
+    /// `removed`, and a source matches differently only if it is in one of the two (cf-allow
+    /// changed its own set's elements and nothing else). Every other source takes the same
+    /// path as before, so only `added` is evaluated as Cloudflare's and, with lockdown,
+    /// `removed` as outsiders. `Some` (the clean verdict for the whole probe) when those are
+    /// clean too; `None` otherwise, and the caller evaluates the whole probe for its findings.
+    pub fn evaluate_change(
+        &self,
+        probe: &Probe,
+        added: &RangeSet,
+        removed: &RangeSet,
+    ) -> Option<Verdict> {
+        let change = Probe {
+            ranges: added.clone(),
+            ports: probe.ports.clone(),
+            lockdown: probe.lockdown,
+        };
+        let partial = eval::evaluate(self, &change, Some(removed));
+        let clean = partial.reachable
+            && partial.blocked.is_empty()
+            && partial.unknown.is_empty()
+            && partial.exposed.is_empty();
+        clean.then(|| Verdict {
+            checked: Checked {
+                ranges: probe.ranges.len(),
+                ports: probe.ports.clone(),
+            },
+            ..partial
+        })
     }
 
     /// The dry-run projection: a copy with what `layer` would install (cf-allow's own
