@@ -93,7 +93,17 @@ fn read_model(opts: &ReadOptions, network: &Network) -> HostModel {
 /// and the rest is read without their elements (the read then costs the same at 22 or
 /// 100,000 ranges). The generation is read again afterwards; if anything was committed in
 /// between, the host is read again in full.
-fn read_now_nftables(mut opts: ReadOptions, network: &Network, config: &Config) -> HostModel {
+///
+/// `only`: cf-allow's sets taken to hold only these ranges, for a verdict that evaluates no
+/// source outside `only` and the ranges they lost (see [`HostModel::evaluate_change`]):
+/// such sources match the sets as they would the whole sets, and the model is built without
+/// their 100k elements.
+fn read_now_nftables(
+    mut opts: ReadOptions,
+    network: &Network,
+    config: &Config,
+    only: Option<&RangeSet>,
+) -> HostModel {
     let record = config
         .state_dir
         .join(crate::backends::NFTABLES_GENERATION_FILE);
@@ -107,10 +117,16 @@ fn read_now_nftables(mut opts: ReadOptions, network: &Network, config: &Config) 
     opts.known_sets = sets
         .into_iter()
         .map(|s| KnownSet {
+            ranges: match only {
+                Some(only) => only
+                    .iter_family(s.key)
+                    .map(|net| (net.network(), net.broadcast()))
+                    .collect(),
+                None => s.ranges,
+            },
             family: s.family,
             table: s.table,
             name: s.name,
-            ranges: s.ranges,
         })
         .collect();
     let model = read_model(&opts, network);
@@ -422,9 +438,38 @@ pub fn verdict(
         );
         return Some(Report { verdict, warnings });
     }
+    // Right after cf-allow changed only its own sets' elements, a clean verdict of the
+    // generation before carries over when the changed ranges are clean too; they are
+    // evaluated on a model whose cf-allow sets hold only the added ranges.
+    let applied = match &state {
+        State::Synced(_, Some(applied)) if kind == BackendKind::Nftables => Some(*applied),
+        _ => None,
+    };
+    let carried = applied
+        .zip(key.as_ref())
+        .filter(|(applied, key)| {
+            crate::verdict_cache::carries_over(config, key, applied.from, applied.before)
+        })
+        .and_then(|(applied, key)| {
+            let model = read_now_nftables(opts.clone(), &network, config, Some(applied.added));
+            let verdict = model.evaluate_change(&probe, applied.added, applied.removed)?;
+            tracing::debug!(
+                "reachability: the clean verdict of generation {} carried over: only cf-allow's set elements changed, and the {} added and {} removed ranges were evaluated, in {:.3} ms",
+                applied.from,
+                applied.added.len(),
+                applied.removed.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            let warnings = exposed_warnings(&verdict, &model, &probe, kind, config);
+            crate::verdict_cache::store(config, key, &model, &verdict, &warnings);
+            Some(Report { verdict, warnings })
+        });
+    if carried.is_some() {
+        return carried;
+    }
     let model = match state {
         State::Now(_) | State::Synced(..) if kind == BackendKind::Nftables => {
-            read_now_nftables(opts, &network, config)
+            read_now_nftables(opts, &network, config, None)
         }
         State::Synced(held, _) if kind == BackendKind::Iptables && config.iptables.ipset => {
             tracing::debug!(
@@ -451,39 +496,14 @@ pub fn verdict(
         State::Now(placement) => placement,
         _ => None,
     };
-    // Right after cf-allow changed only its own sets' elements, a clean verdict of the
-    // generation before carries over when the changed ranges are clean too.
-    let applied = match &state {
-        State::Synced(_, Some(applied)) if kind == BackendKind::Nftables => Some(*applied),
-        _ => None,
-    };
-    let carried = applied.zip(key.as_ref()).and_then(|(applied, key)| {
-        crate::verdict_cache::carries_over(config, key, applied.from, applied.before)
-            .then(|| model.evaluate_change(&probe, applied.added, applied.removed))
-            .flatten()
-            .inspect(|_| {
-                tracing::debug!(
-                    "reachability: the clean verdict of generation {} carried over: only cf-allow's set elements changed, and the {} added and {} removed ranges were evaluated",
-                    applied.from,
-                    applied.added.len(),
-                    applied.removed.len()
-                );
-            })
-    });
-    let report = match carried {
-        Some(verdict) => {
-            let warnings = exposed_warnings(&verdict, &model, &probe, kind, config);
-            Report { verdict, warnings }
-        }
-        None => report(
-            projected.as_ref().unwrap_or(&model),
-            &model,
-            &probe,
-            kind,
-            config,
-            resync,
-        ),
-    };
+    let report = report(
+        projected.as_ref().unwrap_or(&model),
+        &model,
+        &probe,
+        kind,
+        config,
+        resync,
+    );
     let total = started.elapsed();
     tracing::debug!(
         "reachability: read the host's rules in {:.3} ms, verdict in {:.3} ms",

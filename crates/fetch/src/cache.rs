@@ -18,8 +18,11 @@ pub const CACHE_FILE: &str = "last-good.json";
 
 /// Format 2 adds [`CachedList::digest`]; a format-1 cache is read as one without a digest
 /// (its list is used as before, and the next fetch parses the body once and records it).
-pub(crate) const FORMAT: u32 = 2;
-const FORMATS: [u32; 2] = [1, FORMAT];
+/// Format 3 writes each family's prefixes as one string, separated by spaces, instead of an
+/// array of strings (reading a 100k-range array back was mostly JSON's per-element work);
+/// arrays of formats 1 and 2 are still read.
+pub(crate) const FORMAT: u32 = 3;
+const FORMATS: [u32; 3] = [1, 2, FORMAT];
 
 /// The cache file of a state directory.
 pub fn cache_path(state_dir: &Path) -> PathBuf {
@@ -54,21 +57,21 @@ pub(crate) struct CachedList {
     pub digest: Option<String>,
 }
 
-/// A list of prefixes as JSON strings, the text `Display` gives, written without
-/// `core::fmt` ([`cf_allow_diff::text`]; a 100k-range cache spent most of its write there).
+/// A list of prefixes as one JSON string, separated by spaces, each the text `Display`
+/// gives, written without `core::fmt` ([`cf_allow_diff::text`]; a 100k-range cache spent
+/// most of its write there).
 fn nets_text<S: serde::Serializer, T: Copy + Into<cf_allow_diff::IpNet>>(
     nets: &[T],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq as _;
-    let mut seq = serializer.serialize_seq(Some(nets.len()))?;
-    let mut text = String::with_capacity(43);
-    for &net in nets {
-        text.clear();
+    let mut text = String::with_capacity(nets.len() * 20);
+    for (i, &net) in nets.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
         cf_allow_diff::text::push_net(&mut text, &net.into());
-        seq.serialize_element(text.as_str())?;
     }
-    seq.end()
+    serializer.serialize_str(&text)
 }
 
 /// A prefix of one family, out of a prefix of either.
@@ -94,7 +97,7 @@ impl OfFamily for Ipv6Net {
     }
 }
 
-/// The inverse of [`nets_text`]: each string read with [`cf_allow_diff::text::parse_net`]
+/// The inverse of [`nets_text`] (and the arrays of formats 1 and 2): each prefix read with [`cf_allow_diff::text::parse_net`]
 /// (ipnet's answer, in a fraction of its time), straight into the vector.
 fn nets_of_text<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -126,8 +129,21 @@ where
     impl<'de, T: OfFamily> serde::de::Visitor<'de> for Nets<T> {
         type Value = Vec<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list of CIDR prefixes")
+            f.write_str("CIDR prefixes separated by spaces, or a list of them")
         }
+        /// Format 3.
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<T>, E> {
+            text.split(' ')
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    cf_allow_diff::text::parse_net(t)
+                        .ok()
+                        .and_then(T::of)
+                        .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(t), &self))
+                })
+                .collect()
+        }
+        /// Formats 1 and 2.
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
             while let Some(Net(net)) = seq.next_element::<Net<T>>()? {
@@ -136,7 +152,7 @@ where
             Ok(nets)
         }
     }
-    deserializer.deserialize_seq(Nets(std::marker::PhantomData))
+    deserializer.deserialize_any(Nets(std::marker::PhantomData))
 }
 
 /// What one URL answered last time it was part of a good list.
@@ -248,10 +264,10 @@ pub const CACHE_MODE: u32 = 0o600;
 /// Writes the cache atomically with [`Dir::write_atomic`] (exclusive temp file with an
 /// unpredictable name, no link followed, fsync, rename, fsync of the directory), mode 0600.
 pub(crate) fn store(state_dir: &Path, cache: &Cache) -> io::Result<()> {
-    // Room for every prefix as an indented JSON string (six spaces, quotes, comma and newline
-    // around at most 18 characters for IPv4, 43 for IPv6) and the rest, so a 100k-range list
-    // is written without regrowing (room that is never written costs no memory).
-    let size = 4096 + 28 * cache.list.ipv4.len() + 53 * cache.list.ipv6.len();
+    // Room for every prefix and its space (at most 18 characters for IPv4, 43 for IPv6) and
+    // the rest, so a 100k-range list is written without regrowing (room that is never
+    // written costs no memory).
+    let size = 4096 + 19 * cache.list.ipv4.len() + 44 * cache.list.ipv6.len();
     let mut json = Vec::with_capacity(size);
     serde_json::to_writer_pretty(&mut json, cache).map_err(io::Error::other)?;
     json.push(b'\n');
@@ -358,5 +374,27 @@ mod tests {
             good.list.ipv6,
             ["2001:db8::/32".parse::<Ipv6Net>().expect("v6")]
         );
+        // Format 3: one string per family; a bad prefix in it, or another family, is corrupt.
+        let three = |v4: &str, v6: &str| {
+            format!(
+                r#"{{"format":3,"list":{{"source":"file:///x","etag":null,"fetched_at":1,"ipv4":"{v4}","ipv6":"{v6}"}}}}"#
+            )
+        };
+        fs::write(
+            cache_path(dir.path()),
+            three("192.0.2.0/24 198.51.100.0/24", ""),
+        )
+        .expect("write");
+        let good = load(dir.path()).expect("readable").expect("present");
+        assert_eq!(good.list.ipv4.len(), 2);
+        assert!(good.list.ipv6.is_empty());
+        for (v4, v6) in [
+            ("192.0.2.0/24 x", ""),
+            ("2001:db8::/32", ""),
+            ("", "192.0.2.0/24"),
+        ] {
+            fs::write(cache_path(dir.path()), three(v4, v6)).expect("write");
+            assert!(load(dir.path()).expect("not fatal").is_none(), "{v4} {v6}");
+        }
     }
 }

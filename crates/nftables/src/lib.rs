@@ -99,6 +99,8 @@ pub struct HeldSet {
     pub table: String,
     /// The set (`cf_v4`, `cf_v6`).
     pub name: String,
+    /// The family of its addresses.
+    pub key: cf_allow_diff::Family,
     /// The ranges the set holds.
     pub ranges: Vec<(std::net::IpAddr, std::net::IpAddr)>,
 }
@@ -120,18 +122,19 @@ pub fn held_sets(
     }
     let place = settings.place();
     let (family, table) = (place.family, place.table);
-    let held = |name: &str, set: Option<memory::RecordedSet>| {
+    let held = |name: &str, key, set: Option<memory::RecordedSet>| {
         set.map(|set| HeldSet {
             family: family.to_owned(),
             table: table.to_owned(),
             name: name.to_owned(),
+            key,
             ranges: set.bounds().collect(),
         })
     };
     Some(
         [
-            held(layout::SET_V4, record.v4),
-            held(layout::SET_V6, record.v6),
+            held(layout::SET_V4, cf_allow_diff::Family::Ipv4, record.v4),
+            held(layout::SET_V6, cf_allow_diff::Family::Ipv6, record.v6),
         ]
         .into_iter()
         .flatten()

@@ -325,16 +325,20 @@ fn decode_set(r: &mut Reader, data: &Arc<Vec<u8>>, key_len: usize) -> Option<Rec
     let start = data.len() - r.bytes.len();
     // Bounded by what is left.
     let body = r.take(count.checked_mul(each)?)?;
-    let mut prev: Option<IpAddr> = None;
+    if key_len != 4 && key_len != 16 {
+        return None;
+    }
+    // What `range_of` accepts, checked on the bytes (big-endian addresses compare as their
+    // bytes do) without building a range: the first address at or before the last, no end
+    // element claimed past the top, each range after the one before.
+    let mut prev: Option<&[u8]> = None;
     for chunk in body.chunks_exact(each) {
-        let flags = chunk[0];
-        if flags & !(START_OPEN | HAS_END | END_OPEN) != 0 {
-            return None;
-        }
-        let first = bytes_addr(&chunk[1..1 + key_len])?;
-        let last = bytes_addr(&chunk[1 + key_len..])?;
-        range_of(flags, first, last)?;
-        if prev.is_some_and(|prev| prev >= first) {
+        let (flags, first, last) = (chunk[0], &chunk[1..1 + key_len], &chunk[1 + key_len..]);
+        if flags & !(START_OPEN | HAS_END | END_OPEN) != 0
+            || first > last
+            || (flags & HAS_END != 0 && last.iter().all(|&b| b == 0xff))
+            || prev.is_some_and(|prev| prev >= first)
+        {
             return None;
         }
         prev = Some(last);
@@ -468,6 +472,17 @@ mod tests {
         swapped[a..a + 9].copy_from_slice(&second);
         swapped[b..b + 9].copy_from_slice(&first);
         assert_eq!(decode(swapped), None);
+        // A range whose first address is past its last.
+        let mut backwards = bytes.clone();
+        backwards[at + 1..at + 5].copy_from_slice(&[192, 0, 3, 0]);
+        assert_eq!(decode(backwards), None);
+        // An end element claimed past the top of the address space.
+        let mut past_top = bytes.clone();
+        past_top[b + 1..b + 9].copy_from_slice(&[255, 255, 255, 0, 255, 255, 255, 255]);
+        assert_eq!(decode(past_top.clone()), None);
+        // Without the end, the same range at the top is fine.
+        past_top[b] &= !HAS_END;
+        assert!(decode(past_top).is_some());
     }
 
     #[test]
