@@ -267,7 +267,7 @@ pub fn store(
                 .to_string()
                 .into_bytes(),
             );
-            match dir.write_atomic(FILE, &bytes, 0o600, None) {
+            match dir.write_boot_cache(FILE, &bytes, 0o600) {
                 Ok(()) => tracing::debug!(
                     "reachability: verdict recorded in {} (ruleset generation {})",
                     dir.join(FILE).display(),

@@ -250,6 +250,26 @@ impl Dir {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> io::Result<()> {
+        self.write_replacing(name, bytes, mode, owner, true)
+    }
+
+    /// [`Dir::write_atomic`] without the two fsyncs, for a cache of this boot that only
+    /// saves work: the generation record and the verdict cache name the boot they describe,
+    /// so after a crash nothing in them is used again anyway, and their readers refuse a
+    /// file that is cut short. Still an exclusive temporary file renamed over `name`: a
+    /// reader sees the old file or the new one.
+    pub fn write_boot_cache(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.write_replacing(name, bytes, mode, None, false)
+    }
+
+    fn write_replacing(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        durable: bool,
+    ) -> io::Result<()> {
         let (tmp, file) = self.create_temp(name, mode)?;
         let result = (|| {
             let tmp_path = self.join(&tmp);
@@ -262,8 +282,10 @@ impl Dir {
             let mut file = File::from(file);
             file.write_all(bytes)
                 .map_err(|e| with_path(e, "write", &tmp_path))?;
-            file.sync_all()
-                .map_err(|e| with_path(e, "fsync", &tmp_path))?;
+            if durable {
+                file.sync_all()
+                    .map_err(|e| with_path(e, "fsync", &tmp_path))?;
+            }
             rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name).map_err(|e| {
                 io::Error::new(
                     io::Error::from(e).kind(),
@@ -275,7 +297,10 @@ impl Dir {
                     ),
                 )
             })?;
-            self.sync()
+            if durable {
+                self.sync()?;
+            }
+            Ok(())
         })();
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
@@ -375,6 +400,15 @@ fn random_hex() -> io::Result<String> {
 /// replacing a symbolic link, whose own mode says nothing) gets `new_mode` and this process's
 /// owner. The directory must exist.
 pub fn replace(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
+    replace_with(path, bytes, new_mode, true)
+}
+
+/// [`replace`] for a cache of this boot ([`Dir::write_boot_cache`]: no fsync).
+pub fn replace_boot_cache(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
+    replace_with(path, bytes, new_mode, false)
+}
+
+fn replace_with(path: &Path, bytes: &[u8], new_mode: u32, durable: bool) -> io::Result<()> {
     let (dir, name) = split(path)?;
     let dir = Dir::open(dir)?;
     let old = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -390,7 +424,7 @@ pub fn replace(path: &Path, bytes: &[u8], new_mode: u32) -> io::Result<()> {
             || o.gid != rustix::process::getegid().as_raw())
         .then_some((o.uid, o.gid))
     });
-    dir.write_atomic(name, bytes, mode, owner)
+    dir.write_replacing(name, bytes, mode, owner, durable)
 }
 
 /// Splits `path` into its directory and file name, for [`Dir`]'s operations.

@@ -230,13 +230,15 @@ impl Memory {
     }
 
     /// Replaces the record with the hardened writer every state file uses
-    /// (`cf_allow_exec::files::replace`: an exclusive temporary file, no link followed,
-    /// rename; mode 0600). Failures only cost speed, so they are logged, not returned.
+    /// (`cf_allow_exec::files::replace_boot_cache`: an exclusive temporary file, no link
+    /// followed, rename; mode 0600; no fsync, since a record names the boot it describes and
+    /// is never used after a crash). Failures only cost speed, so they are logged, not returned.
     pub fn store(&self, record: &Record) {
         if !self.writable {
             return;
         }
-        if let Err(e) = cf_allow_exec::files::replace(&self.path, &encode(record), 0o600) {
+        if let Err(e) = cf_allow_exec::files::replace_boot_cache(&self.path, &encode(record), 0o600)
+        {
             tracing::debug!(path = %self.path.display(), error = %e, "nftables: cannot record the ruleset generation");
         }
     }
