@@ -99,11 +99,22 @@ fn read_model(opts: &ReadOptions, network: &Network) -> HostModel {
 /// such sources match the sets as they would the whole sets, and the model is built without
 /// their 100k elements.
 fn read_now_nftables(
-    mut opts: ReadOptions,
+    opts: ReadOptions,
     network: &Network,
     config: &Config,
     only: Option<&RangeSet>,
 ) -> HostModel {
+    read_now_nftables_with(opts, network, config, only).0
+}
+
+/// [`read_now_nftables`], and the sets (family, table, name) it took to hold only `only`
+/// (none when it could not take cf-allow's sets from the record).
+fn read_now_nftables_with(
+    mut opts: ReadOptions,
+    network: &Network,
+    config: &Config,
+    only: Option<&RangeSet>,
+) -> (HostModel, Vec<(String, String, String)>) {
     let record = config
         .state_dir
         .join(crate::backends::NFTABLES_GENERATION_FILE);
@@ -112,7 +123,7 @@ fn read_now_nftables(
         Some((stamp, sets))
     });
     let Some((stamp, sets)) = held else {
-        return read_model(&opts, network);
+        return (read_model(&opts, network), Vec::new());
     };
     opts.known_sets = sets
         .into_iter()
@@ -137,11 +148,19 @@ fn read_now_nftables(
                 record.display(),
                 stamp.generation
             );
-            model
+            let restricted = match only {
+                Some(_) => opts
+                    .known_sets
+                    .iter()
+                    .map(|k| (k.family.clone(), k.table.clone(), k.name.clone()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            (model, restricted)
         }
         _ => {
             opts.known_sets.clear();
-            read_model(&opts, network)
+            (read_model(&opts, network), Vec::new())
         }
     }
 }
@@ -451,7 +470,18 @@ pub fn verdict(
             crate::verdict_cache::carries_over(config, key, applied.from, applied.before)
         })
         .and_then(|(applied, key)| {
-            let model = read_now_nftables(opts.clone(), &network, config, Some(applied.added));
+            let (mut model, restricted) =
+                read_now_nftables_with(opts.clone(), &network, config, Some(applied.added));
+            // Held to the added ranges, cf-allow's sets answer as the whole sets only for
+            // lookups of a packet's source (which is in the added or removed ranges); any
+            // other lookup into them needs their real elements.
+            if restricted
+                .iter()
+                .any(|(family, table, name)| !model.looks_up_sources_only(family, table, name))
+            {
+                tracing::debug!("reachability: a rule looks up cf-allow's sets by more than the source; reading them whole");
+                model = read_now_nftables(opts.clone(), &network, config, None);
+            }
             let verdict = model.evaluate_change(&probe, applied.added, applied.removed)?;
             tracing::debug!(
                 "reachability: the clean verdict of generation {} carried over: only cf-allow's set elements changed, and the {} added and {} removed ranges were evaluated, in {:.3} ms",

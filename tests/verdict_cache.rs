@@ -558,3 +558,42 @@ fn after_a_change_of_its_own_set_elements_a_clean_verdict_carries_over_only_when
         assert!(!run.stderr.contains(CARRIED), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_rule_that_looks_up_cf_allows_set_by_destination_gets_the_whole_set_when_a_verdict_carries_over(
+) {
+    if !ready("a_rule_that_looks_up_cf_allows_set_by_destination_gets_the_whole_set_when_a_verdict_carries_over") {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-into", &[443]);
+    server.sh_with_input(
+        "nft -f -",
+        "table inet filter {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\n",
+    );
+    let env = Env::new(&format!(
+        "{CONFIG}nftables:\n  into: {{family: inet, table: filter, chain: input}}\n"
+    ));
+    let all = cf_allow_testkit::cloudflare_ranges();
+    let a = env.feed("a.txt", &all[1..]);
+    let b = env.feed("b.txt", &all);
+    sync(&env, &server, &a).expect_code(0);
+    // The admin's rule in the same table looks cf-allow's set up by destination.
+    server.sh("nft add rule inet filter input ip daddr @cf_v4 counter");
+    let run = sync(&env, &server, &a);
+    run.expect_code(0);
+    assert!(run.stderr.contains(RECORDED), "{}", run.stderr);
+    let run = sync(&env, &server, &b);
+    run.expect_code(0);
+    assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+    assert!(run.stderr.contains("reading them whole"), "{}", run.stderr);
+    assert_eq!(run.json()["reachability"], fresh(&env, &server, 0));
+    // Without such a rule the sets are held to the added ranges.
+    server.sh("nft flush chain inet filter input");
+    sync(&env, &server, &a).expect_code(0);
+    sync(&env, &server, &a).expect_code(0);
+    let run = sync(&env, &server, &b);
+    run.expect_code(0);
+    assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+    assert!(!run.stderr.contains("reading them whole"), "{}", run.stderr);
+    assert_eq!(run.json()["reachability"], fresh(&env, &server, 0));
+}

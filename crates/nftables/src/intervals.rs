@@ -241,27 +241,26 @@ fn range_before(start: &Element, next: &Element) -> Option<(IpAddr, IpAddr)> {
 pub(crate) fn prefixes_of_range(first: IpAddr, last: IpAddr) -> Prefixes {
     match (first, last) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let (lo, hi) = (u32::from(a), u32::from(b));
-            let host = lo ^ hi;
-            if lo <= hi && host & host.wrapping_add(1) == 0 && lo & host == 0 {
-                let len = host.leading_zeros() as u8;
-                Prefixes::One(Ipv4Net::new(a, len).ok().map(IpNet::V4))
-            } else {
-                Prefixes::V4(Ipv4Subnets::new(a, b, 0))
+            match one_prefix(u32::from(a).into(), u32::from(b).into(), 32) {
+                Some(len) => Prefixes::One(Ipv4Net::new(a, len).ok().map(IpNet::V4)),
+                None => Prefixes::V4(Ipv4Subnets::new(a, b, 0)),
             }
         }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let (lo, hi) = (u128::from(a), u128::from(b));
-            let host = lo ^ hi;
-            if lo <= hi && host & host.wrapping_add(1) == 0 && lo & host == 0 {
-                let len = host.leading_zeros() as u8;
-                Prefixes::One(Ipv6Net::new(a, len).ok().map(IpNet::V6))
-            } else {
-                Prefixes::V6(Ipv6Subnets::new(a, b, 0))
-            }
-        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => match one_prefix(a.into(), b.into(), 128) {
+            Some(len) => Prefixes::One(Ipv6Net::new(a, len).ok().map(IpNet::V6)),
+            None => Prefixes::V6(Ipv6Subnets::new(a, b, 0)),
+        },
         _ => Prefixes::One(None),
     }
+}
+
+/// The prefix length when `lo..=hi` (addresses of `bits` bits) is exactly one prefix: the
+/// bits that differ are all ones, at the end, and zero in `lo`.
+fn one_prefix(lo: u128, hi: u128, bits: u32) -> Option<u8> {
+    let host = lo ^ hi;
+    (lo <= hi && host & host.wrapping_add(1) == 0 && lo & host == 0)
+        .then(|| u8::try_from(bits - (128 - host.leading_zeros())).ok())
+        .flatten()
 }
 
 /// The prefixes of one range (see [`prefixes_of_range`]).

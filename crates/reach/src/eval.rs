@@ -581,6 +581,36 @@ impl HostModel {
         best.map(|(_, i)| i)
     }
 
+    /// True when every lookup into the named nft set `name` of the table `family table`
+    /// (rule matches and verdict maps) matches the packet's source address alone: then
+    /// only the set's elements that hold a packet's source decide that packet's fate.
+    pub fn looks_up_sources_only(&self, family: &str, table: &str, name: &str) -> bool {
+        let family = crate::model::TFam::parse(family);
+        let only_saddr = |comps: &[Comp]| matches!(comps, [c] if c.key == Key::Saddr);
+        self.tables
+            .iter()
+            .filter(|t| t.name == table && t.family == family)
+            .flat_map(|t| t.chains.iter())
+            .flat_map(|c| c.rules.iter())
+            .all(|r| {
+                let conds_ok = r.conds.iter().all(|cd| match cd {
+                    Cond::M(m) => {
+                        !matches!(&m.rhs, Rhs::Set(n) if n == name) || only_saddr(&m.comps)
+                    }
+                    _ => true,
+                });
+                let vmap_ok = match &r.action {
+                    Action::Vmap {
+                        comps,
+                        map: VmapRhs::Named(n),
+                        ..
+                    } if n == name => only_saddr(comps),
+                    _ => true,
+                };
+                conds_ok && vmap_ok
+            })
+    }
+
     fn uses_key(&self, key: Key) -> bool {
         self.tables.iter().any(|t| {
             t.chains.iter().any(|c| {
