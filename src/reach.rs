@@ -440,9 +440,16 @@ pub fn verdict(
     let opts = read_options(config, false);
     // The host as it is: the last verdict is reused while nothing it depends on changed.
     let network = Network::read();
+    // In ipset mode, right after a sync cf-allow's ipsets hold exactly its list: with no
+    // rule matching another ipset, nothing the verdict depends on changes without a new
+    // generation, and the verdict may be recorded for the next such sync.
+    let ipset_mode = kind == BackendKind::Iptables && config.iptables.ipset;
+    // (`status` reads cf-allow's ipsets like any other: it neither reuses nor records.)
     let key = match state {
+        State::Synced(held, _) if ipset_mode && *held != probe.ranges => None,
+        State::Now(_) if ipset_mode => None,
         State::Now(_) | State::Synced(..) if config.reachability.cache => {
-            crate::verdict_cache::Key::now(&network, &probe, kind, config)
+            crate::verdict_cache::Key::now(&network, &probe, kind, config, ipset_mode)
         }
         _ => None,
     };

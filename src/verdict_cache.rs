@@ -57,11 +57,15 @@ pub struct Key {
 impl Key {
     /// The key for `probe` on the host as it is now; `None` when the host cannot be cached
     /// (no nf_tables generation or namespace cookie, iptables-legacy tables loaded).
+    /// `ipsets_held`: the model takes cf-allow's ipsets from the sync that just found or set
+    /// them to the probe's ranges (ipset mode; a verdict recorded so is reused only by
+    /// such a sync).
     pub fn now(
         network: &Network,
         probe: &Probe,
         kind: BackendKind,
         config: &Config,
+        ipsets_held: bool,
     ) -> Option<Key> {
         if network.legacy_loaded() {
             tracing::debug!("reachability: not cached: iptables-legacy tables are loaded");
@@ -95,6 +99,7 @@ impl Key {
         let _ = writeln!(text, "host {}", stamp.host);
         let _ = writeln!(text, "network {}", network.fingerprint());
         let _ = writeln!(text, "backend {}", kind.as_str());
+        let _ = writeln!(text, "ipsets held by the sync {ipsets_held}");
         let _ = writeln!(text, "config {config:?}");
         let _ = writeln!(
             text,

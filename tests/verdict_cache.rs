@@ -597,3 +597,68 @@ fn a_rule_that_looks_up_cf_allows_set_by_destination_gets_the_whole_set_when_a_v
     assert!(!run.stderr.contains("reading them whole"), "{}", run.stderr);
     assert_eq!(run.json()["reachability"], fresh(&env, &server, 0));
 }
+
+#[test]
+fn in_ipset_mode_a_sync_reuses_its_verdict_unless_a_rule_matches_another_ipset() {
+    let test = "in_ipset_mode_a_sync_reuses_its_verdict_unless_a_rule_matches_another_ipset";
+    if !ready(test) || !cf_allow_testkit::require_programs(test, &["iptables", "ipset"]) {
+        return;
+    }
+    let (server, _client) = lab::server_and_client("vc-ipcache", &[443]);
+    // Only cf-allow's ipsets let Cloudflare in; a foreign ipset no rule matches yet.
+    server.sh("iptables -P INPUT DROP && ip6tables -P INPUT DROP \
+         && ipset create guard4 hash:net && ipset add guard4 173.245.48.0/20");
+    let env = Env::new("backend: iptables\niptables: {ipset: true}\nports: [443]\n");
+    let feed = env.cloudflare_feed();
+    let run = sync(&env, &server, &feed);
+    let reach = gets_through(&run, true, HELD_IPSETS);
+    assert!(run.stderr.contains(RECORDED), "{}", run.stderr);
+    // The next sync found the ipsets as its list: the verdict is reused, and it is what a
+    // read of every ipset gives.
+    let run = sync(&env, &server, &feed);
+    assert_eq!(gets_through(&run, false, REUSED), reach);
+    assert!(
+        !run.stderr.contains("read the host's rules"),
+        "{}",
+        run.stderr
+    );
+    // `status` reads cf-allow's ipsets itself: it never takes the sync's verdict.
+    let status = env.run(Some(&server), &["-v", "status", "--json", "--exit-code"]);
+    status.expect_code(0);
+    assert!(!status.stderr.contains(REUSED), "{}", status.stderr);
+    assert_eq!(status.json()["reachability"], reach);
+    // cf-allow's set emptied behind its back (no generation moves): the sync refills it in
+    // place, so its sets hold its list again, as when the verdict was recorded.
+    server.sh("ipset flush cf-allow-v4");
+    let run = sync(&env, &server, &feed);
+    assert_eq!(gets_through(&run, true, REUSED), reach);
+    assert!(run.stderr.contains("updated the sets in place"), "{}", run.stderr);
+    assert_eq!(status_reach(&env, &server, 0), reach);
+    let run = sync(&env, &server, &feed);
+    assert_eq!(gets_through(&run, false, REUSED), reach);
+    // A rule that matches a foreign ipset: that ipset can change without a new generation,
+    // so the verdict is evaluated on every run, never recorded.
+    server.sh("iptables -t raw -A PREROUTING -m set --match-set guard4 src -j DROP");
+    for _ in 0..2 {
+        let run = sync(&env, &server, &feed);
+        run.expect_code(3);
+        assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("verdict not recorded: iptables rules match the ipset guard4"),
+            "{}",
+            run.stderr
+        );
+        let blocked = &run.json()["reachability"]["blocked"];
+        assert_eq!(
+            blocked[0]["ranges"],
+            json!(["173.245.48.0/20"]),
+            "{blocked:#}"
+        );
+    }
+    // Its members change: the next sync sees it.
+    server.sh("ipset flush guard4");
+    let run = sync(&env, &server, &feed);
+    gets_through(&run, false, HELD_IPSETS);
+    assert!(!run.stderr.contains(REUSED), "{}", run.stderr);
+}

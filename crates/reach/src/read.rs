@@ -580,6 +580,26 @@ fn inert(t: &Table) -> bool {
         .all(|c| c.rules.is_empty() && !c.base.as_ref().is_some_and(|b| b.policy_drop))
 }
 
+/// The names of the ipsets the rules match.
+fn matched_ipsets(tables: &[Table]) -> Vec<&str> {
+    let mut names: Vec<&str> = tables
+        .iter()
+        .flat_map(|t| t.chains.iter())
+        .flat_map(|c| c.rules.iter())
+        .flat_map(|r| r.conds.iter())
+        .filter_map(|cd| match cd {
+            Cond::M(m) => match &m.rhs {
+                Rhs::Ipset(name, _) => Some(name.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 fn uses_ipsets(tables: &[Table]) -> bool {
     tables.iter().any(|t| {
         t.chains.iter().any(|c| {
@@ -689,8 +709,13 @@ fn from_parsed(s: &Sources, opts: &ReadOptions, parsed: nft::Parsed) -> HostMode
     };
     let uncacheable = if s.iptables_legacy_v4.is_some() || s.iptables_legacy_v6.is_some() {
         Some("iptables-legacy tables are loaded".to_owned())
-    } else if s.ipset.is_some() || uses_ipsets(&tables) {
-        Some("iptables rules match ipsets".to_owned())
+    } else if let Some(name) = matched_ipsets(&tables)
+        .into_iter()
+        .find(|name| !opts.known_ipsets.iter().any(|k| k.name == *name))
+    {
+        // cf-allow's own ipsets, when known, hold what the sync just found or set; any
+        // other ipset can change without a new generation.
+        Some(format!("iptables rules match the ipset {name}"))
     } else if parsed.volatile {
         Some("the ruleset has sets with timeouts or updated by packets".to_owned())
     } else {
