@@ -392,8 +392,10 @@ impl Report {
 /// only the changed ranges.
 #[derive(Clone, Copy)]
 pub struct Applied<'a> {
-    /// The ruleset generation the change was committed on.
-    pub from: u32,
+    /// The ruleset generation the change was committed on (nftables: the next is the one
+    /// after its batch); `None` in ipset mode, whose change commits nothing to nf_tables:
+    /// the generation then must not have moved since the verdict was recorded.
+    pub from: Option<u32>,
     /// What cf-allow's sets held before.
     pub before: &'a RangeSet,
     pub added: &'a RangeSet,
@@ -468,31 +470,51 @@ pub fn verdict(
     // generation before carries over when the changed ranges are clean too; they are
     // evaluated on a model whose cf-allow sets hold only the added ranges.
     let applied = match &state {
-        State::Synced(_, Some(applied)) if kind == BackendKind::Nftables => Some(*applied),
+        State::Synced(held, Some(applied))
+            if kind == BackendKind::Nftables || (ipset_mode && **held == probe.ranges) =>
+        {
+            Some((*held, *applied))
+        }
         _ => None,
     };
     let carried = applied
         .zip(key.as_ref())
-        .filter(|(applied, key)| {
-            crate::verdict_cache::carries_over(config, key, applied.from, applied.before)
+        .map(|((held, applied), key)| (held, applied, applied.from.unwrap_or(key.generation()), key))
+        .filter(|(_, applied, from, key)| {
+            crate::verdict_cache::carries_over(config, key, *from, applied.before)
         })
-        .and_then(|(applied, key)| {
-            let (mut model, restricted) =
-                read_now_nftables_with(opts.clone(), &network, config, Some(applied.added));
+        .and_then(|(held, applied, from, key)| {
             // Held to the added ranges, cf-allow's sets answer as the whole sets only for
             // lookups of a packet's source (which is in the added or removed ranges); any
             // other lookup into them needs their real elements.
-            if restricted
-                .iter()
-                .any(|(family, table, name)| !model.looks_up_sources_only(family, table, name))
-            {
-                tracing::debug!("reachability: a rule looks up cf-allow's sets by more than the source; reading them whole");
-                model = read_now_nftables(opts.clone(), &network, config, None);
-            }
+            let model = if ipset_mode {
+                let model = read_model(&with_own_ipsets(opts.clone(), applied.added), &network);
+                let sources_only = Family::ALL.iter().all(|&family| {
+                    model.matches_ipset_sources_only(cf_allow_iptables::ipset_name(family))
+                });
+                if sources_only {
+                    model
+                } else {
+                    tracing::debug!("reachability: a rule matches cf-allow's ipsets by more than the source; taking them whole");
+                    read_model(&with_own_ipsets(opts.clone(), held), &network)
+                }
+            } else {
+                let (model, restricted) =
+                    read_now_nftables_with(opts.clone(), &network, config, Some(applied.added));
+                if restricted
+                    .iter()
+                    .all(|(family, table, name)| model.looks_up_sources_only(family, table, name))
+                {
+                    model
+                } else {
+                    tracing::debug!("reachability: a rule looks up cf-allow's sets by more than the source; reading them whole");
+                    read_now_nftables(opts.clone(), &network, config, None)
+                }
+            };
             let verdict = model.evaluate_change(&probe, applied.added, applied.removed)?;
             tracing::debug!(
                 "reachability: the clean verdict of generation {} carried over: only cf-allow's set elements changed, and the {} added and {} removed ranges were evaluated, in {:.3} ms",
-                applied.from,
+                from,
                 applied.added.len(),
                 applied.removed.len(),
                 started.elapsed().as_secs_f64() * 1e3

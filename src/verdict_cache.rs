@@ -122,6 +122,11 @@ impl Key {
         })
     }
 
+    /// The ruleset generation the key was taken at.
+    pub fn generation(&self) -> u32 {
+        self.stamp.generation
+    }
+
     fn header(&self) -> String {
         format!("{MAGIC}\n{}\n", self.digest)
     }

@@ -632,10 +632,39 @@ fn in_ipset_mode_a_sync_reuses_its_verdict_unless_a_rule_matches_another_ipset()
     server.sh("ipset flush cf-allow-v4");
     let run = sync(&env, &server, &feed);
     assert_eq!(gets_through(&run, true, REUSED), reach);
-    assert!(run.stderr.contains("updated the sets in place"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("updated the sets in place"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(status_reach(&env, &server, 0), reach);
     let run = sync(&env, &server, &feed);
     assert_eq!(gets_through(&run, false, REUSED), reach);
+    // One range fewer, then back: the ipsets change in place and nothing else does, so the
+    // clean verdict carries over, evaluated on the changed range only, and equals a read
+    // of every ipset.
+    let all = cf_allow_testkit::cloudflare_ranges();
+    let fewer = env.feed("fewer.txt", &all[1..]);
+    for (feed, ranges) in [(&fewer, 21), (&feed, 22)] {
+        let run = sync(&env, &server, feed);
+        run.expect_code(0);
+        assert_eq!(run.json()["changed"], true);
+        assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+        assert!(!run.stderr.contains("taking them whole"), "{}", run.stderr);
+        let carried = run.json()["reachability"].clone();
+        assert_eq!(carried["checked"]["ranges"], ranges);
+        assert_eq!(status_reach(&env, &server, 0), carried);
+    }
+    // A rule that matches cf-allow's ipset by destination: the carried verdict takes the
+    // ipsets whole (the rule moves the generation, so one sync records the verdict first).
+    server.sh("iptables -I INPUT -m set --match-set cf-allow-v4 dst -j ACCEPT");
+    sync(&env, &server, &feed).expect_code(0);
+    let run = sync(&env, &server, &fewer);
+    run.expect_code(0);
+    assert!(run.stderr.contains(CARRIED), "{}", run.stderr);
+    assert!(run.stderr.contains("taking them whole"), "{}", run.stderr);
+    assert_eq!(status_reach(&env, &server, 0), run.json()["reachability"]);
+    server.sh("iptables -D INPUT -m set --match-set cf-allow-v4 dst -j ACCEPT");
     // A rule that matches a foreign ipset: that ipset can change without a new generation,
     // so the verdict is evaluated on every run, never recorded.
     server.sh("iptables -t raw -A PREROUTING -m set --match-set guard4 src -j DROP");

@@ -75,8 +75,16 @@ fn sync(
     // changes) on the state the plan would produce.
     let placement = backend.placement();
     // Not a dry run with changes: the backend's sets now hold `plan.desired`.
-    let applied = backend
-        .elements_committed()
+    // What changed, for a verdict that carries over (see `reach::Applied`): nftables says
+    // whether its batch held set elements only; ipset mode commits nothing to nf_tables,
+    // which the verdict cache's generation check proves.
+    let ipset_mode = kind == backends::BackendKind::Iptables && config.iptables.ipset;
+    let from = match backend.elements_committed() {
+        Some(generation) => Some(Some(generation)),
+        None if ipset_mode => Some(None),
+        None => None,
+    };
+    let applied = from
         .filter(|_| changed && !args.dry_run)
         .map(|from| crate::reach::Applied {
             from,
