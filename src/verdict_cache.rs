@@ -24,8 +24,14 @@
 //! the changed ranges ([`cf_allow_reach::HostModel::evaluate_change`]).
 //!
 //! A host whose verdict depends on state without a generation id — iptables-legacy tables,
-//! ipsets, sets with timeouts or filled from the packet path, a partly unreadable ruleset —
-//! is never cached: every run reads and evaluates it again.
+//! an ipset other than cf-allow's matched by a rule, sets with timeouts or filled from the
+//! packet path, a partly unreadable ruleset — is never cached: every run reads and
+//! evaluates it again. cf-allow's own ipsets have no generation either, but right after a
+//! sync they hold what that sync found or set (its list): in ipset mode a sync's verdict is
+//! recorded for the next sync only (`ipsets held by the sync` in the key), and a change of
+//! their members commits nothing to nf_tables, so a clean verdict carries over while the
+//! generation has not moved since it was recorded. `status` reads the ipsets itself and
+//! neither reuses nor records a verdict in ipset mode.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
