@@ -47,39 +47,115 @@ pub(crate) struct CachedList {
     pub etag: Option<String>,
     /// Seconds since the Unix epoch when the list was last confirmed by its source.
     pub fetched_at: u64,
-    #[serde(serialize_with = "nets_text", deserialize_with = "nets_of_text")]
-    pub ipv4: Vec<Ipv4Net>,
-    #[serde(serialize_with = "nets_text", deserialize_with = "nets_of_text")]
-    pub ipv6: Vec<Ipv6Net>,
+    pub ipv4: Nets<Ipv4Net>,
+    pub ipv6: Nets<Ipv6Net>,
     /// The digest of the raw bodies this list was parsed from (see `body_digest` in the
     /// crate root): when the next fetch yields the same bytes, this list is used as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }
 
-/// A list of prefixes as one JSON string, separated by spaces, each the text `Display`
-/// gives, written without `core::fmt` ([`cf_allow_diff::text`]; a 100k-range cache spent
-/// most of its write there).
-fn nets_text<S: serde::Serializer, T: Copy + Into<cf_allow_diff::IpNet>>(
-    nets: &[T],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let mut text = String::with_capacity(nets.len() * 20);
-    for (i, &net) in nets.iter().enumerate() {
-        if i > 0 {
-            text.push(' ');
+/// One family's prefixes as the cache holds them: as a list, or (a format-3 cache read back)
+/// as its text, read only when the list is used: a fetch whose bodies changed never needs
+/// the old list, and at 100k ranges reading it was a tenth of such a run. Written as one
+/// JSON string of prefixes separated by spaces, each the text `Display` gives, formatted
+/// without `core::fmt` ([`cf_allow_diff::text`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Nets<T> {
+    List(Vec<T>),
+    Text(String),
+}
+
+impl<T: OfFamily> Nets<T> {
+    /// The prefixes; `None` when the text holds something that is not a prefix of `T`'s
+    /// family (a corrupt cache).
+    pub fn parsed(self) -> Option<Vec<T>> {
+        match self {
+            Nets::List(nets) => Some(nets),
+            Nets::Text(text) => text
+                .split(' ')
+                .filter(|t| !t.is_empty())
+                .map(|t| cf_allow_diff::text::parse_net(t).ok().and_then(T::of))
+                .collect(),
         }
-        cf_allow_diff::text::push_net(&mut text, &net.into());
     }
-    serializer.serialize_str(&text)
+
+    /// About how many bytes the text takes (for sizing the writer's buffer).
+    fn text_len(&self) -> usize {
+        match self {
+            Nets::List(nets) => nets.len() * T::TEXT_MAX,
+            Nets::Text(text) => text.len(),
+        }
+    }
+}
+
+impl<T: OfFamily> Serialize for Nets<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Nets::Text(text) => serializer.serialize_str(text),
+            Nets::List(nets) => {
+                let mut text = String::with_capacity(nets.len() * T::TEXT_MAX);
+                for (i, &net) in nets.iter().enumerate() {
+                    if i > 0 {
+                        text.push(' ');
+                    }
+                    cf_allow_diff::text::push_net(&mut text, &net.into());
+                }
+                serializer.serialize_str(&text)
+            }
+        }
+    }
+}
+
+/// Format 3's string is kept as text; the arrays of formats 1 and 2 are read at once, each
+/// prefix with [`cf_allow_diff::text::parse_net`] (ipnet's answer, in a fraction of its time).
+impl<'de, T: OfFamily> Deserialize<'de> for Nets<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: OfFamily> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Nets<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("CIDR prefixes separated by spaces, or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Nets<T>, E> {
+                Ok(Nets::Text(text.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Nets<T>, E> {
+                Ok(Nets::Text(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Nets<T>, A::Error> {
+                let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(text) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    let net = cf_allow_diff::text::parse_net(&text)
+                        .ok()
+                        .and_then(T::of)
+                        .ok_or_else(|| {
+                            serde::de::Error::invalid_value(
+                                serde::de::Unexpected::Str(&text),
+                                &"a CIDR prefix of the list's family",
+                            )
+                        })?;
+                    nets.push(net);
+                }
+                Ok(Nets::List(nets))
+            }
+        }
+        deserializer.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 /// A prefix of one family, out of a prefix of either.
-trait OfFamily: Sized {
+pub(crate) trait OfFamily: Sized + Copy + Into<cf_allow_diff::IpNet> {
+    /// The longest text of a prefix, with its separator.
+    const TEXT_MAX: usize;
     fn of(net: cf_allow_diff::IpNet) -> Option<Self>;
 }
 
 impl OfFamily for Ipv4Net {
+    const TEXT_MAX: usize = 19;
     fn of(net: cf_allow_diff::IpNet) -> Option<Self> {
         match net {
             cf_allow_diff::IpNet::V4(n) => Some(n),
@@ -89,70 +165,13 @@ impl OfFamily for Ipv4Net {
 }
 
 impl OfFamily for Ipv6Net {
+    const TEXT_MAX: usize = 44;
     fn of(net: cf_allow_diff::IpNet) -> Option<Self> {
         match net {
             cf_allow_diff::IpNet::V6(n) => Some(n),
             cf_allow_diff::IpNet::V4(_) => None,
         }
     }
-}
-
-/// The inverse of [`nets_text`] (and the arrays of formats 1 and 2): each prefix read with [`cf_allow_diff::text::parse_net`]
-/// (ipnet's answer, in a fraction of its time), straight into the vector.
-fn nets_of_text<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: OfFamily,
-{
-    struct Nets<T>(std::marker::PhantomData<T>);
-    /// One prefix of the family `T`.
-    struct Net<T>(T);
-    impl<'de, T: OfFamily> Deserialize<'de> for Net<T> {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Text<T>(std::marker::PhantomData<T>);
-            impl<T: OfFamily> serde::de::Visitor<'_> for Text<T> {
-                type Value = Net<T>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a CIDR prefix of the list's family")
-                }
-                fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Net<T>, E> {
-                    cf_allow_diff::text::parse_net(text)
-                        .ok()
-                        .and_then(T::of)
-                        .map(Net)
-                        .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
-                }
-            }
-            d.deserialize_str(Text(std::marker::PhantomData))
-        }
-    }
-    impl<'de, T: OfFamily> serde::de::Visitor<'de> for Nets<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("CIDR prefixes separated by spaces, or a list of them")
-        }
-        /// Format 3.
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<T>, E> {
-            text.split(' ')
-                .filter(|t| !t.is_empty())
-                .map(|t| {
-                    cf_allow_diff::text::parse_net(t)
-                        .ok()
-                        .and_then(T::of)
-                        .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(t), &self))
-                })
-                .collect()
-        }
-        /// Formats 1 and 2.
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut nets = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(Net(net)) = seq.next_element::<Net<T>>()? {
-                nets.push(net);
-            }
-            Ok(nets)
-        }
-    }
-    deserializer.deserialize_any(Nets(std::marker::PhantomData))
 }
 
 /// What one URL answered last time it was part of a good list.
@@ -267,7 +286,7 @@ pub(crate) fn store(state_dir: &Path, cache: &Cache) -> io::Result<()> {
     // Room for every prefix and its space (at most 18 characters for IPv4, 43 for IPv6) and
     // the rest, so a 100k-range list is written without regrowing (room that is never
     // written costs no memory).
-    let size = 4096 + 19 * cache.list.ipv4.len() + 44 * cache.list.ipv6.len();
+    let size = 4096 + cache.list.ipv4.text_len() + cache.list.ipv6.text_len();
     let mut json = Vec::with_capacity(size);
     serde_json::to_writer_pretty(&mut json, cache).map_err(io::Error::other)?;
     json.push(b'\n');
@@ -287,8 +306,8 @@ mod tests {
             source: "https://example.com/ips".into(),
             etag: Some("x".into()),
             fetched_at: 1_700_000_000,
-            ipv4: vec!["104.16.0.0/13".parse().expect("v4")],
-            ipv6: vec!["2400:cb00::/32".parse().expect("v6")],
+            ipv4: Nets::List(vec!["104.16.0.0/13".parse().expect("v4")]),
+            ipv6: Nets::List(vec!["2400:cb00::/32".parse().expect("v6")]),
             digest: Some("d".into()),
         });
         cache.urls.insert(
@@ -301,8 +320,16 @@ mod tests {
         );
         store(&state, &cache).expect("store");
         let back = load(&state).expect("readable").expect("present");
-        assert_eq!(back.list.ipv4, cache.list.ipv4);
-        assert_eq!(back.list.ipv6, cache.list.ipv6);
+        // Read back as text, which parses to the list written.
+        assert_eq!(back.list.ipv4, Nets::Text("104.16.0.0/13".into()));
+        assert_eq!(
+            back.list.ipv4.clone().parsed(),
+            cache.list.ipv4.clone().parsed()
+        );
+        assert_eq!(
+            back.list.ipv6.clone().parsed(),
+            cache.list.ipv6.clone().parsed()
+        );
         assert_eq!(back.urls, cache.urls);
         assert_eq!(back.list.digest, cache.list.digest);
         let names: Vec<_> = fs::read_dir(&state)
@@ -331,8 +358,8 @@ mod tests {
             source: "file:///x".into(),
             etag: None,
             fetched_at: 1,
-            ipv4: vec![],
-            ipv6: vec![],
+            ipv4: Nets::List(vec![]),
+            ipv6: Nets::List(vec![]),
             digest: None,
         });
         store(&state, &cache).expect("store");
@@ -369,10 +396,10 @@ mod tests {
         )
         .expect("write");
         let good = load(dir.path()).expect("readable").expect("present");
-        assert_eq!(good.list.ipv4.len(), 2);
+        assert_eq!(good.list.ipv4.clone().parsed().map(|v| v.len()), Some(2));
         assert_eq!(
             good.list.ipv6,
-            ["2001:db8::/32".parse::<Ipv6Net>().expect("v6")]
+            Nets::List(vec!["2001:db8::/32".parse::<Ipv6Net>().expect("v6")])
         );
         // Format 3: one string per family; a bad prefix in it, or another family, is corrupt.
         let three = |v4: &str, v6: &str| {
@@ -386,15 +413,25 @@ mod tests {
         )
         .expect("write");
         let good = load(dir.path()).expect("readable").expect("present");
-        assert_eq!(good.list.ipv4.len(), 2);
-        assert!(good.list.ipv6.is_empty());
+        assert_eq!(good.list.ipv4.clone().parsed().map(|v| v.len()), Some(2));
+        assert_eq!(good.list.ipv6.clone().parsed(), Some(vec![]));
+        // Read as text, the list is checked where it is used: `last_good` (and the
+        // fallback, and a fetch whose bodies match its digest) refuse it then.
         for (v4, v6) in [
             ("192.0.2.0/24 x", ""),
             ("2001:db8::/32", ""),
             ("", "192.0.2.0/24"),
         ] {
             fs::write(cache_path(dir.path()), three(v4, v6)).expect("write");
-            assert!(load(dir.path()).expect("not fatal").is_none(), "{v4} {v6}");
+            let cache = load(dir.path()).expect("not fatal").expect("present");
+            assert!(
+                cache.list.ipv4.parsed().is_none() || cache.list.ipv6.parsed().is_none(),
+                "{v4} {v6}"
+            );
+            assert!(
+                crate::last_good(dir.path()).expect("not fatal").is_none(),
+                "{v4} {v6}"
+            );
         }
     }
 }

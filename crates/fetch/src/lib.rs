@@ -194,6 +194,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
                 list,
                 records,
                 digest,
+                reused,
             }) => {
                 tracing::info!(
                     "using the list from {} ({}: {} IPv4 and {} IPv6 ranges{})",
@@ -207,7 +208,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
                         String::new()
                     }
                 );
-                persist(opts, cache, &list, records, digest);
+                persist(opts, cache, &list, records, digest, reused);
                 return Ok(list);
             }
             Err(e) => {
@@ -228,29 +229,37 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
 /// The last good list from `state_dir` (origin `cache`), for `status`. `Ok(None)` when none is
 /// cached or the cache is corrupt (with a warning).
 pub fn last_good(state_dir: &Path) -> Result<Option<FetchedList>, FetchError> {
-    Ok(cache::load(state_dir)?.map(|c| from_cache(c.list)))
+    Ok(cache::load(state_dir)?.and_then(|c| from_cache(c.list, state_dir)))
 }
 
-fn from_cache(list: CachedList) -> FetchedList {
-    FetchedList {
-        fetched_at: list.fetched_at(),
+/// The cached list; `None` (with a warning) when its text holds something that is not a
+/// prefix of its family (the cache is corrupt).
+fn from_cache(list: CachedList, state_dir: &Path) -> Option<FetchedList> {
+    let fetched_at = list.fetched_at();
+    let (Some(ipv4), Some(ipv6)) = (list.ipv4.parsed(), list.ipv6.parsed()) else {
+        tracing::warn!(
+            "ignoring the corrupt cache {}: its list holds something that is not a prefix",
+            cache_path(state_dir).display()
+        );
+        return None;
+    };
+    Some(FetchedList {
+        fetched_at,
         // Sorted and deduplicated again: a hand-edited cache cannot break the set's order.
         ranges: RangeSet::exact(
-            list.ipv4
-                .into_iter()
+            ipv4.into_iter()
                 .map(IpNet::V4)
-                .chain(list.ipv6.into_iter().map(IpNet::V6)),
+                .chain(ipv6.into_iter().map(IpNet::V6)),
         ),
         source: list.source,
         etag: list.etag,
         origin: Origin::Cache,
-    }
+    })
 }
 
 /// The cache if it still passes validation, else the embedded list; warns which and how old.
 fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedList {
-    if let Some(cache) = cache {
-        let list = from_cache(cache.list);
+    if let Some(list) = cache.and_then(|c| from_cache(c.list, &opts.state_dir)) {
         match validate::recheck(&list.ranges, &opts.validation) {
             Ok(()) => {
                 tracing::warn!(
@@ -280,6 +289,8 @@ struct Won {
     records: Vec<(String, UrlRecord)>,
     /// The digest of the bodies the list came from, recorded in the cache.
     digest: Option<String>,
+    /// The list is the cached one (the bodies matched its digest).
+    reused: bool,
 }
 
 /// The digest of one alternative's raw bodies, the thing [`CachedList::digest`] records:
@@ -389,7 +400,10 @@ async fn try_alternative(
         });
     if let (Some(digest), Some(cache)) = (&digest, cache) {
         if cache.list.digest.as_ref() == Some(digest) && cache.list.source == source {
-            return Ok(from_digest(answers, cache, source, digest.clone()));
+            // A corrupt cached list: the bodies are parsed as if it were not there.
+            if let Some(list) = from_cache(cache.list.clone(), &opts.state_dir) {
+                return Ok(from_digest(answers, cache, list, source, digest.clone()));
+            }
         }
     }
     let mut nets: Vec<IpNet> = Vec::new();
@@ -428,6 +442,7 @@ async fn try_alternative(
         },
         records: answered.records,
         digest,
+        reused: false,
     })
 }
 
@@ -481,6 +496,7 @@ impl Answered {
 fn from_digest(
     answers: Vec<Result<Got, FetchError>>,
     cache: &Cache,
+    mut list: FetchedList,
     source: String,
     digest: String,
 ) -> Won {
@@ -497,7 +513,6 @@ fn from_digest(
         let not_modified = got.not_modified || api_etag.is_some();
         answered.add(got, api_etag, not_modified);
     }
-    let mut list = from_cache(cache.list.clone());
     list.origin = answered.origin();
     list.source = source;
     list.etag = answered.etag();
@@ -506,6 +521,7 @@ fn from_digest(
         list,
         records: answered.records,
         digest: Some(digest),
+        reused: true,
     }
 }
 
@@ -517,6 +533,7 @@ fn persist(
     list: &FetchedList,
     records: Vec<(String, UrlRecord)>,
     digest: Option<String>,
+    reused: bool,
 ) {
     // The cache keys URLs with their credentials redacted.
     let configured: BTreeSet<String> = opts
@@ -529,7 +546,7 @@ fn persist(
     // the check time. Compared in place: copying a 100k-entry cache to compare it was a
     // tenth of a no-op.
     if let Some(old) = &old {
-        if same_content(old, list, &records, digest.as_deref(), &configured) {
+        if same_content(old, list, &records, digest.as_deref(), &configured, reused) {
             match cache::confirm(&opts.state_dir) {
                 Ok(()) => tracing::debug!("the cached list is unchanged; recorded the check time"),
                 Err(e) => tracing::debug!("cannot record the check time: {e}"),
@@ -541,8 +558,8 @@ fn persist(
         source: list.source.clone(),
         etag: list.etag.clone(),
         fetched_at: cache::unix_secs(list.fetched_at),
-        ipv4: list.ranges.ipv4().to_vec(),
-        ipv6: list.ranges.ipv6().to_vec(),
+        ipv4: cache::Nets::List(list.ranges.ipv4().to_vec()),
+        ipv6: cache::Nets::List(list.ranges.ipv6().to_vec()),
         digest,
     });
     if let Some(old) = old {
@@ -564,22 +581,28 @@ fn persist(
 
 /// True when the cache [`persist`] would write differs from `old` at most in `fetched_at`:
 /// the same list, source, etag and digest, and the same URL records (every old one still
-/// configured, every new one equal to the old one of its URL).
+/// configured, every new one equal to the old one of its URL). `reused`: `list` is `old`'s
+/// own list (taken by its digest), so the lists are equal without comparing them.
 fn same_content(
     old: &Cache,
     list: &FetchedList,
     records: &[(String, UrlRecord)],
     digest: Option<&str>,
     configured: &BTreeSet<String>,
+    reused: bool,
 ) -> bool {
+    let same_list = || {
+        reused
+            || (old.list.ipv4.clone().parsed().as_deref() == Some(list.ranges.ipv4())
+                && old.list.ipv6.clone().parsed().as_deref() == Some(list.ranges.ipv6()))
+    };
     old.format == cache::FORMAT
         && old.list.source == list.source
         && old.list.etag == list.etag
         && old.list.digest.as_deref() == digest
-        && old.list.ipv4.as_slice() == list.ranges.ipv4()
-        && old.list.ipv6.as_slice() == list.ranges.ipv6()
         && old.urls.keys().all(|url| configured.contains(url))
         && records.iter().all(|(url, r)| old.urls.get(url) == Some(r))
+        && same_list()
 }
 
 #[cfg(test)]

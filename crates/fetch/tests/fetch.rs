@@ -902,7 +902,10 @@ fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
     assert_eq!(fetch(&o).expect("first").ranges, cloudflare());
     let json: serde_json::Value =
         serde_json::from_slice(&fs::read(cache_path(&state)).expect("cache")).expect("JSON");
-    assert_eq!(json["format"], 2);
+    assert_eq!(json["format"], 3);
+    assert!(json["list"]["ipv4"]
+        .as_str()
+        .is_some_and(|l| l.split(' ').count() == 15 && l.starts_with("103.21.244.0/22 ")));
     assert!(json["list"]["digest"]
         .as_str()
         .is_some_and(|d| d.starts_with("sha256:")));
@@ -934,6 +937,38 @@ fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
 }
 
 #[test]
+fn a_corrupt_list_under_a_matching_digest_is_not_used_and_the_body_is_parsed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let feed = dir.path().join("ips");
+    fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
+    let state = dir.path().join("state");
+    let o = opts(one(format!("file://{}", feed.display())), &state);
+    fetch(&o).expect("first");
+    // The list's text damaged, its digest kept: read only when used, and refused then.
+    let path = cache_path(&state);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&path).expect("cache")).expect("cache JSON");
+    json["list"]["ipv4"] = serde_json::json!("103.21.244.0/22 not-a-prefix");
+    fs::write(&path, serde_json::to_vec(&json).expect("JSON")).expect("write cache");
+    assert!(last_good(&state).expect("readable").is_none());
+    let (list, logs) = logged(|| fetch(&o).expect("second"));
+    assert_eq!(list.ranges, cloudflare(), "the body was parsed");
+    assert!(logs.contains("ignoring the corrupt cache"), "{logs}");
+    assert!(!logs.contains("match the cached list's digest"), "{logs}");
+    // ... and the cache written again, whole.
+    assert_eq!(
+        last_good(&state).expect("readable").expect("cached").ranges,
+        cloudflare()
+    );
+    // Offline, a corrupt cached list is not used either: the compiled-in list is.
+    fs::write(&path, serde_json::to_vec(&json).expect("JSON")).expect("write cache");
+    let mut offline = opts(one(format!("file://{}", feed.display())), &state);
+    offline.offline = true;
+    let (list, logs) = logged(|| fetch(&offline).expect("offline"));
+    assert_eq!(list.origin, Origin::Embedded, "{logs}");
+}
+
+#[test]
 fn a_cache_without_a_digest_is_parsed_as_before() {
     let dir = tempfile::tempdir().expect("tempdir");
     let feed = dir.path().join("ips");
@@ -956,7 +991,7 @@ fn a_cache_without_a_digest_is_parsed_as_before() {
     assert!(!logs.contains("digest"), "{logs}");
     let json: serde_json::Value =
         serde_json::from_slice(&fs::read(cache_path(&state)).expect("cache")).expect("JSON");
-    assert_eq!(json["format"], 2, "rewritten with the digest");
+    assert_eq!(json["format"], 3, "rewritten with the digest");
     assert!(json["list"]["digest"].is_string());
 }
 
