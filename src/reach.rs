@@ -386,6 +386,14 @@ impl Report {
     }
 }
 
+/// The nf_tables generation after one commit on top of `generation` (the kernel skips 0).
+fn next_generation(generation: u32) -> u32 {
+    match generation.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
 /// What a sync changed, when its backend committed only its own sets' elements on top of
 /// the generation it read ([`cf_allow_diff::Backend::elements_committed`]): a clean verdict
 /// recorded for that generation and the sets' old contents is carried over by evaluating
@@ -480,6 +488,13 @@ pub fn verdict(
     let carried = applied
         .zip(key.as_ref())
         .map(|((held, applied), key)| (held, applied, applied.from.unwrap_or(key.generation()), key))
+        // The ruleset now is the one the change left: nftables' batch moved the generation
+        // by one (a commit by anyone since then moves it further); ipset mode's change moved
+        // it not at all.
+        .filter(|(_, applied, from, key)| match applied.from {
+            Some(_) => key.generation() == next_generation(*from),
+            None => true,
+        })
         .filter(|(_, applied, from, key)| {
             crate::verdict_cache::carries_over(config, key, *from, applied.before)
         })
