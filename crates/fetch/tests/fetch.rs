@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -892,13 +892,20 @@ fn edit_cache(state: &Path, v4: &[&str], format: Option<u32>) {
     fs::write(&path, serde_json::to_vec(&json).expect("JSON")).expect("write cache");
 }
 
-#[test]
-fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
+/// A temp dir with Cloudflare's list as the file `ips`, a state dir beside it, and the
+/// options that fetch the file into it.
+fn cloudflare_file() -> (tempfile::TempDir, PathBuf, PathBuf, FetchOptions) {
     let dir = tempfile::tempdir().expect("tempdir");
     let feed = dir.path().join("ips");
     fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
     let state = dir.path().join("state");
     let o = opts(one(format!("file://{}", feed.display())), &state);
+    (dir, feed, state, o)
+}
+
+#[test]
+fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
+    let (_dir, feed, state, o) = cloudflare_file();
     assert_eq!(fetch(&o).expect("first").ranges, cloudflare());
     let json: serde_json::Value =
         serde_json::from_slice(&fs::read(cache_path(&state)).expect("cache")).expect("JSON");
@@ -938,11 +945,7 @@ fn an_unchanged_body_takes_the_cached_list_without_parsing_it_again() {
 
 #[test]
 fn a_corrupt_list_under_a_matching_digest_is_not_used_and_the_body_is_parsed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let feed = dir.path().join("ips");
-    fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
-    let state = dir.path().join("state");
-    let o = opts(one(format!("file://{}", feed.display())), &state);
+    let (_dir, feed, state, o) = cloudflare_file();
     fetch(&o).expect("first");
     // The list's text damaged, its digest kept: read only when used, and refused then.
     let path = cache_path(&state);
@@ -970,11 +973,7 @@ fn a_corrupt_list_under_a_matching_digest_is_not_used_and_the_body_is_parsed() {
 
 #[test]
 fn a_cache_without_a_digest_is_parsed_as_before() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let feed = dir.path().join("ips");
-    fs::write(&feed, ips_v4() + "\n" + &ips_v6()).expect("write feed");
-    let state = dir.path().join("state");
-    let o = opts(one(format!("file://{}", feed.display())), &state);
+    let (_dir, _feed, state, o) = cloudflare_file();
     fetch(&o).expect("first");
     edit_cache(&state, &["198.51.100.0/24"], Some(1));
     assert_eq!(

@@ -614,20 +614,9 @@ impl HostModel {
     /// True when every rule that matches the ipset `name` matches it on the packet's source
     /// alone (`--match-set NAME src`), as [`HostModel::looks_up_sources_only`] for nft sets.
     pub fn matches_ipset_sources_only(&self, name: &str) -> bool {
-        self.tables
-            .iter()
-            .flat_map(|t| t.chains.iter())
-            .flat_map(|c| c.rules.iter())
-            .flat_map(|r| r.conds.iter())
-            .all(|cd| match cd {
-                Cond::M(m) => match &m.rhs {
-                    Rhs::Ipset(n, dirs) if n == name => {
-                        matches!(dirs.as_slice(), [d] if d == "src")
-                    }
-                    _ => true,
-                },
-                _ => true,
-            })
+        crate::model::ipset_matches(&self.tables)
+            .filter(|(n, _)| *n == name)
+            .all(|(_, dirs)| matches!(dirs, [d] if d == "src"))
     }
 
     fn uses_key(&self, key: Key) -> bool {

@@ -263,6 +263,23 @@ pub(crate) struct Table {
     pub sets: HashMap<String, SetDef>,
 }
 
+/// Every match of an ipset in the rules of `tables`: its name and directions
+/// (`--match-set NAME src,dst`).
+pub(crate) fn ipset_matches(tables: &[Table]) -> impl Iterator<Item = (&str, &[String])> {
+    tables
+        .iter()
+        .flat_map(|t| t.chains.iter())
+        .flat_map(|c| c.rules.iter())
+        .flat_map(|r| r.conds.iter())
+        .filter_map(|cd| match cd {
+            Cond::M(Match {
+                rhs: Rhs::Ipset(name, dirs),
+                ..
+            }) => Some((name.as_str(), dirs.as_slice())),
+            _ => None,
+        })
+}
+
 impl Table {
     pub fn new(layer: Layer, family: TFam, name: &str) -> Table {
         Table {

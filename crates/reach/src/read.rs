@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use cf_allow_diff::Family;
 use serde_json::Value;
 
-use crate::model::{Cond, Interface, Layer, Rhs, TFam, Table};
+use crate::model::{Interface, Layer, TFam, Table};
 use crate::{ipt, nft, HostModel};
 
 /// How to read the host.
@@ -582,18 +582,8 @@ fn inert(t: &Table) -> bool {
 
 /// The names of the ipsets the rules match.
 fn matched_ipsets(tables: &[Table]) -> Vec<&str> {
-    let mut names: Vec<&str> = tables
-        .iter()
-        .flat_map(|t| t.chains.iter())
-        .flat_map(|c| c.rules.iter())
-        .flat_map(|r| r.conds.iter())
-        .filter_map(|cd| match cd {
-            Cond::M(m) => match &m.rhs {
-                Rhs::Ipset(name, _) => Some(name.as_str()),
-                _ => None,
-            },
-            _ => None,
-        })
+    let mut names: Vec<&str> = crate::model::ipset_matches(tables)
+        .map(|(name, _)| name)
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -601,15 +591,7 @@ fn matched_ipsets(tables: &[Table]) -> Vec<&str> {
 }
 
 fn uses_ipsets(tables: &[Table]) -> bool {
-    tables.iter().any(|t| {
-        t.chains.iter().any(|c| {
-            c.rules.iter().any(|r| {
-                r.conds
-                    .iter()
-                    .any(|cd| matches!(cd, Cond::M(m) if matches!(m.rhs, Rhs::Ipset(..))))
-            })
-        })
-    })
+    crate::model::ipset_matches(tables).next().is_some()
 }
 
 pub(crate) fn from_sources(s: &Sources, opts: &ReadOptions) -> HostModel {
