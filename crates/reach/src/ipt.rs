@@ -204,7 +204,7 @@ fn l4proto(p: u8, neg: bool, text: String) -> Cond {
         None,
         None,
         neg,
-        vec![smallvec::smallvec![Atom::Num(p as u128, p as u128)]],
+        vec![vec![Atom::Num(p as u128, p as u128)]],
         text,
     )
 }
@@ -242,7 +242,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 };
                 match v
                     .split(',')
-                    .map(|x| addr_atom(x, family).map(|a| smallvec::smallvec![a]))
+                    .map(|x| addr_atom(x, family).map(|a| vec![a]))
                     .collect::<Option<Vec<_>>>()
                 {
                     Some(elems) => conds.push(one(key, None, None, neg, elems, text(&v))),
@@ -283,7 +283,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     None,
                     None,
                     neg,
-                    vec![smallvec::smallvec![Atom::Str(pat)]],
+                    vec![vec![Atom::Str(pat)]],
                     text(&v),
                 ));
             }
@@ -342,7 +342,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                                 None,
                                 None,
                                 false,
-                                vec![smallvec::smallvec![Atom::Bool(!invert)]],
+                                vec![vec![Atom::Bool(!invert)]],
                                 text,
                             ));
                         }
@@ -358,14 +358,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     Key::Sport
                 };
                 match port_atom(&v) {
-                    Some(p) => conds.push(one(
-                        key,
-                        None,
-                        proto,
-                        neg,
-                        vec![smallvec::smallvec![p]],
-                        text(&v),
-                    )),
+                    Some(p) => conds.push(one(key, None, proto, neg, vec![vec![p]], text(&v))),
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
@@ -378,7 +371,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 };
                 match v
                     .split(',')
-                    .map(|x| port_atom(x).map(|a| smallvec::smallvec![a]))
+                    .map(|x| port_atom(x).map(|a| vec![a]))
                     .collect::<Option<Vec<_>>>()
                 {
                     Some(elems) => conds.push(one(key, None, proto, neg, elems, text(&v))),
@@ -389,7 +382,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 let v = next(&mut i).cloned().unwrap_or_default();
                 let elems = v
                     .split(',')
-                    .map(|s| smallvec::smallvec![Atom::Str(s.to_ascii_lowercase())])
+                    .map(|s| vec![Atom::Str(s.to_ascii_lowercase())])
                     .collect();
                 conds.push(one(Key::CtState, None, None, neg, elems, text(&v)));
             }
@@ -400,7 +393,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     None,
                     None,
                     neg,
-                    vec![smallvec::smallvec![Atom::Str(v.to_ascii_lowercase())]],
+                    vec![vec![Atom::Str(v.to_ascii_lowercase())]],
                     text(&v),
                 ));
             }
@@ -412,7 +405,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                         None,
                         None,
                         neg,
-                        vec![smallvec::smallvec![p]],
+                        vec![vec![p]],
                         text(&v),
                     )),
                     None => conds.push(Cond::Unknown(text(&v))),
@@ -427,14 +420,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     Key::Saddr
                 };
                 match addr_atom(&v, family) {
-                    Some(at) => conds.push(one(
-                        key,
-                        None,
-                        None,
-                        neg,
-                        vec![smallvec::smallvec![at]],
-                        text(&v),
-                    )),
+                    Some(at) => conds.push(one(key, None, None, neg, vec![vec![at]], text(&v))),
                     None => conds.push(Cond::Unknown(text(&v))),
                 }
             }
@@ -466,7 +452,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                 let v = next(&mut i).cloned().unwrap_or_default();
                 let elems = v
                     .split(',')
-                    .map(|s| smallvec::smallvec![Atom::Str(s.to_ascii_lowercase())])
+                    .map(|s| vec![Atom::Str(s.to_ascii_lowercase())])
                     .collect();
                 conds.push(one(Key::FibDaddrType, None, None, neg, elems, text(&v)));
             }
@@ -478,7 +464,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                     None,
                     Some(6),
                     neg,
-                    vec![smallvec::smallvec![Atom::Num(0x02, 0x02)]],
+                    vec![vec![Atom::Num(0x02, 0x02)]],
                     text(""),
                 ));
             }
@@ -508,7 +494,7 @@ fn parse_rule(t: &Table, chain: &str, line: &str, args: &[String], family: Famil
                         None,
                         Some(6),
                         neg,
-                        vec![smallvec::smallvec![Atom::Num(val as u128, val as u128)]],
+                        vec![vec![Atom::Num(val as u128, val as u128)]],
                         text(&format!("{m} {v}")),
                     )),
                     _ => conds.push(Cond::Unknown(text(&format!("{m} {v}")))),
@@ -717,7 +703,7 @@ fn ipset_elem(set: &Ipset, entry: &str) -> Option<Elem> {
     if parts.len() != set.kinds.len() {
         return None;
     }
-    let mut out = Elem::new();
+    let mut out = Vec::new();
     for (k, p) in set.kinds.iter().zip(parts) {
         match k {
             IpsetKind::Addr => {

@@ -3,9 +3,7 @@
 
 use cf_allow_diff::{Family, RangeSet};
 
-use crate::model::{
-    Action, Atom, Comp, Cond, Elem, Hook, Key, Layer, Match, Rhs, Rule, TFam, Table,
-};
+use crate::model::{Action, Atom, Comp, Cond, Hook, Key, Layer, Match, Rhs, Rule, TFam, Table};
 use crate::space::net_span;
 use crate::HostModel;
 
@@ -96,7 +94,7 @@ pub enum CfLayer {
     },
 }
 
-fn m(key: Key, fam: Option<Family>, proto: Option<u8>, elems: Vec<Elem>, text: &str) -> Cond {
+fn m(key: Key, fam: Option<Family>, proto: Option<u8>, elems: Vec<Vec<Atom>>, text: &str) -> Cond {
     Cond::M(Match {
         comps: vec![Comp { key, fam, proto }],
         neg: false,
@@ -111,7 +109,7 @@ fn prefix(dnat: bool) -> Vec<Cond> {
         Key::L4proto,
         None,
         None,
-        vec![smallvec::smallvec![Atom::Num(6, 6)]],
+        vec![vec![Atom::Num(6, 6)]],
         "meta l4proto tcp",
     )];
     if dnat {
@@ -119,14 +117,14 @@ fn prefix(dnat: bool) -> Vec<Cond> {
             Key::CtDirection,
             None,
             None,
-            vec![smallvec::smallvec![Atom::Str("original".into())]],
+            vec![vec![Atom::Str("original".into())]],
             "ct direction original",
         ));
         c.push(m(
             Key::CtStatus,
             None,
             None,
-            vec![smallvec::smallvec![Atom::Str("dnat".into())]],
+            vec![vec![Atom::Str("dnat".into())]],
             "ct status dnat",
         ));
     }
@@ -140,7 +138,7 @@ fn ports_cond(ports: &[u16], dnat: bool) -> Option<Cond> {
     }
     let elems = ports
         .iter()
-        .map(|&p| smallvec::smallvec![Atom::Num(p as u128, p as u128)])
+        .map(|&p| vec![Atom::Num(p as u128, p as u128)])
         .collect();
     Some(if dnat {
         m(
@@ -174,11 +172,11 @@ fn cf_rules(
     let mut rules = Vec::new();
     let what = if dnat { " of DNAT'd connections" } else { "" };
     for &f in fams {
-        let elems: Vec<Elem> = ranges
+        let elems: Vec<Vec<Atom>> = ranges
             .iter_family(f)
             .map(|n| {
                 let (lo, hi) = net_span(&n);
-                smallvec::smallvec![Atom::Num(lo, hi)]
+                vec![Atom::Num(lo, hi)]
             })
             .collect();
         if elems.is_empty() {

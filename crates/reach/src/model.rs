@@ -174,9 +174,7 @@ pub(crate) enum Atom {
     Bool(bool),
 }
 
-/// Held inline when it has one component (a set of addresses: 100k elements were 100k
-/// allocations to make and free).
-pub(crate) type Elem = smallvec::SmallVec<[Atom; 1]>;
+pub(crate) type Elem = Vec<Atom>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Rhs {

@@ -185,7 +185,7 @@ fn elem(v: &Value) -> Option<Elem> {
     if let Some(parts) = v.get("concat").and_then(Value::as_array) {
         return parts.iter().map(atom).collect();
     }
-    Some(smallvec::smallvec![atom(v)?])
+    Some(vec![atom(v)?])
 }
 
 fn atom(v: &Value) -> Option<Atom> {
@@ -483,7 +483,7 @@ fn parse_match(m: &Value) -> Cond {
                 values
                     .into_iter()
                     .filter(|v| v & !mask == 0 || any)
-                    .map(|v| smallvec::smallvec![Atom::Num(v as u128, v as u128)])
+                    .map(|v| vec![Atom::Num(v as u128, v as u128)])
                     .collect(),
             ),
             text,
@@ -514,7 +514,7 @@ fn parse_match(m: &Value) -> Cond {
                 ">" => (v.saturating_add(1), max),
                 _ => (v, max),
             };
-            elems = vec![smallvec::smallvec![Atom::Num(span.0, span.1)]];
+            elems = vec![vec![Atom::Num(span.0, span.1)]];
             false
         }
         _ => return Cond::Unknown(text),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cf_allow_diff::Family;
 
-use crate::model::{Action, Atom, Cond, Elem, IpsetKind, Rhs, VmapRhs};
+use crate::model::{Action, Atom, Cond, IpsetKind, Rhs, VmapRhs};
 use crate::space::{addr_value, span_to_nets};
 use crate::{HostModel, RuleRef};
 
@@ -108,7 +108,7 @@ impl HostSet {
     }
 }
 
-fn addr_spans(family: Option<Family>, elems: &[Elem]) -> Vec<AddrSpan> {
+fn addr_spans(family: Option<Family>, elems: &[Vec<Atom>]) -> Vec<AddrSpan> {
     let Some(family) = family else {
         return Vec::new();
     };

@@ -240,7 +240,7 @@ fn range_elems(ranges: &[(IpAddr, IpAddr)]) -> Vec<crate::model::Elem> {
     ranges
         .iter()
         .map(|(first, last)| {
-            smallvec::smallvec![crate::model::Atom::Num(
+            vec![crate::model::Atom::Num(
                 crate::space::addr_value(*first),
                 crate::space::addr_value(*last),
             )]
