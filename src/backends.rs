@@ -37,6 +37,11 @@ impl BackendKind {
     }
 }
 
+/// True when `kind` with `config` keeps the ranges in ipsets (`iptables.ipset`).
+pub fn ipset_mode(kind: BackendKind, config: &Config) -> bool {
+    kind == BackendKind::Iptables && config.iptables.ipset
+}
+
 /// The backend chosen by the flag, else the config, else detection (see [`detect`]).
 pub fn choose(flag: Option<BackendKind>, config: &Config) -> Result<BackendKind> {
     if let Some(kind) = flag.or(config.backend) {

@@ -386,14 +386,6 @@ impl Report {
     }
 }
 
-/// The nf_tables generation after one commit on top of `generation` (the kernel skips 0).
-fn next_generation(generation: u32) -> u32 {
-    match generation.wrapping_add(1) {
-        0 => 1,
-        n => n,
-    }
-}
-
 /// What a sync changed, when its backend committed only its own sets' elements on top of
 /// the generation it read ([`cf_allow_diff::Backend::elements_committed`]): a clean verdict
 /// recorded for that generation and the sets' old contents is carried over by evaluating
@@ -453,7 +445,7 @@ pub fn verdict(
     // In ipset mode, right after a sync cf-allow's ipsets hold exactly its list: with no
     // rule matching another ipset, nothing the verdict depends on changes without a new
     // generation, and the verdict may be recorded for the next such sync.
-    let ipset_mode = kind == BackendKind::Iptables && config.iptables.ipset;
+    let ipset_mode = crate::backends::ipset_mode(kind, config);
     // (`status` reads cf-allow's ipsets like any other: it neither reuses nor records.)
     let key = match state {
         State::Synced(held, _) if ipset_mode && *held != probe.ranges => None,
@@ -477,10 +469,9 @@ pub fn verdict(
     // Right after cf-allow changed only its own sets' elements, a clean verdict of the
     // generation before carries over when the changed ranges are clean too; they are
     // evaluated on a model whose cf-allow sets hold only the added ranges.
+    // (In ipset mode there is a key only when the sets hold the probe's ranges.)
     let applied = match &state {
-        State::Synced(held, Some(applied))
-            if kind == BackendKind::Nftables || (ipset_mode && **held == probe.ranges) =>
-        {
+        State::Synced(held, Some(applied)) if kind == BackendKind::Nftables || ipset_mode => {
             Some((*held, *applied))
         }
         _ => None,
@@ -492,7 +483,7 @@ pub fn verdict(
         // by one (a commit by anyone since then moves it further); ipset mode's change moved
         // it not at all.
         .filter(|(_, applied, from, key)| match applied.from {
-            Some(_) => key.generation() == next_generation(*from),
+            Some(_) => key.generation() == cf_allow_nftables::next_generation(*from),
             None => true,
         })
         .filter(|(_, applied, from, key)| {
@@ -545,7 +536,7 @@ pub fn verdict(
         State::Now(_) | State::Synced(..) if kind == BackendKind::Nftables => {
             read_now_nftables(opts, &network, config, None)
         }
-        State::Synced(held, _) if kind == BackendKind::Iptables && config.iptables.ipset => {
+        State::Synced(held, _) if ipset_mode => {
             tracing::debug!(
                 "reachability: cf-allow's ipsets taken from the sync ({} members); other ipsets saved one by one",
                 held.len()

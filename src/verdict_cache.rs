@@ -236,9 +236,7 @@ pub fn carries_over(
     let clean = doc
         .get("verdict")
         .and_then(Verdict::from_json)
-        .is_some_and(|v| {
-            v.reachable && v.blocked.is_empty() && v.unknown.is_empty() && v.exposed.is_empty()
-        });
+        .is_some_and(|v| v.is_clean());
     clean
         && doc["warnings"].as_array().is_some_and(Vec::is_empty)
         && doc["base"].as_str() == Some(key.base.as_str())

@@ -78,10 +78,9 @@ fn sync(
     // What changed, for a verdict that carries over (see `reach::Applied`): nftables says
     // whether its batch held set elements only; ipset mode commits nothing to nf_tables,
     // which the verdict cache's generation check proves.
-    let ipset_mode = kind == backends::BackendKind::Iptables && config.iptables.ipset;
     let from = match backend.elements_committed() {
         Some(generation) => Some(Some(generation)),
-        None if ipset_mode => Some(None),
+        None if backends::ipset_mode(kind, &config) => Some(None),
         None => None,
     };
     let applied = from

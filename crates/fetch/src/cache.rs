@@ -69,9 +69,9 @@ pub(crate) enum Nets<T> {
 impl<T: OfFamily> Nets<T> {
     /// The prefixes; `None` when the text holds something that is not a prefix of `T`'s
     /// family (a corrupt cache).
-    pub fn parsed(self) -> Option<Vec<T>> {
+    pub fn parsed(&self) -> Option<Vec<T>> {
         match self {
-            Nets::List(nets) => Some(nets),
+            Nets::List(nets) => Some(nets.clone()),
             Nets::Text(text) => text
                 .split(' ')
                 .filter(|t| !t.is_empty())
@@ -322,14 +322,8 @@ mod tests {
         let back = load(&state).expect("readable").expect("present");
         // Read back as text, which parses to the list written.
         assert_eq!(back.list.ipv4, Nets::Text("104.16.0.0/13".into()));
-        assert_eq!(
-            back.list.ipv4.clone().parsed(),
-            cache.list.ipv4.clone().parsed()
-        );
-        assert_eq!(
-            back.list.ipv6.clone().parsed(),
-            cache.list.ipv6.clone().parsed()
-        );
+        assert_eq!(back.list.ipv4.parsed(), cache.list.ipv4.parsed());
+        assert_eq!(back.list.ipv6.parsed(), cache.list.ipv6.parsed());
         assert_eq!(back.urls, cache.urls);
         assert_eq!(back.list.digest, cache.list.digest);
         let names: Vec<_> = fs::read_dir(&state)
@@ -396,7 +390,7 @@ mod tests {
         )
         .expect("write");
         let good = load(dir.path()).expect("readable").expect("present");
-        assert_eq!(good.list.ipv4.clone().parsed().map(|v| v.len()), Some(2));
+        assert_eq!(good.list.ipv4.parsed().map(|v| v.len()), Some(2));
         assert_eq!(
             good.list.ipv6,
             Nets::List(vec!["2001:db8::/32".parse::<Ipv6Net>().expect("v6")])
@@ -413,8 +407,8 @@ mod tests {
         )
         .expect("write");
         let good = load(dir.path()).expect("readable").expect("present");
-        assert_eq!(good.list.ipv4.clone().parsed().map(|v| v.len()), Some(2));
-        assert_eq!(good.list.ipv6.clone().parsed(), Some(vec![]));
+        assert_eq!(good.list.ipv4.parsed().map(|v| v.len()), Some(2));
+        assert_eq!(good.list.ipv6.parsed(), Some(vec![]));
         // Read as text, the list is checked where it is used: `last_good` (and the
         // fallback, and a fetch whose bodies match its digest) refuse it then.
         for (v4, v6) in [

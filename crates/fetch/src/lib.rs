@@ -229,13 +229,12 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
 /// The last good list from `state_dir` (origin `cache`), for `status`. `Ok(None)` when none is
 /// cached or the cache is corrupt (with a warning).
 pub fn last_good(state_dir: &Path) -> Result<Option<FetchedList>, FetchError> {
-    Ok(cache::load(state_dir)?.and_then(|c| from_cache(c.list, state_dir)))
+    Ok(cache::load(state_dir)?.and_then(|c| from_cache(&c.list, state_dir)))
 }
 
 /// The cached list; `None` (with a warning) when its text holds something that is not a
 /// prefix of its family (the cache is corrupt).
-fn from_cache(list: CachedList, state_dir: &Path) -> Option<FetchedList> {
-    let fetched_at = list.fetched_at();
+fn from_cache(list: &CachedList, state_dir: &Path) -> Option<FetchedList> {
     let (Some(ipv4), Some(ipv6)) = (list.ipv4.parsed(), list.ipv6.parsed()) else {
         tracing::warn!(
             "ignoring the corrupt cache {}: its list holds something that is not a prefix",
@@ -244,22 +243,18 @@ fn from_cache(list: CachedList, state_dir: &Path) -> Option<FetchedList> {
         return None;
     };
     Some(FetchedList {
-        fetched_at,
+        fetched_at: list.fetched_at(),
         // Sorted and deduplicated again: a hand-edited cache cannot break the set's order.
-        ranges: RangeSet::exact(
-            ipv4.into_iter()
-                .map(IpNet::V4)
-                .chain(ipv6.into_iter().map(IpNet::V6)),
-        ),
-        source: list.source,
-        etag: list.etag,
+        ranges: RangeSet::exact_families(ipv4, ipv6),
+        source: list.source.clone(),
+        etag: list.etag.clone(),
         origin: Origin::Cache,
     })
 }
 
 /// The cache if it still passes validation, else the embedded list; warns which and how old.
 fn fall_back(opts: &FetchOptions, cache: Option<Cache>, why: &str) -> FetchedList {
-    if let Some(list) = cache.and_then(|c| from_cache(c.list, &opts.state_dir)) {
+    if let Some(list) = cache.and_then(|c| from_cache(&c.list, &opts.state_dir)) {
         match validate::recheck(&list.ranges, &opts.validation) {
             Ok(()) => {
                 tracing::warn!(
@@ -401,7 +396,7 @@ async fn try_alternative(
     if let (Some(digest), Some(cache)) = (&digest, cache) {
         if cache.list.digest.as_ref() == Some(digest) && cache.list.source == source {
             // A corrupt cached list: the bodies are parsed as if it were not there.
-            if let Some(list) = from_cache(cache.list.clone(), &opts.state_dir) {
+            if let Some(list) = from_cache(&cache.list, &opts.state_dir) {
                 return Ok(from_digest(answers, cache, list, source, digest.clone()));
             }
         }
@@ -593,8 +588,8 @@ fn same_content(
 ) -> bool {
     let same_list = || {
         reused
-            || (old.list.ipv4.clone().parsed().as_deref() == Some(list.ranges.ipv4())
-                && old.list.ipv6.clone().parsed().as_deref() == Some(list.ranges.ipv6()))
+            || (old.list.ipv4.parsed().as_deref() == Some(list.ranges.ipv4())
+                && old.list.ipv6.parsed().as_deref() == Some(list.ranges.ipv6()))
     };
     old.format == cache::FORMAT
         && old.list.source == list.source

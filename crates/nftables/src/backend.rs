@@ -714,10 +714,7 @@ impl Backend for NftablesBackend {
         }
         nl.commit(&changes)?;
         // Only this batch committed since the read: the sets now hold exactly `after`.
-        let next = match state.generation.wrapping_add(1) {
-            0 => 1,
-            n => n,
-        };
+        let next = crate::next_generation(state.generation);
         let only_this_batch = state.consistent && nl.generation()? == next;
         for repair in &repairs {
             tracing::debug!(repair = %repair, "nftables: repaired");

@@ -281,7 +281,7 @@ impl Iterator for Prefixes {
     }
 }
 
-fn addr_bytes(addr: IpAddr) -> Key {
+pub(crate) fn addr_bytes(addr: IpAddr) -> Key {
     match addr {
         IpAddr::V4(a) => Key::of(a.octets()),
         IpAddr::V6(a) => Key::of(a.octets()),

@@ -80,6 +80,15 @@ impl std::fmt::Display for RulesetStamp {
     }
 }
 
+/// The nf_tables generation after one commit on top of `generation` (the kernel's counter
+/// skips 0 when it wraps).
+pub fn next_generation(generation: u32) -> u32 {
+    match generation.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
 /// The stamp of the ruleset now; `Err` when nf_tables cannot be asked, or the boot or the
 /// namespace cannot be told apart (kernels before 5.14 have no namespace cookie).
 pub fn ruleset_stamp() -> Result<RulesetStamp, Error> {

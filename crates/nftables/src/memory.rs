@@ -130,10 +130,7 @@ impl RecordedSet {
     /// The range holding `addr` with its index, found by a binary search over the first
     /// addresses (the ranges are sorted and do not overlap): no decoding of the others.
     pub fn holding(&self, addr: IpAddr) -> Option<(usize, StoredRange)> {
-        let key: Vec<u8> = match addr {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        };
+        let key = crate::intervals::addr_bytes(addr);
         if key.len() != self.key_len {
             return None;
         }

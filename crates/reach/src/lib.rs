@@ -162,11 +162,7 @@ impl HostModel {
             lockdown: probe.lockdown,
         };
         let partial = eval::evaluate(self, &change, Some(removed));
-        let clean = partial.reachable
-            && partial.blocked.is_empty()
-            && partial.unknown.is_empty()
-            && partial.exposed.is_empty();
-        clean.then(|| Verdict {
+        partial.is_clean().then(|| Verdict {
             checked: Checked {
                 ranges: probe.ranges.len(),
                 ports: probe.ports.clone(),
@@ -290,6 +286,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Reachable, with nothing blocked, unknown or exposed.
+    pub fn is_clean(&self) -> bool {
+        self.reachable
+            && self.blocked.is_empty()
+            && self.unknown.is_empty()
+            && self.exposed.is_empty()
+    }
+
     /// The `reachability` JSON object of `sync --json` / `status --json`.
     pub fn to_json(&self) -> serde_json::Value {
         report::to_json(self)
