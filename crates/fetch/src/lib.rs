@@ -182,7 +182,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchedList, FetchError> {
     if alternatives.is_empty() {
         return Err(FetchError::NoSources);
     }
-    let transport = Transport::new(opts)?;
+    let transport = Transport::new(opts);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,6 +2,7 @@
 //! retries, or a local `file://` path.
 
 use std::io::Read;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -32,6 +33,8 @@ pub(crate) enum Failure {
     Unreachable(String),
     /// The source answered badly; `retryable` for 5xx and 429.
     Answered { problem: Problem, retryable: bool },
+    /// The HTTP client could not be set up (no request was made).
+    Client(String),
 }
 
 impl Failure {
@@ -46,6 +49,7 @@ impl Failure {
         match self {
             Failure::Unreachable(_) => true,
             Failure::Answered { retryable, .. } => *retryable,
+            Failure::Client(_) => false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Failure {
                 url: url.to_string(),
                 problem,
             },
+            Failure::Client(reason) => FetchError::Client(reason),
         }
     }
 }
@@ -67,12 +72,14 @@ impl Failure {
 /// The most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
-/// An HTTP client configured from [`FetchOptions`].
+/// An HTTP client configured from [`FetchOptions`]. Each client is built on its first request
+/// (a TLS configuration with its roots is not free): a `file://` source needs neither, an
+/// https source only the first.
 pub(crate) struct Transport {
     /// Honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` from the environment.
-    client: reqwest::Client,
+    client: OnceLock<reqwest::Client>,
     /// For loopback hosts, which never go through a proxy.
-    direct: reqwest::Client,
+    direct: OnceLock<reqwest::Client>,
     timeout: Duration,
     connect_timeout: Duration,
     max_body_bytes: u64,
@@ -81,26 +88,38 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub fn new(opts: &FetchOptions) -> Result<Transport, FetchError> {
-        let connect_timeout = opts.connect_timeout.min(opts.timeout);
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(crate::USER_AGENT)
-                .timeout(opts.timeout)
-                .connect_timeout(connect_timeout)
-                .redirect(redirect::Policy::custom(redirect_policy))
-                .use_rustls_tls()
-        };
-        let failed = |e: reqwest::Error| FetchError::Client(innermost(&e));
-        Ok(Transport {
-            client: builder().build().map_err(failed)?,
-            direct: builder().no_proxy().build().map_err(failed)?,
+    pub fn new(opts: &FetchOptions) -> Transport {
+        Transport {
+            client: OnceLock::new(),
+            direct: OnceLock::new(),
             timeout: opts.timeout,
-            connect_timeout,
+            connect_timeout: opts.connect_timeout.min(opts.timeout),
             max_body_bytes: opts.max_body_bytes,
             retries: opts.retries,
             retry_backoff: opts.retry_backoff,
-        })
+        }
+    }
+
+    /// The client for `url`: loopback hosts never go through a proxy.
+    fn client_for(&self, url: &Url) -> Result<&reqwest::Client, Failure> {
+        let direct = is_loopback(url);
+        let cell = if direct { &self.direct } else { &self.client };
+        if let Some(client) = cell.get() {
+            return Ok(client);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(crate::USER_AGENT)
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .redirect(redirect::Policy::custom(redirect_policy))
+            .use_rustls_tls();
+        if direct {
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Failure::Client(innermost(&e)))?;
+        Ok(cell.get_or_init(|| client))
     }
 
     /// Gets `url`, retrying transport errors, 5xx and 429 with exponential backoff.
@@ -122,7 +141,7 @@ impl Transport {
                 Err(failure) if failure.retryable() && attempt < self.retries => {
                     let wait = self.retry_backoff.saturating_mul(1 << attempt.min(16));
                     let reason = match &failure {
-                        Failure::Unreachable(reason) => reason.clone(),
+                        Failure::Unreachable(reason) | Failure::Client(reason) => reason.clone(),
                         Failure::Answered { problem, .. } => problem.to_string(),
                     };
                     tracing::info!(
@@ -139,12 +158,8 @@ impl Transport {
     }
 
     async fn get_once(&self, url: Url, if_none_match: Option<&str>) -> Result<Answer, Failure> {
-        let client = if is_loopback(&url) {
-            &self.direct
-        } else {
-            &self.client
-        };
-        let mut request = client
+        let mut request = self
+            .client_for(&url)?
             .get(url.clone())
             .header(ACCEPT, "application/json, text/plain;q=0.9, */*;q=0.1");
         if let Some(tag) = if_none_match {

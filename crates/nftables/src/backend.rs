@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use cf_allow_diff::{Backend, Family, Inspection, IpNet, Placement, Plan, RangeSet};
+use cf_allow_diff::{
+    Backend, Family, Inspection, IpNet, Ipv4Net, Ipv6Net, Placement, Plan, RangeSet,
+};
 
 use crate::error::Error;
 use crate::forward::{self, Forward};
@@ -91,14 +93,20 @@ enum Contents {
 }
 
 impl Contents {
-    /// The minimal prefixes of every range, in order.
-    fn prefixes(&self) -> Box<dyn Iterator<Item = IpNet> + '_> {
+    /// Pushes the minimal prefixes of every range, in order, onto its family's vector (a
+    /// plain loop per kind of contents: a boxed iterator cost a dynamic call per prefix).
+    fn push_prefixes(&self, v4: &mut Vec<Ipv4Net>, v6: &mut Vec<Ipv6Net>) {
+        let mut push = |net| match net {
+            IpNet::V4(n) => v4.push(n),
+            IpNet::V6(n) => v6.push(n),
+        };
         match self {
-            Contents::Read(ranges) => Box::new(ranges.iter().flat_map(StoredRange::prefixes)),
-            Contents::Recorded(set) => Box::new(
-                set.bounds()
-                    .flat_map(|(first, last)| crate::intervals::prefixes_of_range(first, last)),
-            ),
+            Contents::Read(ranges) => ranges.iter().flat_map(StoredRange::prefixes).for_each(push),
+            Contents::Recorded(set) => {
+                for (first, last) in set.bounds() {
+                    crate::intervals::prefixes_of_range(first, last).for_each(&mut push);
+                }
+            }
         }
     }
 
@@ -628,12 +636,7 @@ impl Backend for NftablesBackend {
         let mut v4 = Vec::with_capacity(state.v4.as_ref().map_or(0, Contents::len));
         let mut v6 = Vec::with_capacity(state.v6.as_ref().map_or(0, Contents::len));
         for contents in state.v4.iter().chain(state.v6.iter()) {
-            for net in contents.prefixes() {
-                match net {
-                    IpNet::V4(n) => v4.push(n),
-                    IpNet::V6(n) => v6.push(n),
-                }
-            }
+            contents.push_prefixes(&mut v4, &mut v6);
         }
         let ranges = RangeSet::exact_families(v4, v6);
         let present = if self.settings.into.is_some() {
