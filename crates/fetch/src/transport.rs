@@ -127,7 +127,7 @@ impl Transport {
         let parsed = Url::parse(url)
             .map_err(|e| Failure::problem(Problem::UnsupportedUrl(e.to_string())))?;
         match parsed.scheme() {
-            "file" => return read_file_within(&parsed, self.max_body_bytes, self.timeout),
+            "file" => return read_file_within(&parsed, self.max_body_bytes, self.timeout).await,
             "http" | "https" => {}
             other => {
                 return Err(Failure::problem(Problem::UnsupportedUrl(format!(
@@ -299,18 +299,24 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 /// [`read_file`] bounded by `timeout`: a FIFO nobody writes to, or a hung network file
 /// system, ends as a timeout instead of holding the run lock forever. (The reading thread
 /// stays blocked until the process exits; nothing else waits for it.)
-fn read_file_within(url: &Url, limit: u64, timeout: Duration) -> Result<Answer, Failure> {
-    let (tx, rx) = std::sync::mpsc::channel();
+async fn read_file_within(url: &Url, limit: u64, timeout: Duration) -> Result<Answer, Failure> {
+    // Read on a thread of its own, so that a FIFO or a hung file system costs the timeout,
+    // not the run, and the other URLs of the alternative are fetched meanwhile.
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let owned = url.clone();
     std::thread::spawn(move || {
         let _ = tx.send(read_file(&owned, limit));
     });
-    rx.recv_timeout(timeout).unwrap_or_else(|_| {
-        Err(Failure::problem(Problem::Unreadable(format!(
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err(Failure::problem(Problem::Unreadable(
+            "the thread reading it stopped without an answer".into(),
+        ))),
+        Err(_) => Err(Failure::problem(Problem::Unreadable(format!(
             "nothing could be read within timeout_secs ({}); is it a FIFO or on a hung file system?",
             format_duration(timeout)
-        ))))
-    })
+        )))),
+    }
 }
 
 fn read_file(url: &Url, limit: u64) -> Result<Answer, Failure> {
@@ -321,7 +327,10 @@ fn read_file(url: &Url, limit: u64) -> Result<Answer, Failure> {
     })?;
     let unreadable = |e: std::io::Error| Failure::problem(Problem::Unreadable(e.to_string()));
     let file = std::fs::File::open(&path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
+    // Sized from the file's length (`take` hides it from `read_to_end`, which would grow the
+    // buffer by doubling, copying a 100k-line list a dozen times); one byte more shows the end.
+    let size = file.metadata().map_or(0, |m| m.len()).min(limit);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;

@@ -215,9 +215,51 @@ fn text_lists_are_merged_and_answered_from_the_cache_on_304() {
     assert_eq!(second.ranges, first.ranges);
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
-    assert_eq!(requests[2].header("if-none-match"), Some("\"v4-1\""));
-    assert_eq!(requests[3].header("if-none-match"), Some("W/\"v6-1\""));
+    // The two URLs are fetched at once, so the second round's requests come in either order.
+    let tag_sent = |path: &str| {
+        requests[2..]
+            .iter()
+            .find(|r| r.path == path)
+            .and_then(|r| r.header("if-none-match"))
+    };
+    assert_eq!(tag_sent("/ips-v4"), Some("\"v4-1\""));
+    assert_eq!(tag_sent("/ips-v6"), Some("W/\"v6-1\""));
     assert!(!cache_after_first.is_empty());
+}
+
+#[test]
+fn the_urls_of_a_merged_alternative_are_fetched_at_once() {
+    // /ips-v4 is answered only once /ips-v6 has been asked for (or after 10 s): fetched one
+    // after the other, the first request would wait out the 10 s and `overlapped` stay false.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v6_asked = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let overlapped = Arc::new(Mutex::new(false));
+    let (asked, seen) = (Arc::clone(&v6_asked), Arc::clone(&overlapped));
+    let server = Server::start(move |req| {
+        let (flag, wake) = &*asked;
+        if req.path == "/ips-v6" {
+            *flag.lock().expect("lock") = true;
+            wake.notify_all();
+            return Reply::ok("text/plain", ips_v6());
+        }
+        let guard = flag.lock().expect("lock");
+        let (guard, _) = wake
+            .wait_timeout_while(guard, Duration::from_secs(10), |asked| !*asked)
+            .expect("wait");
+        *seen.lock().expect("lock") = *guard;
+        Reply::ok("text/plain", ips_v4())
+    });
+    let mut o = opts(
+        vec![vec![server.url("/ips-v4"), server.url("/ips-v6")]],
+        dir.path(),
+    );
+    o.timeout = Duration::from_secs(20);
+    let list = fetch(&o).expect("fetch");
+    assert_eq!(list.ranges, cloudflare());
+    assert!(
+        *overlapped.lock().expect("lock"),
+        "/ips-v4 was answered before /ips-v6 was asked for: the URLs were fetched one by one"
+    );
 }
 
 #[test]
