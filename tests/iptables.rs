@@ -284,9 +284,9 @@ fn killed_sync_is_old_or_new(variant: &str, ipset: bool) {
         } else {
             std::thread::sleep(Duration::from_millis(round * 2));
         }
-        let pgid = child.id() as i32;
-        // SAFETY: signals only the process group of the child this test started.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let pgid = child.id();
+        // Signals only the process group of the child this test started.
+        cf_allow_testkit::kill_process_group(pgid);
         let _ = child.wait();
         wait_for_group_exit(pgid, Duration::from_secs(5));
         let now = state();
@@ -368,7 +368,7 @@ fn in_place_step(old: &[String], new: &[String], now: &[String]) -> Result<(), S
 
 /// Waits until no process of the group `pgid` is left running (a killed child may still be
 /// finishing the syscall it was in), so the state read next is final. Zombies count as gone.
-fn wait_for_group_exit(pgid: i32, limit: Duration) {
+fn wait_for_group_exit(pgid: u32, limit: Duration) {
     let start = std::time::Instant::now();
     while group_is_running(pgid) && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(1));
@@ -376,7 +376,7 @@ fn wait_for_group_exit(pgid: i32, limit: Duration) {
 }
 
 /// Whether a process of the group `pgid` exists that is not a zombie (from `/proc/*/stat`).
-fn group_is_running(pgid: i32) -> bool {
+fn group_is_running(pgid: u32) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -470,15 +470,13 @@ fn iptables_held_lock_is_one_clear_error() {
     if !ready("iptables_held_lock_is_one_clear_error") {
         return;
     }
-    use std::os::fd::AsRawFd;
     let ns = Netns::new("e2e-ipt-lock");
     let env = Env::new(&config("legacy", "  lock_wait_secs: 1\n"));
     let feed = env.feed("list.txt", &["192.0.2.0/24", "2001:db8:1::/48"]);
     let lock = env.path("xtables.lock");
     std::fs::write(&lock, "").expect("lock file");
     let holder = std::fs::File::open(&lock).expect("open lock");
-    // SAFETY: flock on a valid, open file descriptor.
-    assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+    cf_allow_testkit::flock_exclusive(&holder);
     let before = saves(&ns, "legacy");
     let run = Run::of(
         env.cmd(

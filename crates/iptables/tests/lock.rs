@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
-
 use cf_allow_iptables::Variant;
 use cf_allow_testkit::{require_programs, require_root, Netns};
 use common::*;
@@ -27,9 +25,7 @@ fn a_held_xtables_lock_is_one_clear_error() {
     std::fs::write(&lock, "").expect("lock file");
     std::env::set_var("XTABLES_LOCKFILE", &lock);
     let holder = std::fs::File::open(&lock).expect("open lock file");
-    // SAFETY: flock on a valid, open file descriptor.
-    let rc = unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "take the lock");
+    cf_allow_testkit::flock_exclusive(&holder);
 
     let ns = Netns::new("ipt-lock");
     let s = settings(Variant::Legacy, |s| s.lock_wait_secs = 1);

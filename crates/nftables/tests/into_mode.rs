@@ -222,7 +222,7 @@ fn without_cap_net_admin_the_error_is_one_clear_line() {
     let ns = Netns::new("nft-noperm");
     let before = ruleset(&ns);
     let (available, err) = ns.run_in(|| {
-        drop_net_admin_on_this_thread();
+        cf_allow_testkit::drop_net_admin_on_this_thread();
         let available = cf_allow_nftables::available();
         let err = NftablesBackend::new(own(false), vec![443])
             .expect("settings")
@@ -238,44 +238,4 @@ fn without_cap_net_admin_the_error_is_one_clear_line() {
     assert_eq!(ruleset(&ns), before);
     // With the capability it is available.
     assert!(ns.run_in(cf_allow_nftables::available));
-}
-
-/// Clears CAP_NET_ADMIN from the calling thread's effective set (capabilities are per
-/// thread in Linux), so netlink requests from this thread are refused by the kernel.
-fn drop_net_admin_on_this_thread() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const CAP_NET_ADMIN: u32 = 12;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset with a v3 header and two data structs, as the ABI requires.
-    unsafe {
-        assert_eq!(
-            libc::syscall(
-                libc::SYS_capget,
-                &mut header as *mut Header,
-                data.as_mut_ptr()
-            ),
-            0
-        );
-        data[0].effective &= !(1 << CAP_NET_ADMIN);
-        assert_eq!(
-            libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()),
-            0
-        );
-    }
 }

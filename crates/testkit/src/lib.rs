@@ -7,6 +7,8 @@
 //! Tests that need root (or `../shared`) call [`require_root`] / [`require_path`] first: they
 //! skip with a printed notice when it is missing, and fail instead when `CI=true`.
 
+#![forbid(unsafe_code)]
+
 pub mod csf_sandbox;
 pub mod docker_host;
 pub mod firewalld_sandbox;
@@ -82,8 +84,7 @@ pub fn api_json(v4: &[&str], v6: &[&str], etag: &str) -> String {
 /// True when running as root. Otherwise prints a skip notice naming `test` and returns
 /// false, or panics when `CI=true` (CI must run every test).
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return true;
     }
     skip(test, "it needs root (network namespaces, netfilter)")
@@ -135,4 +136,28 @@ fn skip(test: &str, why: &str) -> bool {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
     false
+}
+
+/// Takes an exclusive `flock` on `file` (held until it is closed), as another program holding
+/// a lock file would.
+pub fn flock_exclusive(file: &std::fs::File) {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).expect("flock LOCK_EX");
+}
+
+/// Sends SIGKILL to the process group `pgid` (a child started in a group of its own).
+pub fn kill_process_group(pgid: u32) {
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a process group id");
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
+/// Clears CAP_NET_ADMIN from the calling thread's effective set (capabilities are per thread
+/// in Linux), so that netlink requests from this thread are refused by the kernel.
+pub fn drop_net_admin_on_this_thread() {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let mut sets = capabilities(None).expect("capget");
+    sets.effective.remove(CapabilitySet::NET_ADMIN);
+    set_capabilities(None, sets).expect("capset");
 }

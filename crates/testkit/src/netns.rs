@@ -1,7 +1,7 @@
 //! Private network namespaces made with `ip netns`, deleted on drop.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -184,14 +184,12 @@ impl Netns {
 
 fn enter(name: &str) {
     let file = File::open(format!("/run/netns/{name}")).expect("open netns file");
-    // SAFETY: the fd is valid for the call; CLONE_NEWNET switches only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "setns into {name}: {}",
-        std::io::Error::last_os_error()
-    );
+    // Switches only this thread.
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap_or_else(|e| panic!("setns into {name}: {e}"));
 }
 
 impl Netns {
